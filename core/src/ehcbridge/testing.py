@@ -1,0 +1,167 @@
+"""Helpers for plugin authors' tests: build events and contexts without a store or an engine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from ehcbridge.events import HookContext, LifecycleEvent
+from ehcbridge.models import (
+    LONDON,
+    Invitee,
+    Meeting,
+    Plan,
+    Pupil,
+    Review,
+    ReviewStatus,
+    Role,
+)
+
+
+@dataclass
+class MemoryPluginStore:
+    """An in-memory PluginStore: what a plugin writes can be read back in assertions."""
+
+    state: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, dict[str, str]] = field(default_factory=dict)
+    invitation_records: list[dict[str, Any]] = field(default_factory=list)
+    responses: dict[tuple[str, str], str] = field(default_factory=dict)
+    invitees: dict[str, list[Invitee]] = field(default_factory=dict)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    plugin: str = "test"
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """Return the stored value for ``key``."""
+        return self.state.get(key, default)
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``."""
+        self.state[key] = value
+
+    def delete_state(self, key: str) -> None:
+        """Remove ``key``."""
+        self.state.pop(key, None)
+
+    def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        """Keys starting with ``prefix`` and their values."""
+        return sorted((k, v) for k, v in self.state.items() if k.startswith(prefix))
+
+    def flag_review(self, case_id: str, flag: str, detail: str = "") -> None:
+        """Raise a flag on a review."""
+        self.flags.setdefault(case_id, {})[flag] = detail
+
+    def clear_flag(self, case_id: str, flag: str) -> None:
+        """Clear a flag."""
+        self.flags.get(case_id, {}).pop(flag, None)
+
+    def record_invitation(
+        self, case_id: str, email: str, *, status: str = "sent", detail: str = ""
+    ) -> None:
+        """Record an invitation."""
+        self.invitation_records.append(
+            {"case_id": case_id, "email": email, "plugin": self.plugin, "status": status,
+             "detail": detail}
+        )
+
+    def invitations(self, case_id: str) -> list[dict[str, Any]]:
+        """Invitation records for a review."""
+        return [r for r in self.invitation_records if r["case_id"] == case_id]
+
+    def set_response(self, case_id: str, email: str, response: str) -> None:
+        """Store an invitee's response."""
+        self.responses[(case_id, email.lower())] = response
+
+    def add_invitee(self, case_id: str, invitee: Invitee) -> None:
+        """Add an invitee."""
+        self.invitees.setdefault(case_id, []).append(invitee)
+
+    def set_meeting_link(
+        self, case_id: str, *, provider: str, join_url: str | None, external_id: str | None
+    ) -> None:
+        """Store an online meeting link."""
+        self.links[case_id] = {"provider": provider, "join_url": join_url,
+                               "external_id": external_id}
+
+    def audit(self, case_id: str | None, action: str, detail: dict[str, Any]) -> None:
+        """Append an audit record."""
+        self.audits.append({"case_id": case_id, "action": action, "detail": detail})
+
+
+@dataclass
+class FixedClock:
+    """A clock that says what it is told."""
+
+    at: datetime
+
+    def now(self) -> datetime:
+        """The fixed time."""
+        return self.at
+
+
+def make_context(
+    plugin: str = "test",
+    settings: BaseModel | None = None,
+    *,
+    now: datetime | None = None,
+    store: MemoryPluginStore | None = None,
+) -> HookContext:
+    """A HookContext backed by memory, for unit tests of hook implementations."""
+    return HookContext(
+        plugin=plugin,
+        settings=settings,
+        logger=logging.getLogger(f"ehcbridge.plugins.{plugin}"),
+        clock=FixedClock(now or datetime(2026, 1, 5, 9, 0, tzinfo=LONDON)),
+        store=store or MemoryPluginStore(plugin=plugin),
+    )
+
+
+def make_event(
+    hook: str = "on_review_scheduled",
+    action: str = "scheduled",
+    *,
+    case_id: str = "EHC-0001",
+    start: datetime | None = None,
+    minutes: int = 60,
+    online: bool = True,
+    join_url: str | None = None,
+    invitees: tuple[Invitee, ...] | None = None,
+    sequence: int = 0,
+    coordinator: str = "senco@school.example.org",
+    key: str | None = None,
+    **overrides: Any,
+) -> LifecycleEvent:
+    """A realistic LifecycleEvent with synthetic data; keyword overrides replace fields."""
+    from ehcbridge import timeline  # late: timeline is a sibling module of the core
+
+    start = start or datetime(2026, 3, 10, 10, 0, tzinfo=LONDON)
+    pupil = Pupil(upn="A123456789012", forename="Sam", surname="Example", dob=date(2014, 5, 2),
+                  nc_year=7, school_urn="100001")
+    plan = Plan(case_id=case_id, issued_on=date(2025, 4, 1))
+    meeting = Meeting(id=1, start=start, end=start + timedelta(minutes=minutes),
+                      location="Room 4, Example School" if not online else "Online",
+                      online=online, join_url=join_url, organiser=coordinator, sequence=sequence)
+    if invitees is None:
+        invitees = (
+            Invitee(role=Role.PARENT, name="Parent of S.E.", email="parent@example.net"),
+            Invitee(role=Role.SETTING, name="SENCO", email=coordinator),
+            Invitee(role=Role.LA_SEN_OFFICER, name="SEN caseworker", email="sen@la.example.gov.uk"),
+            Invitee(role=Role.HEALTH, name="SALT team", email="salt@nhs.example.net"),
+            Invitee(role=Role.SOCIAL_CARE, name="Children's social care",
+                    email="csc@la.example.gov.uk"),
+            Invitee(role=Role.OTHER, name="Class teacher", email="teacher@school.example.org"),
+        )
+    milestones = tuple(timeline.milestones(plan, meeting_start=start, pupil=pupil))
+    review = Review(id=1, case_id=case_id, due_by=timeline.review_due(plan),
+                    status=ReviewStatus.SCHEDULED, coordinator_email=coordinator)
+    fields: dict[str, Any] = dict(
+        hook=hook, action=action, idempotency_key=key or f"{case_id}:{hook}:{action}:{sequence}",
+        occurred_at=start - timedelta(weeks=8), review=review, plan=plan, pupil=pupil,
+        meeting=meeting, invitees=invitees, milestones=milestones,
+    )
+    fields.update(overrides)
+    return LifecycleEvent(**fields)

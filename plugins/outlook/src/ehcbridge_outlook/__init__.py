@@ -1,0 +1,18 @@
+"""ehcbridge plugin: outlook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ehcbridge import hookimpl
+from ehcbridge.plugin_settings import PluginSettings
+
+
+class OutlookSettings(PluginSettings):
+    """Settings of the [plugins.outlook] section."""
+
+
+@hookimpl
+def register_settings(register: Any) -> None:
+    """Register this plugin's settings model."""
+    register(OutlookSettings)
