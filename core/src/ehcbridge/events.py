@@ -54,6 +54,9 @@ class PluginStore(Protocol):
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` for this plugin (committed at once)."""
 
+    def set_state_many(self, items: dict[str, Any]) -> None:
+        """Store many keys in one transaction (bulk syncs)."""
+
     def delete_state(self, key: str) -> None:
         """Remove ``key`` from this plugin's state."""
 
@@ -87,6 +90,16 @@ class PluginStore(Protocol):
 
     def audit(self, case_id: str | None, action: str, detail: dict[str, Any]) -> None:
         """Append an audit record (who, what, why) for this plugin."""
+
+    def update_pupil(self, upn: str, fields: dict[str, Any]) -> bool:
+        """Update the core pupil with this UPN (forename, surname, dob, nc_year, school_urn);
+        True when something changed. Recomputes the review flags (e.g. preparing for adulthood)."""
+
+    def open_reviews_for_upn(self, upn: str) -> list[Review]:
+        """Reviews of this pupil that are not yet decided or cancelled."""
+
+    def review(self, case_id: str) -> Review | None:
+        """The current review of a case."""
 
 
 class Clock(Protocol):

@@ -33,6 +33,8 @@ class MemoryPluginStore:
     invitees: dict[str, list[Invitee]] = field(default_factory=dict)
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     audits: list[dict[str, Any]] = field(default_factory=list)
+    pupils: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reviews: dict[str, Review] = field(default_factory=dict)
     plugin: str = "test"
 
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -42,6 +44,10 @@ class MemoryPluginStore:
     def set_state(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key``."""
         self.state[key] = value
+
+    def set_state_many(self, items: dict[str, Any]) -> None:
+        """Store many keys."""
+        self.state.update(items)
 
     def delete_state(self, key: str) -> None:
         """Remove ``key``."""
@@ -90,6 +96,22 @@ class MemoryPluginStore:
     def audit(self, case_id: str | None, action: str, detail: dict[str, Any]) -> None:
         """Append an audit record."""
         self.audits.append({"case_id": case_id, "action": action, "detail": detail})
+
+    def update_pupil(self, upn: str, fields: dict[str, Any]) -> bool:
+        """Update a pupil; True when a field changed."""
+        current = self.pupils.setdefault(upn, {})
+        changed = any(current.get(k) != v for k, v in fields.items())
+        current.update(fields)
+        return changed
+
+    def open_reviews_for_upn(self, upn: str) -> list[Review]:
+        """Reviews whose case is linked to this UPN in ``pupils[upn]['case_ids']``."""
+        case_ids = self.pupils.get(upn, {}).get("case_ids", [])
+        return [self.reviews[c] for c in case_ids if c in self.reviews]
+
+    def review(self, case_id: str) -> Review | None:
+        """The review of a case."""
+        return self.reviews.get(case_id)
 
 
 @dataclass
