@@ -1,18 +1,76 @@
-"""ehcbridge plugin: outlook."""
+"""ehcbridge plugin: outlook. Calendar invitations by email (iCalendar iTIP/iMIP) for any calendar.
+
+Hook bodies live in ``service`` and import icalendar lazily, so loading the plugin stays cheap.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ehcbridge import hookimpl
-from ehcbridge.plugin_settings import PluginSettings
 
+from ehcbridge_outlook.settings import OutlookSettings
 
-class OutlookSettings(PluginSettings):
-    """Settings of the [plugins.outlook] section."""
+__all__ = ["OutlookSettings"]
 
 
 @hookimpl
 def register_settings(register: Any) -> None:
     """Register this plugin's settings model."""
     register(OutlookSettings)
+
+
+# trylast: in invite = "uninvited" mode the other calendar plugins must have recorded their
+# invitations for this event before this plugin decides who is left.
+@hookimpl(trylast=True)
+def on_review_scheduled(event: Any, ctx: Any) -> None:
+    """Send iTIP REQUEST (new or moved meeting) or CANCEL to the invitees this plugin reaches."""
+    from ehcbridge_outlook import service
+
+    service.on_review_scheduled(event, ctx)
+
+
+@hookimpl
+def on_views_due(event: Any, ctx: Any) -> None:
+    """Send the coordinator all-day reminders for the views request and views due dates."""
+    from ehcbridge_outlook import service
+
+    service.on_deadlines(event, ctx)
+
+
+@hookimpl
+def on_meeting_held(event: Any, ctx: Any) -> None:
+    """Send the coordinator all-day reminders for the report and decision deadlines."""
+    from ehcbridge_outlook import service
+
+    service.on_deadlines(event, ctx)
+
+
+@hookimpl
+def on_decision(event: Any, ctx: Any) -> None:
+    """Cancel the meeting (and its reminders) when the LA decides to cease before it is held."""
+    from ehcbridge_outlook import service
+
+    service.on_decision(event, ctx)
+
+
+@hookimpl
+def check(ctx: Any) -> Any:
+    """Doctor: settings and the mail transport (SMTP handshake and login, nothing sent)."""
+    from ehcbridge.events import CheckResult
+
+    from ehcbridge_outlook import service
+
+    settings = ctx.settings if isinstance(ctx.settings, OutlookSettings) else OutlookSettings()
+    results = [CheckResult("outlook invitations", "ok",
+                           f"invite = {settings.invite}, reminders = {settings.reminders}")]
+    results.append(service.check_transport(settings))
+    return results
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``ehcbridge outlook ...``."""
+    from ehcbridge_outlook.cli import outlook
+
+    cli.add_command(outlook)

@@ -1,0 +1,118 @@
+"""iMIP (RFC 6047): wrap an iTIP calendar in an email with plain-text and HTML bodies."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from datetime import date, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+
+from ehcbridge_outlook.ical import DeadlineEntry, MeetingEntry
+
+ROLE_WORDS = {True: "required (reg 20(2) of the SEND Regulations 2014)", False: "optional"}
+
+
+def address_of(value: str) -> str:
+    """The bare address of ``value`` (which may be ``Name <address>``)."""
+    return parseaddr(value)[1] or value
+
+
+def message_id(*parts: object, domain: str) -> str:
+    """A Message-ID fixed by ``parts``: a resend after a crash is the same message to receivers."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+    return f"<{digest}@{domain or 'ehcbridge.invalid'}>"
+
+
+def when_text(start: datetime, end: datetime) -> str:
+    """``Tuesday 10 March 2026, 10:00 to 11:00 (UK time)``."""
+    return (f"{start:%A} {start.day} {start:%B %Y}, {start:%H:%M} to {end:%H:%M} (UK time)")
+
+
+def day_text(day: date) -> str:
+    """``Sunday 1 March 2026``."""
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def meeting_lines(entry: MeetingEntry) -> list[tuple[str, str]]:
+    """The facts a reader needs, as (label, value) pairs shared by every body."""
+    lines = [("What", entry.summary), ("When", when_text(entry.start, entry.end))]
+    if entry.location:
+        lines.append(("Where", entry.location))
+    if entry.join_url and not entry.cancelled:
+        lines.append(("Join online", entry.join_url))
+    organiser = entry.organiser.name or entry.organiser.email
+    lines.append(("Organiser", f"{organiser} <{entry.organiser.email}>"
+                  if entry.organiser.name else organiser))
+    return lines
+
+
+def meeting_description(entry: MeetingEntry) -> str:
+    """The DESCRIPTION text of a meeting (also the heart of the email body)."""
+    lines = ["This is an EHC plan review meeting."]
+    if entry.join_url:
+        lines.append(f"Join online: {entry.join_url}")
+    lines.append("Please reply with your calendar (accept or decline) so the organiser knows "
+                 "who is coming, and send any advice or views before the meeting.")
+    return "\n".join(lines)
+
+
+def _bodies(intro: str, lines: list[tuple[str, str]], outro: str) -> tuple[str, str]:
+    text = "\n".join([intro, "", *(f"{label}: {value}" for label, value in lines), "", outro, ""])
+    rows = "".join(
+        f"<tr><th align=\"left\">{html.escape(label)}</th><td>"
+        + (f"<a href=\"{html.escape(value)}\">{html.escape(value)}</a>"
+           if value.startswith(("https://", "http://")) else html.escape(value))
+        + "</td></tr>"
+        for label, value in lines)
+    body = (f"<!DOCTYPE html><html><body><p>{html.escape(intro)}</p><table>{rows}</table>"
+            f"<p>{html.escape(outro)}</p></body></html>")
+    return text, body
+
+
+def meeting_bodies(entry: MeetingEntry, recipient_required: bool, *,
+                   update: bool) -> tuple[str, str]:
+    """Plain-text and HTML bodies saying what the calendar part says."""
+    if entry.cancelled:
+        intro = ("This EHC plan review meeting has been cancelled. "
+                 "Please remove it from your calendar.")
+        outro = "The organiser will send a new invitation if the review is rearranged."
+    else:
+        intro = ("The time or place of this EHC plan review meeting has changed."
+                 if update else "You are invited to an EHC plan review meeting.")
+        outro = (f"Your attendance is {ROLE_WORDS[recipient_required]}. Please accept or decline "
+                 "with your calendar so the organiser knows who is coming.")
+    return _bodies(intro, meeting_lines(entry), outro)
+
+
+def deadline_bodies(entry: DeadlineEntry) -> tuple[str, str]:
+    """Bodies of a deadline reminder."""
+    lines = [("What", entry.summary), ("Date", day_text(entry.day))]
+    if entry.cancelled:
+        return _bodies("This EHC plan review deadline no longer applies.", lines,
+                       "It has been removed because the review changed.")
+    return _bodies("A deadline in an EHC plan review you coordinate.", lines,
+                   "This is an all-day reminder; your calendar will remind you beforehand.")
+
+
+def build_message(*, calendar: bytes, method: str, subject: str, sender: str, to: tuple[str, str],
+                  reply_to: str | None, msg_id: str, sent_at: datetime, text: str,
+                  html_body: str) -> EmailMessage:
+    """An iMIP message: multipart/mixed of text, HTML and text/calendar parts + invite.ics."""
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = formataddr(to)
+    if reply_to and address_of(reply_to).lower() != address_of(sender).lower():
+        message["Reply-To"] = reply_to
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = msg_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    message.add_alternative(html_body, subtype="html")
+    # Decoded as UTF-8 so set_content chooses a transfer encoding that keeps CRLF intact.
+    message.add_alternative(calendar.decode("utf-8"), subtype="calendar", cte="base64",
+                            params={"method": method})
+    message.add_attachment(calendar, maintype="application", subtype="ics",
+                           filename="invite.ics")
+    return message

@@ -1,0 +1,89 @@
+"""The ``[plugins.outlook]`` settings: who gets invitations, how they look and how they leave."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Literal
+
+from ehcbridge.mail import MailSettings
+from ehcbridge.plugin_settings import PluginSettings
+from pydantic import SecretStr, field_validator, model_validator
+
+# Fields a summary template may use; the name fields need ``include_names = true``.
+SAFE_FIELDS = frozenset({"initials", "case_id", "kind"})
+NAME_FIELDS = frozenset({"forename", "surname", "full_name"})
+MAIL_KEYS = tuple(MailSettings.model_fields)
+
+
+def template_fields(template: str) -> set[str]:
+    """The replacement fields a ``str.format`` template refers to."""
+    return {name for _text, name, _spec, _conv in string.Formatter().parse(template) if name}
+
+
+class OutlookSettings(PluginSettings):
+    """Settings of [plugins.outlook]; keys are flat, the mail keys as in ``ehcbridge.mail``."""
+
+    invite: Literal["uninvited", "all", "none"] = "uninvited"
+    organiser: str | None = None
+    organiser_name: str | None = None
+    summary_template: str = "EHCP annual review: {initials} ({case_id})"
+    reminder_template: str = "EHCP review deadline: {milestone} ({initials}, {case_id})"
+    include_names: bool = False
+    reminders: bool = True
+    alarm_days_before: int = 1
+    send_attempts: int = 3
+    retry_wait: float = 2.0
+
+    # Transport, same keys and defaults as ehcbridge.mail.MailSettings except smtp_host.
+    transport: Literal["outbox", "smtp"] = "outbox"
+    outbox_dir: Path = Path("outbox")
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = 30.0
+    ca_bundle: Path | None = None
+    from_address: str = "ehcbridge@localhost"
+
+    @field_validator("alarm_days_before")
+    @classmethod
+    def _days(cls, value: int) -> int:
+        if not 0 <= value <= 60:
+            raise ValueError("alarm_days_before must be between 0 and 60")
+        return value
+
+    @field_validator("send_attempts")
+    @classmethod
+    def _attempts(cls, value: int) -> int:
+        if not 1 <= value <= 10:
+            raise ValueError("send_attempts must be between 1 and 10")
+        return value
+
+    @model_validator(mode="after")
+    def _templates(self) -> OutlookSettings:
+        allowed = SAFE_FIELDS | (NAME_FIELDS if self.include_names else frozenset())
+        for key, template, extra in (("summary_template", self.summary_template, set()),
+                                     ("reminder_template", self.reminder_template, {"milestone"})):
+            unknown = template_fields(template) - allowed - extra
+            names = unknown & NAME_FIELDS
+            if names:
+                raise ValueError(f"{key} uses {', '.join(sorted(names))}: children's names stay "
+                                 "out of calendars unless include_names = true")
+            if unknown:
+                raise ValueError(f"{key} uses unknown field(s) {', '.join(sorted(unknown))}; "
+                                 f"allowed: {', '.join(sorted(allowed | extra))}")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """False when SMTP is chosen but no server is named."""
+        return self.transport == "outbox" or bool(self.smtp_host)
+
+    def mail(self) -> MailSettings:
+        """The core mail transport settings built from the flat keys."""
+        values = {key: getattr(self, key) for key in MAIL_KEYS}
+        if values["smtp_host"] is None:
+            values["smtp_host"] = "localhost"
+        return MailSettings(**values)
