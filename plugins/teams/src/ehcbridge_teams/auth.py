@@ -1,0 +1,168 @@
+"""App-only tokens from Microsoft Entra ID through msal (client credentials)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import ssl
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msal
+
+from ehcbridge_teams.settings import TeamsSettings
+
+GRAPH_SCOPE_SUFFIX = "/.default"
+# Hosts msal knows; for any other (a national cloud proxy, a test double) instance discovery is
+# turned off, otherwise msal would call login.microsoftonline.com to validate the host.
+_KNOWN_HOSTS = frozenset(
+    getattr(getattr(msal, "authority", None), "WELL_KNOWN_AUTHORITY_HOSTS", ())
+) | {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
+     "login.partner.microsoftonline.cn"}
+# Token errors that retrying cannot fix: wrong secret, unknown tenant or app, missing consent.
+_PERMANENT_TOKEN_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_request", "invalid_scope",
+     "invalid_grant", "access_denied"}
+)
+
+_APPS: dict[tuple[str, ...], Any] = {}
+_APPS_LOCK = threading.Lock()
+
+
+class TokenError(Exception):
+    """A token could not be obtained; ``permanent`` says whether retrying can help."""
+
+    def __init__(self, message: str, *, code: str = "", permanent: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent
+
+
+def ssl_context(settings: TeamsSettings) -> ssl.SSLContext:
+    """TLS trust: ca_bundle if set, else SSL_CERT_FILE / SSL_CERT_DIR, else the system store."""
+    if settings.ca_bundle is not None:
+        return ssl.create_default_context(cafile=str(settings.ca_bundle))
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context()
+
+
+def graph_scope(settings: TeamsSettings) -> str:
+    """The client-credentials scope for the configured Graph host (national clouds differ)."""
+    parts = urlsplit(settings.graph_url)
+    return f"{parts.scheme}://{parts.netloc}{GRAPH_SCOPE_SUFFIX}"
+
+
+def _credential(settings: TeamsSettings) -> Any:
+    if settings.client_secret is not None:
+        return settings.client_secret.get_secret_value()
+    assert settings.certificate_path is not None
+    passphrase = (
+        settings.certificate_passphrase.get_secret_value()
+        if settings.certificate_passphrase is not None else None
+    )
+    if settings.certificate_path.suffix.lower() in {".pfx", ".p12"}:
+        cred: dict[str, Any] = {"private_key_pfx_path": str(settings.certificate_path)}
+    else:
+        cred = {
+            "private_key": settings.certificate_path.read_text(encoding="utf-8"),
+            "thumbprint": (settings.thumbprint or "").replace(":", "").strip(),
+        }
+    if passphrase:
+        cred["passphrase"] = passphrase
+    return cred
+
+
+def _cache_key(settings: TeamsSettings) -> tuple[str, ...]:
+    # A hash of the credential, so a rotated secret gets a fresh app (msal caches failed token
+    # responses per app); the hash never leaves this process.
+    secret = (
+        settings.client_secret.get_secret_value() if settings.client_secret is not None
+        else f"{settings.certificate_path}|{settings.thumbprint}"
+    )
+    return (
+        settings.authority, settings.client_id or "", str(settings.ca_bundle or ""),
+        hashlib.sha256(secret.encode()).hexdigest(),
+    )
+
+
+def get_app(settings: TeamsSettings) -> Any:
+    """The one msal app per tenant and client, so its token cache is reused."""
+    key = _cache_key(settings)
+    with _APPS_LOCK:
+        app = _APPS.get(key)
+        if app is not None:
+            return app
+        host = urlsplit(settings.authority_host).hostname or ""
+        http_client = httpx.Client(verify=ssl_context(settings), timeout=settings.timeout_seconds)
+        try:
+            app = msal.ConfidentialClientApplication(
+                settings.client_id,
+                client_credential=_credential(settings),
+                authority=settings.authority,
+                http_client=http_client,
+                instance_discovery=host in _KNOWN_HOSTS,
+            )
+        except httpx.TransportError as exc:
+            http_client.close()
+            raise TokenError(
+                f"cannot reach {settings.authority_host}: {type(exc).__name__}", permanent=False
+            ) from None
+        except httpx.HTTPStatusError as exc:
+            http_client.close()
+            raise TokenError(
+                f"{settings.authority_host} answered HTTP {exc.response.status_code} to tenant "
+                f"discovery for tenant {settings.tenant_id}",
+                permanent=exc.response.status_code < 500,
+            ) from None
+        except ValueError as exc:
+            http_client.close()
+            # msal's ValueError names the authority and tenant only, never the credential.
+            raise TokenError(
+                f"tenant {settings.tenant_id} not found at {settings.authority_host}: "
+                f"{str(exc).splitlines()[0][:200]}",
+                code="tenant_not_found",
+            ) from None
+        _APPS[key] = app
+        return app
+
+
+def acquire_token(settings: TeamsSettings) -> str:
+    """An access token for Microsoft Graph (from msal's cache while it is valid)."""
+    app = get_app(settings)
+    try:
+        result = app.acquire_token_for_client(scopes=[graph_scope(settings)])
+    except httpx.TransportError as exc:
+        raise TokenError(
+            f"cannot reach {settings.authority_host}: {type(exc).__name__}", permanent=False
+        ) from None
+    if result and "access_token" in result:
+        return str(result["access_token"])
+    result = result or {}
+    code = str(result.get("error", "unknown_error"))
+    description = str(result.get("error_description", ""))
+    aadsts = re.search(r"AADSTS\d+", description)
+    detail = f" ({aadsts.group(0)})" if aadsts else ""
+    hint = {
+        "invalid_client": "check client_secret or the certificate and thumbprint",
+        "unauthorized_client": "check client_id and that the app exists in this tenant",
+        "invalid_request": "check tenant_id and client_id",
+        "invalid_scope": "check graph_url matches the cloud of authority_host",
+    }.get(code, "see the app registration in Microsoft Entra ID")
+    raise TokenError(
+        f"token request for client {settings.client_id} in tenant {settings.tenant_id} "
+        f"refused: {code}{detail}; {hint}",
+        code=code,
+        permanent=code in _PERMANENT_TOKEN_ERRORS,
+    )
+
+
+def reset_apps() -> None:
+    """Forget every cached app (tests, and after settings are reloaded)."""
+    with _APPS_LOCK:
+        _APPS.clear()

@@ -1,0 +1,66 @@
+"""``ehcbridge teams ...`` commands: thin wrappers over functions tested directly."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from ehcbridge.events import CheckResult, HookContext
+
+_MARKS = {"ok": "ok", "warning": "warning", "failed": "FAILED", "not configured": "not configured"}
+
+
+def _context() -> HookContext:
+    try:
+        from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise click.ClickException("the ehcbridge application is not available") from None
+    ctx: HookContext = current_app().plugin_context("teams")
+    return ctx
+
+
+def format_results(results: list[CheckResult]) -> str:
+    """One line per check: status, name, detail."""
+    return "\n".join(f"[{_MARKS.get(r.status, r.status)}] {r.name}: {r.detail}" for r in results)
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    """1 when any check failed or the plugin is not configured, else 0."""
+    return 1 if any(r.status in {"failed", "not configured"} for r in results) else 0
+
+
+@click.group("teams")
+def teams() -> None:
+    """Microsoft Teams meetings in Outlook calendars (Microsoft Graph)."""
+
+
+@teams.command("check")
+@click.option("--mailbox", help="Check this mailbox instead of the configured organiser.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def check_command(mailbox: str | None, as_json: bool) -> None:
+    """Get a token, read the organiser's calendar and confirm Teams meetings are allowed."""
+    from ehcbridge_teams import settings_of
+    from ehcbridge_teams.meetings import run_check
+
+    results = run_check(settings_of(_context()), mailbox=mailbox)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        click.echo(format_results(results))
+    sys.exit(exit_code(results))
+
+
+@teams.command("refresh-responses")
+def refresh_command() -> None:
+    """Read attendee responses for meetings in the next three weeks now."""
+    from ehcbridge_teams import refresh_responses
+
+    summary = refresh_responses(_context())
+    if summary is None:
+        raise click.ClickException("teams is not configured; see `ehcbridge teams check`")
+    click.echo(
+        f"{summary['meetings']} meetings read, {summary['changed']} responses changed, "
+        f"{summary['declined']} with a required professional declining, "
+        f"{summary['failed']} failed"
+    )
