@@ -1,18 +1,109 @@
-"""ehcbridge plugin: health_referrals."""
+"""ehcbridge plugin: route professional invitations and advice requests to their teams.
+
+Hook bodies import their helpers lazily so ``ehcbridge --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ehcbridge import hookimpl
-from ehcbridge.plugin_settings import PluginSettings
+from ehcbridge import NotConfigured, hookimpl
+from ehcbridge.events import CheckResult, HookContext
+
+from .settings import HealthReferralsSettings
+
+__all__ = ["HealthReferralsSettings"]
 
 
-class HealthReferralsSettings(PluginSettings):
-    """Settings of the [plugins.health_referrals] section."""
+def _settings(ctx: HookContext) -> HealthReferralsSettings | None:
+    settings = ctx.settings
+    if isinstance(settings, HealthReferralsSettings) and settings.configured:
+        return settings
+    return None
 
 
 @hookimpl
 def register_settings(register: Any) -> None:
     """Register this plugin's settings model."""
     register(HealthReferralsSettings)
+
+
+@hookimpl
+def startup(ctx: HookContext) -> None:
+    """Fail fast on a routing table that cannot be loaded (bad row, ambiguous rules)."""
+    settings = ctx.settings
+    if isinstance(settings, HealthReferralsSettings) and settings.enabled:
+        settings.load_table()
+
+
+@hookimpl
+def check(ctx: HookContext) -> list[CheckResult]:
+    """Doctor: is there a routing table and a DCO mailbox, and can mail go out?"""
+    settings = _settings(ctx)
+    if settings is None:
+        return [CheckResult("routing", "not configured",
+                            "set dco_mailbox (and rules or rules_csv) in "
+                            "[plugins.health_referrals]")]
+    table = settings.table
+    from_csv = sum(1 for o in table.origins if not o.startswith("rules["))
+    results = [CheckResult(
+        "routing", "ok" if table.rules else "warning",
+        f"{len(table.rules)} rule(s) ({from_csv} from CSV); unmatched invitations go to "
+        f"{settings.dco_team} <{settings.dco_mailbox}>"
+        + ("" if table.rules else "; with no rules every professional goes to the DCO"),
+    )]
+    if settings.transport == "smtp" and settings.from_address.endswith("@localhost"):
+        results.append(CheckResult("mail", "warning",
+                                   "from_address is not set: advice requests would come from "
+                                   f"{settings.from_address}"))
+    else:
+        where = (f"outbox folder {settings.outbox_dir}" if settings.transport == "outbox"
+                 else f"SMTP {settings.smtp_host}:{settings.smtp_port}")
+        results.append(CheckResult("mail", "ok", f"advice requests sent by {where}"))
+    return results
+
+
+@hookimpl
+def route_invite(review: Any, pupil: Any, invitee: Any, ctx: HookContext) -> Any:
+    """Route a professional invitee to their team's secure mailbox (Route), or the DCO."""
+    settings = _settings(ctx)
+    if settings is None:
+        return None
+    from .routing import route_for
+
+    return route_for(invitee, pupil, review, ctx, settings)
+
+
+@hookimpl
+def on_review_scheduled(event: Any, ctx: HookContext) -> None:
+    """Statutory watch: flag a meeting whose reg 20(2) invitees or notice fall short."""
+    settings = ctx.settings
+    if isinstance(settings, HealthReferralsSettings) and not settings.enabled:
+        raise NotConfigured("health_referrals is disabled")
+    from . import watch
+
+    watch.check(event, ctx)
+
+
+@hookimpl
+def on_views_due(event: Any, ctx: HookContext) -> None:
+    """Send advice requests (six weeks ahead), one reminder, and flag overdue advice."""
+    from . import watch
+
+    settings = ctx.settings
+    if isinstance(settings, HealthReferralsSettings) and settings.enabled:
+        watch.check(event, ctx)
+    configured = _settings(ctx)
+    if configured is None:
+        raise NotConfigured("health_referrals: no dco_mailbox, so no advice requests are sent")
+    from .advice import handle_views_due
+
+    handle_views_due(event, ctx, configured)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add the ``health-referrals`` command group."""
+    from .cli import group
+
+    cli.add_command(group)

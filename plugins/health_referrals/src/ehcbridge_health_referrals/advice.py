@@ -1,0 +1,269 @@
+"""Advice requests to routed teams: sent once per review and stage, reminded once, tracked."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from datetime import date, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from ehcbridge import mail
+from ehcbridge.events import HookContext, LifecycleEvent
+from ehcbridge.models import LONDON, Meeting, Review
+
+from .routing import ROUTED_ROLES, pupil_needs, route_for, teams_of
+from .settings import HealthReferralsSettings
+
+ADVICE_NOTICE = timedelta(days=14)  # reg 20(4): advice circulated two weeks before the meeting
+OVERDUE_FLAG = "advice_overdue"
+
+
+def review_token(review: Review) -> str:
+    """Identifies one review of a case (a case is reviewed every year under the same id)."""
+    return str(review.id) if review.id is not None else review.due_by.isoformat()
+
+
+def _mailbox_key(mailbox: str) -> str:
+    return mailbox.strip().casefold()
+
+
+def sent_key(case_id: str, token: str, stage: str, mailbox: str) -> str:
+    """State key set once a stage's message has gone to a team."""
+    return f"sent:{case_id}:{token}:{stage}:{_mailbox_key(mailbox)}"
+
+
+def received_key(case_id: str, token: str, mailbox: str) -> str:
+    """State key set when a team's advice is recorded as returned."""
+    return f"received:{case_id}:{token}:{_mailbox_key(mailbox)}"
+
+
+def advice_due(meeting: Meeting) -> date:
+    """The day advice must be in: two weeks before the meeting."""
+    return (meeting.start.astimezone(LONDON) - ADVICE_NOTICE).date()
+
+
+def message_id(idempotency_key: str, mailbox: str, domain: str) -> str:
+    """A Message-ID that is the same on every retry of the same delivery to the same team."""
+    digest = hashlib.sha256(f"{idempotency_key}|{_mailbox_key(mailbox)}".encode()).hexdigest()
+    return f"<{digest[:40]}.advice@{domain}>"
+
+
+def _long_date(day: date) -> str:
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def _kind(review: Review) -> str:
+    return {"annual": "annual review", "early": "early review",
+            "phase_transfer": "phase transfer review",
+            "under_five": "under-fives review"}.get(str(review.kind.value), "review")
+
+
+def build_message(event: LifecycleEvent, team: dict[str, Any],
+                  settings: HealthReferralsSettings, *, reminder: bool = False,
+                  needs: tuple[str, ...] = ()) -> EmailMessage:
+    """The advice request (or its reminder) for one team, as plain text and HTML."""
+    meeting = event.meeting
+    if meeting is None:
+        raise ValueError("an advice request needs a meeting")
+    review, pupil = event.review, event.pupil
+    due = advice_due(meeting)
+    start, end = meeting.start.astimezone(LONDON), meeting.end.astimezone(LONDON)
+    urn = pupil.school_urn
+    setting = (f"{settings.setting_names[urn]} (URN {urn})" if urn in settings.setting_names
+               else f"URN {urn}" if urn else "not recorded")
+    facts: list[tuple[str, str, str | None]] = [
+        ("Case reference", review.case_id, None),
+        ("Initials", pupil.initials, None),
+        ("Date of birth", pupil.dob.strftime("%d/%m/%Y") if pupil.dob else "not recorded", None),
+        ("Setting", setting, None),
+        ("Meeting", f"{_long_date(start.date())}, {start:%H:%M} to {end:%H:%M}", None),
+    ]
+    if meeting.join_url:
+        facts.append(("Join online", meeting.join_url, meeting.join_url))
+    if meeting.location and (not meeting.online or meeting.location.casefold() != "online"):
+        facts.append(("Location", meeting.location, None))
+    facts.append(("Advice due by", _long_date(due), None))
+    if team.get("data_level") == "needs" and needs:
+        facts.append(("Recorded needs (CTF)", ", ".join(needs), None))
+    how = settings.return_instructions
+    portal = team.get("portal_url")
+    contact = settings.reply_to or review.coordinator_email
+
+    lead = (f"This is a reminder: we have not yet recorded advice from {team['team']} for this "
+            f"{_kind(review)}." if reminder else
+            f"{team['team']} is invited to contribute advice to the EHC plan {_kind(review)} "
+            f"below (SEND Regulations 2014, regulation 20).")
+    ask = (f"Please send your advice by {_long_date(due)}, two weeks before the meeting, so that "
+           f"it can be circulated to everyone invited.")
+
+    text = [lead, "", ask, ""]
+    text += [f"{label}: {value}" for label, value, _link in facts]
+    text += ["", f"How to return your advice: {how}"]
+    if portal:
+        text.append(f"Upload it at: {portal}")
+    if contact:
+        text.append(f"Questions: {contact}")
+    text += ["", "Please do not forward this message outside your team."]
+
+    def cell(value: str, link: str | None) -> str:
+        safe = html.escape(value)
+        return f'<a href="{html.escape(link, quote=True)}">{safe}</a>' if link else safe
+
+    rows = "".join(f"<tr><th align=\"left\">{html.escape(label)}</th><td>{cell(value, link)}"
+                   f"</td></tr>" for label, value, link in facts)
+    body = [f"<p>{html.escape(lead)}</p>", f"<p><strong>{html.escape(ask)}</strong></p>",
+            f"<table>{rows}</table>",
+            f"<p>How to return your advice: {html.escape(how)}</p>"]
+    if portal:
+        body.append(f"<p>Upload it at: {cell(portal, portal)}</p>")
+    if contact:
+        body.append(f"<p>Questions: {cell(contact, 'mailto:' + contact)}</p>")
+    body.append("<p>Please do not forward this message outside your team.</p>")
+
+    message = EmailMessage()
+    prefix = "Reminder: advice due" if reminder else "Advice request"
+    message["Subject"] = (f"{prefix} for EHCP {_kind(review)} {review.case_id} "
+                          f"(meeting {start.day} {start:%B %Y})")
+    message["To"] = team["mailbox"]
+    message["From"] = settings.from_address
+    if contact:
+        message["Reply-To"] = contact
+    message.set_content("\n".join(text) + "\n")
+    message.add_alternative("<html><body>" + "".join(body) + "</body></html>", subtype="html")
+    return message
+
+
+def _ensure_routes(event: LifecycleEvent, ctx: HookContext,
+                   settings: HealthReferralsSettings) -> list[dict[str, Any]]:
+    teams = teams_of(ctx, event.review.case_id)
+    if teams:
+        return teams
+    # route_invite was not consulted (older engine): route the event's invitees now.
+    for invitee in event.invitees:
+        if invitee.role.value in ROUTED_ROLES:
+            route_for(invitee, event.pupil, event.review, ctx, settings)
+    return teams_of(ctx, event.review.case_id)
+
+
+def _send(event: LifecycleEvent, ctx: HookContext, settings: HealthReferralsSettings,
+          team: dict[str, Any], *, stage: str, reminder: bool, needs: tuple[str, ...]) -> None:
+    case_id, token = event.review.case_id, review_token(event.review)
+    message = build_message(event, team, settings, reminder=reminder, needs=needs)
+    domain = settings.from_address.rpartition("@")[2] or "localhost"
+    message["Message-ID"] = message_id(event.idempotency_key, team["mailbox"], domain)
+    sent_id = mail.send(message, settings.mail_settings())
+    now = ctx.clock.now().isoformat()
+    ctx.store.set_state(sent_key(case_id, token, stage, team["mailbox"]),
+                        {"at": now, "message_id": sent_id, "team": team["team"]})
+    ctx.store.record_invitation(case_id, team["mailbox"], status="sent",
+                                detail=f"advice {'reminder' if reminder else 'request'}")
+    ctx.store.audit(case_id, f"advice_{'reminder' if reminder else 'request'}", {
+        "team": team["team"], "mailbox": team["mailbox"], "rule": team.get("rule"),
+        "message_id": sent_id, "advice_due": advice_due(event.meeting).isoformat()
+        if event.meeting else None,
+    })
+
+
+def handle_views_due(event: LifecycleEvent, ctx: HookContext,
+                     settings: HealthReferralsSettings) -> dict[str, list[str]]:
+    """Send what this stage calls for: requests to every routed team not yet asked; at
+    ``reminder``/``due``, one reminder to teams asked earlier that have not replied; at ``due``,
+    flag the review with the teams whose advice is overdue. Returns team names by what happened."""
+    outcome: dict[str, list[str]] = {"requested": [], "reminded": [], "overdue": []}
+    if event.meeting is None:
+        ctx.logger.warning("views stage %s for a review without a meeting: nothing sent",
+                           event.stage)
+        return outcome
+    case_id, token = event.review.case_id, review_token(event.review)
+    teams = _ensure_routes(event, ctx, settings)
+    needs: tuple[str, ...] = ()
+    if any(t.get("data_level") == "needs" for t in teams):
+        needs, _note = pupil_needs(event.pupil, ctx)
+    store = ctx.store
+    for team in teams:
+        mailbox = team["mailbox"]
+        if store.get_state(received_key(case_id, token, mailbox)) is not None:
+            continue
+        if store.get_state(sent_key(case_id, token, "request", mailbox)) is None:
+            _send(event, ctx, settings, team, stage="request", reminder=False, needs=needs)
+            outcome["requested"].append(team["team"])
+            asked_before = False
+        else:
+            asked_before = True
+        if event.stage in ("reminder", "due"):
+            if event.stage == "due":
+                outcome["overdue"].append(team["team"])
+            if asked_before and store.get_state(
+                    sent_key(case_id, token, "reminder", mailbox)) is None:
+                _send(event, ctx, settings, team, stage="reminder", reminder=True, needs=needs)
+                outcome["reminded"].append(team["team"])
+    if event.stage == "due":
+        refresh_overdue(ctx, event.review, overdue_stage_reached=True)
+    return outcome
+
+
+def outstanding(ctx: HookContext, review: Review) -> list[dict[str, Any]]:
+    """Teams asked for advice on this review that have not returned it."""
+    token = review_token(review)
+    return [t for t in teams_of(ctx, review.case_id)
+            if ctx.store.get_state(sent_key(review.case_id, token, "request", t["mailbox"]))
+            is not None
+            and ctx.store.get_state(received_key(review.case_id, token, t["mailbox"])) is None]
+
+
+def refresh_overdue(ctx: HookContext, review: Review, *,
+                    overdue_stage_reached: bool | None = None) -> None:
+    """Raise, update or clear the ``advice_overdue`` flag from what is still outstanding."""
+    token = review_token(review)
+    marker = f"overdue:{review.case_id}:{token}"
+    if overdue_stage_reached:
+        ctx.store.set_state(marker, True)
+    if not ctx.store.get_state(marker):
+        return
+    late = outstanding(ctx, review)
+    if late:
+        ctx.store.flag_review(review.case_id, OVERDUE_FLAG,
+                              ", ".join(sorted(t["team"] for t in late)))
+    else:
+        ctx.store.clear_flag(review.case_id, OVERDUE_FLAG)
+
+
+class UnknownTeam(LookupError):
+    """``received`` named a team that was not asked for advice on this review."""
+
+
+def record_received(ctx: HookContext, review: Review, team_name: str,
+                    on: date | None = None) -> dict[str, Any]:
+    """Record a team's advice as returned (matched by team name or mailbox, any case) and
+    update the overdue flag. Raises UnknownTeam listing the review's teams."""
+    wanted = team_name.strip().casefold()
+    teams = teams_of(ctx, review.case_id)
+    team = next((t for t in teams
+                 if wanted in (t["team"].casefold(), t["mailbox"].casefold())), None)
+    if team is None:
+        known = ", ".join(t["team"] for t in teams) or "none routed yet"
+        raise UnknownTeam(f"no team {team_name!r} on review {review.case_id} (teams: {known})")
+    day = on or ctx.clock.now().astimezone(LONDON).date()
+    record = {"on": day.isoformat(), "team": team["team"], "mailbox": team["mailbox"],
+              "recorded_at": ctx.clock.now().isoformat()}
+    ctx.store.set_state(received_key(review.case_id, review_token(review), team["mailbox"]),
+                        record)
+    ctx.store.audit(review.case_id, "advice_received", record)
+    refresh_overdue(ctx, review)
+    return record
+
+
+def status_of(ctx: HookContext, review: Review, team: dict[str, Any]) -> str:
+    """Where a team's advice stands: not requested, requested, reminded or received."""
+    token = review_token(review)
+    got = ctx.store.get_state(received_key(review.case_id, token, team["mailbox"]))
+    if got:
+        return f"advice received {got['on']}"
+    reminded = ctx.store.get_state(sent_key(review.case_id, token, "reminder", team["mailbox"]))
+    if reminded:
+        return f"reminded {reminded['at'][:10]}"
+    asked = ctx.store.get_state(sent_key(review.case_id, token, "request", team["mailbox"]))
+    if asked:
+        return f"advice requested {asked['at'][:10]}"
+    return "advice not yet requested"

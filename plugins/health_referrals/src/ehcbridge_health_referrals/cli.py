@@ -1,0 +1,136 @@
+"""``ehcbridge health-referrals ...``: explain routing, record returned advice, list the rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import click
+from ehcbridge.events import HookContext
+
+from .settings import HealthReferralsSettings
+
+PLUGIN = "health_referrals"
+
+
+def _app_context() -> HookContext:
+    from ehcbridge.app import current_app
+
+    return current_app().plugin_context(PLUGIN)
+
+
+# Replaced in tests with a function returning a memory-backed context.
+context_factory: Callable[[], HookContext] = _app_context
+
+
+def _settings(ctx: HookContext) -> HealthReferralsSettings:
+    if not isinstance(ctx.settings, HealthReferralsSettings):
+        raise click.ClickException("[plugins.health_referrals] is not configured")
+    return ctx.settings
+
+
+def explain_lines(ctx: HookContext, case_id: str) -> list[str]:
+    """Each team a review's invitees were routed to, the rule that matched and why."""
+    from .advice import status_of
+    from .routing import routes_of
+
+    records = routes_of(ctx, case_id)
+    if not records:
+        return [f"{case_id}: no invitee has been routed yet"]
+    review = ctx.store.review(case_id)
+    teams = {r["mailbox"].casefold() for r in records}
+    lines = [f"{case_id}: {len(records)} invitee(s) routed to {len(teams)} team(s)"]
+    for record in sorted(records, key=lambda r: (r["team"].casefold(), r["role"])):
+        flag = "  [FLAGGED: no rule matched, sent to the DCO]" if record.get("flagged") else ""
+        lines.append(f"- {record['team']} <{record['mailbox']}>{flag}")
+        who = record.get("invitee") or "(required role with no invitee)"
+        service = f", service {record['service']}" if record.get("service") else ""
+        lines.append(f"    for: {record['role']} invitee {who!r}{service}")
+        lines.append(f"    rule: {record['rule']}")
+        lines.append(f"    why: {record['reason']}")
+        extras = f"data level {record.get('data_level', 'minimal')}"
+        if record.get("portal_url"):
+            extras += f"; portal {record['portal_url']}"
+        lines.append(f"    {extras}; routed {str(record.get('routed_at', ''))[:16]}")
+        if review is not None:
+            lines.append(f"    advice: {status_of(ctx, review, record)}")
+    return lines
+
+
+def rule_lines(settings: HealthReferralsSettings) -> list[str]:
+    """The routing table, most specific first, with where each rule was defined."""
+    table = settings.table
+    lines = []
+    for rule in sorted(table.rules, key=lambda r: -r.specificity):
+        when = ", ".join(f"{k}={v}" for k, v in rule.conditions().items()) or "(catch-all)"
+        lines.append(f"{rule.name} [{table.origin(rule)}] specificity {rule.specificity}: "
+                     f"{when} -> {rule.team} <{rule.mailbox}> ({rule.data_level})")
+    lines.append(f"unmatched health/social care -> {settings.dco_team} <{settings.dco_mailbox}> "
+                 "(flagged)")
+    return lines
+
+
+@click.group(name="health-referrals")
+def group() -> None:
+    """Route professional invitations and advice requests to health and social care teams."""
+
+
+@group.command()
+@click.argument("case_id", metavar="CASE")
+def explain(case_id: str) -> None:
+    """Show each team invited to CASE, the rule that matched and why."""
+    ctx = context_factory()
+    for line in explain_lines(ctx, case_id):
+        click.echo(line)
+
+
+@group.command()
+@click.argument("case_id", metavar="CASE")
+@click.option("--team", "team", required=True, help="Team name (or mailbox) as routed.")
+@click.option("--on", "on", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Date the advice arrived (default: today).")
+def received(case_id: str, team: str, on: Any) -> None:
+    """Record that TEAM has returned its advice for CASE."""
+    from .advice import UnknownTeam, record_received
+
+    ctx = context_factory()
+    review = ctx.store.review(case_id)
+    if review is None:
+        raise click.ClickException(f"no review for case {case_id}")
+    day: date | None = on.date() if on is not None else None
+    try:
+        record = record_received(ctx, review, team, day)
+    except UnknownTeam as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{case_id}: advice from {record['team']} recorded as received {record['on']}")
+
+
+@group.command()
+def rules() -> None:
+    """List the routing table (validating it) and the DCO fallback."""
+    ctx = context_factory()
+    for line in rule_lines(_settings(ctx)):
+        click.echo(line)
+
+
+@group.command(name="set-area")
+@click.argument("case_id", metavar="CASE")
+@click.option("--postcode-district", default=None, help="Outward code of the home, e.g. BS5.")
+@click.option("--la-code", default=None, help="Three-digit DfE LA number, if not the default.")
+def set_area(case_id: str, postcode_district: str | None, la_code: str | None) -> None:
+    """Record the area facts used by postcode_district / la_code rules for CASE."""
+    from .routing import area_key
+    from .rules import RoutingRule
+
+    ctx = context_factory()
+    try:  # reuse the rule validators so the same spellings are accepted
+        checked = RoutingRule(name="area", team="-", mailbox="x@example.org",
+                              postcode_district=postcode_district, la_code=la_code)
+    except ValueError as exc:
+        raise click.ClickException(str(exc).splitlines()[-1].strip()) from None
+    area = {"postcode_district": (checked.postcode_district or (None,))[0],
+            "la_code": (checked.la_code or (None,))[0]}
+    ctx.store.set_state(area_key(case_id), area)
+    ctx.store.audit(case_id, "area", area)
+    click.echo(f"{case_id}: area recorded; invitees are routed with it from now on")
