@@ -6,8 +6,6 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
-from pydantic import ValidationError
-
 from ehcbridge.models import LONDON, Decision, Milestone, Outcome, Plan, Pupil
 from ehcbridge.testing import make_event
 from ehcbridge.timeline import (
@@ -20,6 +18,7 @@ from ehcbridge.timeline import (
     preparing_for_adulthood,
     review_due,
 )
+from pydantic import ValidationError
 
 
 def plan(issued: date, last: date | None = None) -> Plan:
