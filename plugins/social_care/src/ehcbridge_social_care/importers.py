@@ -489,13 +489,15 @@ LookupPupil = Callable[[str], Any]
 def match_row(row: ParsedRow, mapping: dict[str, MappingEntry] | None,
               lookup: LookupPupil | None, open_case_ids: Callable[[str], list[str]]
               ) -> tuple[str, list[str]] | str:
-    """(UPN, open review case ids) for a row, or the reason it is unmatched. Never guesses."""
+    """(UPN, open review case ids) for a row, or the reason it is unmatched. Never guesses.
+
+    ``lookup`` (UPN -> PupilRecord or None) only supplies the pupil's date of birth to compare
+    with: None means "no information", since not every installation has an MIS plugin. The pupil
+    must have an open EHCP review, which is what makes the UPN known to ehcbridge.
+    """
     if row.upn is not None:
         upn = row.upn
-        record = lookup(upn) if lookup else None
-        if lookup is not None and record is None:
-            return "UPN not known to ehcbridge"
-        pupil_dob = getattr(getattr(record, "pupil", None), "dob", None)
+        pupil_dob = _pupil_dob(lookup, upn)
         if row.dob is not None and pupil_dob is not None and row.dob != pupil_dob:
             return "date of birth does not match the pupil's record"
     else:
@@ -507,21 +509,24 @@ def match_row(row: ParsedRow, mapping: dict[str, MappingEntry] | None,
         upn = entry.upn
         if row.dob is None:
             return "no date of birth on the row to confirm the social care id"
-        record = lookup(upn) if lookup else None
-        if lookup is not None and record is None:
-            return "UPN from the mapping file not known to ehcbridge"
-        pupil_dob = getattr(getattr(record, "pupil", None), "dob", None)
+        pupil_dob = _pupil_dob(lookup, upn)
         if entry.dob is None and pupil_dob is None:
-            return "no date of birth to confirm the social care id (add a dob column to the " \
-                   "mapping file)"
+            return ("no date of birth to confirm the social care id (add a dob column to the "
+                    "mapping file)")
         if entry.dob is not None and entry.dob != row.dob:
             return "date of birth does not match the mapping file"
         if pupil_dob is not None and pupil_dob != row.dob:
             return "date of birth does not match the pupil's record"
     case_ids = open_case_ids(upn)
     if not case_ids:
-        return "no open EHCP review for this pupil"
+        return "no open EHCP review for this UPN"
     return upn, case_ids
+
+
+def _pupil_dob(lookup: LookupPupil | None, upn: str) -> date | None:
+    record = lookup(upn) if lookup is not None else None
+    dob = getattr(getattr(record, "pupil", None), "dob", None)
+    return dob if isinstance(dob, date) else None
 
 
 def settings_of(ctx: HookContext) -> SocialCareSettings:
