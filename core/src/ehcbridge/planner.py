@@ -188,7 +188,8 @@ class _Diary:
         warnings = date_warnings(day, self.clock)
         if warnings:
             return f"{format_day(day)} {warnings[0]}"
-        return f"the coordinator already has {self.limit} meetings on {format_day(day)}"
+        plural = "meeting" if self.limit == 1 else "meetings"
+        return f"the coordinator already has {self.limit} {plural} on {format_day(day)}"
 
 
 def _offsets(reach: int) -> Iterable[int]:
