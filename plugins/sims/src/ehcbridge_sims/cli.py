@@ -1,0 +1,137 @@
+"""``ehcbridge sims ...``: sync from CTF files or the aggregator API, and show the sync state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from ehcbridge import NotConfigured
+from ehcbridge.events import HookContext
+from rich.console import Console
+
+
+@click.group(name="sims")
+def sims() -> None:
+    """Sync pupils, parents and SEN status from the school MIS (CTF files or an MIS API)."""
+
+
+@sims.command("sync")
+@click.option("--file", "files", multiple=True, type=click.Path(path_type=Path),
+              help="A CTF XML file to import (repeatable). All are checked before any is used.")
+@click.option("--api", is_flag=True, help="Read from the MIS aggregator API.")
+@click.option("--dry-run", is_flag=True, help="Show the differences and write nothing.")
+def sync_command(files: tuple[Path, ...], api: bool, dry_run: bool) -> None:
+    """Upsert pupils and contacts and print added, updated, unchanged and left."""
+    from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
+
+    ctx = current_app().plugin_context("sims")
+    code = run_sync(ctx, files, api=api, dry_run=dry_run, console=Console())
+    if code:
+        raise SystemExit(code)
+
+
+@sims.command("status")
+def status_command() -> None:
+    """Show the schools synced, when, and how many pupils are on roll."""
+    from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
+
+    show_status(current_app().plugin_context("sims"), Console())
+
+
+@contextmanager
+def _progress(console: Console, label: str) -> Iterator[Any]:
+    """A rich progress bar on a terminal; nothing when output is piped or in tests."""
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+def run_sync(
+    ctx: HookContext,
+    files: Sequence[Path],
+    *,
+    api: bool,
+    dry_run: bool,
+    console: Console,
+    client: Any = None,
+) -> int:
+    """Run a sync and print its report; returns the exit code (0 ok, 1 refused, 2 usage)."""
+    from .api import ApiError
+    from .ctf import CtfError
+    from .sync import (
+        SyncReport,
+        _settings,
+        process_drop_folder,
+        sync_api,
+        sync_files,
+    )
+
+    if files and api:
+        console.print("[red]Give either --file or --api, not both.[/red]")
+        return 2
+    settings = _settings(ctx)
+    try:
+        if files:
+            with _progress(console, "Reading CTF") as progress:
+                report = sync_files(files, ctx, dry_run=dry_run, progress=progress)
+        elif api or settings.source == "api":
+            with _progress(console, "Reading MIS API") as progress:
+                report = sync_api(ctx, dry_run=dry_run, client=client, progress=progress)
+        elif settings.drop_dir is not None and not dry_run:
+            report = SyncReport(source="drop folder")
+            for result in process_drop_folder(ctx, min_age=0):
+                if result.error:
+                    console.print(f"[red]refused[/red] {result.error}")
+                elif result.report is not None:
+                    report.merge(result.report)
+        else:
+            console.print("Nothing to sync: give --file CTF.xml or --api "
+                          "(or set [plugins.sims] source or drop_dir).")
+            return 2
+    except (CtfError, ApiError, NotConfigured) as exc:
+        console.print(f"[red]Refused:[/red] {exc}", highlight=False)
+        return 1
+    print_report(report, console)
+    return 0
+
+
+def print_report(report: Any, console: Console) -> None:
+    """The counts, then each change (on a dry run) and each problem."""
+    if report.dry_run:
+        for change in report.changes:
+            console.print(change.describe(), highlight=False, markup=False)
+    for problem in report.problems:
+        console.print(f"[yellow]{problem}[/yellow]", highlight=False)
+    console.print(report.summary(), highlight=False)
+    if not report.dry_run and (report.flags_raised or report.invitees_added):
+        console.print(f"reviews: {report.flags_raised} flag(s) raised, "
+                      f"{report.invitees_added} parent invitee(s) added", highlight=False)
+
+
+def show_status(ctx: HookContext, console: Console) -> None:
+    """Print one line per school and the pupil count."""
+    from .sync import PUPIL, SCHOOL, WATERMARK
+
+    pupils = [v for _, v in ctx.store.state_items(PUPIL)]
+    on_roll = sum(1 for v in pupils if not v.get("left"))
+    console.print(f"{on_roll} pupils on roll, {len(pupils) - on_roll} left", highlight=False)
+    for key, school in ctx.store.state_items(SCHOOL):
+        when = school.get("synced_at") or school.get("exported_at") or "?"
+        console.print(f"{key[len(SCHOOL):]}: {school.get('name') or ''} "
+                      f"({school.get('source')}, {when})", highlight=False)
+    for key, mark in ctx.store.state_items(WATERMARK):
+        console.print(f"API school {key[len(WATERMARK):]}: changes read up to {mark}",
+                      highlight=False)

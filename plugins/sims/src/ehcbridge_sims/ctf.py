@@ -1,0 +1,391 @@
+"""Streaming reader for the DfE Common Transfer File (CTF), versions 18 onwards.
+
+The file is read element by element with defusedxml (DTDs, entity declarations and external
+references are refused before they are expanded) and each ``Pupil`` is dropped once read, so
+memory does not grow with the size of the XML. Only the fields the review cycle needs are kept:
+ethnicity, FSM, attendance and assessments are never read into a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from xml.etree.ElementTree import Element, ParseError
+
+from .records import (
+    PROVISIONS,
+    FieldError,
+    MisContact,
+    MisPupil,
+    clean_email,
+    clean_text,
+    parse_bool,
+    parse_date,
+    parse_nc_year,
+)
+from .upn import InvalidUPN, validate_upn
+
+MIN_VERSION = 18
+Progress = Callable[[int, int], None]
+
+
+class CtfError(Exception):
+    """A file that is refused as a whole (not well-formed, hostile or not a CTF)."""
+
+
+@dataclass(frozen=True)
+class CtfHeader:
+    """The CTF ``Header``: version, export time and the school that sent it."""
+
+    version: str
+    datetime: str | None = None
+    lea: str | None = None
+    estab: str | None = None
+    urn: str | None = None
+    school_name: str | None = None
+
+    @property
+    def school_key(self) -> str:
+        """How the school is known between syncs: its URN, else LA and establishment number."""
+        if self.urn:
+            return f"urn:{self.urn}"
+        return f"dfe:{self.lea or ''}{self.estab or ''}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A pupil that was skipped (or a field that was dropped) with the reason."""
+
+    source: str
+    pupil_no: int
+    field: str
+    message: str
+    upn: str | None = None
+    skipped: bool = True
+
+    def __str__(self) -> str:
+        who = f"pupil {self.pupil_no}" + (f" (UPN {self.upn})" if self.upn else "")
+        verdict = "skipped" if self.skipped else "field ignored"
+        return f"{self.source}: {who}: {self.field}: {self.message} ({verdict})"
+
+    def redacted(self) -> str:
+        """The same without the UPN, for logs."""
+        verdict = "skipped" if self.skipped else "field ignored"
+        return f"{self.source}: pupil {self.pupil_no}: {self.field}: {self.message} ({verdict})"
+
+
+@dataclass
+class CtfFile:
+    """A whole CTF, read and validated."""
+
+    path: Path
+    header: CtfHeader
+    sha256: str
+    pupils: list[MisPupil] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class _Reader:
+    """Wraps the file: hashes the bytes and reports progress while the parser reads."""
+
+    def __init__(self, raw: IO[bytes], total: int, progress: Progress | None) -> None:
+        self._raw = raw
+        self._total = total
+        self._progress = progress
+        self.done = 0
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self.hash.update(chunk)
+        self.done += len(chunk)
+        if self._progress is not None:
+            self._progress(self.done, self._total)
+        return chunk
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_ctf(path: Path | str, progress: Progress | None = None) -> CtfFile:
+    """Read and validate a whole CTF; raise CtfError when the file must be refused."""
+    path = Path(path)
+    header: CtfHeader | None = None
+    pupils: list[MisPupil] = []
+    problems: list[Problem] = []
+
+    def keep_header(h: CtfHeader) -> None:
+        nonlocal header
+        header = h
+
+    digest: list[str] = []
+    for item in iter_ctf(path, on_header=keep_header, progress=progress, digest=digest):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            pupils.append(item)
+    assert header is not None  # iter_ctf refuses a file without one
+    return CtfFile(path=path, header=header, sha256=digest[0], pupils=pupils, problems=problems)
+
+
+def iter_ctf(
+    path: Path | str,
+    *,
+    on_header: Callable[[CtfHeader], None] | None = None,
+    progress: Progress | None = None,
+    digest: list[str] | None = None,
+) -> Iterator[MisPupil | Problem]:
+    """Yield each pupil (or the problem that made it skipped) as the file is read.
+
+    Raises CtfError for a file that is not well-formed, hostile or not a CTF; a caller that
+    must write nothing for such a file consumes the whole iterator before writing.
+    ``digest`` receives the file's SHA-256 once the end is reached.
+    """
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import iterparse
+
+    path = Path(path)
+    name = path.name
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise CtfError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with raw:
+        reader = _Reader(raw, path.stat().st_size, progress)
+        events = iterparse(reader, events=("start", "end"), forbid_dtd=True)
+        try:
+            yield from _walk(events, name, on_header)
+        except ParseError as exc:
+            line, column = getattr(exc, "position", (0, 0))
+            reason = str(exc).split(":")[0]
+            raise CtfError(
+                f"{name}: not well-formed XML at line {line}, column {column} ({reason}); "
+                "nothing was imported"
+            ) from None
+        except DefusedXmlException as exc:
+            raise CtfError(
+                f"{name}: refused, the file declares a DTD or entities "
+                f"({type(exc).__name__}); a CTF never needs them, nothing was imported"
+            ) from None
+        if digest is not None:
+            digest.append(reader.hash.hexdigest())
+
+
+def _local(tag: Any) -> str:
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _walk(
+    events: Iterator[tuple[str, Element]],
+    name: str,
+    on_header: Callable[[CtfHeader], None] | None,
+) -> Iterator[MisPupil | Problem]:
+    stack: list[str] = []
+    root: Element | None = None
+    container: Element | None = None
+    header: CtfHeader | None = None
+    seen: set[str] = set()
+    count = 0
+    for event, elem in events:
+        tag = _local(elem.tag)
+        if event == "start":
+            if root is None:
+                root = elem
+                if tag != "CTfile":
+                    raise CtfError(
+                        f"{name}: not a Common Transfer File (the root element is <{tag}>, "
+                        "expected <CTfile>); nothing was imported"
+                    )
+            elif tag == "CTFpupilData" and len(stack) == 1:
+                if header is None:
+                    raise CtfError(f"{name}: not a valid CTF: pupil data before the <Header>")
+                container = elem
+            stack.append(tag)
+            continue
+        stack.pop()
+        depth = len(stack)
+        if depth == 2 and tag == "Pupil" and stack[1] == "CTFpupilData":
+            count += 1
+            assert header is not None
+            yield from _pupil(elem, header, name, count, seen)
+            if container is not None:
+                container.clear()  # drop what has been read: flat memory
+        elif depth == 1:
+            if tag == "Header":
+                header = _header(elem, name)
+                if on_header is not None:
+                    on_header(header)
+            if root is not None:
+                root.clear()
+    if header is None:
+        raise CtfError(f"{name}: not a valid CTF: there is no <Header>; nothing was imported")
+
+
+def _kids(elem: Element) -> dict[str, list[Element]]:
+    out: dict[str, list[Element]] = {}
+    for child in elem:
+        out.setdefault(_local(child.tag), []).append(child)
+    return out
+
+
+def _text(kids: dict[str, list[Element]], tag: str) -> str | None:
+    found = kids.get(tag)
+    return clean_text(found[0].text) if found else None
+
+
+def _header(elem: Element, name: str) -> CtfHeader:
+    kids = _kids(elem)
+    version = _text(kids, "CTFversion")
+    if version is None:
+        raise CtfError(
+            f"{name}: not a Common Transfer File: the <Header> has no <CTFversion>; "
+            "nothing was imported"
+        )
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        raise CtfError(f"{name}: CTFversion {version!r} is not a version number") from None
+    if major < MIN_VERSION:
+        raise CtfError(
+            f"{name}: CTF version {version} is not supported (versions {MIN_VERSION} onwards); "
+            "export the file again from an up-to-date MIS"
+        )
+    school = kids.get("SourceSchool")
+    skids = _kids(school[0]) if school else {}
+    return CtfHeader(
+        version=version,
+        datetime=_text(kids, "DateTime"),
+        lea=_text(skids, "LEA"),
+        estab=_text(skids, "Estab"),
+        urn=_text(skids, "URN"),
+        school_name=_text(skids, "SchoolName"),
+    )
+
+
+def _pupil(
+    elem: Element, header: CtfHeader, name: str, number: int, seen: set[str]
+) -> list[MisPupil | Problem]:
+    kids = _kids(elem)
+    raw_upn = _text(kids, "UPN")
+    try:
+        upn = validate_upn(raw_upn)
+    except InvalidUPN as exc:
+        return [Problem(name, number, "UPN", str(exc), upn=raw_upn)]
+    if upn in seen:
+        return [Problem(name, number, "UPN", "appears twice in the file; first kept", upn=upn)]
+    seen.add(upn)
+    forename = _text(kids, "Forename")
+    surname = _text(kids, "Surname")
+    if not forename or not surname:
+        missing = "Forename" if not forename else "Surname"
+        return [Problem(name, number, missing, "is missing", upn=upn)]
+    basic = _kids(kids["BasicDetails"][0]) if "BasicDetails" in kids else {}
+    try:
+        dob = parse_date(_text(kids, "DOB"), "DOB")
+        nc_year = parse_nc_year(
+            _text(basic, "NCyearActual") or _text(kids, "NCyearActual"), "NCyearActual"
+        )
+    except FieldError as exc:
+        return [Problem(name, number, exc.field, str(exc).split(": ", 1)[1], upn=upn)]
+    out: list[MisPupil | Problem] = []
+    provision = _current_provision(elem)
+    if provision is not None and provision not in PROVISIONS:
+        out.append(Problem(name, number, "SENprovision", f"{provision!r} is not N, K or E",
+                           upn=upn, skipped=False))
+    contacts = []
+    for contact, raw_email in _contacts(kids):
+        if raw_email and contact.email is None:
+            out.append(Problem(name, number, "Contact/Email", "is not an email address",
+                               upn=upn, skipped=False))
+        contacts.append(contact)
+    pupil = MisPupil(
+        upn=upn,
+        forename=forename,
+        surname=surname,
+        dob=dob,
+        sex=_text(kids, "Sex") or _text(kids, "Gender"),
+        nc_year=nc_year,
+        school_urn=header.urn,
+        sen_provision=provision if provision in PROVISIONS else None,
+        needs=_needs(elem),
+        contacts=tuple(contacts),
+    )
+    return [pupil, *out]
+
+
+def _current_provision(pupil: Element) -> str | None:
+    """The SEN provision in force: the open SEN entry with the latest start date."""
+    entries: list[tuple[str, bool, int, str]] = []
+    for position, sen in enumerate(e for e in pupil.iter() if _local(e.tag) == "SEN"):
+        kids = _kids(sen)
+        provision = (_text(kids, "SENprovision") or "").upper()
+        if not provision:
+            continue
+        try:
+            start = parse_date(_text(kids, "StartDate"), "StartDate") or ""
+        except FieldError:
+            start = ""  # an unreadable start date only loses its place in the order
+        ended = bool(_text(kids, "EndDate"))
+        entries.append((start, not ended, position, provision))
+    if not entries:
+        return None
+    open_entries = [e for e in entries if e[1]] or entries
+    return max(open_entries, key=lambda e: (e[0], e[2]))[3]
+
+
+def _needs(pupil: Element) -> tuple[str, ...]:
+    ranked: list[tuple[int, int, str]] = []
+    for position, need in enumerate(e for e in pupil.iter() if _local(e.tag) == "SENneed"):
+        kids = _kids(need)
+        kind = (_text(kids, "SENtype") or "").upper()
+        if not kind or _text(kids, "NeedEndDate"):
+            continue
+        try:
+            rank = int(_text(kids, "SENtypeRank") or 99)
+        except ValueError:
+            rank = 99
+        ranked.append((rank, position, kind))
+    return tuple(dict.fromkeys(kind for _, _, kind in sorted(ranked)))
+
+
+def _contacts(kids: dict[str, list[Element]]) -> Iterator[tuple[MisContact, str | None]]:
+    for block in kids.get("Contacts", []):
+        inner = _kids(block)
+        if "Contact" in inner:
+            for contact in inner["Contact"]:
+                yield _contact(_kids(contact))
+        elif "Surname" in inner or "Relationship" in inner:
+            # Some generators write each contact as its own <Contacts> element.
+            yield _contact(inner)
+
+
+def _contact(kids: dict[str, list[Element]]) -> tuple[MisContact, str | None]:
+    order_text = _text(kids, "Order")
+    raw_email = _text(kids, "Email")
+    return MisContact(
+        order=int(order_text) if order_text and order_text.isdigit() else None,
+        title=_text(kids, "Title"),
+        forename=_text(kids, "Forename"),
+        surname=_text(kids, "Surname"),
+        relationship=_text(kids, "Relationship"),
+        parental_responsibility=parse_bool(_text(kids, "Responsibility")),
+        email=clean_email(raw_email),
+        phone=_phone(kids),
+    ), raw_email
+
+
+def _phone(kids: dict[str, list[Element]]) -> str | None:
+    for phones in kids.get("Phones", []):
+        for elem in phones.iter():
+            if _local(elem.tag) == "PhoneNo" and clean_text(elem.text):
+                return clean_text(elem.text)
+    return None

@@ -1,0 +1,175 @@
+"""What the plugin keeps of a MIS pupil: only the fields the review cycle needs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+from ehcbridge.events import PupilRecord
+from ehcbridge.models import Contact, Pupil
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_YEAR = re.compile(r"^(?:Y(?:EAR)?\s*)?(\d{1,2})$")
+# Reception and nursery years as the DfE codes them; "X" (not following the NC) has no number.
+_EARLY_YEARS = {"R": 0, "N2": -1, "N1": -2}
+PROVISIONS = frozenset({"N", "K", "E"})
+
+
+@dataclass(frozen=True)
+class MisContact:
+    """A pupil's contact as the MIS has it."""
+
+    order: int | None = None
+    title: str | None = None
+    forename: str | None = None
+    surname: str | None = None
+    relationship: str | None = None
+    parental_responsibility: bool = False
+    email: str | None = None
+    phone: str | None = None
+
+    @property
+    def display_name(self) -> str | None:
+        """Title, forename and surname as one name, or None when the MIS has none."""
+        name = " ".join(p for p in (self.title, self.forename, self.surname) if p)
+        return name or None
+
+    def to_model(self) -> Contact:
+        """The core Contact model."""
+        return Contact(**asdict(self))
+
+
+@dataclass(frozen=True)
+class MisPupil:
+    """One pupil as read from a CTF or the aggregator API (already validated)."""
+
+    upn: str
+    forename: str
+    surname: str
+    dob: str | None = None  # ISO date
+    sex: str | None = None
+    nc_year: int | None = None
+    school_urn: str | None = None
+    sen_provision: str | None = None
+    needs: tuple[str, ...] = ()
+    contacts: tuple[MisContact, ...] = field(default_factory=tuple)
+
+    def data(self) -> dict[str, Any]:
+        """The JSON-able snapshot that is stored and compared between syncs."""
+        out = asdict(self)
+        out["needs"] = list(self.needs)
+        out["contacts"] = [asdict(c) for c in self.contacts]
+        return out
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> MisPupil:
+        """Rebuild from a stored snapshot."""
+        values = dict(data)
+        values["needs"] = tuple(values.get("needs") or ())
+        values["contacts"] = tuple(MisContact(**c) for c in values.get("contacts") or ())
+        return cls(**values)
+
+    def core_fields(self) -> dict[str, Any]:
+        """The fields the core Pupil keeps, for ``store.update_pupil``."""
+        return {
+            "forename": self.forename,
+            "surname": self.surname,
+            "dob": self.dob,
+            "nc_year": self.nc_year,
+            "school_urn": self.school_urn,
+        }
+
+    def parent_emails(self) -> dict[str, MisContact]:
+        """Contacts with parental responsibility and an email, by lower-cased email."""
+        return {
+            c.email.lower(): c for c in self.contacts if c.parental_responsibility and c.email
+        }
+
+    def to_record(self, source: str) -> PupilRecord:
+        """The PupilRecord that ``lookup_pupil`` returns."""
+        pupil = Pupil(
+            upn=self.upn,
+            forename=self.forename,
+            surname=self.surname,
+            dob=date.fromisoformat(self.dob) if self.dob else None,
+            nc_year=self.nc_year,
+            school_urn=self.school_urn,
+        )
+        contacts = tuple(c.to_model() for c in sorted(self.contacts, key=_contact_order))
+        return PupilRecord(
+            pupil=pupil,
+            contacts=contacts,
+            sen_provision=self.sen_provision,
+            needs=self.needs,
+            source=source,
+        )
+
+
+def _contact_order(contact: MisContact) -> int:
+    return contact.order if contact.order is not None else 99
+
+
+class FieldError(ValueError):
+    """A field value that cannot be read; the message names the field."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+def parse_nc_year(value: str | int | None, field_name: str = "NCyearActual") -> int | None:
+    """National curriculum year as a number: R is 0, N2 -1, N1 -2, X (not in the NC) None."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper()
+    if not text or text == "X":
+        return None
+    if text in _EARLY_YEARS:
+        return _EARLY_YEARS[text]
+    match = _YEAR.match(text)
+    if match is None or int(match.group(1)) > 14:
+        raise FieldError(field_name, f"{value!r} is not a national curriculum year")
+    return int(match.group(1))
+
+
+def parse_date(value: str | None, field_name: str) -> str | None:
+    """An ISO date string from ISO (the CTF schema) or DD/MM/YYYY (seen in hand-made files)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if "/" in text:
+            day, month, year = text.split("/")
+            if len(year) != 4:
+                raise ValueError(text)
+            return date(int(year), int(month), int(day)).isoformat()
+        return date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        raise FieldError(field_name, f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def parse_bool(value: str | bool | None) -> bool:
+    """CTF and JSON booleans: true/false, 1/0, Y/N."""
+    if isinstance(value, bool):
+        return value
+    return (value or "").strip().lower() in {"true", "1", "y", "yes"}
+
+
+def clean_email(value: str | None) -> str | None:
+    """A plausible email address, or None (a malformed one is dropped, never guessed)."""
+    if not value:
+        return None
+    text = value.strip()
+    return text if _EMAIL.match(text) else None
+
+
+def clean_text(value: str | None) -> str | None:
+    """Stripped text or None."""
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    return text or None
