@@ -23,7 +23,7 @@ def feed(coordinator: str | None, team: str | None, output: Path | None) -> None
     """Write a subscribable calendar (METHOD:PUBLISH) of upcoming meetings and deadlines."""
     if coordinator and team:
         raise click.UsageError("give --coordinator or --team, not both")
-    from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
+    from ehcbridge.app import current_app
 
     from ehcbridge_outlook import service
     from ehcbridge_outlook.settings import OutlookSettings

@@ -110,9 +110,9 @@ def build_message(*, calendar: bytes, method: str, subject: str, sender: str, to
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text)
     message.add_alternative(html_body, subtype="html")
-    # Decoded as UTF-8 so set_content chooses a transfer encoding that keeps CRLF intact.
-    message.add_alternative(calendar.decode("utf-8"), subtype="calendar", cte="base64",
-                            params={"method": method})
+    # Given as bytes in base64 so the CRLF line ends RFC 5545 asks for survive the trip.
+    message.add_alternative(calendar, maintype="text", subtype="calendar", cte="base64",
+                            params={"method": method, "charset": "UTF-8"})
     message.add_attachment(calendar, maintype="application", subtype="ics",
                            filename="invite.ics")
     return message
