@@ -15,7 +15,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from ehcbridge.models import LONDON
 from ehcbridge.testing import MemoryPluginStore, make_context
-
 from ehcbridge_outlook.settings import OutlookSettings
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=LONDON)
@@ -49,7 +48,7 @@ class Handler:
     rcpt_attempts: dict[str, int] = field(default_factory=dict)
     blocked_senders: set[str] = field(default_factory=set)
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
         """Refuse blocked senders, accept the rest."""
         if address.lower() in self.blocked_senders:
@@ -58,7 +57,7 @@ class Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         """Reply to RCPT TO as scripted."""
         key = address.lower()
@@ -71,7 +70,7 @@ class Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Keep the message."""
         parsed = email.message_from_bytes(envelope.original_content or envelope.content,
                                           policy=email.policy.default)

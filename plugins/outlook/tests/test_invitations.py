@@ -1,4 +1,4 @@
-"""Invitations over real SMTP: iTIP REQUEST/CANCEL shape, UID and SEQUENCE, who gets one, failures."""
+"""Invitations over real SMTP: iTIP REQUEST and CANCEL, UID and SEQUENCE, recipients, failures."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import ehcbridge_outlook
 import pytest
 import vobject
 from ehcbridge import PermanentError, RetryLater
 from ehcbridge.models import LONDON, Decision, Invitee, Outcome, Role
 from ehcbridge.testing import make_event
-from icalendar import Calendar
-
-import ehcbridge_outlook
 from ehcbridge_outlook import service
+from icalendar import Calendar
 
 JOIN = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=x"
 START = datetime(2026, 3, 10, 10, 0, tzinfo=LONDON)
