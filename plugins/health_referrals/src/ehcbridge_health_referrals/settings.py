@@ -91,6 +91,9 @@ class HealthReferralsSettings(PluginSettings, MailSettings):
         # Validated here rather than on the whole model so an error never echoes other keys
         # (such as smtp_password) back to the user.
         rules = info.data.get("rules") or []
+        base = (info.context or {}).get("config_dir") if isinstance(info.context, dict) else None
+        if value is not None and base and not value.is_absolute():
+            value = Path(base) / value
         if (rules or value) and not info.data.get("dco_mailbox"):
             raise ValueError("dco_mailbox is required when routing rules are set: unmatched "
                              "invitations go to the DCO service")
