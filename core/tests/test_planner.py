@@ -192,8 +192,9 @@ def test_blocked_dates_are_avoided() -> None:
 def test_blocked_wins_over_preferred_on_the_same_day() -> None:
     day = date(2027, 3, 2)
     result = propose([item("EHC-1", date(2027, 3, 4), prefer(day), block(day))], today=TODAY)
-    assert only(result).start.date() == date(2027, 3, 4)
-    assert only(result).aligned_with is None
+    assert only(result).start.date() == date(2027, 3, 1)
+    assert only(result).reason == ("the day before CLA review on 2 Mar 2027 "
+                                   "(2 Mar 2027 is blocked: SENCO on a course)")
 
 
 def test_blocked_neighbour_explained() -> None:

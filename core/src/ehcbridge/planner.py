@@ -273,8 +273,6 @@ def propose(
         reason = ""
         aligned: str | None = None
         for _, wanted, what in preferred:
-            if wanted in blocked:
-                continue  # the same date is both preferred and blocked: blocked wins
             for offset in _offsets(opts.align_within_days):
                 day = wanted + offset
                 if lo <= day <= hi and day not in blocked and diary.usable(who, day):
