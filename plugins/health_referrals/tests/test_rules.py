@@ -66,14 +66,14 @@ def test_covering_rule_must_cover_all_of_the_overlap(settings_factory: Factory,
                   "team": "Neighbouring LA social care", "mailbox": "csc@nlc.gov.uk"})
     rules.append({"name": "out-of-area-pd-only", "role": "social_care", "la_code": "802",
                   "need": "PD", "team": "x", "mailbox": "x@nlc.gov.uk"})
-    with pytest.raises(ValidationError, match="'disabled-children'.*'out-of-area-care'"):
+    with pytest.raises(ValidationError, match=r"'disabled-children'.*'out-of-area-care'"):
         settings_factory(rules=rules)
 
 
 def test_disjoint_year_ranges_are_not_ambiguous_but_overlapping_ones_are(
         settings_factory: Factory, rules: list[dict[str, Any]]) -> None:
     rules[8] = dict(rules[8], nc_year="6-14")  # paeds-secondary now shares year 6
-    with pytest.raises(ValidationError, match="'paeds-primary'.*'paeds-secondary'.*nc_year=6"):
+    with pytest.raises(ValidationError, match=r"'paeds-primary'.*'paeds-secondary'.*nc_year=6"):
         settings_factory(rules=rules)
 
 
@@ -82,7 +82,7 @@ def test_service_synonyms_count_as_the_same_service(settings_factory: Factory,
     rules.append({"name": "speech", "role": "health",
                   "service": "Speech and Language Therapy team", "team": "x",
                   "mailbox": "x@nhs.net"})
-    with pytest.raises(ValidationError, match="'salt' .*'speech'"):
+    with pytest.raises(ValidationError, match=r"'salt' .*'speech'"):
         settings_factory(rules=rules)
 
 
@@ -159,9 +159,9 @@ def test_csv_ambiguity_names_both_rows(tmp_path: Path, rules: list[dict[str, Any
 def test_csv_unknown_column_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("name,team,mailbox,speciality\nx,T,t@nhs.net,SALT\n", encoding="utf-8")
-    with pytest.raises(RuleError, match="bad.csv row 1: unknown column 'speciality'"):
+    with pytest.raises(RuleError, match=r"bad.csv row 1: unknown column 'speciality'"):
         load_csv(bad)
-    with pytest.raises(RuleError, match="cannot read routing table .*missing.csv"):
+    with pytest.raises(RuleError, match=r"cannot read routing table .*missing.csv"):
         load_csv(tmp_path / "missing.csv")
 
 

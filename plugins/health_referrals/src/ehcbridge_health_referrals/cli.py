@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from ehcbridge.events import HookContext
+from pydantic import ValidationError
 
 from .settings import HealthReferralsSettings
 
@@ -127,8 +128,10 @@ def set_area(case_id: str, postcode_district: str | None, la_code: str | None) -
     try:  # reuse the rule validators so the same spellings are accepted
         checked = RoutingRule(name="area", team="-", mailbox="x@example.org",
                               postcode_district=postcode_district, la_code=la_code)
-    except ValueError as exc:
-        raise click.ClickException(str(exc).splitlines()[-1].strip()) from None
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise click.ClickException(
+            f"{problem['loc'][0]}: {problem['msg'].removeprefix('Value error, ')}") from None
     area = {"postcode_district": (checked.postcode_district or (None,))[0],
             "la_code": (checked.la_code or (None,))[0]}
     ctx.store.set_state(area_key(case_id), area)
