@@ -97,10 +97,11 @@ def test_school_of_120_plans_every_social_care_child_is_aligned(tmp_path: Path) 
     load(tmp_path, store, "\n".join(rows) + "\n")
     ctx = context(store)
 
-    items = []
+    items, by_upn = [], {}
     for upn in upns:
         review = reviews[upn]
         constraints = meeting_constraints(review=review, pupil=pupil(upn), ctx=ctx)
+        by_upn[upn] = constraints
         items.append(PlanningItem(case_id=review.case_id, coordinator="senco@school.example",
                                   review_due=review.due_by,
                                   meeting_latest=review.due_by - timedelta(days=28),
@@ -114,5 +115,6 @@ def test_school_of_120_plans_every_social_care_child_is_aligned(tmp_path: Path) 
         assert proposal.aligned_with is not None, (upn, proposal.reason)
         # The same day, or the nearest free day when the SENCO's day is already full.
         assert abs((proposal.start.date() - wanted).days) <= reach, (upn, proposal.reason)
-        assert proposal.reason.startswith("aligned with "), proposal.reason
+        assert proposal.aligned_with in {c.reason for c in by_upn[upn]}
     assert sum(p.aligned_with is not None for p in result.proposals) == 15
+    assert sum(bool(c) for c in by_upn.values()) == 15
