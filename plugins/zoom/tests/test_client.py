@@ -166,3 +166,13 @@ def test_validation_error_is_permanent_with_zoom_message(zoom: Any, settings: Zo
 ])
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header, NOW) == expected
+
+
+def test_outage_with_long_retry_after_goes_back_to_the_engine(zoom: Any, settings: ZoomSettings
+                                                               ) -> None:
+    zoom.fail("GET", r"/users/", 503, {"code": 503, "message": "maintenance"},
+              headers={"Retry-After": "900"})
+    sleeps: list[float] = []
+    with make_client(settings, sleeps) as client, pytest.raises(RetryLater) as caught:
+        client.get_user()
+    assert caught.value.retry_after == 900.0 and sleeps == []

@@ -298,3 +298,24 @@ def test_secret_and_tokens_never_logged(zoom: Any, settings: ZoomSettings,
         assert token not in caplog.text
         assert token not in str(ctx.store.audits) and token not in str(ctx.store.state)
     assert zoom.secret not in caplog.text and zoom.secret not in repr(settings)
+
+
+def test_in_person_meeting_without_zoom_meeting_makes_no_calls(zoom: Any,
+                                                               settings: ZoomSettings) -> None:
+    event = make_event(start=MARCH, online=False)
+    assert ehcbridge_zoom.provide_online_meeting(event=event, ctx=ctx_for(settings)) is None
+    assert zoom.requests == []
+
+
+def test_another_provider_selected_is_left_alone(zoom: Any, settings: ZoomSettings) -> None:
+    from dataclasses import replace
+
+    class Engine:
+        online_meetings = "teams"
+
+    for engine in (Engine(), {"online_meetings": "teams"}):
+        ctx = replace(ctx_for(settings), engine_settings=engine)
+        assert ehcbridge_zoom.provide_online_meeting(event=make_event(), ctx=ctx) is None
+    assert zoom.requests == []
+    ctx = replace(ctx_for(settings), engine_settings={"online_meetings": "zoom"})
+    assert ehcbridge_zoom.provide_online_meeting(event=make_event(), ctx=ctx) is not None

@@ -32,9 +32,20 @@ def register_settings(register: Any) -> None:
     register(ZoomSettings)
 
 
+def _selected_provider(ctx: Any) -> str | None:
+    """``engine.online_meetings`` when the engine passes its settings, else None (unknown)."""
+    engine = getattr(ctx, "engine_settings", None)
+    value = engine.get("online_meetings") if isinstance(engine, dict) else getattr(
+        engine, "online_meetings", None)
+    return value if isinstance(value, str) else None
+
+
 @hookimpl
 def provide_online_meeting(event: Any, ctx: Any) -> Any:
     """Create or move the review's Zoom meeting (OnlineMeeting), or delete it when cancelled."""
+    selected = _selected_provider(ctx)
+    if selected is not None and selected != "zoom":
+        return None  # another provider was chosen; never book a second link
     settings = _settings(ctx)
     from ehcbridge_zoom import service
 

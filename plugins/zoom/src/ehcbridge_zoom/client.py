@@ -253,7 +253,7 @@ class ZoomClient:
             raise _Retryable(
                 f"cannot reach the Zoom OAuth endpoint ({type(exc).__name__})") from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Retryable(
+            raise self._temporary(
                 f"Zoom OAuth endpoint answered HTTP {response.status_code}",
                 parse_retry_after(response.headers.get("Retry-After"), self._utcnow()),
             )
@@ -313,7 +313,7 @@ class ZoomClient:
         if status == 429:
             self._throttled(response, method, path, message)
         if status >= 500:
-            raise _Retryable(
+            raise self._temporary(
                 f"Zoom answered HTTP {status} on {method} {path}",
                 parse_retry_after(response.headers.get("Retry-After"), self._utcnow()))
         if status == 404 or code in (MEETING_NOT_FOUND, USER_NOT_FOUND):
@@ -341,10 +341,15 @@ class ZoomClient:
                 "several hosts or wait for the reset.",
                 retry_after=wait,
             )
-        if wait is not None and wait > self.max_inline_wait:
-            raise RetryLater(f"Zoom is throttling requests ({method} {path}); retry in {wait:.0f}s",
-                             retry_after=wait)
-        raise _Retryable(f"Zoom is throttling requests ({method} {path})", wait)
+        raise self._temporary(f"Zoom is throttling requests ({method} {path})", wait)
+
+    def _temporary(self, message: str, retry_after: float | None) -> Exception:
+        """A retry here, or RetryLater to the engine when Zoom asks for a long wait."""
+        if retry_after is not None and retry_after > self.max_inline_wait:
+            # Blocking a worker for minutes helps no one: the engine reschedules the delivery.
+            return RetryLater(f"Zoom: {message}; retry in {retry_after:.0f}s",
+                              retry_after=retry_after)
+        return _Retryable(message, retry_after)
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json: Any = None, retry: bool = True) -> httpx.Response:

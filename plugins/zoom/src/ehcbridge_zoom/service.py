@@ -229,11 +229,17 @@ def _recreate_note(ctx: HookContext, case_id: str, meeting_id: int, host: str) -
                        meeting_id, case_id)
 
 
-def remove_meeting(event: LifecycleEvent, ctx: HookContext, client: ZoomClient) -> None:
-    """Delete the review's Zoom meeting (already gone counts as done)."""
+def remove_meeting(event: LifecycleEvent, ctx: HookContext, client: ZoomClient, *,
+                   search: bool = True) -> None:
+    """Delete the review's Zoom meeting (already gone counts as done).
+
+    With ``search`` a meeting whose id was lost is looked up by its review reference.
+    """
     case_id = event.review.case_id
     known = _known(event, ctx)
     meeting_id: int | None = int(known["meeting_id"]) if known else None
+    if meeting_id is None and not search:
+        return
     if meeting_id is None:
         found = find_meeting(client, review_ref(event))
         meeting_id = int(found["id"]) if found else None
@@ -257,8 +263,12 @@ def provide(event: LifecycleEvent, ctx: HookContext, settings: ZoomSettings,
     zoom = client if client is not None else ZoomClient.from_settings(settings)
     try:
         meeting = event.meeting
-        if event.action == "cancelled" or meeting is None or not meeting.online:
+        if event.action == "cancelled":
             remove_meeting(event, ctx, zoom)
+            return None
+        if meeting is None or not meeting.online:
+            # Moved to an in-person meeting: drop the Zoom meeting we know of, if any.
+            remove_meeting(event, ctx, zoom, search=False)
             return None
         return ensure_meeting(event, ctx, settings, zoom)
     finally:
