@@ -13,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from ehcbridge.events import DateConstraint
 from ehcbridge.models import LONDON, Frozen
 from ehcbridge.timeline import ClockOptions, date_warnings, is_school_day
+
+# Meetings already in diaries per (coordinator: str | None, day). Any, because Mapping keys are
+# invariant and callers' dicts are typed dict[tuple[str, date], int] or with None keys.
+Booked = Mapping[tuple[Any, date], int]
 
 
 class PlannerOptions(Frozen):
@@ -134,7 +139,7 @@ class _Diary:
     the latest usable day is near constant time even with thousands of full days.
     """
 
-    def __init__(self, options: PlannerOptions, booked: Mapping[tuple[str | None, date], int]):
+    def __init__(self, options: PlannerOptions, booked: Booked):
         self.limit = options.max_meetings_per_day
         self.clock = options.clock_options()
         self.load: dict[tuple[str | None, int], int] = {}
@@ -212,7 +217,7 @@ def propose(
     *,
     today: date,
     options: PlannerOptions | None = None,
-    booked: Mapping[tuple[str | None, date], int] | None = None,
+    booked: Booked | None = None,
     window_from: date | None = None,
     window_to: date | None = None,
 ) -> PlanResult:
@@ -314,6 +319,7 @@ def propose(
 
 
 __all__ = [
+    "Booked",
     "Overdue",
     "PlanResult",
     "PlannerOptions",
