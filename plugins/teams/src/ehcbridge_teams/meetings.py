@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from ehcbridge import PermanentError, RetryLater
 from ehcbridge.events import CheckResult, LifecycleEvent, OnlineMeeting, PluginStore
-from ehcbridge.models import LONDON, REQUIRED_ROLES, Meeting, Role
+from ehcbridge.models import LONDON, REQUIRED_ROLES, Role
 
 from ehcbridge_teams.auth import TokenError, acquire_token, ssl_context
 from ehcbridge_teams.graph import MAX_BATCH, GraphClient, GraphError, GraphUnavailable
@@ -97,9 +97,13 @@ def render_subject(settings: TeamsSettings, event: LifecycleEvent) -> str:
     )
 
 
-def advice_sentence(meeting: Meeting) -> str:
+def advice_sentence(event: LifecycleEvent) -> str:
     """The sentence naming the date advice is due (two weeks before the meeting, reg 20(4))."""
-    due = (meeting.start.astimezone(LONDON) - timedelta(weeks=2)).date()
+    assert event.meeting is not None
+    milestone = event.milestone("views_due")
+    # The core clock's date when it has one; otherwise the rule itself.
+    due = milestone.date if milestone is not None else (
+        event.meeting.start.astimezone(LONDON) - timedelta(weeks=2)).date()
     return f"Please send your advice and information by {due.strftime('%A')} {due.day} {due:%B %Y}."
 
 
@@ -114,7 +118,7 @@ def render_body(event: LifecycleEvent) -> str:
         "any changes to recommend to the local authority.</p>"
         "<p>The SEND Regulations 2014 (regulation 20(4)) require advice and information to be "
         "circulated to everyone invited at least two weeks before the meeting. "
-        f"<strong>{html.escape(advice_sentence(event.meeting))}</strong></p>"
+        f"<strong>{html.escape(advice_sentence(event))}</strong></p>"
         "<p>How to join: select the Microsoft Teams link in this invitation. You can join from "
         "a web browser without installing Teams, or by phone with the dial-in details if "
         "shown. If you cannot attend, please reply so the coordinator knows, and send your "
@@ -313,7 +317,7 @@ class TeamsCalendar:
             "fingerprint": fingerprint(fields) if (not recovered or same_request) else "",
             "start": event.meeting.start.isoformat(),
             "end": event.meeting.end.isoformat(),
-            "advice": advice_sentence(event.meeting),
+            "advice": advice_sentence(event),
             "attendees": attendee_roles(event, organiser),
             "join_url": (data.get("onlineMeeting") or {}).get("joinUrl"),
             "ical_uid": data.get("iCalUId"),
@@ -342,7 +346,7 @@ class TeamsCalendar:
         new_fp = fingerprint(fields)
         if new_fp != state.get("fingerprint"):
             patch = dict(fields)
-            new_advice = advice_sentence(event.meeting)
+            new_advice = advice_sentence(event)
             old_advice = state.get("advice")
             if old_advice and old_advice != new_advice:
                 body = self._body_with(organiser, state["event_id"], old_advice, new_advice)
