@@ -7,12 +7,12 @@ loading the plugin stays cheap.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ehcbridge import hookimpl
-from ehcbridge.events import CheckResult, DateConstraint, HookContext
 
-from .settings import SocialCareSettings
+if TYPE_CHECKING:
+    from ehcbridge.events import CheckResult, DateConstraint, HookContext
 
 STALE_AFTER = timedelta(days=45)
 FEED_CRON = "30 6 * * *"
@@ -21,6 +21,8 @@ FEED_CRON = "30 6 * * *"
 @hookimpl
 def register_settings(register: Any) -> None:
     """Register this plugin's settings model."""
+    from .settings import SocialCareSettings
+
     register(SocialCareSettings)
 
 
@@ -64,6 +66,8 @@ def poll_feed(ctx: HookContext) -> None:
 @hookimpl
 def check(ctx: HookContext) -> list[CheckResult]:
     """Doctor lines: mapping file readable, feed reachable, imports recent."""
+    from ehcbridge.events import CheckResult
+
     from .importers import (
         FeedError,
         ImportRefused,
