@@ -1,0 +1,235 @@
+"""The application object: settings, plugins, store and clock, shared by the CLI and the engine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ehcbridge.events import CheckResult, HookContext, PupilRecord
+from ehcbridge.models import LONDON, Invitee, Review
+from ehcbridge.plugins import PluginManager
+from ehcbridge.settings import Settings, load_settings
+from ehcbridge.store import Store, StoreError
+
+log = logging.getLogger("ehcbridge")
+
+
+@dataclass
+class SystemClock:
+    """Wall-clock time in Europe/London, or a fixed instant for ``--now``."""
+
+    fixed: datetime | None = None
+
+    def now(self) -> datetime:
+        """The current time (aware, Europe/London)."""
+        if self.fixed is not None:
+            return self.fixed.astimezone(LONDON)
+        return datetime.now(LONDON)
+
+
+@dataclass
+class PluginStoreFacade:
+    """The store as one plugin sees it: its own state plus a few review facts."""
+
+    store: Store
+    plugin: str
+    app: App | None = field(default=None, repr=False)
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """Return the plugin's stored JSON value for ``key``."""
+        return self.store.get_state(self.plugin, key, default)
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key``."""
+        self.store.set_state_many(self.plugin, {key: value})
+
+    def set_state_many(self, items: dict[str, Any]) -> None:
+        """Store many keys in one transaction."""
+        self.store.set_state_many(self.plugin, items)
+
+    def delete_state(self, key: str) -> None:
+        """Remove ``key``."""
+        self.store.delete_state(self.plugin, key)
+
+    def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        """The plugin's keys starting with ``prefix``."""
+        return self.store.state_items(self.plugin, prefix)
+
+    def flag_review(self, case_id: str, flag: str, detail: str = "") -> None:
+        """Raise a flag on the review."""
+        self.store.flag_review(case_id, flag, detail, raised_by=self.plugin)
+
+    def clear_flag(self, case_id: str, flag: str) -> None:
+        """Clear a flag."""
+        self.store.clear_flag(case_id, flag)
+
+    def record_invitation(self, case_id: str, email: str, *, status: str = "sent",
+                          detail: str = "") -> None:
+        """Record an invitation this plugin sent."""
+        self.store.record_invitation(case_id, email, plugin=self.plugin, status=status,
+                                     detail=detail)
+
+    def invitations(self, case_id: str) -> list[dict[str, Any]]:
+        """Invitation records of every plugin for the review."""
+        return self.store.case(case_id).invitations
+
+    def set_response(self, case_id: str, email: str, response: str) -> None:
+        """Store an invitee's response."""
+        self.store.set_response(case_id, email, response)
+
+    def add_invitee(self, case_id: str, invitee: Invitee) -> None:
+        """Add or update an invitee (through the router, when one is installed)."""
+        if self.app is not None:
+            self.app.add_invitee(case_id, invitee)
+        else:
+            self.store.add_invitee(case_id, invitee)
+
+    def set_meeting_link(self, case_id: str, *, provider: str, join_url: str | None,
+                         external_id: str | None) -> None:
+        """Store an online meeting link on the review's meeting."""
+        meeting = self.store.case(case_id).meeting
+        if meeting is None or meeting.id is None:
+            raise StoreError(f"{case_id}: no meeting to attach a link to")
+        self.store.set_meeting_link(meeting.id, provider=provider, join_url=join_url,
+                                    external_id=external_id)
+
+    def audit(self, case_id: str | None, action: str, detail: dict[str, Any]) -> None:
+        """Append an audit record."""
+        self.store.audit(self.plugin, case_id, action, detail)
+
+    def update_pupil(self, upn: str, fields: dict[str, Any]) -> bool:
+        """Update the pupil; recompute preparing-for-adulthood when the NC year changes."""
+        changed, review_ids = self.store.update_pupil(upn, fields)
+        if changed and fields.get("nc_year") is not None:
+            # reg 20(6): from Year 9 the review covers preparing for adulthood
+            self.store.set_pfa(review_ids, int(fields["nc_year"]) >= 9)
+        return changed
+
+    def open_reviews_for_upn(self, upn: str) -> list[Review]:
+        """Open reviews of this pupil."""
+        return [self.store.case(cid).review for cid in self.store.open_reviews_for_upn(upn)]
+
+    def review(self, case_id: str) -> Review | None:
+        """The current review of a case."""
+        try:
+            return self.store.case(case_id).review
+        except StoreError:
+            return None
+
+
+class App:
+    """Settings, plugins, store and clock for one process."""
+
+    def __init__(self, settings: Settings | None = None, *, config: str | Path | None = None,
+                 now: datetime | None = None, plugins: PluginManager | None = None) -> None:
+        self.settings = settings if settings is not None else load_settings(config)
+        self.clock = SystemClock(now)
+        self.plugins = plugins or PluginManager(self.settings.plugins, self.settings.config_path)
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        """The store, opened (and migrated) on first use."""
+        if self._store is None:
+            self._store = Store(self.settings.store.resolved_url())
+        return self._store
+
+    def close(self) -> None:
+        """Close the store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def plugin_settings(self, name: str) -> Any:
+        """The validated settings model of a plugin (None when it registered none)."""
+        self.plugins.configure()
+        record = self.plugins.records.get(name)
+        return record.settings if record is not None else None
+
+    def plugin_context(self, name: str) -> HookContext:
+        """The HookContext a plugin's hooks and commands receive."""
+        return HookContext(
+            plugin=name,
+            settings=self.plugin_settings(name),
+            logger=logging.getLogger(f"ehcbridge.plugins.{name}"),
+            clock=self.clock,
+            store=PluginStoreFacade(self.store, name, self),
+            engine_settings=self.settings.engine,
+            extras={"lookup_pupil": self.lookup_pupil},
+        )
+
+    def start_plugins(self) -> None:
+        """Load plugins and run their ``startup`` hooks."""
+        self.plugins.load()
+        self.plugins.start(self.plugin_context)
+
+    def lookup_pupil(self, upn: str) -> PupilRecord | None:
+        """Ask the plugins for a pupil by UPN (first answer wins)."""
+        result = self.plugins.call_first("lookup_pupil", upn=upn, ctx=self.plugin_context)
+        return result if isinstance(result, PupilRecord) else None
+
+    def add_invitee(self, case_id: str, invitee: Invitee) -> None:
+        """Add an invitee, routed to their team by ``route_invite`` when a router answers."""
+        from ehcbridge.routing import route_and_add
+
+        route_and_add(self, case_id, invitee)
+
+    def clock_options(self, pupil: Any) -> Any:
+        """The statutory clock's options for this pupil (school holidays, infant school)."""
+        from ehcbridge.timeline import ClockOptions
+
+        engine = self.settings.engine
+        return ClockOptions(
+            school_holidays=tuple((h.start, h.end) for h in engine.school_holidays),
+            infant_school=bool(pupil is not None and pupil.school_urn in engine.infant_schools),
+        )
+
+    def milestones(self, case: Any, meeting: Any = None) -> list[Any]:
+        """The statutory clock for a case (with its meeting and decision, when known)."""
+        from ehcbridge import timeline
+
+        meeting = meeting if meeting is not None else case.meeting
+        start = meeting.start if meeting is not None and meeting.status != "cancelled" else None
+        return list(timeline.milestones(case.plan, meeting_start=start, pupil=case.pupil,
+                                        decision=case.decision,
+                                        options=self.clock_options(case.pupil)))
+
+    def doctor(self) -> list[tuple[str, CheckResult]]:
+        """Every plugin's checks, with failed plugins reported as failed."""
+        results: list[tuple[str, CheckResult]] = []
+        self.start_plugins()
+        for record in self.plugins.records.values():
+            if record.status == "failed":
+                results.append((record.name, CheckResult("load", "failed", record.reason)))
+            elif record.status in ("disabled", "skipped"):
+                results.append((record.name, CheckResult("load", record.status, record.reason)))
+        for outcome in self.plugins.call_each("check", ctx=self.plugin_context):
+            if outcome.error is not None:
+                results.append((outcome.plugin, CheckResult(
+                    "check", "failed", f"{type(outcome.error).__name__}: {outcome.error}")))
+                continue
+            value = outcome.result
+            items = value if isinstance(value, list | tuple) else [value] if value else []
+            for item in items:
+                if isinstance(item, CheckResult):
+                    results.append((outcome.plugin, item))
+        return sorted(results, key=lambda r: r[0])
+
+
+_CURRENT: dict[str, App] = {}
+
+
+def set_current_app(app: App) -> None:
+    """Make ``app`` what :func:`current_app` returns (done by the CLI)."""
+    _CURRENT["app"] = app
+
+
+def current_app() -> App:
+    """The App of this process (created from default settings when none was set)."""
+    if "app" not in _CURRENT:
+        _CURRENT["app"] = App()
+    return _CURRENT["app"]

@@ -1,0 +1,639 @@
+"""The ``ehcbridge`` command line. Heavy imports happen inside commands so --help stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ehcbridge import __version__
+
+if TYPE_CHECKING:
+    from ehcbridge.app import App
+
+
+class EhcGroup(click.Group):
+    """The root group: adds each loaded plugin's commands the first time commands are listed."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self, ctx: click.Context) -> None:
+        if EhcGroup._plugins_added:
+            return
+        EhcGroup._plugins_added = True
+        manager = _plugin_manager(ctx)
+        for outcome in manager.call_each("register_commands", cli=self):
+            if outcome.error is not None:
+                click.echo(f"warning: plugin {outcome.plugin} could not add its commands: "
+                           f"{outcome.error}", err=True)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin commands."""
+        self._add_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Look up a command, loading plugin commands first."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._add_plugin_commands(ctx)
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+def _plugin_manager(ctx: click.Context) -> Any:
+    """One PluginManager per invocation, made without reading settings through pydantic."""
+    from ehcbridge.plugins import PluginManager, quick_plugin_sections
+    from ehcbridge.configfile import config_path_from
+
+    root = ctx.find_root()
+    manager = root.meta.get("ehcbridge.plugins")
+    if manager is None:
+        try:
+            path = config_path_from(root.params.get("config"))
+        except Exception:  # reported properly when a command builds the App
+            path = None
+        manager = PluginManager(quick_plugin_sections(path), path)
+        root.meta["ehcbridge.plugins"] = manager
+    return manager
+
+
+def get_app(ctx: click.Context | None = None) -> App:
+    """The App for this invocation, built once from --config and the environment."""
+    from ehcbridge.app import App, set_current_app
+    from ehcbridge.configfile import SettingsError
+
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    app = root.meta.get("ehcbridge.app")
+    if app is None:
+        try:
+            manager = _plugin_manager(root)
+            app = App(config=root.params.get("config"), plugins=manager)
+            manager.plugin_settings = app.settings.plugins
+            manager.config_path = app.settings.config_path
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+        root.meta["ehcbridge.app"] = app
+        set_current_app(app)
+        root.call_on_close(app.close)
+    return app
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    from ehcbridge.intake import parse_datetime
+
+    try:
+        return parse_datetime(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}", param_hint="--now") from None
+
+
+@click.group(cls=EhcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ehcbridge")
+@click.option("--config", type=click.Path(dir_okay=False), envvar="EHCBRIDGE_CONFIG",
+              help="Settings file (default ./ehcbridge.toml).")
+def cli(config: str | None) -> None:
+    """ehcbridge: runs the EHCP annual review cycle and connects it to your systems."""
+
+
+# Plugins, settings, doctor --------------------------------------------------------------------
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list the core's own hook specifications.")
+def plugins_cmd(as_json: bool, show_all: bool) -> None:
+    """List installed plugins with their hooks and status."""
+    app = get_app()
+    app.start_plugins()
+    rows = [r.as_json() for r in app.plugins.load().values()]
+    if show_all:
+        from ehcbridge import hookspecs
+
+        specs = sorted(n for n in dir(hookspecs) if getattr(getattr(hookspecs, n),
+                                                            "ehcbridge_spec", None) is not None)
+        rows.insert(0, {"name": "ehcbridge", "distribution": "ehcbridge", "version": __version__,
+                        "hooks": specs, "status": "core", "reason": "hook specifications"})
+    if as_json:
+        _json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("name", "distribution", "version", "status", "hooks", "reason")
+    for r in rows:
+        table.add_row(r["name"], r["distribution"], r["version"], r["status"],
+                      ", ".join(r["hooks"]), r["reason"])
+    _console().print(table)
+
+
+@cli.command("doctor")
+def doctor_cmd() -> None:
+    """Run every plugin's checks; exits non-zero when one fails."""
+    app = get_app()
+    results = app.doctor()
+    from rich.table import Table
+
+    table = Table("plugin", "check", "status", "detail")
+    failed = False
+    for plugin, result in results:
+        failed |= result.status == "failed"
+        colour = {"ok": "green", "failed": "red", "warning": "yellow"}.get(result.status, "")
+        status = f"[{colour}]{result.status}[/]" if colour else result.status
+        table.add_row(plugin, result.name, status, result.detail)
+    try:
+        revision = app.store.revision()
+        table.add_row("core", "store", "[green]ok[/]", f"{app.store.backend}, schema {revision}")
+    except Exception as exc:
+        failed = True
+        table.add_row("core", "store", "[red]failed[/]", f"{type(exc).__name__}: {exc}")
+    _console().print(table)
+    if failed:
+        sys.exit(1)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect settings."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def config_show(as_json: bool) -> None:
+    """Print the effective settings, secrets masked."""
+    from ehcbridge.settings import masked
+
+    app = get_app()
+    data: dict[str, Any] = {
+        "config_file": str(app.settings.config_path) if app.settings.config_path else None,
+        "store": masked(app.settings.store),
+        "engine": masked(app.settings.engine),
+        "plugins": {},
+    }
+    data["store"]["resolved_url"] = _mask_url(app.settings.store.resolved_url())
+    problems = []
+    for record in app.plugins.load().values():
+        if record.settings is not None:
+            data["plugins"][record.name] = masked(record.settings)
+        else:
+            raw = app.settings.plugins.get(record.name, {})
+            data["plugins"][record.name] = masked(raw)
+            if record.status == "failed":
+                problems.append(f"{record.name}: {record.reason}")
+    if as_json:
+        _json(data)
+    else:
+        import tomllib  # noqa: F401 - documents that the output is TOML-shaped
+
+        click.echo(_as_toml(data))
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _as_toml(data: dict[str, Any], prefix: str = "") -> str:
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((f"{prefix}{key}", value))
+        elif value is not None:
+            lines.append(f"{key} = {json.dumps(value, default=str)}")
+    out = "\n".join(lines)
+    for name, table in tables:
+        body = _as_toml(table, f"{name}.")
+        out += f"\n\n[{name}]\n{body}" if body.strip() else ""
+    return out.strip()
+
+
+# Statutory clock ------------------------------------------------------------------------------
+
+
+@cli.command("timeline")
+@click.option("--issued", required=True, help="Date the plan was issued (YYYY-MM-DD).")
+@click.option("--last-review", help="Date of the last review decision.")
+@click.option("--meeting", help="Meeting date and time (YYYY-MM-DDTHH:MM).")
+@click.option("--nc-year", type=int, help="National Curriculum year.")
+@click.option("--dob", help="Date of birth.")
+@click.option("--decision", type=click.Choice(["maintain", "amend", "cease"]),
+              help="Decision outcome, with --decided-on.")
+@click.option("--decided-on", help="Date of the decision.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def timeline_cmd(issued: str, last_review: str | None, meeting: str | None, nc_year: int | None,
+                 dob: str | None, decision: str | None, decided_on: str | None,
+                 as_json: bool) -> None:
+    """Print a plan's statutory and good-practice milestones."""
+    from ehcbridge import timeline
+    from ehcbridge.intake import parse_date, parse_datetime
+    from ehcbridge.models import Decision, Outcome, Plan, Pupil
+
+    def d(value: str | None, name: str) -> date | None:
+        if value is None:
+            return None
+        try:
+            return parse_date(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r} {exc}", param_hint=name) from None
+
+    issued_on = d(issued, "--issued")
+    assert issued_on is not None
+    plan = Plan(case_id="-", issued_on=issued_on, last_review_decision=d(last_review,
+                                                                          "--last-review"))
+    pupil = Pupil(forename="-", surname="-", dob=d(dob, "--dob"), nc_year=nc_year)
+    start = None
+    if meeting:
+        try:
+            start = parse_datetime(meeting)
+        except ValueError as exc:
+            raise click.BadParameter(f"{meeting!r} {exc}", param_hint="--meeting") from None
+    dec = None
+    if decision:
+        on = d(decided_on, "--decided-on") or (start.date() if start else issued_on)
+        dec = Decision(outcome=Outcome(decision), reason="-", decided_on=on)
+    items = timeline.milestones(plan, meeting_start=start, pupil=pupil, decision=dec)
+    if as_json:
+        _json(timeline.milestones_json(items))
+        return
+    from rich.table import Table
+
+    table = Table("milestone", "date", "kind", "rule", "warnings")
+    for m in items:
+        table.add_row(m.name, f"{m.date:%a %d %b %Y}", m.kind, m.rule, "; ".join(m.warnings))
+    _console().print(table)
+
+
+# Intake ------------------------------------------------------------------------------------
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Bring data in from files."""
+
+
+@import_group.command("reviews")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and show what would change.")
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool) -> None:
+    """Import a council review list or EHC Hub export (CSV), upserting by case_id."""
+    from ehcbridge.intake import IntakeError, import_reviews, summary
+
+    app = get_app()
+    try:
+        report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid)
+    except IntakeError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        raise click.ClickException(f"{file}: {len(exc.problems)} bad row(s); nothing was "
+                                   "imported (use --skip-invalid to import the good rows)"
+                                   ) from None
+    data = summary(report)
+    if as_json:
+        _json(data)
+        return
+    verb = "would be" if dry_run else "were"
+    click.echo(f"{file}: {report.added} added, {report.updated} updated, {report.unchanged} "
+               f"unchanged {verb} imported; meetings: "
+               + (", ".join(f"{n} {k}" for k, n in sorted(report.meetings.items())) or "none"))
+    for problem in report.skipped:
+        click.echo(f"skipped: {problem}", err=True)
+
+
+# Reviews ------------------------------------------------------------------------------------
+
+
+@cli.group("review")
+def review_group() -> None:
+    """Schedule, record and inspect reviews."""
+
+
+def _dt(value: str, hint: str) -> datetime:
+    from ehcbridge.intake import parse_datetime
+
+    try:
+        return parse_datetime(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}", param_hint=hint) from None
+
+
+def _store_call(func: Any, *args: Any, **kwargs: Any) -> Any:
+    from ehcbridge.store import StoreError
+
+    try:
+        return func(*args, **kwargs)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _schedule(case: str, start: str, end: str | None, location: str | None, online: bool,
+              expect: str) -> None:
+    from datetime import timedelta
+
+    app = get_app()
+    begin = _dt(start, "--start")
+    finish = _dt(end, "--end") if end else begin + timedelta(
+        minutes=app.settings.engine.meeting_minutes)
+    current = _store_call(app.store.case, case)
+    if expect == "reschedule" and current.meeting is None:
+        raise click.ClickException(f"{case}: no meeting to reschedule; use 'review schedule'")
+    action = _store_call(app.store.schedule_meeting, case, start=begin, end=finish,
+                         location=location, online=online,
+                         organiser=current.review.coordinator_email)
+    click.echo(f"{case}: meeting {action} for {begin:%a %d %b %Y %H:%M}-{finish:%H:%M}")
+
+
+@review_group.command("schedule")
+@click.argument("case")
+@click.option("--start", required=True, help="Start (YYYY-MM-DDTHH:MM, Europe/London).")
+@click.option("--end", help="End (default: start plus engine.meeting_minutes).")
+@click.option("--location", help="Where the meeting is.")
+@click.option("--online", is_flag=True, help="An online meeting (provider adds the link).")
+def review_schedule(case: str, start: str, end: str | None, location: str | None,
+                    online: bool) -> None:
+    """Set the review meeting (fires on_review_scheduled)."""
+    _schedule(case, start, end, location, online, "schedule")
+
+
+@review_group.command("reschedule")
+@click.argument("case")
+@click.option("--start", required=True, help="New start.")
+@click.option("--end", help="New end.")
+@click.option("--location", help="Where the meeting is.")
+@click.option("--online", is_flag=True, help="An online meeting.")
+def review_reschedule(case: str, start: str, end: str | None, location: str | None,
+                      online: bool) -> None:
+    """Move the review meeting (fires on_review_scheduled with action rescheduled)."""
+    _schedule(case, start, end, location, online, "reschedule")
+
+
+@review_group.command("cancel")
+@click.argument("case")
+@click.option("--reason", default="", help="Why (sent to invitees by calendar plugins).")
+def review_cancel(case: str, reason: str) -> None:
+    """Cancel the meeting (fires on_review_scheduled with action cancelled)."""
+    _store_call(get_app().store.cancel_meeting, case, reason=reason)
+    click.echo(f"{case}: meeting cancelled")
+
+
+@review_group.command("invite")
+@click.argument("case")
+@click.option("--role", required=True,
+              type=click.Choice(["parent", "young_person", "setting", "la_sen_officer", "health",
+                                 "social_care", "other"]))
+@click.option("--email", help="Address (a team mailbox for professionals).")
+@click.option("--name", help="Name or team.")
+@click.option("--team", help="Team or service (e.g. SALT, CAMHS).")
+def review_invite(case: str, role: str, email: str | None, name: str | None,
+                  team: str | None) -> None:
+    """Add someone to invite (professionals are routed to their team when a router is installed)."""
+    from ehcbridge.models import Invitee, Role
+
+    app = get_app()
+    app.start_plugins()
+    _store_call(app.add_invitee, case, Invitee(role=Role(role), email=email, name=name,
+                                               team=team))
+    click.echo(f"{case}: {role} invited")
+
+
+@review_group.command("held")
+@click.argument("case")
+def review_held(case: str) -> None:
+    """Record that the meeting took place (fires on_meeting_held)."""
+    _store_call(get_app().store.mark_held, case)
+    click.echo(f"{case}: meeting recorded as held; report due in 2 weeks (reg 20(7))")
+
+
+@review_group.command("decide")
+@click.argument("case")
+@click.argument("outcome", type=click.Choice(["maintain", "amend", "cease"]))
+@click.option("--reason", required=True, help="The reason, as in the decision letter.")
+@click.option("--on", "on", help="Date of the decision (default today).")
+def review_decide(case: str, outcome: str, reason: str, on: str | None) -> None:
+    """Record the LA's decision (fires on_decision) and open the next review."""
+    from ehcbridge import timeline
+    from ehcbridge.intake import parse_date
+    from ehcbridge.models import Outcome
+
+    app = get_app()
+    try:
+        decided_on = parse_date(on) if on else app.clock.now().date()
+    except ValueError as exc:
+        raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
+    current = _store_call(app.store.case, case)
+    next_plan = current.plan.model_copy(update={"last_review_decision": decided_on})
+    next_due = timeline.review_due(next_plan, current.pupil, app.clock_options(current.pupil))
+    _store_call(app.store.decide, case, outcome=Outcome(outcome), reason=reason,
+                decided_on=decided_on, next_review_due=next_due)
+    click.echo(f"{case}: decision '{outcome}' recorded for {decided_on:%d %b %Y}")
+
+
+@review_group.command("list")
+@click.option("--due-before", help="Only reviews due on or before this date.")
+@click.option("--at-risk", is_flag=True, help="Only reviews flagged as a statutory risk.")
+@click.option("--flag", help="Only reviews carrying this flag.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def review_list(due_before: str | None, at_risk: bool, flag: str | None, as_json: bool) -> None:
+    """List open reviews, soonest due first."""
+    from ehcbridge.intake import parse_date
+
+    app = get_app()
+    before = parse_date(due_before) if due_before else None
+    rows = app.store.list_reviews(due_before=before,
+                                  flag="statutory_risk" if at_risk else flag)
+    if as_json:
+        _json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("case", "kind", "due by", "status", "meeting", "flags")
+    for r in rows:
+        meeting = r["meeting_start"].astimezone().strftime("%d %b %Y %H:%M") \
+            if r["meeting_start"] and r["meeting_status"] == "scheduled" else ""
+        table.add_row(r["case_id"], r["kind"], f"{r['due_by']:%d %b %Y}", r["status"], meeting,
+                      ", ".join(r["flags"]))
+    _console().print(table)
+    click.echo(f"{len(rows)} review(s)")
+
+
+def case_json(app: App, case_id: str) -> dict[str, Any]:
+    """The review, its meeting, invitees, milestones, flags and deliveries as JSON data."""
+    from ehcbridge.timeline import milestones_json
+
+    case = _store_call(app.store.case, case_id)
+    meeting = case.meeting.model_dump(mode="json") if case.meeting else None
+    if meeting is not None and case.meeting is not None and case.meeting.id is not None:
+        meeting["link_error"] = app.store.meeting_link_error(case.meeting.id)
+    return {
+        "case_id": case.plan.case_id,
+        "review": case.review.model_dump(mode="json"),
+        "plan": case.plan.model_dump(mode="json"),
+        "pupil": {"upn": case.pupil.upn, "initials": case.pupil.initials,
+                  "nc_year": case.pupil.nc_year, "school_urn": case.pupil.school_urn},
+        "meeting": meeting,
+        "invitees": [i.model_dump(mode="json") for i in case.invitees],
+        "invitations": case.invitations,
+        "decision": case.decision.model_dump(mode="json") if case.decision else None,
+        "flags": case.flags,
+        "milestones": milestones_json(app.milestones(case)),
+        "deliveries": [{"id": d.id, "hook": d.hook, "plugin": d.plugin, "status": d.status,
+                        "attempts": d.attempts, "error": d.last_error, "event": d.event_key}
+                       for d in app.store.deliveries(case_id=case_id)],
+    }
+
+
+@review_group.command("show")
+@click.argument("case")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def review_show(case: str, as_json: bool) -> None:
+    """Show a review: meeting, invitees and responses, milestones, flags, deliveries."""
+    app = get_app()
+    data = case_json(app, case)
+    if as_json:
+        _json(data)
+        return
+    from rich.table import Table
+
+    console = _console()
+    r = data["review"]
+    console.print(f"[bold]{data['case_id']}[/] ({data['pupil']['initials']}), {r['kind']} "
+                  f"review due by {r['due_by']}, status {r['status']}"
+                  + (", preparing for adulthood" if r["preparing_for_adulthood"] else ""))
+    m = data["meeting"]
+    if m:
+        console.print(f"Meeting: {m['start']} to {m['end']} ({m['status']}) "
+                      f"{m['location'] or ''}" + (f"\nJoin: {m['join_url']}" if m["join_url"]
+                                                  else "")
+                      + (f"\n[red]Online link failed:[/] {m['link_error']}"
+                         if m.get("link_error") else ""))
+    invitees = Table("role", "name", "email", "team", "source", "response", title="Invitees")
+    for i in data["invitees"]:
+        invitees.add_row(i["role"], i["name"] or "", i["email"] or "", i["team"] or "",
+                         i["source"], i["response"] or "")
+    console.print(invitees)
+    miles = Table("milestone", "date", "kind", "rule", "warnings", title="Milestones")
+    for ms in data["milestones"]:
+        miles.add_row(ms["name"], ms["date"], ms["kind"], ms["rule"], "; ".join(ms["warnings"]))
+    console.print(miles)
+    for flag, detail in data["flags"].items():
+        console.print(f"[yellow]flag[/] {flag}: {detail}")
+    if data["deliveries"]:
+        dt = Table("id", "hook", "plugin", "status", "attempts", "error", title="Deliveries")
+        for d in data["deliveries"]:
+            dt.add_row(str(d["id"]), d["hook"], d["plugin"], d["status"], str(d["attempts"]),
+                       d["error"] or "")
+        console.print(dt)
+
+
+# Engine ----------------------------------------------------------------------------------
+
+
+@cli.command("run")
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@click.option("--now", "now", help="Pretend it is this time (YYYY-MM-DDTHH:MM, for previews).")
+def run_cmd(once: bool, now: str | None) -> None:
+    """Fire due lifecycle events through the plugins (ticks every engine.tick_seconds)."""
+    from ehcbridge.engine import Engine
+
+    app = get_app()
+    fixed = _parse_now(now)
+    if fixed is not None:
+        app.clock.fixed = fixed
+    app.start_plugins()
+    for record in app.plugins.load().values():
+        if record.status == "failed":
+            click.echo(f"warning: plugin {record.name} failed to load: {record.reason}", err=True)
+    engine = Engine(app)
+    if once:
+        report = engine.run_once()
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.attempts.items())) or "none"
+        click.echo(f"timers fired: {report.timers_fired}; events dispatched: "
+                   f"{report.events_dispatched}; deliveries: {statuses}")
+        return
+    try:
+        engine.run_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
+
+@cli.group("deliveries", invoke_without_command=True)
+@click.option("--status", type=click.Choice(["pending", "retrying", "delivered", "dead",
+                                             "skipped"]))
+@click.option("--case", "case_id", help="Only this case.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None,
+                     as_json: bool) -> None:
+    """The delivery ledger: every (event, plugin) pair and its outcome."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = get_app().store.deliveries(status=status, case_id=case_id)
+    if as_json:
+        _json([{"id": d.id, "case_id": d.case_id, "event": d.event_key, "hook": d.hook,
+                "plugin": d.plugin, "status": d.status, "attempts": d.attempts,
+                "next_attempt_at": d.next_attempt_at, "error": d.last_error} for d in rows])
+        return
+    from rich.table import Table
+
+    table = Table("id", "case", "hook", "plugin", "status", "attempts", "next attempt", "error")
+    for d in rows:
+        table.add_row(str(d.id), d.case_id, d.hook, d.plugin, d.status, str(d.attempts),
+                      d.next_attempt_at.isoformat(timespec="minutes")
+                      if d.status in ("pending", "retrying") else "", d.last_error or "")
+    _console().print(table)
+
+
+@deliveries_group.command("retry")
+@click.argument("delivery_id", type=int)
+def deliveries_retry(delivery_id: int) -> None:
+    """Queue a dead delivery again (the next engine pass attempts it)."""
+    app = get_app()
+    row = _store_call(app.store.retry_delivery, delivery_id, app.clock.now())
+    click.echo(f"delivery {row.id} ({row.hook} -> {row.plugin}) queued again")
+
+
+@cli.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Workspace for the demo (default: a new temporary folder).")
+def demo_cmd(directory: Path | None) -> None:
+    """Run a term of reviews on synthetic data through every installed plugin."""
+    from ehcbridge.demo import run_demo
+
+    run_demo(directory, echo=click.echo)
+
+
+def main() -> None:
+    """Console script entry point."""
+    cli(prog_name="ehcbridge")

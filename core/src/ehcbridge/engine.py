@@ -1,0 +1,297 @@
+"""The engine: turns due timers into events and delivers each event to each plugin exactly once.
+
+Every lifecycle change is written to the ``events`` table in the same transaction as the change
+(an outbox). The engine creates one delivery row per (event, plugin), calls each plugin on its own
+and records the outcome, so a crash at any point leaves a row to retry with the same idempotency
+key, and a failing plugin only ever reschedules its own row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from tenacity import RetryCallState, wait_exponential
+
+from ehcbridge import NotConfigured, PermanentError
+from ehcbridge.app import App
+from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
+from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.routing import ensure_team_invitees
+from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
+
+log = logging.getLogger("ehcbridge.engine")
+
+PROVIDER_HOOK = "provide_online_meeting"
+
+
+@dataclass
+class TickReport:
+    """What one pass of the engine did."""
+
+    timers_fired: int = 0
+    events_dispatched: int = 0
+    attempts: Counter[str] = field(default_factory=Counter)  # by resulting status
+
+    def merge(self, other: TickReport) -> None:
+        """Add another pass's figures to this one."""
+        self.timers_fired += other.timers_fired
+        self.events_dispatched += other.events_dispatched
+        self.attempts.update(other.attempts)
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """A Retry-After carried by an exception: ``retry_after`` or an HTTP response header."""
+    value = getattr(exc, "retry_after", None)
+    if value is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Engine:
+    """Fires lifecycle hooks for one App."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        s = app.settings.engine
+        self._wait = wait_exponential(multiplier=s.backoff_base_seconds,
+                                      max=s.backoff_max_seconds)
+        self._events: dict[int, LifecycleEvent] = {}
+
+    # One pass --------------------------------------------------------------------------------
+
+    def run_once(self, now: datetime | None = None) -> TickReport:
+        """Fire due timers, dispatch new events and attempt every delivery that is due."""
+        now = now or self.app.clock.now()
+        self.app.start_plugins()
+        self._events.clear()
+        report = TickReport()
+        store = self.app.store
+        while True:
+            fired = store.fire_timers(now)
+            report.timers_fired += fired
+            if fired < 1000:
+                break
+        # Provider deliveries unblock their events, so dispatch and deliver until nothing moves.
+        for _ in range(3):
+            dispatched = self._dispatch(now)
+            report.events_dispatched += dispatched
+            attempted = self._deliver(now, report)
+            if not dispatched and not attempted:
+                break
+        return report
+
+    def _dispatch(self, now: datetime) -> int:
+        store = self.app.store
+        count = 0
+        while True:
+            batch = store.undispatched_events()
+            progressed = 0
+            for ev in batch:
+                if self._dispatch_one(ev, now):
+                    progressed += 1
+            count += progressed
+            if len(batch) < 500 or not progressed:
+                return count
+
+    def _dispatch_one(self, ev: EventRow, now: datetime) -> bool:
+        store = self.app.store
+        if ev.hook == "on_review_scheduled":
+            case = store.case_by_review(ev.review_id)
+            if ev.action != "cancelled":
+                ensure_team_invitees(self.app, case.plan.case_id)
+            provider = self.app.settings.engine.online_meetings
+            meeting = self._meeting(ev)
+            if provider and meeting is not None and meeting.online:
+                if provider not in self.app.plugins.implementers(PROVIDER_HOOK):
+                    reason = f"online meeting provider {provider!r} is not loaded"
+                    store.set_meeting_link(meeting.id or 0, provider=None, join_url=None,
+                                           external_id=None, error=reason)
+                    store.flag_review(case.plan.case_id, "online_meeting_failed", reason,
+                                      raised_by="engine")
+                else:
+                    d = store.ensure_delivery(ev.id, provider, PROVIDER_HOOK, now)
+                    if d.status in OPEN_STATUSES:
+                        return False  # every other plugin waits for the link
+        store.dispatch(ev.id, self.app.plugins.implementers(ev.hook), ev.hook, now)
+        return True
+
+    def _deliver(self, now: datetime, report: TickReport) -> int:
+        attempted = 0
+        while True:
+            due = self.app.store.due_deliveries(now)
+            for d in due:
+                status = self.attempt(d, now)
+                report.attempts[status] += 1
+            attempted += len(due)
+            if len(due) < 500:
+                return attempted
+
+    # One delivery ----------------------------------------------------------------------------
+
+    def attempt(self, d: DeliveryRow, now: datetime) -> str:
+        """Call one plugin for one event and record the outcome; returns the new status."""
+        store = self.app.store
+        ev = store.event(d.event_id)
+        try:
+            event = self.build_event(ev, now)
+        except Exception as exc:  # the case vanished or the data is inconsistent
+            log.exception("cannot build event %s", ev.key)
+            return self._finish(d, DEAD, d.attempts + 1, now, f"cannot build event: {exc}")
+        outcomes = self.app.plugins.call_each(d.hook, plugins=[d.plugin], event=event,
+                                              ctx=self.app.plugin_context)
+        if not outcomes:
+            return self._finish(d, SKIPPED, d.attempts, now, "plugin not loaded")
+        outcome = outcomes[0]
+        attempts = d.attempts + 1
+        if outcome.error is None:
+            if d.hook == PROVIDER_HOOK:
+                self._store_link(ev, outcome.result, d.plugin)
+            return self._finish(d, DELIVERED, attempts, now, None)
+        exc = outcome.error
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, NotConfigured):
+            return self._finish(d, SKIPPED, attempts, now, f"not configured: {exc}")
+        max_attempts = self.app.settings.engine.max_attempts
+        if isinstance(exc, PermanentError) or attempts >= max_attempts:
+            if d.hook == PROVIDER_HOOK:
+                self._provider_failed(ev, d.plugin, message)
+            log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
+                        d.plugin, attempts)
+            return self._finish(d, DEAD, attempts, now, message)
+        delay = retry_after_of(exc)
+        if delay is None:
+            state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+            state.attempt_number = attempts
+            delay = self._wait(state)
+        return self._finish(d, RETRYING, attempts, now, message,
+                            next_at=now + timedelta(seconds=delay))
+
+    def _finish(self, d: DeliveryRow, status: str, attempts: int, now: datetime,
+                error: str | None, next_at: datetime | None = None) -> str:
+        self.app.store.finish_delivery(d.id, status=status, attempts=attempts,
+                                       next_attempt_at=next_at or now, error=error, now=now)
+        return status
+
+    def _store_link(self, ev: EventRow, result: Any, plugin: str) -> None:
+        if ev.meeting_id is None:
+            return
+        store = self.app.store
+        if isinstance(result, OnlineMeeting):
+            store.set_meeting_link(ev.meeting_id, provider=result.provider,
+                                   join_url=result.join_url, external_id=result.external_id)
+            case = store.case_by_review(ev.review_id)
+            store.clear_flag(case.plan.case_id, "online_meeting_failed")
+        self._events.pop(ev.id, None)
+
+    def _provider_failed(self, ev: EventRow, plugin: str, message: str) -> None:
+        store = self.app.store
+        if ev.meeting_id is not None:
+            store.set_meeting_link(ev.meeting_id, provider=None, join_url=None, external_id=None,
+                                   error=f"{plugin}: {message}")
+        case = store.case_by_review(ev.review_id)
+        store.flag_review(case.plan.case_id, "online_meeting_failed", f"{plugin}: {message}",
+                          raised_by="engine")
+
+    # Building the event a plugin sees ----------------------------------------------------------
+
+    def _meeting(self, ev: EventRow) -> Meeting | None:
+        if ev.meeting_id is None:
+            return None
+        return self.app.store.meeting(ev.meeting_id)
+
+    def build_event(self, ev: EventRow, now: datetime) -> LifecycleEvent:
+        """The immutable event for an outbox row, as the case stands now."""
+        cached = self._events.get(ev.id)
+        if cached is not None:
+            return cached
+        store = self.app.store
+        case = store.case_by_review(ev.review_id)
+        meeting = self._meeting(ev) or case.meeting
+        previous = None
+        prev = ev.payload.get("previous")
+        if prev and meeting is not None:
+            previous = meeting.model_copy(update={
+                "start": datetime.fromisoformat(prev["start"]),
+                "end": datetime.fromisoformat(prev["end"]),
+                "location": prev.get("location"), "sequence": max(meeting.sequence - 1, 0),
+                "status": MeetingStatus.SCHEDULED})
+        milestones = self.app.milestones(case, meeting)
+        event = LifecycleEvent(
+            hook=ev.hook, action=ev.action, idempotency_key=ev.key, occurred_at=ev.occurred_at,
+            review=case.review, plan=case.plan, pupil=case.pupil, meeting=meeting,
+            previous_meeting=previous, invitees=tuple(case.invitees),
+            milestones=tuple(milestones), decision=case.decision,
+        )
+        self._events[ev.id] = event
+        return event
+
+    # The loop --------------------------------------------------------------------------------
+
+    def schedules(self) -> list[tuple[str, Schedule]]:
+        """Periodic jobs registered by plugins, as (plugin, schedule)."""
+        found: list[tuple[str, Schedule]] = []
+        for record in self.app.plugins.loaded():
+            jobs: list[Schedule] = []
+
+            def register(name: str, cron: str, func: Any, _jobs: list[Schedule] = jobs) -> None:
+                _jobs.append(Schedule(name, cron, func))
+
+            outcomes = self.app.plugins.call_each("register_schedules", plugins=[record.name],
+                                                  register=register)
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    log.error("plugin %s could not register schedules: %s", record.name,
+                              outcome.error)
+            found.extend((record.name, job) for job in jobs)
+        return found
+
+    def run_schedules(self, now: datetime, jobs: list[tuple[str, Schedule]]) -> list[str]:
+        """Run each job whose cron time has come since its last run; returns the names run."""
+        from croniter import croniter
+
+        ran = []
+        store = self.app.store
+        for plugin, job in jobs:
+            key = f"schedule:{plugin}:{job.name}"
+            last = store.get_state("_engine", key)
+            if last is None:
+                store.set_state_many("_engine", {key: now.isoformat()})
+                continue
+            due = croniter(job.cron, datetime.fromisoformat(last)).get_next(datetime)
+            if due > now:
+                continue
+            store.set_state_many("_engine", {key: now.isoformat()})
+            try:
+                job.func(self.app.plugin_context(plugin))
+                ran.append(f"{plugin}:{job.name}")
+            except Exception:
+                log.exception("scheduled job %s of plugin %s failed", job.name, plugin)
+        return ran
+
+    def run_forever(self, *, max_ticks: int | None = None) -> None:
+        """Tick every ``engine.tick_seconds`` until interrupted (or ``max_ticks``)."""
+        jobs = None
+        ticks = 0
+        while max_ticks is None or ticks < max_ticks:
+            started = time.monotonic()
+            now = self.app.clock.now()
+            self.run_once(now)
+            if jobs is None:
+                jobs = self.schedules()
+            self.run_schedules(now, jobs)
+            ticks += 1
+            if max_ticks is not None and ticks >= max_ticks:
+                break
+            time.sleep(max(0.0, self.app.settings.engine.tick_seconds
+                           - (time.monotonic() - started)))

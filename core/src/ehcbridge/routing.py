@@ -1,0 +1,62 @@
+"""Invitee routing: professionals are invited through their team, via the ``route_invite`` hook."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ehcbridge.events import Route
+from ehcbridge.models import Invitee, Role
+
+if TYPE_CHECKING:
+    from ehcbridge.app import App
+
+# Families are invited as themselves; everyone else may be routed to a team.
+UNROUTED_ROLES = frozenset({Role.PARENT, Role.YOUNG_PERSON})
+# Roles reg 20(2) requires that a school cannot fill in itself: a router finds the team.
+TEAM_ROLES = (Role.HEALTH, Role.SOCIAL_CARE)
+
+
+def route(app: App, case_id: str, invitee: Invitee) -> Route | None:
+    """Ask the routing plugins where this invitee's invitation goes (None: as given)."""
+    if invitee.role in UNROUTED_ROLES:
+        return None
+    case = app.store.case(case_id)
+    result = app.plugins.call_first("route_invite", review=case.review, pupil=case.pupil,
+                                    invitee=invitee, ctx=app.plugin_context)
+    return result if isinstance(result, Route) else None
+
+
+def route_and_add(app: App, case_id: str, invitee: Invitee) -> None:
+    """Add an invitee, replacing the address with the team's when a router answers."""
+    found = route(app, case_id, invitee)
+    if found is None:
+        if invitee.email or invitee.role not in TEAM_ROLES:
+            app.store.add_invitee(case_id, invitee)
+        return
+    routed = invitee.model_copy(update={"email": found.email, "team": found.team,
+                                        "name": invitee.name or found.team})
+    app.store.add_invitee(case_id, routed, routed_from=invitee.email or "")
+
+
+def ensure_team_invitees(app: App, case_id: str) -> None:
+    """Before anyone is invited: route every professional, and find a team for each reg 20(2)
+    role (health, social care) that has no invitee yet."""
+    case = app.store.case(case_id)
+    present = {i.role for i in case.invitees}
+    for invitee in case.invitees:
+        if invitee.role in UNROUTED_ROLES or invitee.source == "routed":
+            continue
+        found = route(app, case_id, invitee)
+        if found is not None and (found.email != invitee.email or found.team != invitee.team):
+            routed = invitee.model_copy(update={"email": found.email, "team": found.team,
+                                                "source": "routed"})
+            app.store.add_invitee(case_id, routed, routed_from=invitee.email or "",
+                                  replace_email=invitee.email)
+    for role in TEAM_ROLES:
+        if role not in present:
+            placeholder = Invitee(role=role, source="required")
+            found = route(app, case_id, placeholder)
+            if found is not None:
+                app.store.add_invitee(case_id, Invitee(role=role, name=found.team,
+                                                       email=found.email, team=found.team,
+                                                       source="routed"))

@@ -1,0 +1,838 @@
+"""The durable store: SQLite by default, PostgreSQL by URL, schema managed by Alembic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from ehcbridge.models import (
+    LONDON,
+    Decision,
+    Invitee,
+    Meeting,
+    MeetingStatus,
+    Outcome,
+    Plan,
+    Pupil,
+    Review,
+    ReviewKind,
+    ReviewStatus,
+    Role,
+)
+from ehcbridge.store import schema as t
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Delivery statuses. "pending" and "retrying" are still to be attempted.
+PENDING, RETRYING, DELIVERED, DEAD, SKIPPED = "pending", "retrying", "delivered", "dead", "skipped"
+OPEN_STATUSES = (PENDING, RETRYING)
+
+
+class StoreError(Exception):
+    """A request the store cannot carry out (unknown case, review already decided...)."""
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class CaseView:
+    """Everything known about one case's current review."""
+
+    plan: Plan
+    pupil: Pupil
+    review: Review
+    meeting: Meeting | None
+    invitees: list[Invitee]
+    decision: Decision | None
+    flags: dict[str, str]
+    invitations: list[dict[str, Any]] = field(default_factory=list)
+    plan_id: int = 0
+    pupil_id: int = 0
+
+
+@dataclass
+class EventRow:
+    """A lifecycle event waiting in (or already through) the outbox."""
+
+    id: int
+    key: str
+    hook: str
+    action: str
+    review_id: int
+    meeting_id: int | None
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+@dataclass
+class DeliveryRow:
+    """One (event, plugin) pair of the delivery ledger."""
+
+    id: int
+    event_id: int
+    plugin: str
+    hook: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    event_key: str = ""
+    case_id: str = ""
+
+
+class Store:
+    """All reads and writes of ehcbridge's data; every method is one transaction."""
+
+    def __init__(self, url: str, *, schema: str | None = None, migrate: bool = True) -> None:
+        parsed = make_url(url)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            connect_args["timeout"] = 30
+        elif schema:
+            connect_args["options"] = f"-csearch_path={schema}"
+        self.url = url
+        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if migrate:
+            self.migrate()
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema up to the newest revision, keeping every row."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: committed on success, rolled back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    # Pupils, plans, reviews ------------------------------------------------------------------
+
+    def upsert_case(
+        self,
+        conn: Connection,
+        *,
+        pupil: Pupil,
+        plan: Plan,
+        coordinator_email: str | None,
+        review_due: date,
+        kind: ReviewKind,
+        pfa: bool,
+    ) -> tuple[str, int]:
+        """Insert or update a case (pupil, plan, current review); returns (added|updated|unchanged,
+        review id). Called inside the caller's transaction so an import is all-or-nothing."""
+        now = utcnow()
+        plan_row = conn.execute(select(t.plans).where(t.plans.c.case_id == plan.case_id)).first()
+        pupil_values = dict(upn=pupil.upn, forename=pupil.forename, surname=pupil.surname,
+                            dob=pupil.dob, nc_year=pupil.nc_year, school_urn=pupil.school_urn)
+        plan_values = dict(issued_on=plan.issued_on, last_review_decision=plan.last_review_decision,
+                           plan_type=plan.plan_type, coordinator_email=coordinator_email)
+        if plan_row is None:
+            pupil_id = self._pupil_id_for(conn, pupil, pupil_values, now)
+            plan_id = conn.execute(insert(t.plans).values(case_id=plan.case_id, pupil_id=pupil_id,
+                                                          **plan_values)).inserted_primary_key[0]
+            review_id = conn.execute(insert(t.reviews).values(
+                plan_id=plan_id, kind=kind.value, due_by=review_due, status=ReviewStatus.DUE.value,
+                preparing_for_adulthood=pfa, current=True, created_at=now,
+            )).inserted_primary_key[0]
+            return "added", int(review_id)
+        changed = False
+        pupil_row = conn.execute(select(t.pupils).where(t.pupils.c.id == plan_row.pupil_id)).one()
+        if any(getattr(pupil_row, k) != v for k, v in pupil_values.items()):
+            conn.execute(update(t.pupils).where(t.pupils.c.id == pupil_row.id)
+                         .values(updated_at=now, **pupil_values))
+            changed = True
+        if any(getattr(plan_row, k) != v for k, v in plan_values.items()):
+            conn.execute(update(t.plans).where(t.plans.c.id == plan_row.id).values(**plan_values))
+            changed = True
+        review_row = self._current_review_row(conn, plan_row.id)
+        if review_row is None:
+            review_id = conn.execute(insert(t.reviews).values(
+                plan_id=plan_row.id, kind=kind.value, due_by=review_due,
+                status=ReviewStatus.DUE.value, preparing_for_adulthood=pfa, current=True,
+                created_at=now)).inserted_primary_key[0]
+            return "updated", int(review_id)
+        if (review_row.due_by, review_row.preparing_for_adulthood, review_row.kind) != (
+                review_due, pfa, kind.value):
+            conn.execute(update(t.reviews).where(t.reviews.c.id == review_row.id).values(
+                due_by=review_due, preparing_for_adulthood=pfa, kind=kind.value))
+            changed = True
+        return ("updated" if changed else "unchanged"), int(review_row.id)
+
+    def _pupil_id_for(self, conn: Connection, pupil: Pupil, values: dict[str, Any],
+                      now: datetime) -> int:
+        if pupil.upn:
+            row = conn.execute(select(t.pupils.c.id).where(t.pupils.c.upn == pupil.upn)).first()
+            if row is not None:
+                conn.execute(update(t.pupils).where(t.pupils.c.id == row.id)
+                             .values(updated_at=now, **values))
+                return int(row.id)
+        return int(conn.execute(insert(t.pupils).values(updated_at=now, **values))
+                   .inserted_primary_key[0])
+
+    def _current_review_row(self, conn: Connection, plan_id: int) -> Any:
+        return conn.execute(select(t.reviews).where(
+            and_(t.reviews.c.plan_id == plan_id, t.reviews.c.current.is_(True)))
+            .order_by(t.reviews.c.id.desc())).first()
+
+    def case_ids(self) -> list[str]:
+        """Every case id, sorted."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(t.plans.c.case_id).order_by(t.plans.c.case_id))
+                        .scalars())
+
+    def count(self, table: str) -> int:
+        """Number of rows in one of the store's tables."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.metadata.tables[table]))
+                       .scalar_one())
+
+    def review_id_for(self, conn: Connection, case_id: str) -> int:
+        """The current review id of a case, or StoreError naming the case."""
+        row = conn.execute(
+            select(t.reviews.c.id).join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+            .where(and_(t.plans.c.case_id == case_id, t.reviews.c.current.is_(True)))
+            .order_by(t.reviews.c.id.desc())).first()
+        if row is None:
+            raise StoreError(f"unknown case {case_id!r}")
+        return int(row.id)
+
+    def case(self, case_id: str) -> CaseView:
+        """The current review of a case with its meeting, invitees, decision and flags."""
+        with self.engine.connect() as conn:
+            return self._case_view(conn, self.review_id_for(conn, case_id))
+
+    def case_by_review(self, review_id: int) -> CaseView:
+        """Like :meth:`case`, by review id."""
+        with self.engine.connect() as conn:
+            return self._case_view(conn, review_id)
+
+    def _case_view(self, conn: Connection, review_id: int) -> CaseView:
+        r = conn.execute(select(t.reviews).where(t.reviews.c.id == review_id)).one()
+        p = conn.execute(select(t.plans).where(t.plans.c.id == r.plan_id)).one()
+        pu = conn.execute(select(t.pupils).where(t.pupils.c.id == p.pupil_id)).one()
+        m = conn.execute(select(t.meetings).where(t.meetings.c.review_id == review_id)
+                         .order_by(t.meetings.c.id.desc())).first()
+        flag_rows = conn.execute(select(t.flags.c.flag, t.flags.c.detail)
+                                 .where(t.flags.c.review_id == review_id)
+                                 .order_by(t.flags.c.flag)).all()
+        inv_rows = conn.execute(select(t.invitees).where(t.invitees.c.review_id == review_id)
+                                .order_by(t.invitees.c.id)).all()
+        d = conn.execute(select(t.decisions).where(t.decisions.c.review_id == review_id)).first()
+        invs = conn.execute(select(t.invitations).where(t.invitations.c.review_id == review_id)
+                            .order_by(t.invitations.c.id)).all()
+        pupil = Pupil(upn=pu.upn, forename=pu.forename, surname=pu.surname, dob=pu.dob,
+                      nc_year=pu.nc_year, school_urn=pu.school_urn)
+        plan = Plan(case_id=p.case_id, issued_on=p.issued_on,
+                    last_review_decision=p.last_review_decision, plan_type=p.plan_type)
+        review = Review(id=r.id, case_id=p.case_id, kind=ReviewKind(r.kind), due_by=r.due_by,
+                        status=ReviewStatus(r.status),
+                        preparing_for_adulthood=bool(r.preparing_for_adulthood),
+                        coordinator_email=p.coordinator_email,
+                        flags=tuple(f.flag for f in flag_rows))
+        return CaseView(
+            plan=plan, pupil=pupil, review=review,
+            meeting=_meeting(m) if m is not None else None,
+            invitees=[Invitee(role=Role(i.role), name=i.name, email=i.email, team=i.team,
+                              source=i.source, response=i.response) for i in inv_rows],
+            decision=(Decision(outcome=Outcome(d.outcome), reason=d.reason,
+                               decided_on=d.decided_on) if d is not None else None),
+            flags={f.flag: f.detail or "" for f in flag_rows},
+            invitations=[{"plugin": i.plugin, "email": i.email, "status": i.status,
+                          "detail": i.detail or "", "at": i.at.isoformat()} for i in invs],
+            plan_id=p.id, pupil_id=pu.id,
+        )
+
+    def list_reviews(self, *, due_before: date | None = None, flag: str | None = None,
+                     school_urn: str | None = None, without_meeting: bool = False,
+                     open_only: bool = True) -> list[dict[str, Any]]:
+        """Current reviews as plain rows for listings, soonest due first."""
+        m = t.meetings
+        latest_meeting = (select(func.max(m.c.id)).where(m.c.review_id == t.reviews.c.id)
+                          .correlate(t.reviews).scalar_subquery())
+        q = (select(t.plans.c.case_id, t.reviews.c.id.label("review_id"), t.reviews.c.kind,
+                    t.reviews.c.due_by, t.reviews.c.status, t.reviews.c.preparing_for_adulthood,
+                    t.plans.c.coordinator_email, t.pupils.c.school_urn, t.pupils.c.upn,
+                    m.c.start.label("meeting_start"), m.c.status.label("meeting_status"))
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .join(t.pupils, t.pupils.c.id == t.plans.c.pupil_id)
+             .outerjoin(m, m.c.id == latest_meeting)
+             .where(t.reviews.c.current.is_(True))
+             .order_by(t.reviews.c.due_by, t.plans.c.case_id))
+        if open_only:
+            q = q.where(t.reviews.c.status.in_([ReviewStatus.DUE.value,
+                                                ReviewStatus.SCHEDULED.value,
+                                                ReviewStatus.HELD.value]))
+        if due_before is not None:
+            q = q.where(t.reviews.c.due_by <= due_before)
+        if school_urn is not None:
+            q = q.where(t.pupils.c.school_urn == school_urn)
+        if without_meeting:
+            q = q.where(t.reviews.c.status == ReviewStatus.DUE.value)
+        if flag is not None:
+            q = q.where(t.reviews.c.id.in_(select(t.flags.c.review_id)
+                                           .where(t.flags.c.flag == flag)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            flag_map: dict[int, list[str]] = {}
+            for fr in conn.execute(select(t.flags.c.review_id, t.flags.c.flag)):
+                flag_map.setdefault(fr.review_id, []).append(fr.flag)
+        return [dict(r._mapping, flags=sorted(flag_map.get(r.review_id, []))) for r in rows]
+
+    def booked_meetings(self, start: date, end: date) -> dict[tuple[str | None, date], int]:
+        """Scheduled meetings per (coordinator, day) between two dates, for the planner."""
+        q = (select(t.plans.c.coordinator_email, t.meetings.c.start)
+             .join(t.reviews, t.reviews.c.id == t.meetings.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .where(t.meetings.c.status == MeetingStatus.SCHEDULED.value))
+        out: dict[tuple[str | None, date], int] = {}
+        with self.engine.connect() as conn:
+            for coord, at in conn.execute(q):
+                day = at.astimezone(LONDON).date()
+                if start <= day <= end:
+                    out[(coord, day)] = out.get((coord, day), 0) + 1
+        return out
+
+    # Meetings and lifecycle changes (each writes its event into the outbox) -------------------
+
+    def schedule_meeting(
+        self, case_id: str, *, start: datetime, end: datetime, location: str | None = None,
+        online: bool = False, organiser: str | None = None, now: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> str:
+        """Set or move the meeting; returns scheduled, rescheduled or unchanged."""
+        if end <= start:
+            raise StoreError(f"{case_id}: meeting end {end:%Y-%m-%d %H:%M} is not after its start")
+        with self._maybe_begin(conn) as c:
+            review_id = self.review_id_for(c, case_id)
+            review = c.execute(select(t.reviews).where(t.reviews.c.id == review_id)).one()
+            if review.status in (ReviewStatus.DECIDED.value, ReviewStatus.CANCELLED.value):
+                raise StoreError(f"{case_id}: the review is {review.status}; nothing to schedule")
+            now = now or utcnow()
+            current = c.execute(select(t.meetings).where(and_(
+                t.meetings.c.review_id == review_id,
+                t.meetings.c.status == MeetingStatus.SCHEDULED.value))
+                .order_by(t.meetings.c.id.desc())).first()
+            if current is not None:
+                same = (current.start == start.astimezone(UTC) and current.end == end.astimezone(UTC)
+                        and current.location == location and bool(current.online) == online)
+                if same:
+                    return "unchanged"
+                seq = current.sequence + 1
+                c.execute(update(t.meetings).where(t.meetings.c.id == current.id).values(
+                    start=start, end=end, location=location, online=online, sequence=seq,
+                    organiser=organiser or current.organiser))
+                meeting_id, action = current.id, "rescheduled"
+                payload = {"previous": {"start": current.start.isoformat(),
+                                        "end": current.end.isoformat(),
+                                        "location": current.location}}
+            else:
+                seq = 0
+                meeting_id = c.execute(insert(t.meetings).values(
+                    review_id=review_id, start=start, end=end, location=location, online=online,
+                    organiser=organiser, status=MeetingStatus.SCHEDULED.value, sequence=0,
+                )).inserted_primary_key[0]
+                action, payload = "scheduled", {}
+            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
+                      .values(status=ReviewStatus.SCHEDULED.value))
+            self._set_timers(c, review_id, int(meeting_id), start, end)
+            self._add_event(c, key=f"{case_id}/r{review_id}/m{meeting_id}/{action}/{seq}",
+                            hook="on_review_scheduled", action=action, review_id=review_id,
+                            meeting_id=int(meeting_id), at=now, payload=payload)
+            return action
+
+    def cancel_meeting(self, case_id: str, *, reason: str = "", now: datetime | None = None) -> None:
+        """Cancel the scheduled meeting (the review goes back to due)."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            current = c.execute(select(t.meetings).where(and_(
+                t.meetings.c.review_id == review_id,
+                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
+            if current is None:
+                raise StoreError(f"{case_id}: no scheduled meeting to cancel")
+            seq = current.sequence + 1
+            c.execute(update(t.meetings).where(t.meetings.c.id == current.id)
+                      .values(status=MeetingStatus.CANCELLED.value, sequence=seq))
+            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
+                      .values(status=ReviewStatus.DUE.value))
+            c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
+                                                  t.timers.c.fired.is_(False))))
+            self._add_event(c, key=f"{case_id}/r{review_id}/m{current.id}/cancelled/{seq}",
+                            hook="on_review_scheduled", action="cancelled", review_id=review_id,
+                            meeting_id=current.id, at=now or utcnow(), payload={"reason": reason})
+
+    def mark_held(self, case_id: str, *, now: datetime | None = None) -> None:
+        """Record that the meeting took place."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            current = c.execute(select(t.meetings).where(and_(
+                t.meetings.c.review_id == review_id,
+                t.meetings.c.status.in_([MeetingStatus.SCHEDULED.value,
+                                         MeetingStatus.HELD.value])))
+                .order_by(t.meetings.c.id.desc())).first()
+            if current is None:
+                raise StoreError(f"{case_id}: no meeting to record as held")
+            self._held(c, case_id, review_id, current.id, "recorded", now or utcnow())
+
+    def _held(self, c: Connection, case_id: str, review_id: int, meeting_id: int, action: str,
+              now: datetime) -> None:
+        c.execute(update(t.meetings).where(and_(t.meetings.c.id == meeting_id,
+                                                t.meetings.c.held_at.is_(None)))
+                  .values(status=MeetingStatus.HELD.value, held_at=now))
+        c.execute(update(t.reviews).where(and_(t.reviews.c.id == review_id,
+                                               t.reviews.c.status == ReviewStatus.SCHEDULED.value))
+                  .values(status=ReviewStatus.HELD.value))
+        c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
+                                              t.timers.c.fired.is_(False))))
+        # One key whether recorded by hand or noticed by the clock: the hook fires once.
+        self._add_event(c, key=f"{case_id}/r{review_id}/m{meeting_id}/held", hook="on_meeting_held",
+                        action=action, review_id=review_id, meeting_id=meeting_id, at=now)
+
+    def decide(self, case_id: str, *, outcome: Outcome, reason: str, decided_on: date,
+               next_review_due: date | None, now: datetime | None = None) -> None:
+        """Record the LA's decision and open the next review (unless the plan ceases)."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            review = c.execute(select(t.reviews).where(t.reviews.c.id == review_id)).one()
+            if review.status == ReviewStatus.DECIDED.value:
+                raise StoreError(f"{case_id}: the review is already decided")
+            c.execute(insert(t.decisions).values(review_id=review_id, outcome=outcome.value,
+                                                 reason=reason, decided_on=decided_on))
+            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
+                      .values(status=ReviewStatus.DECIDED.value))
+            c.execute(update(t.plans).where(t.plans.c.id == review.plan_id)
+                      .values(last_review_decision=decided_on))
+            self._add_event(c, key=f"{case_id}/r{review_id}/decision", hook="on_decision",
+                            action="recorded", review_id=review_id, meeting_id=None,
+                            at=now or utcnow(), payload={})
+            if outcome != Outcome.CEASE and next_review_due is not None:
+                c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
+                          .values(current=False))
+                c.execute(insert(t.reviews).values(
+                    plan_id=review.plan_id, kind=ReviewKind.ANNUAL.value, due_by=next_review_due,
+                    status=ReviewStatus.DUE.value,
+                    preparing_for_adulthood=review.preparing_for_adulthood, current=True,
+                    created_at=now or utcnow()))
+
+    def _set_timers(self, c: Connection, review_id: int, meeting_id: int, start: datetime,
+                    end: datetime) -> None:
+        c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
+                                              t.timers.c.fired.is_(False))))
+        fired = set(c.execute(select(t.timers.c.kind).where(and_(
+            t.timers.c.review_id == review_id, t.timers.c.meeting_id == meeting_id))).scalars())
+        day = start.astimezone(LONDON).date()
+        rows = []
+        for kind, weeks in (("views_request", 6), ("reminder", 2), ("views_due", 2)):
+            if kind not in fired:
+                at = datetime.combine(day - timedelta(weeks=weeks), datetime.min.time(),
+                                      tzinfo=LONDON).replace(hour=8)
+                rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind=kind, due_at=at,
+                                 fired=False))
+        rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind="meeting_end",
+                         due_at=end, fired=False))
+        c.execute(insert(t.timers), rows)
+
+    def _add_event(self, c: Connection, *, key: str, hook: str, action: str, review_id: int,
+                   meeting_id: int | None, at: datetime, payload: dict[str, Any] | None = None
+                   ) -> bool:
+        exists = c.execute(select(t.events.c.id).where(t.events.c.key == key)).first()
+        if exists is not None:
+            return False
+        c.execute(insert(t.events).values(key=key, hook=hook, action=action, review_id=review_id,
+                                          meeting_id=meeting_id, occurred_at=at,
+                                          payload=payload or {}, dispatched=False))
+        return True
+
+    @contextmanager
+    def _maybe_begin(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.begin() as c:
+                yield c
+
+    # Timers, events, deliveries (the engine) -------------------------------------------------
+
+    _TIMER_EVENTS = {"views_request": ("on_views_due", "request"),
+                     "reminder": ("on_views_due", "reminder"),
+                     "views_due": ("on_views_due", "due")}
+
+    def fire_timers(self, now: datetime, limit: int = 1000) -> int:
+        """Turn timers that are due into events; returns how many fired."""
+        with self.begin() as c:
+            rows = c.execute(
+                select(t.timers, t.plans.c.case_id)
+                .join(t.reviews, t.reviews.c.id == t.timers.c.review_id)
+                .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                .where(and_(t.timers.c.fired.is_(False), t.timers.c.due_at <= now))
+                .order_by(t.timers.c.due_at, t.timers.c.id).limit(limit)).all()
+            for row in rows:
+                c.execute(update(t.timers).where(t.timers.c.id == row.id).values(fired=True))
+                if row.kind == "meeting_end":
+                    self._held(c, row.case_id, row.review_id, row.meeting_id, "ended", now)
+                    continue
+                hook, action = self._TIMER_EVENTS[row.kind]
+                self._add_event(c, key=f"{row.case_id}/r{row.review_id}/views/{action}",
+                                hook=hook, action=action, review_id=row.review_id,
+                                meeting_id=row.meeting_id, at=now)
+            return len(rows)
+
+    def next_timer_at(self) -> datetime | None:
+        """When the next timer comes due."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.min(t.timers.c.due_at))
+                                .where(t.timers.c.fired.is_(False))).scalar_one_or_none()
+
+    def undispatched_events(self, limit: int = 500) -> list[EventRow]:
+        """Events whose deliveries have not been created yet, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.events).where(t.events.c.dispatched.is_(False))
+                                .order_by(t.events.c.id).limit(limit)).all()
+        return [_event_row(r) for r in rows]
+
+    def event(self, event_id: int) -> EventRow:
+        """One event by id."""
+        with self.engine.connect() as conn:
+            return _event_row(conn.execute(select(t.events).where(t.events.c.id == event_id))
+                              .one())
+
+    def ensure_delivery(self, event_id: int, plugin: str, hook: str, now: datetime) -> DeliveryRow:
+        """The ledger row for (event, plugin), created pending when missing."""
+        with self.begin() as c:
+            row = c.execute(select(t.deliveries).where(and_(
+                t.deliveries.c.event_id == event_id, t.deliveries.c.plugin == plugin))).first()
+            if row is None:
+                c.execute(insert(t.deliveries).values(
+                    event_id=event_id, plugin=plugin, hook=hook, status=PENDING, attempts=0,
+                    next_attempt_at=now, created_at=now))
+                row = c.execute(select(t.deliveries).where(and_(
+                    t.deliveries.c.event_id == event_id, t.deliveries.c.plugin == plugin))).one()
+            return _delivery_row(row)
+
+    def dispatch(self, event_id: int, plugins: list[str], hook: str, now: datetime) -> None:
+        """Create a pending delivery per plugin and mark the event dispatched, atomically."""
+        with self.begin() as c:
+            have = set(c.execute(select(t.deliveries.c.plugin)
+                                 .where(t.deliveries.c.event_id == event_id)).scalars())
+            rows = [dict(event_id=event_id, plugin=p, hook=hook, status=PENDING, attempts=0,
+                         next_attempt_at=now, created_at=now) for p in plugins if p not in have]
+            if rows:
+                c.execute(insert(t.deliveries), rows)
+            c.execute(update(t.events).where(t.events.c.id == event_id).values(dispatched=True))
+
+    def due_deliveries(self, now: datetime, limit: int = 500,
+                       exclude_hooks: tuple[str, ...] = ()) -> list[DeliveryRow]:
+        """Deliveries to attempt now, oldest first."""
+        q = (select(t.deliveries, t.events.c.key.label("event_key"))
+             .join(t.events, t.events.c.id == t.deliveries.c.event_id)
+             .where(and_(t.deliveries.c.status.in_(OPEN_STATUSES),
+                         t.deliveries.c.next_attempt_at <= now))
+             .order_by(t.deliveries.c.next_attempt_at, t.deliveries.c.id).limit(limit))
+        if exclude_hooks:
+            q = q.where(t.deliveries.c.hook.not_in(exclude_hooks))
+        with self.engine.connect() as conn:
+            return [_delivery_row(r) for r in conn.execute(q).all()]
+
+    def finish_delivery(self, delivery_id: int, *, status: str, attempts: int,
+                        next_attempt_at: datetime, error: str | None, now: datetime) -> None:
+        """Record the outcome of one attempt."""
+        with self.begin() as c:
+            c.execute(update(t.deliveries).where(t.deliveries.c.id == delivery_id).values(
+                status=status, attempts=attempts, next_attempt_at=next_attempt_at,
+                last_error=error, finished_at=now if status not in OPEN_STATUSES else None))
+
+    def deliveries(self, *, status: str | None = None, case_id: str | None = None,
+                   limit: int = 1000) -> list[DeliveryRow]:
+        """Ledger rows for ``ehcbridge deliveries``."""
+        q = (select(t.deliveries, t.events.c.key.label("event_key"),
+                    t.plans.c.case_id.label("case_id"))
+             .join(t.events, t.events.c.id == t.deliveries.c.event_id)
+             .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .order_by(t.deliveries.c.id).limit(limit))
+        if status:
+            q = q.where(t.deliveries.c.status == status)
+        if case_id:
+            q = q.where(t.plans.c.case_id == case_id)
+        with self.engine.connect() as conn:
+            return [_delivery_row(r) for r in conn.execute(q).all()]
+
+    def delivery_counts(self) -> dict[tuple[str, str, str], int]:
+        """Counts by (hook, plugin, status)."""
+        q = select(t.deliveries.c.hook, t.deliveries.c.plugin, t.deliveries.c.status,
+                   func.count()).group_by(t.deliveries.c.hook, t.deliveries.c.plugin,
+                                          t.deliveries.c.status)
+        with self.engine.connect() as conn:
+            return {(h, p, s): int(n) for h, p, s, n in conn.execute(q)}
+
+    def retry_delivery(self, delivery_id: int, now: datetime) -> DeliveryRow:
+        """Put a dead (or skipped) delivery back in the queue with a fresh attempt count."""
+        with self.begin() as c:
+            row = c.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).first()
+            if row is None:
+                raise StoreError(f"no delivery with id {delivery_id}")
+            if row.status == DELIVERED:
+                raise StoreError(f"delivery {delivery_id} was already delivered")
+            c.execute(update(t.deliveries).where(t.deliveries.c.id == delivery_id).values(
+                status=PENDING, attempts=0, next_attempt_at=now, finished_at=None))
+            row = c.execute(select(t.deliveries).where(t.deliveries.c.id == delivery_id)).one()
+            return _delivery_row(row)
+
+    def set_meeting_link(self, meeting_id: int, *, provider: str | None, join_url: str | None,
+                         external_id: str | None, error: str | None = None) -> None:
+        """Store what the online meeting provider returned (or why it failed)."""
+        with self.begin() as c:
+            values: dict[str, Any] = {"link_error": error}
+            if provider is not None:
+                values.update(provider=provider, join_url=join_url, external_id=external_id)
+            c.execute(update(t.meetings).where(t.meetings.c.id == meeting_id).values(**values))
+
+    def meeting(self, meeting_id: int) -> Meeting:
+        """One meeting by id."""
+        with self.engine.connect() as conn:
+            return _meeting(conn.execute(select(t.meetings).where(t.meetings.c.id == meeting_id))
+                            .one())
+
+    def meeting_link_error(self, meeting_id: int) -> str | None:
+        """Why the provider could not create the meeting's link, if it failed."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.meetings.c.link_error)
+                                .where(t.meetings.c.id == meeting_id)).scalar_one_or_none()
+
+    # Invitees, flags, invitations, state, audit (also behind the plugin facade) --------------
+
+    def add_invitee(self, case_id: str, invitee: Invitee, *, routed_from: str | None = None,
+                    conn: Connection | None = None, replace_email: str | None = None) -> bool:
+        """Add an invitee, or update the one with the same role and email; True when new."""
+        with self._maybe_begin(conn) as c:
+            review_id = self.review_id_for(c, case_id)
+            match_email = replace_email if replace_email is not None else invitee.email
+            cond = and_(t.invitees.c.review_id == review_id,
+                        t.invitees.c.role == invitee.role.value,
+                        (t.invitees.c.email == match_email) if match_email is not None
+                        else t.invitees.c.email.is_(None))
+            row = c.execute(select(t.invitees).where(cond)).first()
+            values = dict(role=invitee.role.value, name=invitee.name, email=invitee.email,
+                          team=invitee.team, source=invitee.source)
+            if row is None:
+                c.execute(insert(t.invitees).values(review_id=review_id, added_at=utcnow(),
+                                                    routed_from=routed_from, **values))
+                return True
+            if routed_from is not None:
+                values["routed_from"] = routed_from
+            c.execute(update(t.invitees).where(t.invitees.c.id == row.id).values(**values))
+            return False
+
+    def invitee_added_at(self, case_id: str) -> dict[str, datetime]:
+        """When each invitee (by email) was added: for the two weeks' notice watch."""
+        with self.engine.connect() as conn:
+            review_id = self.review_id_for(conn, case_id)
+            return {r.email: r.added_at for r in conn.execute(
+                select(t.invitees.c.email, t.invitees.c.added_at)
+                .where(t.invitees.c.review_id == review_id)) if r.email}
+
+    def set_response(self, case_id: str, email: str, response: str) -> None:
+        """Store an invitee's response to the invitation."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            c.execute(update(t.invitees).where(and_(
+                t.invitees.c.review_id == review_id,
+                func.lower(t.invitees.c.email) == email.lower())).values(response=response))
+
+    def flag_review(self, case_id: str, flag: str, detail: str, raised_by: str) -> None:
+        """Raise (or refresh) a flag on the current review."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            row = c.execute(select(t.flags.c.id).where(and_(t.flags.c.review_id == review_id,
+                                                            t.flags.c.flag == flag))).first()
+            if row is None:
+                c.execute(insert(t.flags).values(review_id=review_id, flag=flag, detail=detail,
+                                                 raised_by=raised_by, at=utcnow()))
+            else:
+                c.execute(update(t.flags).where(t.flags.c.id == row.id)
+                          .values(detail=detail, raised_by=raised_by))
+
+    def clear_flag(self, case_id: str, flag: str) -> None:
+        """Clear a flag from the current review."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            c.execute(delete(t.flags).where(and_(t.flags.c.review_id == review_id,
+                                                 t.flags.c.flag == flag)))
+
+    def record_invitation(self, case_id: str, email: str, *, plugin: str, status: str,
+                          detail: str) -> None:
+        """Record that a plugin sent (or failed to send) an invitation."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            c.execute(insert(t.invitations).values(review_id=review_id, plugin=plugin,
+                                                   email=email, status=status, detail=detail,
+                                                   at=utcnow()))
+
+    def get_state(self, plugin: str, key: str, default: Any = None) -> Any:
+        """A plugin's stored value."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.plugin_state.c.value).where(and_(
+                t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == key))).first()
+        return default if row is None else row.value
+
+    def set_state_many(self, plugin: str, items: dict[str, Any]) -> None:
+        """Store several keys of a plugin's state in one transaction."""
+        if not items:
+            return
+        now = utcnow()
+        with self.begin() as c:
+            existing = set(c.execute(select(t.plugin_state.c.key).where(and_(
+                t.plugin_state.c.plugin == plugin,
+                t.plugin_state.c.key.in_(list(items))))).scalars()) if len(items) < 5000 else \
+                set(c.execute(select(t.plugin_state.c.key)
+                              .where(t.plugin_state.c.plugin == plugin)).scalars())
+            new = [dict(plugin=plugin, key=k, value=v, updated_at=now)
+                   for k, v in items.items() if k not in existing]
+            if new:
+                c.execute(insert(t.plugin_state), new)
+            for k, v in items.items():
+                if k in existing:
+                    c.execute(update(t.plugin_state).where(and_(
+                        t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == k))
+                        .values(value=v, updated_at=now))
+
+    def delete_state(self, plugin: str, key: str) -> None:
+        """Remove a key from a plugin's state."""
+        with self.begin() as c:
+            c.execute(delete(t.plugin_state).where(and_(t.plugin_state.c.plugin == plugin,
+                                                        t.plugin_state.c.key == key)))
+
+    def state_items(self, plugin: str, prefix: str = "") -> list[tuple[str, Any]]:
+        """A plugin's keys starting with ``prefix``, sorted."""
+        with self.engine.connect() as conn:
+            q = select(t.plugin_state.c.key, t.plugin_state.c.value).where(
+                t.plugin_state.c.plugin == plugin).order_by(t.plugin_state.c.key)
+            if prefix:
+                q = q.where(t.plugin_state.c.key.startswith(prefix, autoescape=True))
+            return [(k, v) for k, v in conn.execute(q)]
+
+    def audit(self, plugin: str, case_id: str | None, action: str, detail: dict[str, Any]) -> None:
+        """Append an audit record."""
+        with self.begin() as c:
+            c.execute(insert(t.audit).values(plugin=plugin, case_id=case_id, action=action,
+                                             detail=detail, at=utcnow()))
+
+    def audit_records(self, case_id: str | None = None, plugin: str | None = None
+                      ) -> list[dict[str, Any]]:
+        """Audit records, oldest first."""
+        q = select(t.audit).order_by(t.audit.c.id)
+        if case_id:
+            q = q.where(t.audit.c.case_id == case_id)
+        if plugin:
+            q = q.where(t.audit.c.plugin == plugin)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def update_pupil(self, upn: str, fields: dict[str, Any]) -> tuple[bool, list[int]]:
+        """Update the pupil with this UPN; returns (changed, ids of its current reviews)."""
+        allowed = {"forename", "surname", "dob", "nc_year", "school_urn"}
+        values = {k: v for k, v in fields.items() if k in allowed}
+        if isinstance(values.get("dob"), str):
+            values["dob"] = date.fromisoformat(values["dob"])
+        with self.begin() as c:
+            row = c.execute(select(t.pupils).where(t.pupils.c.upn == upn)).first()
+            if row is None:
+                return False, []
+            changed = any(getattr(row, k) != v for k, v in values.items())
+            if changed:
+                c.execute(update(t.pupils).where(t.pupils.c.id == row.id)
+                          .values(updated_at=utcnow(), **values))
+            review_ids = list(c.execute(
+                select(t.reviews.c.id).join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                .where(and_(t.plans.c.pupil_id == row.id, t.reviews.c.current.is_(True))))
+                .scalars())
+            return changed, review_ids
+
+    def set_pfa(self, review_ids: list[int], value: bool) -> None:
+        """Set or clear the preparing-for-adulthood flag on reviews."""
+        if review_ids:
+            with self.begin() as c:
+                c.execute(update(t.reviews).where(t.reviews.c.id.in_(review_ids))
+                          .values(preparing_for_adulthood=value))
+
+    def open_reviews_for_upn(self, upn: str) -> list[str]:
+        """Case ids of this pupil's open reviews."""
+        q = (select(t.plans.c.case_id).join(t.pupils, t.pupils.c.id == t.plans.c.pupil_id)
+             .join(t.reviews, t.reviews.c.plan_id == t.plans.c.id)
+             .where(and_(t.pupils.c.upn == upn, t.reviews.c.current.is_(True),
+                         t.reviews.c.status.in_([ReviewStatus.DUE.value,
+                                                 ReviewStatus.SCHEDULED.value,
+                                                 ReviewStatus.HELD.value]))))
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).scalars())
+
+
+def _meeting(m: Any) -> Meeting:
+    return Meeting(id=m.id, start=m.start, end=m.end, location=m.location, online=bool(m.online),
+                   join_url=m.join_url, provider=m.provider, external_id=m.external_id,
+                   organiser=m.organiser, status=MeetingStatus(m.status), sequence=m.sequence)
+
+
+def _event_row(r: Any) -> EventRow:
+    return EventRow(id=r.id, key=r.key, hook=r.hook, action=r.action, review_id=r.review_id,
+                    meeting_id=r.meeting_id, occurred_at=r.occurred_at, payload=r.payload or {})
+
+
+def _delivery_row(r: Any) -> DeliveryRow:
+    m = r._mapping
+    return DeliveryRow(id=m["id"], event_id=m["event_id"], plugin=m["plugin"], hook=m["hook"],
+                       status=m["status"], attempts=m["attempts"],
+                       next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
+                       created_at=m["created_at"], finished_at=m["finished_at"],
+                       event_key=m.get("event_key", ""), case_id=m.get("case_id", ""))
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+__all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseView", "DeliveryRow",
+           "EventRow", "IntegrityError", "Store", "StoreError"]
