@@ -122,9 +122,10 @@ def build_message(event: LifecycleEvent, team: dict[str, Any],
     body.append("<p>Please do not forward this message outside your team.</p>")
 
     message = EmailMessage()
-    prefix = "Reminder: advice due" if reminder else "Advice request"
-    message["Subject"] = (f"{prefix} for EHCP {_kind(review)} {review.case_id} "
-                          f"(meeting {start.day} {start:%B %Y})")
+    # Short enough not to be folded (Python folds a long Subject right after the colon).
+    message["Subject"] = (
+        f"Reminder: advice due {due.day} {due:%b %Y} for {review.case_id}" if reminder
+        else f"Advice request: {review.case_id} {_kind(review)}, {start.day} {start:%b %Y}")
     message["To"] = team["mailbox"]
     message["From"] = settings.from_address
     if contact:
