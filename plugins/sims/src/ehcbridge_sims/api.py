@@ -42,6 +42,10 @@ UPDATED_AFTER_FORMAT = "%Y-%m-%d %H:%M:%S"
 class ApiError(Exception):
     """The aggregator refused the request or kept failing; the message never holds the token."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class _Transient(Exception):
     def __init__(self, status: int, retry_after: float | None) -> None:
@@ -136,15 +140,18 @@ class AggregatorClient:
                 "[plugins.sims] token and that the school has approved the app"
             )
         if response.status_code >= 400:
-            raise ApiError(f"the MIS API answered HTTP {response.status_code} for {url}")
+            raise ApiError(f"the MIS API answered HTTP {response.status_code} for {url}",
+                           status=response.status_code)
         return response
 
     def school(self, school_id: str) -> dict[str, Any]:
         """The school object (``data``), used for its URN; empty when unavailable."""
         try:
             body = self._get(f"{self.api_url.rstrip('/')}/schools/{school_id}")
-        except ApiError:
-            return {}
+        except ApiError as exc:
+            if exc.status in (404, 405):  # an aggregator without the school endpoint
+                return {}
+            raise
         data = body.get("data")
         return data if isinstance(data, dict) else {}
 
