@@ -116,8 +116,9 @@ def _known(event: LifecycleEvent, ctx: HookContext) -> dict[str, Any] | None:
     ):
         return state
     for meeting in (event.meeting, event.previous_meeting):
-        if meeting is not None and meeting.provider == PROVIDER and meeting.external_id:
-            return {"meeting_id": int(meeting.external_id), "join_url": meeting.join_url}
+        external_id = meeting.external_id if meeting is not None else None
+        if meeting is not None and meeting.provider == PROVIDER and (external_id or "").isdigit():
+            return {"meeting_id": int(str(external_id)), "join_url": meeting.join_url}
     return None
 
 
