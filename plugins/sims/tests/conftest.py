@@ -19,9 +19,8 @@ from ehcbridge.testing import MemoryPluginStore, make_context
 
 sys.path.insert(0, str(Path(__file__).parent))  # ctfgen, shared with the benchmarks
 
-from ctfgen import upn_for  # noqa: E402
-
-from ehcbridge_sims import SimsSettings  # noqa: E402
+from ctfgen import upn_for
+from ehcbridge_sims import SimsSettings
 
 TOKEN = "test-token-5f0c"
 

@@ -11,7 +11,6 @@ from ctfgen import upn_for
 from ehcbridge import NotConfigured
 from ehcbridge.models import LONDON
 from ehcbridge.testing import MemoryPluginStore, make_context
-
 from ehcbridge_sims import SimsSettings
 from ehcbridge_sims.api import AggregatorClient, ApiError, parse_sen_status, student_to_pupil
 from ehcbridge_sims.sync import sync_api

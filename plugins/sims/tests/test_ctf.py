@@ -15,7 +15,6 @@ from ctfgen import (
     write_ctf,
     write_ctf_stream,
 )
-
 from ehcbridge_sims.ctf import CtfError, iter_ctf, read_ctf
 from ehcbridge_sims.upn import make_upn
 
@@ -74,7 +73,9 @@ SPEC_SAMPLE = """<?xml version="1.0" encoding="UTF-8"?>
         </SENneeds>
       </SENhistory>
       <Address><BS7><PAON>12</PAON><Street>Any Road</Street></BS7></Address>
-      <Phones><Phone><TelephoneType>H</TelephoneType><PhoneNo>01632 960123</PhoneNo></Phone></Phones>
+      <Phones>
+        <Phone><TelephoneType>H</TelephoneType><PhoneNo>01632 960123</PhoneNo></Phone>
+      </Phones>
       <Contacts>
         <Contact>
           <Order>2</Order>
@@ -85,7 +86,9 @@ SPEC_SAMPLE = """<?xml version="1.0" encoding="UTF-8"?>
           <Relationship>PAF</Relationship>
           <Responsibility>true</Responsibility>
           <AddressAsPupil>true</AddressAsPupil>
-          <Phones><Phone><TelephoneType>M</TelephoneType><PhoneNo>07700 900123</PhoneNo></Phone></Phones>
+          <Phones>
+            <Phone><TelephoneType>M</TelephoneType><PhoneNo>07700 900123</PhoneNo></Phone>
+          </Phones>
           <Email>dan.smith@example.org</Email>
         </Contact>
         <Contact>

@@ -6,14 +6,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import ehcbridge_sims
 import pytest
 from conftest import link_review
 from ctfgen import GenContact, pupil, upn_for, write_ctf
 from ehcbridge.events import PupilRecord
-from ehcbridge.models import Role, ReviewStatus
+from ehcbridge.models import ReviewStatus, Role
 from ehcbridge.testing import MemoryPluginStore
-
-import ehcbridge_sims
 from ehcbridge_sims.ctf import CtfError
 from ehcbridge_sims.sync import sync_files
 
@@ -170,7 +169,7 @@ def test_a_refused_file_writes_nothing(ctx: Any, store: MemoryPluginStore,
     bad = tmp_path / "bad.xml"
     bad.write_text(good.read_text()[:-40])  # truncated
     before = snapshot(store)
-    with pytest.raises(CtfError, match="bad.xml: not well-formed"):
+    with pytest.raises(CtfError, match=r"bad\.xml: not well-formed"):
         sync_files([good, bad], ctx)
     assert snapshot(store) == before
 

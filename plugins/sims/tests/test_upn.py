@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ehcbridge_sims.upn import InvalidUPN, is_valid_upn, make_upn, validate_upn
 
 
