@@ -260,3 +260,15 @@ def test_layout_detection() -> None:
     assert detect_layout("export.txt", b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n") == "ics"
     with pytest.raises(ValueError, match="use --layout"):
         detect_layout("r.csv", b"name,date\n")
+
+
+def test_ssda903_header_table_works_as_the_mapping_file(tmp_path: Path,
+                                                        store: CountingStore) -> None:
+    header = write(tmp_path, "header.csv", "CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\n"
+                   f"LA001,1,02/05/2014,WBRI,{UPN_A},,\n"
+                   "LA002,2,30/01/2012,WBRI,UN2,,\n")  # UN2: no UPN, skipped
+    source = write(tmp_path, "reviews.csv", SSDA903)
+    report = import_source(context(store), str(source), mapping=header)
+    assert report.matched_rows == 2
+    assert (4, "social care id not in the mapping file") in [
+        (u.row, u.reason) for u in report.unmatched]

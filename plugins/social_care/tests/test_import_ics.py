@@ -209,3 +209,14 @@ def test_describe_source() -> None:
     assert describe_source("https://user:pw@cal.example.org/tok/x.ics?key=1") == (
         "https://cal.example.org")
     assert describe_source("/data/feed.ics") == "/data/feed.ics"
+
+
+def test_oversized_or_failing_feed_is_refused() -> None:
+    import httpx
+    from ehcbridge_social_care.importers import fetch_feed
+
+    big = httpx.MockTransport(lambda request: httpx.Response(200, content=b"x" * 5000))
+    with pytest.raises(FeedError, match="larger than 1000 bytes"):
+        fetch_feed("https://cal.example.org/t/feed.ics", transport=big, max_bytes=1000)
+    ok = httpx.MockTransport(lambda request: httpx.Response(200, content=FEED.encode()))
+    assert fetch_feed("https://cal.example.org/t/feed.ics", transport=ok) == FEED.encode()

@@ -43,6 +43,8 @@ LAYOUTS = ("ssda903", "generic", "ics")
 UPN_RE = re.compile(r"^[A-Z][0-9]{11}[0-9A-Z]$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PN_RE = re.compile(r"^PN[0-7]$")
+NO_UPN_CODES = frozenset(f"UN{n}" for n in range(1, 8))  # SSDA903: reason a child has no UPN
+MAX_FEED_BYTES = 20 * 1024 * 1024
 SOURCE_NAME = "social_care"
 
 
@@ -418,7 +420,11 @@ def _ics_kind(event: Any, described: dict[str, str],
 
 
 def load_mapping(path: Path) -> dict[str, MappingEntry]:
-    """Read a ``social_care_id,upn[,dob]`` CSV; any bad row refuses it (a wrong map misroutes)."""
+    """Read the social care id -> UPN mapping; any bad row refuses it (a wrong map misroutes).
+
+    Columns ``social_care_id, upn[, dob]``, or the SSDA903 Header table as it is returned
+    (``CHILD, DOB, UPN`` and others), whose "no UPN" codes ``UN1``-``UN7`` are skipped.
+    """
     file = str(path)
     try:
         text = _decode(path.read_bytes())
@@ -426,26 +432,32 @@ def load_mapping(path: Path) -> dict[str, MappingEntry]:
         raise ImportRefused([RowError(file, 0, "-", f"cannot read the mapping file ({exc})")]
                             ) from exc
     header, rows = _csv_rows(text)
-    _require_columns(file, header, ("social_care_id", "upn"))
+    lower = {h.lower() for h in header}
+    id_column, upn_column, dob_column = "social_care_id", "upn", "dob"
+    if "social_care_id" not in lower and "child" in lower:
+        id_column, upn_column, dob_column = "CHILD", "UPN", "DOB"
+    _require_columns(file, header, (id_column, upn_column))
     mapping: dict[str, MappingEntry] = {}
     errors: list[RowError] = []
     for number, values in rows:
         row_errors: list[RowError] = []
         row = _Row(file, number, values, row_errors)
-        child = row.text("social_care_id")
+        if (row.text(upn_column) or "").upper() in NO_UPN_CODES:
+            continue
+        child = row.text(id_column)
         if child is None:
-            row.error("social_care_id", "is empty")
-        upn = row.upn("upn")
-        if upn is None and row.text("upn") is None:
-            row.error("upn", "is empty")
-        dob = row.day("dob")
+            row.error(id_column, "is empty")
+        upn = row.upn(upn_column)
+        if upn is None and row.text(upn_column) is None:
+            row.error(upn_column, "is empty")
+        dob = row.day(dob_column)
         if row_errors:
             errors.extend(row_errors)
             continue
         assert child is not None and upn is not None
         earlier = mapping.get(child)
         if earlier is not None and (earlier.upn, earlier.dob) != (upn, dob):
-            errors.append(RowError(file, number, "social_care_id",
+            errors.append(RowError(file, number, id_column,
                                    f"maps to a different pupil than row {earlier.row}"))
             continue
         mapping[child] = MappingEntry(upn=upn, dob=dob, row=number)
@@ -465,19 +477,27 @@ def describe_source(source: str) -> str:
     return source
 
 
-def fetch_feed(url: str, *, timeout: float = 30.0, transport: Any = None) -> bytes:
-    """GET an iCalendar feed; FeedError on a network error or a non-2xx answer."""
+def fetch_feed(url: str, *, timeout: float = 30.0, transport: Any = None,
+               max_bytes: int = MAX_FEED_BYTES) -> bytes:
+    """GET an iCalendar feed; FeedError on a network error, an HTTP error or an oversized body."""
     import httpx  # vendor library: only when fetching
 
     where = describe_source(url)
+    chunks: list[bytes] = []
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True, transport=transport) as client:
-            response = client.get(url, headers={"Accept": "text/calendar"})
+        with httpx.Client(timeout=timeout, follow_redirects=True, transport=transport) as client, \
+                client.stream("GET", url, headers={"Accept": "text/calendar"}) as response:
+            if response.status_code >= 400:
+                raise FeedError(f"{where}: the feed answered HTTP {response.status_code}")
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FeedError(f"{where}: the feed is larger than {max_bytes} bytes")
+                chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise FeedError(f"{where}: cannot fetch the feed ({type(exc).__name__})") from None
-    if response.status_code >= 400:
-        raise FeedError(f"{where}: the feed answered HTTP {response.status_code}")
-    return response.content
+    return b"".join(chunks)
 
 
 # Matching and storing ------------------------------------------------------------------------
