@@ -294,6 +294,13 @@ def test_milestone_dates_are_never_moved_only_warned() -> None:
     )
     assert items["meeting_latest"].date == date(2026, 11, 27)
     assert items["meeting_latest"].warnings == ()
+    # Milestones are reused across plans; other school holidays must not leak into them.
+    plain = by_name(milestones(plan(date(2025, 12, 26))))
+    assert plain["review_due"].warnings == ("falls on a bank holiday: Christmas Day",)
+    other = ClockOptions(school_holidays=((date(2026, 11, 23), date(2026, 11, 27)),))
+    moved = by_name(milestones(plan(date(2025, 12, 26)), options=other))
+    assert moved["review_due"].warnings == ("falls on a bank holiday: Christmas Day",)
+    assert moved["meeting_latest"].warnings == ("falls in a school holiday",)
 
 
 def test_school_holiday_ranges_are_checked() -> None:

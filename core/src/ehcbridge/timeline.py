@@ -34,6 +34,7 @@ RULE_GUIDANCE = "Council guidance"
 # NC year a pupil is in when they transfer at the end of it -> (month, day, rule) of the deadline.
 _SCHOOL_TRANSFER = (2, 15, RULE_TRANSFER_SCHOOL)
 _POST16_TRANSFER = (3, 31, RULE_TRANSFER_POST16)
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -68,7 +69,10 @@ def add_months(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 + months
     year, month = divmod(index, 12)
     month += 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+    if day.day <= 28:
+        return date(year, month, day.day)
+    last = 29 if month == 2 and calendar.isleap(year) else _MONTH_DAYS[month - 1]
+    return date(year, month, min(day.day, last))
 
 
 def review_period_start(plan: Plan) -> date:
@@ -86,13 +90,16 @@ def academic_year_end(day: date) -> int:
     return day.year + 1 if day.month >= 9 else day.year
 
 
-def _transfer_years(options: ClockOptions) -> dict[int, tuple[int, int, str]]:
+@lru_cache(maxsize=64)
+def _transfer_years(
+    infant_school: bool, extra_years: tuple[int, ...]
+) -> tuple[tuple[int, tuple[int, int, str]], ...]:
     years: dict[int, tuple[int, int, str]] = {6: _SCHOOL_TRANSFER, 11: _POST16_TRANSFER}
-    if options.infant_school:
+    if infant_school:
         years[2] = _SCHOOL_TRANSFER
-    for year in options.phase_transfer_years:
+    for year in extra_years:
         years.setdefault(year, _SCHOOL_TRANSFER)
-    return years
+    return tuple(years.items())
 
 
 def _phase_transfer(
@@ -107,7 +114,9 @@ def _phase_transfer(
     # nc_year + 1, so a transfer at the end of Year Y is (Y - nc_year) academic years away.
     anchor_end = academic_year_end(as_of)
     candidates: list[tuple[date, str]] = []
-    for year, (month, day, rule) in _transfer_years(options).items():
+    for year, (month, day, rule) in _transfer_years(
+        options.infant_school, options.phase_transfer_years
+    ):
         offset = year - pupil.nc_year
         if -20 <= offset <= 20:
             candidates.append((date(anchor_end + offset, month, day), rule))
@@ -249,11 +258,35 @@ def milestones(
                 ("under_five_interim_6m", add_months(base, 6), GOOD_PRACTICE, RULE_UNDER_FIVE, ()),
             ]
     rows.sort(key=lambda row: (row[1], row[0]))
-    return [
-        Milestone(name=name, date=day, kind=kind, rule=rule,
-                  warnings=extra + date_warnings(day, opts))
-        for name, day, kind, rule, extra in rows
-    ]
+    made = _made_for(opts)
+    result: list[Milestone] = []
+    for name, day, kind, rule, extra in rows:
+        key = (name, day, rule, extra)
+        milestone = made.get(key)
+        if milestone is None:
+            milestone = Milestone(name=name, date=day, kind=kind, rule=rule,
+                                  warnings=extra + date_warnings(day, opts))
+            made[key] = milestone
+        result.append(milestone)
+    return result
+
+
+# Milestones are immutable, and a caseload of thousands of plans shares a few hundred dates, so
+# identical ones are built (validated, with their warnings) once per set of school holidays.
+_MADE: dict[tuple[tuple[date, date], ...], dict[tuple[str, date, str, tuple[str, ...]], Milestone]]
+_MADE = {}
+_MADE_LIMIT = 100_000
+
+
+def _made_for(
+    options: ClockOptions,
+) -> dict[tuple[str, date, str, tuple[str, ...]], Milestone]:
+    made = _MADE.get(options.school_holidays)
+    if made is None or len(made) > _MADE_LIMIT:
+        if len(_MADE) > 64:
+            _MADE.clear()
+        made = _MADE[options.school_holidays] = {}
+    return made
 
 
 def milestones_json(items: list[Milestone]) -> list[dict[str, object]]:
