@@ -111,7 +111,7 @@ def test_every_message_of_a_review_is_stored_and_read_back(tmp_path: Path,
         assert int(event["SEQUENCE"]) >= last_sequence.get(uid, 0), subject
         last_sequence[uid] = int(event["SEQUENCE"])
         # A plain PUT, as any CalDAV client would store it (caldav's save_event bumps SEQUENCE).
-        resource = f"{str(calendar.url).rstrip('/')}/{hashlib.sha1(uid.encode()).hexdigest()}.ics"
+        resource = f"{str(calendar.url).rstrip('/')}/{hashlib.sha256(uid.encode()).hexdigest()}.ics"
         response = client.put(resource, data.decode(),
                               {"Content-Type": "text/calendar; charset=utf-8"})
         assert response.status in (201, 204), (subject, response.status)
