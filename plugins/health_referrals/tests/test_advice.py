@@ -230,6 +230,14 @@ def test_invitees_are_routed_from_the_event_when_the_engine_did_not_ask(
                                                          "csc.ehcp@bristol.gov.uk"}
 
 
+def test_invitees_routed_by_another_router_keep_their_team(
+        context: Ctx, settings: HealthReferralsSettings) -> None:
+    invitees = (Invitee(role=Role.HEALTH, team="Hospital SALT", email="salt@hospital.nhs.net",
+                        source="routed"),)
+    on_views_due(event=views_event("request", invitees=invitees), ctx=context())
+    assert set(outbox_messages(settings.outbox_dir)) == {"salt@hospital.nhs.net"}
+
+
 def test_no_meeting_sends_nothing(context: Ctx, settings: HealthReferralsSettings) -> None:
     on_views_due(event=views_event("request", meeting=None), ctx=context())
     assert not settings.outbox_dir.exists()

@@ -91,6 +91,20 @@ def test_unmatched_goes_to_the_dco_and_is_flagged(context: Ctx,
     assert store.audits[-1]["detail"]["flagged"] is True
 
 
+def test_unrouted_flag_clears_when_the_invitee_is_routed(
+        context: Ctx, store: MemoryPluginStore,
+        settings_factory: Callable[..., HealthReferralsSettings],
+        rules: list[dict[str, Any]]) -> None:
+    routed(context(), Role.HEALTH, team="Dietetics")
+    assert "unrouted_invite" in store.flags["EHC-0001"]
+    rules.append({"name": "dietetics", "role": "health", "service": "dietetics",
+                  "team": "Dietetics", "mailbox": "diet@nhs.net"})
+    route = routed(context(settings_=settings_factory(rules=rules)), Role.HEALTH,
+                   team="Dietetics")
+    assert route is not None and route.email == "diet@nhs.net"
+    assert "unrouted_invite" not in store.flags["EHC-0001"]
+
+
 def test_required_health_placeholder_without_service_goes_to_the_dco(context: Ctx,
                                                                      store: MemoryPluginStore
                                                                      ) -> None:

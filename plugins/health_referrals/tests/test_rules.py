@@ -86,6 +86,18 @@ def test_service_synonyms_count_as_the_same_service(settings_factory: Factory,
         settings_factory(rules=rules)
 
 
+def test_overlap_settled_by_a_rule_for_the_shared_cases(settings_factory: Factory) -> None:
+    salt = {"name": "salt", "role": "health", "service": "SALT", "team": "S",
+            "mailbox": "s@nhs.net"}
+    slcn = {"name": "slcn", "role": "health", "need": "SLCN", "team": "L",
+            "mailbox": "l@nhs.net"}
+    with pytest.raises(ValidationError, match=r"'salt' \(rules\[0\]\) and 'slcn'"):
+        settings_factory(rules=[salt, slcn])
+    both = {"name": "salt-slcn", "role": "health", "service": "SALT", "need": "SLCN",
+            "team": "SL", "mailbox": "sl@nhs.net"}
+    assert len(settings_factory(rules=[salt, slcn, both]).table.rules) == 3
+
+
 def test_duplicate_rule_names_are_refused(settings_factory: Factory,
                                           rules: list[dict[str, Any]]) -> None:
     rules.append(dict(rules[0], role="social_care"))

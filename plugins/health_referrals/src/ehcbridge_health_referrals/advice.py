@@ -12,7 +12,7 @@ from ehcbridge import mail
 from ehcbridge.events import HookContext, LifecycleEvent
 from ehcbridge.models import LONDON, Meeting, Review
 
-from .routing import ROUTED_ROLES, pupil_needs, route_for, teams_of
+from .routing import ROUTED_ROLES, pupil_needs, route_for, route_key, teams_of
 from .settings import HealthReferralsSettings
 
 ADVICE_NOTICE = timedelta(days=14)  # reg 20(4): advice circulated two weeks before the meeting
@@ -140,9 +140,21 @@ def _ensure_routes(event: LifecycleEvent, ctx: HookContext,
     teams = teams_of(ctx, event.review.case_id)
     if teams:
         return teams
-    # route_invite was not consulted (older engine): route the event's invitees now.
+    # route_invite was not consulted for this case: route the event's invitees now, keeping
+    # the team of any invitee another router already routed.
     for invitee in event.invitees:
-        if invitee.role.value in ROUTED_ROLES:
+        if invitee.role.value not in ROUTED_ROLES:
+            continue
+        if invitee.source == "routed" and invitee.email:
+            team = invitee.team or invitee.name or invitee.email
+            ctx.store.set_state(route_key(event.review.case_id, invitee), {
+                "team": team, "mailbox": invitee.email, "rule": "routed elsewhere",
+                "reason": "already routed to its team before this plugin saw it",
+                "portal_url": None, "data_level": "minimal", "flagged": False,
+                "role": invitee.role.value, "service": None, "invitee": team,
+                "routed_at": ctx.clock.now().isoformat(),
+            })
+        else:
             route_for(invitee, event.pupil, event.review, ctx, settings)
     return teams_of(ctx, event.review.case_id)
 

@@ -23,6 +23,7 @@ from .settings import HealthReferralsSettings
 # Families are invited as themselves; every professional role may be routed to a team.
 ROUTED_ROLES = frozenset({"health", "social_care", "other", "setting", "la_sen_officer"})
 DCO_RULE = "dco-fallback"
+UNROUTED_FLAG = "unrouted_invite"
 _NO_NEED = 10_000  # sorts after any real need rank
 
 
@@ -190,10 +191,20 @@ def route_for(invitee: Invitee, pupil: Pupil, review: Review, ctx: HookContext,
     record = _record(route, case, invitee, ctx)
     ctx.store.set_state(route_key(review.case_id, invitee), record)
     ctx.store.audit(review.case_id, "route", record)
-    if route.flagged:
-        ctx.store.flag_review(review.case_id, "unrouted_invite", _unrouted_detail(ctx,
-                                                                                   review.case_id))
+    refresh_unrouted(ctx, review.case_id)
     return route
+
+
+def refresh_unrouted(ctx: HookContext, case_id: str) -> None:
+    """Raise ``unrouted_invite`` while any invitee of the case fell through to the DCO; clear
+    it (if this plugin raised it) once none does."""
+    marker = f"unrouted:{case_id}"
+    if any(r.get("flagged") for r in routes_of(ctx, case_id)):
+        ctx.store.flag_review(case_id, UNROUTED_FLAG, _unrouted_detail(ctx, case_id))
+        ctx.store.set_state(marker, True)
+    elif ctx.store.get_state(marker):
+        ctx.store.clear_flag(case_id, UNROUTED_FLAG)
+        ctx.store.delete_state(marker)
 
 
 def _record(route: Route, case: Case, invitee: Invitee, ctx: HookContext) -> dict[str, Any]:
