@@ -8,6 +8,7 @@ onlineMeeting.joinUrl), list with a singleValueExtendedProperties filter, get, P
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import ssl
@@ -287,6 +288,17 @@ class FakeGraph:
         return 200, {}, {"responses": responses}
 
 
+def _looks_like_jwt(value: str) -> bool:
+    parts = value.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except ValueError:
+        return False
+    return isinstance(header, dict) and header.get("alg") == "RS256"
+
+
 _TLS_CACHE: list[tuple[trustme.CA, trustme.LeafCert]] = []
 
 
@@ -362,7 +374,8 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.token_requests.append(form)
             ok_client = form.get("client_id") == [fake.client_id]
             secret_ok = form.get("client_secret") == [fake.secret] or (
-                "client_assertion" in form and form.get("client_assertion_type") ==
+                _looks_like_jwt((form.get("client_assertion") or [""])[0])
+                and form.get("client_assertion_type") ==
                 ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"])
             if form.get("grant_type") != ["client_credentials"] or not ok_client \
                     or not secret_ok:

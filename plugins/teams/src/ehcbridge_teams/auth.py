@@ -41,6 +41,30 @@ class TokenError(Exception):
         self.permanent = permanent
 
 
+class MsalHttpClient:
+    """httpx behind the requests-like interface msal calls (``post``/``get``)."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self._client = client
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> httpx.Response:
+        """POST a form; bytes values are decoded because httpx would send their repr."""
+        if isinstance(data, dict):
+            # msal hands the certificate's client_assertion over as bytes.
+            data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
+        return self._client.post(url, params=params, data=data, headers=headers, **kwargs)
+
+    def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any
+            ) -> httpx.Response:
+        """GET (OIDC discovery)."""
+        return self._client.get(url, params=params, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+
 def ssl_context(settings: TeamsSettings) -> ssl.SSLContext:
     """TLS trust: ca_bundle if set, else SSL_CERT_FILE / SSL_CERT_DIR, else the system store."""
     if settings.ca_bundle is not None:
@@ -105,7 +129,7 @@ def get_app(settings: TeamsSettings) -> Any:
                 settings.client_id,
                 client_credential=_credential(settings),
                 authority=settings.authority,
-                http_client=http_client,
+                http_client=MsalHttpClient(http_client),
                 instance_discovery=host in _KNOWN_HOSTS,
             )
         except httpx.TransportError as exc:

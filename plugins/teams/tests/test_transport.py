@@ -1,0 +1,150 @@
+"""Auth and transport: msal app reuse, certificates, TLS trust, concurrency, error bodies."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import ehcbridge_teams as plugin
+import httpx
+import pluggy
+import pytest
+from ehcbridge import hookspecs
+from ehcbridge.testing import make_event
+from ehcbridge_teams import auth
+from ehcbridge_teams.graph import GraphClient, GraphError, parse_retry_after
+from ehcbridge_teams.meetings import make_client
+from ehcbridge_teams_fake_graph import ORGANISER, settings_for
+
+
+def test_one_msal_app_per_tenant_reuses_its_token(fake: Any, ctx: Any) -> None:
+    plugin.provide_online_meeting(make_event(case_id="EHC-1"), ctx)
+    plugin.provide_online_meeting(make_event(case_id="EHC-2"), ctx)
+    plugin.check(ctx)
+    assert len(fake.token_requests) == 1
+    [form] = fake.token_requests
+    assert form["grant_type"] == ["client_credentials"]
+    assert form["scope"] == [f"{fake.base}/.default"]
+
+
+def test_tls_trust_comes_from_ssl_cert_file_when_no_ca_bundle(
+        fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_for(fake, ca_bundle=None)
+    with pytest.raises(auth.TokenError, match="cannot reach"):
+        auth.acquire_token(settings)  # the fake CA is not in the system store
+    auth.reset_apps()
+    monkeypatch.setenv("SSL_CERT_FILE", str(fake.ca_path))
+    assert auth.acquire_token(settings).startswith("tok-")
+
+
+def test_certificate_credential_sends_a_signed_assertion(fake: Any, tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ehcbridge")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+                    + cert.public_bytes(serialization.Encoding.PEM))
+    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's format
+
+    settings = settings_for(fake, client_secret=None, certificate_path=pem, thumbprint=thumbprint)
+    assert auth.acquire_token(settings).startswith("tok-")
+
+    [form] = fake.token_requests
+    assert "client_secret" not in form
+    header_b64 = form["client_assertion"][0].split(".")[0]
+    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+    assert header["alg"] == "RS256"
+    assert header.get("x5t") or header.get("x5t#S256")
+
+
+def test_at_most_four_requests_in_flight_per_mailbox(fake: Any, settings: Any) -> None:
+    fake.delay = 0.05
+    client = make_client(settings)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            client.request("GET", f"/users/{ORGANISER}/calendar", mailbox=ORGANISER)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    assert errors == []
+    assert 2 <= fake.max_in_flight[ORGANISER] <= 4
+
+
+def _client(handler: Any, **kw: Any) -> GraphClient:
+    return GraphClient("https://graph.test/v1.0", lambda: "token",
+                       transport=httpx.MockTransport(handler), sleep=lambda s: None, **kw)
+
+
+def test_graph_error_body_is_parsed_and_the_code_reported() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"code": "ErrorInvalidIdMalformed",
+                                                   "message": "Id is malformed."}})
+
+    with pytest.raises(GraphError) as caught:
+        _client(handler).request("GET", "/users/x@y/events/1", mailbox="x@y")
+    assert caught.value.code == "ErrorInvalidIdMalformed"
+    assert "x@y" in str(caught.value) and "Id is malformed." in str(caught.value)
+
+
+def test_non_json_error_still_gives_a_status_code() -> None:
+    with pytest.raises(GraphError) as caught:
+        _client(lambda r: httpx.Response(502, text="<html>bad gateway</html>"),
+                max_attempts=2).request("GET", "/x")
+    assert caught.value.code == "HTTP502"
+
+
+def test_504_is_retried_then_succeeds() -> None:
+    answers = iter([httpx.Response(504), httpx.Response(200, json={"ok": True})])
+    response = _client(lambda r: next(answers)).request("GET", "/x")
+    assert response.json() == {"ok": True}
+
+
+def test_retry_after_as_seconds_or_http_date() -> None:
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after(None) is None
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    assert 55 <= (parse_retry_after(when) or 0) <= 60
+    assert parse_retry_after("soon") is None
+
+
+def test_plugin_loads_against_the_core_hookspecs() -> None:
+    pm = pluggy.PluginManager("ehcbridge")
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin, name="teams")
+    pm.check_pending()
+    assert pm.hook.provide_online_meeting.get_hookimpls()
+
+
+def test_importing_the_plugin_does_not_import_vendor_sdks() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ehcbridge_teams; "
+            "print(sorted(m for m in ('msal', 'httpx', 'tenacity') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
