@@ -194,9 +194,18 @@ class App:
 
         meeting = meeting if meeting is not None else case.meeting
         start = meeting.start if meeting is not None and meeting.status != "cancelled" else None
+        # The MIS gives this year's NC year, so the clock reads it as of today.
         return list(timeline.milestones(case.plan, meeting_start=start, pupil=case.pupil,
                                         decision=case.decision,
-                                        options=self.clock_options(case.pupil)))
+                                        options=self.clock_options(case.pupil),
+                                        as_of=self.clock.now().date()))
+
+    def review_due(self, plan: Any, pupil: Any) -> Any:
+        """When the review of ``plan`` is due, with the pupil's NC year read as of today."""
+        from ehcbridge import timeline
+
+        return timeline.review_due(plan, pupil, self.clock_options(pupil),
+                                   as_of=self.clock.now().date())
 
     def doctor(self) -> list[tuple[str, CheckResult]]:
         """Every plugin's checks, with failed plugins reported as failed."""

@@ -443,7 +443,6 @@ def review_held(case: str) -> None:
 @click.option("--on", "on", help="Date of the decision (default today).")
 def review_decide(case: str, outcome: str, reason: str, on: str | None) -> None:
     """Record the LA's decision (fires on_decision) and open the next review."""
-    from ehcbridge import timeline
     from ehcbridge.intake import parse_date
     from ehcbridge.models import Outcome
 
@@ -454,7 +453,7 @@ def review_decide(case: str, outcome: str, reason: str, on: str | None) -> None:
         raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
     current = _store_call(app.store.case, case)
     next_plan = current.plan.model_copy(update={"last_review_decision": decided_on})
-    next_due = timeline.review_due(next_plan, current.pupil, app.clock_options(current.pupil))
+    next_due = app.review_due(next_plan, current.pupil)
     _store_call(app.store.decide, case, outcome=Outcome(outcome), reason=reason,
                 decided_on=decided_on, next_review_due=next_due)
     click.echo(f"{case}: decision '{outcome}' recorded for {decided_on:%d %b %Y}")

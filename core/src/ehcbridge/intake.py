@@ -258,8 +258,7 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
     store = app.store
     with store.begin() as conn:
         for row in rows:
-            options = app.clock_options(row.pupil)
-            due = timeline.review_due(row.plan, row.pupil, options)
+            due = app.review_due(row.plan, row.pupil)
             kind = ReviewKind.ANNUAL
             if row.pupil.dob is not None and timeline.add_months(row.pupil.dob, 60) > due:
                 kind = ReviewKind.UNDER_FIVE

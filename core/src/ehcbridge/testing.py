@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import types
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -187,3 +188,42 @@ def make_event(
     )
     fields.update(overrides)
     return LifecycleEvent(**fields)
+
+
+@dataclass
+class FakeEntryPoint:
+    """Stands in for an installed entry point: a name and the object it loads."""
+
+    name: str
+    target: Any
+    dist: Any = None
+    group: str = "ehcbridge"
+
+    def load(self) -> Any:
+        """Return the plugin object, or raise like a broken import would."""
+        if isinstance(self.target, BaseException):
+            raise self.target
+        return self.target
+
+
+def plugin_module(name: str, **hooks: Any) -> types.ModuleType:
+    """A module object carrying hook implementations, like a plugin's ``__init__.py``."""
+    module = types.ModuleType(name)
+    for hook_name, func in hooks.items():
+        setattr(module, hook_name, func)
+    return module
+
+
+def make_app(store: Any, plugins: dict[str, Any] | None = None,
+             settings: dict[str, Any] | None = None, now: datetime | None = None) -> Any:
+    """An App on ``store`` with exactly the given plugins (installed ones are ignored)."""
+    from ehcbridge.app import App
+    from ehcbridge.plugins import PluginManager
+    from ehcbridge.settings import load_settings
+
+    loaded = load_settings(**(settings or {}))
+    eps = [FakeEntryPoint(n, t) for n, t in (plugins or {}).items()]
+    manager = PluginManager(loaded.plugins, None, entry_points=eps)  # type: ignore[arg-type]
+    app = App(loaded, plugins=manager, now=now)
+    app._store = store
+    return app

@@ -1,0 +1,190 @@
+"""``ehcbridge demo``: a term of synthetic reviews through the real engine and installed plugins."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from importlib import resources
+from pathlib import Path
+
+from ehcbridge.models import LONDON, Outcome
+
+DEMO_CONFIG = """\
+# Written by `ehcbridge demo`: embedded defaults, no cloud credentials.
+[store]
+url = "sqlite:///{db}"
+
+[engine]
+online_meetings = "teams"      # not configured here: online meetings go out without a link
+max_attempts = 4
+backoff_base_seconds = 60
+
+[[engine.school_holidays]]
+name = "February half term"
+start = 2027-02-15
+end = 2027-02-19
+
+[plugins.outlook]
+transport = "outbox"
+outbox_dir = "{outbox}"
+
+[plugins.health_referrals]
+transport = "outbox"
+outbox_dir = "{outbox}"
+dco_team = "ICB Designated Clinical Officer service"
+dco_mailbox = "dco.send@nhs.example.net"
+
+[[plugins.health_referrals.rules]]
+name = "community-paediatrics"
+role = "health"
+team = "Community Paediatrics"
+mailbox = "paediatrics.ehcp@nhs.example.net"
+
+[[plugins.health_referrals.rules]]
+name = "children-social-care"
+role = "social_care"
+team = "Children's Social Care - Disabled Children's Team"
+mailbox = "dct.reviews@council.example.gov.uk"
+"""
+
+START = date(2026, 11, 2)  # first Monday of the demo: invitations for the spring term go out
+END = date(2027, 5, 28)
+
+
+def _workspace(directory: Path | None) -> Path:
+    if directory is None:
+        return Path(tempfile.mkdtemp(prefix="ehcbridge-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = print,
+             step_days: int = 1) -> dict[str, object]:
+    """Import the bundled list, run the engine day by day through a term and print a summary."""
+    from ehcbridge.app import App, set_current_app
+    from ehcbridge.engine import Engine, TickReport
+    from ehcbridge.intake import import_reviews
+    from ehcbridge.settings import load_settings
+
+    work = _workspace(directory)
+    db, outbox = work / "ehcbridge.sqlite3", work / "outbox"
+    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    config = work / "ehcbridge.toml"
+    config.write_text(DEMO_CONFIG.format(db=db.as_posix(), outbox=outbox.as_posix()),
+                      encoding="utf-8")
+    reviews_csv = work / "reviews.csv"
+    reviews_csv.write_bytes(resources.files("ehcbridge").joinpath("data/demo_reviews.csv")
+                            .read_bytes())
+
+    app = App(load_settings(config), now=datetime.combine(START, time(8), tzinfo=LONDON))
+    set_current_app(app)
+    engine = Engine(app)
+    echo(f"ehcbridge demo in {work}")
+    app.start_plugins()
+    for record in app.plugins.records.values():
+        if record.status != "loaded":
+            echo(f"  plugin {record.name}: {record.status} ({record.reason})")
+    report = import_reviews(app, reviews_csv, now=app.clock.now())
+    echo(f"  imported {report.added} plans, {sum(report.meetings.values())} meetings scheduled")
+
+    total = TickReport()
+    day = START
+    decided: set[str] = set()
+    actions: Counter[str] = Counter()
+    while day <= END:
+        now = datetime.combine(day, time(8), tzinfo=LONDON)
+        app.clock.fixed = now
+        _caseworker_actions(app, day, decided, actions)
+        total.merge(engine.run_once(now))
+        day += timedelta(days=step_days)
+
+    summary = _summary(app, total, actions, work, outbox)
+    for line in summary["lines"]:  # type: ignore[attr-defined]
+        echo(line)
+    app.close()
+    return summary
+
+
+def _caseworker_actions(app: object, day: date, decided: set[str],
+                        actions: Counter[str]) -> None:
+    """What people do during the term: move one meeting, cancel one, decide after meetings."""
+    from ehcbridge.app import App
+
+    assert isinstance(app, App)
+    store = app.store
+    if day == date(2026, 12, 1):
+        for row in store.list_reviews():
+            if row["status"] == "scheduled":
+                case = store.case(row["case_id"])
+                assert case.meeting is not None
+                store.schedule_meeting(row["case_id"], start=case.meeting.start + timedelta(days=7),
+                                       end=case.meeting.end + timedelta(days=7),
+                                       location=case.meeting.location, online=case.meeting.online,
+                                       now=app.clock.now())
+                actions["rescheduled"] += 1
+                break
+    if day == date(2026, 12, 2):
+        rows = [r for r in store.list_reviews() if r["status"] == "scheduled"]
+        if rows:
+            store.cancel_meeting(rows[-1]["case_id"], reason="Family asked for a new date",
+                                 now=app.clock.now())
+            actions["cancelled"] += 1
+    if day.weekday() == 4:  # Fridays: the LA decides reviews held two or more weeks ago
+        for row in store.list_reviews():
+            if row["status"] != "held" or row["case_id"] in decided:
+                continue
+            case = store.case(row["case_id"])
+            if case.meeting is None or case.meeting.start.date() > day - timedelta(days=14):
+                continue
+            outcome = (Outcome.AMEND, Outcome.MAINTAIN)[len(decided) % 2]
+            plan = case.plan.model_copy(update={"last_review_decision": day})
+            store.decide(row["case_id"], outcome=outcome,
+                         reason="Outcomes reviewed at the annual review meeting",
+                         decided_on=day, now=app.clock.now(),
+                         next_review_due=app.review_due(plan, case.pupil))
+            decided.add(row["case_id"])
+            actions[f"decided ({outcome.value})"] += 1
+
+
+def _summary(app: object, total: object, actions: Counter[str], work: Path,
+             outbox: Path) -> dict[str, object]:
+    from ehcbridge.app import App
+    from ehcbridge.engine import TickReport
+
+    assert isinstance(app, App) and isinstance(total, TickReport)
+    store = app.store
+    counts = store.delivery_counts()
+    by_hook: Counter[str] = Counter()
+    by_plugin: dict[str, Counter[str]] = {}
+    by_status: Counter[str] = Counter()
+    for (hook, plugin, status), n in counts.items():
+        by_status[status] += n
+        by_plugin.setdefault(plugin, Counter())[status] += n
+        by_hook[hook] += n
+    events = store.count("events")
+    milestones = sum(len(app.milestones(store.case(cid))) for cid in store.case_ids())
+    emails = sorted(outbox.glob("*.eml")) if outbox.exists() else []
+    lines = [
+        "",
+        f"Reviews: {len(store.case_ids())} plans; {milestones} milestones on the statutory clock",
+        "Caseworker actions: " + (", ".join(f"{n} {k}" for k, n in sorted(actions.items()))
+                                  or "none"),
+        f"Events: {events} lifecycle events, {total.timers_fired} from the clock",
+        "Deliveries per hook: " + ", ".join(f"{h} {n}" for h, n in sorted(by_hook.items())),
+        "Deliveries per plugin:",
+        *[f"  {p}: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
+          for p, c in sorted(by_plugin.items())],
+        "Deliveries by status: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
+        "",
+        f"Database: {work / 'ehcbridge.sqlite3'}",
+        f"Settings: {work / 'ehcbridge.toml'}",
+        f"Outbox: {outbox} ({len(emails)} messages)",
+        f"Try: ehcbridge --config {work / 'ehcbridge.toml'} review show "
+        f"{store.case_ids()[0]}",
+    ]
+    return {"lines": lines, "deliveries": dict(by_status), "hooks": dict(by_hook),
+            "plugins": {p: dict(c) for p, c in by_plugin.items()}, "events": events,
+            "outbox": [str(p) for p in emails], "workspace": str(work)}
