@@ -238,6 +238,33 @@ def test_invitees_routed_by_another_router_keep_their_team(
     assert set(outbox_messages(settings.outbox_dir)) == {"salt@hospital.nhs.net"}
 
 
+def test_next_years_review_does_not_inherit_last_years_teams(
+        context: Ctx, settings: HealthReferralsSettings, store: MemoryPluginStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = context()
+    route_all(ctx, views_event("request"), TEAMS[1:2])  # CAMHS, for review 1
+    on_views_due(event=views_event("request"), ctx=ctx)
+    next_year = views_event("request", key="next-year")
+    next_year = next_year.model_copy(update={
+        "review": next_year.review.model_copy(update={"id": 2}),
+        "invitees": (Invitee(role=Role.HEALTH, name="SALT team"),)})
+    on_views_due(event=next_year, ctx=ctx)
+    sent = sorted(str(email.message_from_bytes(p.read_bytes(),
+                                               policy=email.policy.default)["To"])
+                  for p in settings.outbox_dir.glob("*.eml"))
+    assert sent == ["camhs.spa@nhs.net", "salt.bristol@nhs.net"]
+
+    # The store's current review is now review 2; explain shows its routes.
+    store.reviews["EHC-0001"] = next_year.review
+    monkeypatch.setattr(cli, "context_factory", lambda: ctx)
+    out = CliRunner().invoke(cli.group, ["explain", "EHC-0001"]).output
+    assert "Bristol SALT" in out and "CAMHS" not in out
+    store.reviews["EHC-0001"] = next_year.review.model_copy(update={"id": 3})
+    out = CliRunner().invoke(cli.group, ["explain", "EHC-0001"]).output
+    assert out.startswith("EHC-0001 (an earlier review): 1 invitee(s) routed to 1 team(s)")
+    assert "Bristol SALT" in out  # review 2, the latest
+
+
 def test_no_meeting_sends_nothing(context: Ctx, settings: HealthReferralsSettings) -> None:
     on_views_due(event=views_event("request", meeting=None), ctx=context())
     assert not settings.outbox_dir.exists()

@@ -12,16 +12,18 @@ from ehcbridge import mail
 from ehcbridge.events import HookContext, LifecycleEvent
 from ehcbridge.models import LONDON, Meeting, Review
 
-from .routing import ROUTED_ROLES, pupil_needs, route_for, route_key, teams_of
+from .routing import (
+    ROUTED_ROLES,
+    pupil_needs,
+    review_token,
+    route_for,
+    route_key,
+    teams_of,
+)
 from .settings import HealthReferralsSettings
 
 ADVICE_NOTICE = timedelta(days=14)  # reg 20(4): advice circulated two weeks before the meeting
 OVERDUE_FLAG = "advice_overdue"
-
-
-def review_token(review: Review) -> str:
-    """Identifies one review of a case (a case is reviewed every year under the same id)."""
-    return str(review.id) if review.id is not None else review.due_by.isoformat()
 
 
 def _mailbox_key(mailbox: str) -> str:
@@ -137,7 +139,7 @@ def build_message(event: LifecycleEvent, team: dict[str, Any],
 
 def _ensure_routes(event: LifecycleEvent, ctx: HookContext,
                    settings: HealthReferralsSettings) -> list[dict[str, Any]]:
-    teams = teams_of(ctx, event.review.case_id)
+    teams = teams_of(ctx, event.review)
     if teams:
         return teams
     # route_invite was not consulted for this case: route the event's invitees now, keeping
@@ -147,16 +149,16 @@ def _ensure_routes(event: LifecycleEvent, ctx: HookContext,
             continue
         if invitee.source == "routed" and invitee.email:
             team = invitee.team or invitee.name or invitee.email
-            ctx.store.set_state(route_key(event.review.case_id, invitee), {
+            ctx.store.set_state(route_key(event.review, invitee), {
                 "team": team, "mailbox": invitee.email, "rule": "routed elsewhere",
                 "reason": "already routed to its team before this plugin saw it",
                 "portal_url": None, "data_level": "minimal", "flagged": False,
                 "role": invitee.role.value, "service": None, "invitee": team,
-                "routed_at": ctx.clock.now().isoformat(),
+                "routed_at": ctx.clock.now().isoformat(), "review": review_token(event.review),
             })
         else:
             route_for(invitee, event.pupil, event.review, ctx, settings)
-    return teams_of(ctx, event.review.case_id)
+    return teams_of(ctx, event.review)
 
 
 def _send(event: LifecycleEvent, ctx: HookContext, settings: HealthReferralsSettings,
@@ -219,7 +221,7 @@ def handle_views_due(event: LifecycleEvent, ctx: HookContext,
 def outstanding(ctx: HookContext, review: Review) -> list[dict[str, Any]]:
     """Teams asked for advice on this review that have not returned it."""
     token = review_token(review)
-    return [t for t in teams_of(ctx, review.case_id)
+    return [t for t in teams_of(ctx, review)
             if ctx.store.get_state(sent_key(review.case_id, token, "request", t["mailbox"]))
             is not None
             and ctx.store.get_state(received_key(review.case_id, token, t["mailbox"])) is None]
@@ -251,7 +253,7 @@ def record_received(ctx: HookContext, review: Review, team_name: str,
     """Record a team's advice as returned (matched by team name or mailbox, any case) and
     update the overdue flag. Raises UnknownTeam listing the review's teams."""
     wanted = team_name.strip().casefold()
-    teams = teams_of(ctx, review.case_id)
+    teams = teams_of(ctx, review)
     team = next((t for t in teams
                  if wanted in (t["team"].casefold(), t["mailbox"].casefold())), None)
     if team is None:
@@ -267,16 +269,16 @@ def record_received(ctx: HookContext, review: Review, team_name: str,
     return record
 
 
-def status_of(ctx: HookContext, review: Review, team: dict[str, Any]) -> str:
-    """Where a team's advice stands: not requested, requested, reminded or received."""
-    token = review_token(review)
-    got = ctx.store.get_state(received_key(review.case_id, token, team["mailbox"]))
+def status_of(ctx: HookContext, case_id: str, record: dict[str, Any]) -> str:
+    """Where a routed team's advice stands: not requested, requested, reminded or received."""
+    token, mailbox = str(record.get("review", "")), record["mailbox"]
+    got = ctx.store.get_state(received_key(case_id, token, mailbox))
     if got:
         return f"advice received {got['on']}"
-    reminded = ctx.store.get_state(sent_key(review.case_id, token, "reminder", team["mailbox"]))
+    reminded = ctx.store.get_state(sent_key(case_id, token, "reminder", mailbox))
     if reminded:
         return f"reminded {reminded['at'][:10]}"
-    asked = ctx.store.get_state(sent_key(review.case_id, token, "request", team["mailbox"]))
+    asked = ctx.store.get_state(sent_key(case_id, token, "request", mailbox))
     if asked:
         return f"advice requested {asked['at'][:10]}"
     return "advice not yet requested"

@@ -34,14 +34,23 @@ def _settings(ctx: HookContext) -> HealthReferralsSettings:
 def explain_lines(ctx: HookContext, case_id: str) -> list[str]:
     """Each team a review's invitees were routed to, the rule that matched and why."""
     from .advice import status_of
-    from .routing import routes_of
+    from .routing import review_token, routes_of
 
-    records = routes_of(ctx, case_id)
-    if not records:
-        return [f"{case_id}: no invitee has been routed yet"]
     review = ctx.store.review(case_id)
+    records = routes_of(ctx, case_id, review_token(review)) if review is not None else []
+    note = ""
+    if not records:
+        # Nothing routed for the current review yet: show the latest earlier one, if any.
+        earlier = routes_of(ctx, case_id)
+        if not earlier:
+            return [f"{case_id}: no invitee has been routed yet"]
+        latest = max(earlier, key=lambda r: (str(r.get("routed_at", "")),
+                                             len(str(r.get("review", ""))),
+                                             str(r.get("review", "")))).get("review")
+        records = [r for r in earlier if r.get("review") == latest]
+        note = " (an earlier review)"
     teams = {r["mailbox"].casefold() for r in records}
-    lines = [f"{case_id}: {len(records)} invitee(s) routed to {len(teams)} team(s)"]
+    lines = [f"{case_id}{note}: {len(records)} invitee(s) routed to {len(teams)} team(s)"]
     for record in sorted(records, key=lambda r: (r["team"].casefold(), r["role"])):
         flag = "  [FLAGGED: no rule matched, sent to the DCO]" if record.get("flagged") else ""
         lines.append(f"- {record['team']} <{record['mailbox']}>{flag}")
@@ -54,8 +63,7 @@ def explain_lines(ctx: HookContext, case_id: str) -> list[str]:
         if record.get("portal_url"):
             extras += f"; portal {record['portal_url']}"
         lines.append(f"    {extras}; routed {str(record.get('routed_at', ''))[:16]}")
-        if review is not None:
-            lines.append(f"    advice: {status_of(ctx, review, record)}")
+        lines.append(f"    advice: {status_of(ctx, case_id, record)}")
     return lines
 
 

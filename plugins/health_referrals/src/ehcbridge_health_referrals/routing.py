@@ -157,11 +157,16 @@ def build_case(invitee: Invitee, pupil: Pupil, review: Review, ctx: HookContext,
     )
 
 
-def route_key(case_id: str, invitee: Invitee) -> str:
+def review_token(review: Review) -> str:
+    """Identifies one review of a case (a case is reviewed every year under the same id)."""
+    return str(review.id) if review.id is not None else review.due_by.isoformat()
+
+
+def route_key(review: Review, invitee: Invitee) -> str:
     """State key of the route record for one invitee of a review."""
     label = invitee_service(invitee) or (invitee.email or invitee.name or "-").casefold()
     digest = hashlib.sha256(label.encode()).hexdigest()[:12]
-    return f"route:{case_id}:{invitee.role.value}:{digest}"
+    return f"route:{review.case_id}:{review_token(review)}:{invitee.role.value}:{digest}"
 
 
 def route_for(invitee: Invitee, pupil: Pupil, review: Review, ctx: HookContext,
@@ -189,18 +194,25 @@ def route_for(invitee: Invitee, pupil: Pupil, review: Review, ctx: HookContext,
         })
         return None
     record = _record(route, case, invitee, ctx)
-    ctx.store.set_state(route_key(review.case_id, invitee), record)
+    record["review"] = review_token(review)
+    ctx.store.set_state(route_key(review, invitee), record)
     ctx.store.audit(review.case_id, "route", record)
-    refresh_unrouted(ctx, review.case_id)
+    refresh_unrouted(ctx, review)
     return route
 
 
-def refresh_unrouted(ctx: HookContext, case_id: str) -> None:
-    """Raise ``unrouted_invite`` while any invitee of the case fell through to the DCO; clear
+def refresh_unrouted(ctx: HookContext, review: Review) -> None:
+    """Raise ``unrouted_invite`` while any invitee of the review fell through to the DCO; clear
     it (if this plugin raised it) once none does."""
-    marker = f"unrouted:{case_id}"
-    if any(r.get("flagged") for r in routes_of(ctx, case_id)):
-        ctx.store.flag_review(case_id, UNROUTED_FLAG, _unrouted_detail(ctx, case_id))
+    case_id, token = review.case_id, review_token(review)
+    marker = f"unrouted:{case_id}:{token}"
+    flagged = sorted({
+        f"{r['role']}{' ' + r['service'] if r.get('service') else ''}"
+        for r in routes_of(ctx, case_id, token) if r.get("flagged")
+    })
+    if flagged:
+        ctx.store.flag_review(case_id, UNROUTED_FLAG, "no routing rule for " + ", ".join(flagged)
+                              + " (sent to the DCO service)")
         ctx.store.set_state(marker, True)
     elif ctx.store.get_state(marker):
         ctx.store.clear_flag(case_id, UNROUTED_FLAG)
@@ -219,22 +231,15 @@ def _record(route: Route, case: Case, invitee: Invitee, ctx: HookContext) -> dic
     return record
 
 
-def _unrouted_detail(ctx: HookContext, case_id: str) -> str:
-    flagged = sorted({
-        f"{r['role']}{' ' + r['service'] if r.get('service') else ''}"
-        for r in routes_of(ctx, case_id) if r.get("flagged")
-    })
-    return "no routing rule for " + ", ".join(flagged) + " (sent to the DCO service)"
+def routes_of(ctx: HookContext, case_id: str, token: str | None = None) -> list[dict[str, Any]]:
+    """The route records of one review of a case (``token``), or of all its reviews."""
+    prefix = f"route:{case_id}:" + (f"{token}:" if token is not None else "")
+    return [value for _key, value in ctx.store.state_items(prefix)]
 
 
-def routes_of(ctx: HookContext, case_id: str) -> list[dict[str, Any]]:
-    """Every route record kept for a review."""
-    return [value for _key, value in ctx.store.state_items(f"route:{case_id}:")]
-
-
-def teams_of(ctx: HookContext, case_id: str) -> list[dict[str, Any]]:
+def teams_of(ctx: HookContext, review: Review) -> list[dict[str, Any]]:
     """The distinct teams (by mailbox) a review's invitees were routed to."""
     seen: dict[str, dict[str, Any]] = {}
-    for record in routes_of(ctx, case_id):
+    for record in routes_of(ctx, review.case_id, review_token(review)):
         seen.setdefault(record["mailbox"].casefold(), record)
     return sorted(seen.values(), key=lambda r: (r["team"].casefold(), r["mailbox"]))

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from ehcbridge.events import HookContext, LifecycleEvent
 from ehcbridge.models import LONDON, MeetingStatus, Role
 
-from .advice import review_token
+from .routing import review_token
 
 NOTICE = timedelta(days=14)  # reg 20(3)
 RISK_FLAG = "statutory_risk"
