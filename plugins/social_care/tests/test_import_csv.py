@@ -272,3 +272,18 @@ def test_ssda903_header_table_works_as_the_mapping_file(tmp_path: Path,
     assert report.matched_rows == 2
     assert (4, "social care id not in the mapping file") in [
         (u.row, u.reason) for u in report.unmatched]
+
+
+def test_lookup_pupil_is_asked_once_per_pupil(tmp_path: Path, store: CountingStore,
+                                              mapping: Path) -> None:
+    asked: list[str] = []
+    answer = lookup_from({UPN_A: DOB_A})
+
+    def lookup(upn: str) -> object:
+        asked.append(upn)
+        return answer(upn)
+
+    source = write(tmp_path, "reviews.csv", SSDA903)
+    report = import_source(context(store, lookup=lookup), str(source), mapping=mapping)
+    assert report.matched_rows == 2
+    assert asked.count(UPN_A) == 1

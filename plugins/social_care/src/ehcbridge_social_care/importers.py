@@ -17,6 +17,7 @@ matches no pupil with an open review is reported as unmatched and never guessed.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Callable, Iterable
@@ -517,7 +518,7 @@ def match_row(row: ParsedRow, mapping: dict[str, MappingEntry] | None,
     """
     if row.upn is not None:
         upn = row.upn
-        pupil_dob = _pupil_dob(lookup, upn)
+        pupil_dob = _pupil_dob(lookup, upn) if row.dob is not None else None
         if row.dob is not None and pupil_dob is not None and row.dob != pupil_dob:
             return "date of birth does not match the pupil's record"
     else:
@@ -602,7 +603,9 @@ def import_source(
     report = ImportReport(source=shown, layout=layout, rows=len(rows) + len(errors) + ignored,
                           ignored=ignored, skipped_invalid=errors, dry_run=dry_run)
 
-    lookup = ctx.extras.get("lookup_pupil")
+    # lookup_pupil may ask the MIS: once per pupil per import.
+    raw_lookup = ctx.extras.get("lookup_pupil")
+    lookup = functools.cache(raw_lookup) if callable(raw_lookup) else None
     open_cache: dict[str, list[str]] = {}
 
     def open_case_ids(upn: str) -> list[str]:
