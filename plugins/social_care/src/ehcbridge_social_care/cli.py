@@ -38,7 +38,8 @@ def social_care() -> None:
 @click.option("--layout", type=click.Choice(LAYOUTS),
               help="Default: from the URL, the .ics extension or the CSV header.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV of social_care_id,upn,dob (default: the mapping_file setting).")
+              help="CSV of social_care_id,upn,dob or the SSDA903 Header table "
+                   "(default: the mapping_file setting).")
 @click.option("--dry-run", is_flag=True, help="Read and match, write nothing.")
 @click.option("--skip-invalid", is_flag=True,
               help="Skip malformed rows instead of refusing the whole file.")
