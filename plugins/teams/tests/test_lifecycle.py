@@ -333,6 +333,34 @@ def test_meeting_of_another_provider_is_left_alone(fake: Any, ctx: Any) -> None:
     assert fake.requests == []
 
 
+def test_meeting_moved_in_person_or_to_another_provider_cancels_ours(fake: Any,
+                                                                    ctx: Any) -> None:
+    create(ctx)
+    in_person = make_event(action="rescheduled", sequence=1, online=False)
+    plugin.on_review_scheduled(in_person, ctx)
+    [cancel] = fake.calls("POST", "/cancel")
+    assert "no longer held on Teams" in cancel["body"]["comment"]
+    plugin.on_review_scheduled(in_person, ctx)
+    assert len(fake.calls("POST", "/cancel")) == 1
+
+
+def test_meeting_still_carrying_our_link_is_kept_in_step(fake: Any, ctx: Any) -> None:
+    first = create(ctx)
+    linked = make_event(action="rescheduled", sequence=1, start=NEW_START).meeting.model_copy(
+        update={"online": False, "provider": "teams", "external_id": first.external_id,
+                "join_url": first.join_url})
+    plugin.on_review_scheduled(make_event(action="rescheduled", sequence=1, meeting=linked), ctx)
+    assert len(fake.calls("PATCH")) == 1
+    assert fake.calls("POST", "/cancel") == []
+
+
+def test_switch_to_zoom_cancels_the_teams_event(fake: Any, ctx: Any) -> None:
+    create(ctx)
+    zoom = make_event().meeting.model_copy(update={"provider": "zoom", "join_url": "https://z"})
+    plugin.on_review_scheduled(make_event(action="rescheduled", sequence=1, meeting=zoom), ctx)
+    assert len(fake.calls("POST", "/cancel")) == 1
+
+
 def test_secret_and_tokens_never_reach_graph_store_or_logs(fake: Any, ctx: Any,
                                                            caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)

@@ -51,15 +51,23 @@ def _with_calendar(ctx: HookContext, settings: TeamsSettings,
         return func(TeamsCalendar(settings, ctx.store, ctx.logger, client))
 
 
-def _is_ours(event: LifecycleEvent, ctx: HookContext) -> bool:
+def _ours(event: LifecycleEvent, ctx: HookContext) -> str:
+    """``keep`` (our live event, keep it in step), ``drop`` (ours, but the meeting is no longer
+    a Teams meeting) or ``none``."""
     from ehcbridge_teams.meetings import PROVIDER, state_key
 
+    state = ctx.store.get_state(state_key(event.review.case_id))
+    if not state or not state.get("event_id") or state.get("cancelled"):
+        return "none"
     meeting = event.meeting
-    if meeting is None or not meeting.online:
-        return False
+    if meeting is None:
+        return "drop"
     if meeting.provider and meeting.provider != PROVIDER:
-        return False
-    return bool(ctx.store.get_state(state_key(event.review.case_id)))
+        return "drop"  # moved to another provider
+    still_linked = meeting.provider == PROVIDER and meeting.external_id == state["event_id"]
+    if not meeting.online and not still_linked:
+        return "drop"  # now in person
+    return "keep"
 
 
 @hookimpl
@@ -109,9 +117,14 @@ def provide_online_meeting(event: LifecycleEvent, ctx: HookContext) -> OnlineMee
 def on_review_scheduled(event: LifecycleEvent, ctx: HookContext) -> None:
     """Keep an existing event in step (invitee changes, re-fires); idempotent."""
     settings = _require(ctx)
-    if not _is_ours(event, ctx):
+    ours = _ours(event, ctx)
+    if ours == "none":
         return
-    if event.action == "cancelled":
+    if ours == "drop":
+        from ehcbridge_teams.meetings import MOVED_COMMENT
+
+        _with_calendar(ctx, settings, lambda cal: cal.cancel(event, MOVED_COMMENT))
+    elif event.action == "cancelled":
         _with_calendar(ctx, settings, lambda cal: cal.cancel(event))
     else:
         _with_calendar(ctx, settings, lambda cal: cal.upsert(event))

@@ -44,6 +44,10 @@ CEASE_COMMENT = (
     "This EHCP review meeting is no longer needed and has been cancelled. "
     "The local authority will write to you."
 )
+MOVED_COMMENT = (
+    "This Teams meeting has been cancelled because the review meeting is no longer held on "
+    "Teams. You will receive the new details separately."
+)
 ROLE_LABELS = {
     Role.PARENT: "Parent or carer",
     Role.YOUNG_PERSON: "Young person",
