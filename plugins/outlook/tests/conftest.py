@@ -140,6 +140,7 @@ class Tools:
 
     now = NOW
     free_port = staticmethod(free_port)
+    Handler = Handler
 
     def __init__(self, settings: OutlookSettings, store: MemoryPluginStore) -> None:
         self.settings = settings
