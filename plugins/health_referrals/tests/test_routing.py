@@ -105,6 +105,36 @@ def test_unrouted_flag_clears_when_the_invitee_is_routed(
     assert "unrouted_invite" not in store.flags["EHC-0001"]
 
 
+def test_asking_again_about_a_routed_invitee_gives_the_same_route(
+        context: Ctx, store: MemoryPluginStore) -> None:
+    ctx = context()
+    event = make_event()
+    first = route_invite(review=event.review, pupil=event.pupil,
+                         invitee=Invitee(role=Role.HEALTH, team="Dietetics"), ctx=ctx)
+    assert first is not None and first.flagged
+    salt = route_invite(review=event.review, pupil=event.pupil,
+                        invitee=Invitee(role=Role.HEALTH, team="SALT"), ctx=ctx)
+    assert salt is not None
+    # The engine stores the invitee with the route's team and mailbox, then may ask again.
+    for route in (first, salt):
+        routed_invitee = Invitee(role=Role.HEALTH, team=route.team, email=route.email,
+                                 name="SALT team")
+        again = route_invite(review=event.review, pupil=event.pupil, invitee=routed_invitee,
+                             ctx=ctx)
+        assert again == route
+    assert store.audits[-1]["detail"]["outcome"] == "already routed"
+    assert len(store.state_items("route:")) == 2
+
+
+def test_an_invitee_given_a_rule_mailbox_and_team_keeps_it(context: Ctx,
+                                                           store: MemoryPluginStore) -> None:
+    event = make_event()
+    given = Invitee(role=Role.HEALTH, team="children's ot", email="OT.Children@nhs.net")
+    kept = route_invite(review=event.review, pupil=event.pupil, invitee=given, ctx=context())
+    assert kept is not None and kept.rule == "ot" and not kept.flagged
+    assert "already addressed to Children's OT's mailbox" in kept.reason
+
+
 def test_required_health_placeholder_without_service_goes_to_the_dco(context: Ctx,
                                                                      store: MemoryPluginStore
                                                                      ) -> None:

@@ -176,6 +176,9 @@ def route_for(invitee: Invitee, pupil: Pupil, review: Review, ctx: HookContext,
     role = str(invitee.role.value)
     if role not in ROUTED_ROLES:
         return None
+    again = _already_routed(invitee, review, ctx, settings)
+    if again is not None:
+        return again
     case = build_case(invitee, pupil, review, ctx, settings)
     decision = decide(settings.table, case)
     reason = decision.reason + "".join(f"; {n}" for n in case.notes)
@@ -199,6 +202,43 @@ def route_for(invitee: Invitee, pupil: Pupil, review: Review, ctx: HookContext,
     ctx.store.audit(review.case_id, "route", record)
     refresh_unrouted(ctx, review)
     return route
+
+
+def _already_routed(invitee: Invitee, review: Review, ctx: HookContext,
+                    settings: HealthReferralsSettings) -> Route | None:
+    """The same Route again for an invitee that already carries a routed team and mailbox, so
+    asking twice never re-routes a team name as if it were a service."""
+    if not invitee.email or not invitee.team:
+        return None
+    email, team = invitee.email.casefold(), invitee.team.casefold()
+    for record in routes_of(ctx, review.case_id, review_token(review)):
+        if record["mailbox"].casefold() == email and record["team"].casefold() == team:
+            ctx.store.audit(review.case_id, "route", {
+                "role": invitee.role.value, "team": record["team"],
+                "mailbox": record["mailbox"], "rule": record["rule"],
+                "outcome": "already routed"})
+            return Route(team=record["team"], email=record["mailbox"], rule=record["rule"],
+                         reason=record["reason"], portal_url=record.get("portal_url"),
+                         data_level=record.get("data_level", "minimal"),
+                         flagged=bool(record.get("flagged")))
+    known = [(r.team, r.mailbox, r.name, r.portal_url, r.data_level)
+             for r in settings.table.rules]
+    if settings.dco_mailbox:
+        known.append((settings.dco_team, settings.dco_mailbox, DCO_RULE,
+                      settings.dco_portal_url, "minimal"))
+    for team_name, mailbox, rule, portal, level in known:
+        if mailbox.casefold() == email and team_name.casefold() == team:
+            route = Route(team=team_name, email=mailbox, rule=rule, portal_url=portal,
+                          data_level=level,
+                          reason=f"already addressed to {team_name}'s mailbox (rule {rule!r})")
+            record = asdict(route)
+            record["mailbox"] = record.pop("email")
+            record.update(role=invitee.role.value, service=None, invitee=invitee.team,
+                          routed_at=ctx.clock.now().isoformat(), review=review_token(review))
+            ctx.store.set_state(route_key(review, invitee), record)
+            ctx.store.audit(review.case_id, "route", record)
+            return route
+    return None
 
 
 def refresh_unrouted(ctx: HookContext, review: Review) -> None:
