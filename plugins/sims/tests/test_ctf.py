@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from ctfgen import (
     write_ctf_stream,
 )
 from ehcbridge_sims.ctf import CtfError, iter_ctf, read_ctf
+from ehcbridge_sims.records import MisContact, MisPupil
 from ehcbridge_sims.upn import make_upn
 
 # Written by hand from the DfE CTF specification's message structure (not by ctfgen): element
@@ -174,6 +176,13 @@ ARCIO_STYLE = """<CTfile>
     </CTFpupilData>
 </CTfile>
 """
+
+
+def test_snapshot_has_every_field() -> None:
+    assert [f.name for f in fields(MisPupil)] == list(MisPupil("A", "b", "c").data())
+    assert [f.name for f in fields(MisContact)] == list(MisContact().data())
+    p = MisPupil("A", "b", "c", needs=("ASD",), contacts=(MisContact(email="x@y.z"),))
+    assert MisPupil.from_data(p.data()) == p
 
 
 def test_generated_file_keeps_only_what_reviews_need(tmp_path: Path) -> None:

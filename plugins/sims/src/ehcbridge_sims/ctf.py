@@ -181,7 +181,9 @@ def iter_ctf(
 
 
 def _local(tag: Any) -> str:
-    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+    if not isinstance(tag, str):
+        return ""
+    return tag if tag[:1] != "{" else tag.rpartition("}")[2]
 
 
 def _walk(
@@ -189,41 +191,44 @@ def _walk(
     name: str,
     on_header: Callable[[CtfHeader], None] | None,
 ) -> Iterator[MisPupil | Problem]:
-    stack: list[str] = []
+    # Only the top three levels matter (CTfile, Header/CTFpupilData, Pupil), so tag names are
+    # looked at there only: this loop runs for every element of the file.
+    depth = 0
     root: Element | None = None
     container: Element | None = None
     header: CtfHeader | None = None
     seen: set[str] = set()
     count = 0
     for event, elem in events:
-        tag = _local(elem.tag)
         if event == "start":
-            if root is None:
+            depth += 1
+            if depth == 1:
                 root = elem
-                if tag != "CTfile":
+                if _local(elem.tag) != "CTfile":
                     raise CtfError(
-                        f"{name}: not a Common Transfer File (the root element is <{tag}>, "
-                        "expected <CTfile>); nothing was imported"
+                        f"{name}: not a Common Transfer File (the root element is "
+                        f"<{_local(elem.tag)}>, expected <CTfile>); nothing was imported"
                     )
-            elif tag == "CTFpupilData" and len(stack) == 1:
+            elif depth == 2 and _local(elem.tag) == "CTFpupilData":
                 if header is None:
                     raise CtfError(f"{name}: not a valid CTF: pupil data before the <Header>")
                 container = elem
-            stack.append(tag)
             continue
-        stack.pop()
-        depth = len(stack)
-        if depth == 2 and tag == "Pupil" and stack[1] == "CTFpupilData":
-            count += 1
-            assert header is not None
-            yield from _pupil(elem, header, name, count, seen)
-            if container is not None:
+        depth -= 1
+        if depth == 2:
+            if container is not None and _local(elem.tag) == "Pupil":
+                count += 1
+                assert header is not None
+                yield from _pupil(elem, header, name, count, seen)
                 container.clear()  # drop what has been read: flat memory
         elif depth == 1:
+            tag = _local(elem.tag)
             if tag == "Header":
                 header = _header(elem, name)
                 if on_header is not None:
                     on_header(header)
+            elif tag == "CTFpupilData":
+                container = None
             if root is not None:
                 root.clear()
     if header is None:
@@ -297,7 +302,8 @@ def _pupil(
     except FieldError as exc:
         return [Problem(name, number, exc.field, str(exc).split(": ", 1)[1], upn=upn)]
     out: list[MisPupil | Problem] = []
-    provision = _current_provision(elem)
+    sens, needs = _sen_parts(kids)
+    provision = _current_provision(sens)
     if provision is not None and provision not in PROVISIONS:
         out.append(Problem(name, number, "SENprovision", f"{provision!r} is not N, K or E",
                            upn=upn, skipped=False))
@@ -316,16 +322,29 @@ def _pupil(
         nc_year=nc_year,
         school_urn=header.urn,
         sen_provision=provision if provision in PROVISIONS else None,
-        needs=_needs(elem),
+        needs=_needs(needs),
         contacts=tuple(contacts),
     )
     return [pupil, *out]
 
 
-def _current_provision(pupil: Element) -> str | None:
+def _sen_parts(kids: dict[str, list[Element]]) -> tuple[list[Element], list[Element]]:
+    """The SEN and SENneed elements: inside SENhistory (the schema) or directly in Pupil."""
+    sens, needs = list(kids.get("SEN", [])), []
+    blocks = list(kids.get("SENneeds", []))
+    for history in kids.get("SENhistory", []):
+        inner = _kids(history)
+        sens += inner.get("SEN", [])
+        blocks += inner.get("SENneeds", [])
+    for block in blocks:
+        needs += [e for e in block if _local(e.tag) == "SENneed"]
+    return sens, needs
+
+
+def _current_provision(sens: list[Element]) -> str | None:
     """The SEN provision in force: the open SEN entry with the latest start date."""
     entries: list[tuple[str, bool, int, str]] = []
-    for position, sen in enumerate(e for e in pupil.iter() if _local(e.tag) == "SEN"):
+    for position, sen in enumerate(sens):
         kids = _kids(sen)
         provision = (_text(kids, "SENprovision") or "").upper()
         if not provision:
@@ -342,9 +361,9 @@ def _current_provision(pupil: Element) -> str | None:
     return max(open_entries, key=lambda e: (e[0], e[2]))[3]
 
 
-def _needs(pupil: Element) -> tuple[str, ...]:
+def _needs(needs: list[Element]) -> tuple[str, ...]:
     ranked: list[tuple[int, int, str]] = []
-    for position, need in enumerate(e for e in pupil.iter() if _local(e.tag) == "SENneed"):
+    for position, need in enumerate(needs):
         kids = _kids(need)
         kind = (_text(kids, "SENtype") or "").upper()
         if not kind or _text(kids, "NeedEndDate"):
@@ -385,7 +404,12 @@ def _contact(kids: dict[str, list[Element]]) -> tuple[MisContact, str | None]:
 
 def _phone(kids: dict[str, list[Element]]) -> str | None:
     for phones in kids.get("Phones", []):
-        for elem in phones.iter():
-            if _local(elem.tag) == "PhoneNo" and clean_text(elem.text):
-                return clean_text(elem.text)
+        inner = _kids(phones)
+        for phone in inner.get("Phone", []):
+            number = _text(_kids(phone), "PhoneNo")
+            if number:
+                return number
+        number = _text(inner, "PhoneNo")  # generators that leave out <Phone>
+        if number:
+            return number
     return None
