@@ -170,7 +170,10 @@ class App:
     def lookup_pupil(self, upn: str) -> PupilRecord | None:
         """Ask the plugins for a pupil by UPN (first answer wins)."""
         result = self.plugins.call_first("lookup_pupil", upn=upn, ctx=self.plugin_context)
-        return result if isinstance(result, PupilRecord) else None
+        if isinstance(result, PupilRecord):
+            return result
+        pupil = self.store.pupil_by_upn(upn)  # no MIS plugin answered: what the store knows
+        return PupilRecord(pupil=pupil, source="store") if pupil is not None else None
 
     def add_invitee(self, case_id: str, invitee: Invitee) -> None:
         """Add an invitee, routed to their team by ``route_invite`` when a router answers."""

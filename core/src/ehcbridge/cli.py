@@ -99,7 +99,10 @@ def _default(value: Any) -> Any:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped or captured: don't wrap tables at 80 columns
+        console = Console(highlight=False, width=200)
+    return console
 
 
 def _parse_now(value: str | None) -> datetime | None:
@@ -197,7 +200,8 @@ def config_show(as_json: bool) -> None:
     }
     data["store"]["resolved_url"] = _mask_url(app.settings.store.resolved_url())
     problems = []
-    for record in app.plugins.load().values():
+    app.plugins.configure()
+    for record in app.plugins.records.values():
         if record.settings is not None:
             data["plugins"][record.name] = masked(record.settings)
         else:
@@ -621,6 +625,66 @@ def deliveries_retry(delivery_id: int) -> None:
     app = get_app()
     row = _store_call(app.store.retry_delivery, delivery_id, app.clock.now())
     click.echo(f"delivery {row.id} ({row.hook} -> {row.plugin}) queued again")
+
+
+@cli.command("plan")
+@click.option("--from", "window_from", help="Earliest meeting date to propose.")
+@click.option("--to", "window_to", help="Latest meeting date to propose.")
+@click.option("--school", help="Only reviews of pupils at this school URN.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--ics", "ics", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the proposals as a calendar file.")
+@click.option("--apply", "apply_", is_flag=True,
+              help="Schedule the proposed meetings (fires on_review_scheduled).")
+@click.option("--online", is_flag=True, help="With --apply: make the meetings online.")
+@click.option("--now", "now", help="Plan as if it were this date and time.")
+def plan_cmd(window_from: str | None, window_to: str | None, school: str | None, as_json: bool,
+             ics: Path | None, apply_: bool, online: bool, now: str | None) -> None:
+    """Propose a lawful meeting date for every review without one."""
+    from ehcbridge.intake import parse_date
+    from ehcbridge.plan_cli import build_plan, plan_json, write_ics
+
+    app = get_app()
+    fixed = _parse_now(now)
+    if fixed is not None:
+        app.clock.fixed = fixed
+    app.start_plugins()
+
+    def d(value: str | None, hint: str) -> date | None:
+        try:
+            return parse_date(value) if value else None
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r} {exc}", param_hint=hint) from None
+
+    result = build_plan(app, today=app.clock.now().date(), window_from=d(window_from, "--from"),
+                        window_to=d(window_to, "--to"), school_urn=school)
+    if ics is not None:
+        write_ics(result, ics)
+    if apply_:
+        for p in result.proposals:
+            app.store.schedule_meeting(p.case_id, start=p.start, end=p.end, online=online,
+                                       organiser=p.coordinator, now=app.clock.now())
+    if as_json:
+        _json(plan_json(result))
+        return
+    from rich.table import Table
+
+    console = _console()
+    if result.overdue:
+        over = Table("case", "meeting latest", "days overdue", "reason", title="Overdue")
+        for o in result.overdue:
+            over.add_row(o.case_id, o.meeting_latest.isoformat(), str(o.days_overdue), o.reason)
+        console.print(over)
+    table = Table("case", "proposed", "coordinator", "why", title="Proposals")
+    for p in result.proposals:
+        table.add_row(p.case_id, f"{p.start:%a %d %b %Y %H:%M}", p.coordinator or "", p.reason)
+    console.print(table)
+    for u in result.unplanned:
+        console.print(f"[yellow]cannot plan[/] {u.case_id}: {u.reason}")
+    click.echo(f"{len(result.proposals)} proposed, {len(result.overdue)} overdue, "
+               f"{len(result.unplanned)} cannot be planned"
+               + ("; meetings scheduled" if apply_ else "")
+               + (f"; calendar written to {ics}" if ics else ""))
 
 
 @cli.command("demo")

@@ -282,7 +282,9 @@ def propose(
                 day = wanted + offset
                 if lo <= day <= hi and day not in blocked and diary.usable(who, day):
                     chosen, aligned = day, what
-                    on = f"{what} on {format_day(date.fromordinal(wanted))}"
+                    when = format_day(date.fromordinal(wanted))
+                    # A constraint's reason may already say when ("CLA review on 12 Mar 2027").
+                    on = what if when in what else f"{what} on {when}"
                     reason = (f"aligned with {on}" if offset == 0 else
                               f"{_neighbour_words(offset)} {on} "
                               f"({diary.why_not(who, wanted, blocked)})")

@@ -318,6 +318,44 @@ class Store:
                 flag_map.setdefault(fr.review_id, []).append(fr.flag)
         return [dict(r._mapping, flags=sorted(flag_map.get(r.review_id, []))) for r in rows]
 
+    def planning_rows(self, school_urn: str | None = None) -> list[tuple[Review, Pupil]]:
+        """Current reviews without a meeting, with their pupils, in one query (for the planner)."""
+        q = (select(t.reviews.c.id, t.reviews.c.kind, t.reviews.c.due_by, t.reviews.c.status,
+                    t.reviews.c.preparing_for_adulthood, t.plans.c.case_id,
+                    t.plans.c.coordinator_email, t.pupils.c.upn, t.pupils.c.forename,
+                    t.pupils.c.surname, t.pupils.c.dob, t.pupils.c.nc_year,
+                    t.pupils.c.school_urn)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .join(t.pupils, t.pupils.c.id == t.plans.c.pupil_id)
+             .where(and_(t.reviews.c.current.is_(True),
+                         t.reviews.c.status == ReviewStatus.DUE.value))
+             .order_by(t.reviews.c.due_by, t.plans.c.case_id))
+        if school_urn is not None:
+            q = q.where(t.pupils.c.school_urn == school_urn)
+        out = []
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                # Built without validation: these values came out of our own tables.
+                review = Review.model_construct(
+                    id=r.id, case_id=r.case_id, kind=ReviewKind(r.kind), due_by=r.due_by,
+                    status=ReviewStatus(r.status),
+                    preparing_for_adulthood=bool(r.preparing_for_adulthood),
+                    coordinator_email=r.coordinator_email, flags=())
+                pupil = Pupil.model_construct(upn=r.upn, forename=r.forename, surname=r.surname,
+                                              dob=r.dob, nc_year=r.nc_year,
+                                              school_urn=r.school_urn)
+                out.append((review, pupil))
+        return out
+
+    def pupil_by_upn(self, upn: str) -> Pupil | None:
+        """The pupil with this UPN, if the store has one."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(t.pupils).where(t.pupils.c.upn == upn)).first()
+        if r is None:
+            return None
+        return Pupil(upn=r.upn, forename=r.forename, surname=r.surname, dob=r.dob,
+                     nc_year=r.nc_year, school_urn=r.school_urn)
+
     def booked_meetings(self, start: date, end: date) -> dict[tuple[str | None, date], int]:
         """Scheduled meetings per (coordinator, day) between two dates, for the planner."""
         q = (select(t.plans.c.coordinator_email, t.meetings.c.start)

@@ -1,0 +1,111 @@
+"""Importing review lists: all-or-nothing, errors that name the row, column and value."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from ehcbridge.intake import IntakeError, import_reviews
+from ehcbridge.models import LONDON
+from ehcbridge.store import Store
+from ehcbridge.testing import make_app
+
+HEADER = ("Case_ID,UPN,Forename,Surname,DOB,NC_Year,School_URN,Plan_Issued,Last_Review,"
+          "Meeting_Start,Meeting_End,Location,Online,Coordinator_Email,Notes\n")
+GOOD = [
+    "EHC-1,A999000000001,Sam,Ex,02/05/2014,7,100001,2026-04-01,,2027-03-10T10:00,"
+    "2027-03-10T11:00,Room 4,false,senco@school.example.org,ignored\n",
+    "EHC-2,,Alex,Ample,2012-01-09,9,100001,15/06/2023,20/06/2026,,,,true,,\n",
+]
+
+
+def write(tmp_path: Path, rows: list[str], bom: bool = False, name: str = "reviews.csv") -> Path:
+    path = tmp_path / name
+    text = HEADER + "".join(rows)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def test_import_with_bom_uk_dates_and_unknown_columns(store: Store, tmp_path: Path) -> None:
+    app = make_app(store)
+    report = import_reviews(app, write(tmp_path, GOOD, bom=True))
+    assert (report.added, report.updated, report.unchanged) == (2, 0, 0)
+    assert report.meetings == {"scheduled": 1}
+    one = store.case("EHC-1")
+    assert one.pupil.dob == date(2014, 5, 2)
+    assert one.review.due_by == date(2027, 3, 31)  # 12 months from 1 Apr 2026, minus a day
+    assert one.meeting is not None
+    assert one.meeting.start == datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
+    two = store.case("EHC-2")
+    assert two.plan.last_review_decision == date(2026, 6, 20)
+    assert two.review.due_by == date(2027, 6, 19)
+    assert two.review.preparing_for_adulthood  # Year 9, reg 20(6)
+
+
+def test_reimport_is_unchanged_and_an_edit_is_an_update(store: Store, tmp_path: Path) -> None:
+    app = make_app(store)
+    path = write(tmp_path, GOOD)
+    import_reviews(app, path)
+    again = import_reviews(app, path)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 2)
+    assert again.meetings == {"unchanged": 1}
+    edited = write(tmp_path, [GOOD[0].replace("2027-03-10T10:00,2027-03-10T11:00",
+                                              "2027-03-11T10:00,2027-03-11T11:00"), GOOD[1]])
+    report = import_reviews(app, edited)
+    assert report.meetings == {"rescheduled": 1}
+    assert store.count("events") == 2
+
+
+def test_one_bad_row_refuses_the_whole_file_and_names_it(store: Store, tmp_path: Path) -> None:
+    app = make_app(store)
+    bad = GOOD[1].replace("2012-01-09", "31/02/2012")
+    path = write(tmp_path, [GOOD[0], bad])
+    with pytest.raises(IntakeError) as caught:
+        import_reviews(app, path)
+    [problem] = caught.value.problems
+    assert (problem.row, problem.column, problem.value) == (3, "dob", "31/02/2012")
+    assert str(problem).startswith(f"{path} row 3, column dob: '31/02/2012' is not a date")
+    assert store.count("plans") == 0 and store.count("events") == 0
+
+
+def test_skip_invalid_imports_the_good_rows(store: Store, tmp_path: Path) -> None:
+    app = make_app(store)
+    bad = GOOD[1].replace(",true,", ",perhaps,")
+    report = import_reviews(app, write(tmp_path, [GOOD[0], bad]), skip_invalid=True)
+    assert report.added == 1
+    assert [(p.row, p.column) for p in report.skipped] == [(3, "online")]
+    assert store.case_ids() == ["EHC-1"]
+
+
+def test_dry_run_writes_nothing(store: Store, tmp_path: Path) -> None:
+    app = make_app(store)
+    report = import_reviews(app, write(tmp_path, GOOD), dry_run=True)
+    assert report.added == 2 and report.meetings == {"scheduled": 1}
+    assert store.count("plans") == 0 and store.count("meetings") == 0
+
+
+@pytest.mark.parametrize(("row", "column", "message"), [
+    (GOOD[0].replace("EHC-1,", ","), "case_id", "is required"),
+    (GOOD[0].replace("A999000000001", "A99"), "upn", "is not a UPN"),
+    (GOOD[0].replace(",7,", ",Y22,"), "nc_year", "is not an NC year"),
+    (GOOD[0].replace("2027-03-10T11:00", "2027-03-10T09:00"), "meeting_end", "is not after"),
+    (GOOD[0].replace("senco@school.example.org", "senco"), "coordinator_email", "not an email"),
+    (GOOD[0] + GOOD[0], "case_id", "repeats row 2"),
+])
+def test_each_kind_of_bad_value(store: Store, tmp_path: Path, row: str, column: str,
+                                message: str) -> None:
+    with pytest.raises(IntakeError) as caught:
+        import_reviews(make_app(store), write(tmp_path, [row]))
+    assert any(p.column == column and message in p.message for p in caught.value.problems)
+
+
+def test_missing_required_column_and_non_utf8(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("case_id,forename\nA,B\n")
+    with pytest.raises(IntakeError, match="column surname: column is missing"):
+        import_reviews(make_app(store), path)
+    path.write_bytes(HEADER.encode() + "EHC-9,,Zo\xeb".encode("latin-1"))
+    with pytest.raises(IntakeError, match="is not UTF-8"):
+        import_reviews(make_app(store), path)

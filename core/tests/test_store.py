@@ -1,0 +1,77 @@
+"""The store keeps data across upgrades and holds plugin state, flags and the ledger."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from ehcbridge.models import LONDON, Invitee, Outcome, Plan, Pupil, ReviewKind, Role
+from ehcbridge.store import Store, StoreError
+
+
+def seed(store: Store) -> None:
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Ex"),
+                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
+                          coordinator_email=None, review_due=date(2027, 3, 31),
+                          kind=ReviewKind.ANNUAL, pfa=False)
+
+
+def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keep.sqlite3'}"
+    first = Store(url)
+    seed(first)
+    first.set_state_many("teams", {"event:EHC-1": {"id": "AAMk"}})
+    first.close()
+    again = Store(url)  # runs the migrations again: a no-op at head
+    assert again.revision() == "0001"
+    assert again.case_ids() == ["EHC-1"]
+    assert again.get_state("teams", "event:EHC-1") == {"id": "AAMk"}
+
+
+def test_upgrade_from_an_empty_database_creates_every_table(store: Store) -> None:
+    with store.engine.connect() as conn:
+        version = conn.execute(text("select version_num from alembic_version")).scalar_one()
+    assert version == "0001"
+    for table in ("pupils", "plans", "reviews", "meetings", "invitees", "decisions", "events",
+                  "deliveries", "plugin_state", "audit", "flags", "invitations", "timers"):
+        assert store.count(table) == 0
+
+
+def test_decision_opens_the_next_review_and_keeps_dates_apart(store: Store) -> None:
+    seed(store)
+    start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
+    store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
+    store.mark_held("EHC-1")
+    store.decide("EHC-1", outcome=Outcome.MAINTAIN, reason="progress good",
+                 decided_on=date(2027, 3, 30), next_review_due=date(2028, 3, 29))
+    case = store.case("EHC-1")
+    # The DfE's "last review date" is the decision date, not the meeting date.
+    assert case.plan.last_review_decision == date(2027, 3, 30)
+    assert case.review.due_by == date(2028, 3, 29) and case.review.status == "due"
+    with pytest.raises(StoreError, match="no meeting to record as held"):
+        store.mark_held("EHC-1")
+
+
+def test_state_flags_invitees_and_unknown_cases(store: Store) -> None:
+    seed(store)
+    store.set_state_many("outlook", {"a": 1, "b": [1, 2], "c%": "x"})
+    store.set_state_many("outlook", {"a": 2})
+    assert store.state_items("outlook") == [("a", 2), ("b", [1, 2]), ("c%", "x")]
+    assert store.state_items("outlook", "c%") == [("c%", "x")]
+    assert store.get_state("teams", "a") is None
+    store.flag_review("EHC-1", "statutory_risk", "health not invited", raised_by="health")
+    store.flag_review("EHC-1", "statutory_risk", "social care not invited", raised_by="health")
+    assert store.case("EHC-1").flags == {"statutory_risk": "social care not invited"}
+    assert [r["case_id"] for r in store.list_reviews(flag="statutory_risk")] == ["EHC-1"]
+    assert store.add_invitee("EHC-1", Invitee(role=Role.PARENT, email="p@example.net"))
+    assert not store.add_invitee("EHC-1", Invitee(role=Role.PARENT, email="p@example.net",
+                                                  name="Parent"))
+    store.set_response("EHC-1", "P@example.net", "accepted")
+    [inv] = store.case("EHC-1").invitees
+    assert (inv.name, inv.response) == ("Parent", "accepted")
+    with pytest.raises(StoreError, match="unknown case 'EHC-404'"):
+        store.case("EHC-404")
