@@ -177,3 +177,33 @@ def test_cli_api_sync(fake_mis: FakeMis, store: MemoryPluginStore) -> None:
     assert run_sync(ctx, [], api=True, dry_run=False, console=con) == 0
     assert "added 1" in out.getvalue()
     assert TOKEN not in out.getvalue()
+
+
+def test_plain_sync_uses_the_drop_folder(store: MemoryPluginStore, tmp_path: Path) -> None:
+    write_ctf(tmp_path / "a.xml", 2)
+    ctx = drop_ctx(store, tmp_path)
+    con, out = console()
+    assert run_sync(ctx, [], api=False, dry_run=True, console=con) == 0
+    assert "added 2" in out.getvalue() and "dry run" in out.getvalue()
+    assert (tmp_path / "a.xml").exists() and not store.state
+    assert run_sync(ctx, [], api=False, dry_run=False, console=con) == 0
+    assert not (tmp_path / "a.xml").exists() and len(store.state) > 2
+
+
+def test_hooks_match_the_specs_and_load_lazily() -> None:
+    import subprocess
+
+    import pluggy
+    from ehcbridge import hookspecs
+
+    pm = pluggy.PluginManager("ehcbridge")
+    pm.add_hookspecs(hookspecs)
+    pm.register(ehcbridge_sims, "sims")  # raises on a misspelt hook or argument
+    assert {h.name for h in pm.get_hookcallers(ehcbridge_sims) or []} == {
+        "check", "lookup_pupil", "register_commands", "register_schedules",
+        "register_settings", "startup"}
+    code = ("import sys, ehcbridge_sims; print(sorted(m for m in ('httpx', 'defusedxml', "
+            "'stdnum', 'tenacity', 'croniter', 'rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

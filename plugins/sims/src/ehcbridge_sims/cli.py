@@ -72,6 +72,7 @@ def run_sync(
     from .api import ApiError
     from .ctf import CtfError
     from .sync import (
+        SUFFIXES,
         SyncReport,
         _settings,
         process_drop_folder,
@@ -90,7 +91,11 @@ def run_sync(
         elif api or settings.source == "api":
             with _progress(console, "Reading MIS API") as progress:
                 report = sync_api(ctx, dry_run=dry_run, client=client, progress=progress)
-        elif settings.drop_dir is not None and not dry_run:
+        elif settings.drop_dir is not None and dry_run:
+            waiting = sorted(p for p in settings.drop_dir.iterdir()
+                             if p.is_file() and p.suffix.lower() in SUFFIXES)
+            report = sync_files(waiting, ctx, dry_run=True)
+        elif settings.drop_dir is not None:
             report = SyncReport(source="drop folder")
             for result in process_drop_folder(ctx, min_age=0):
                 if result.error:
