@@ -105,6 +105,10 @@ def provide_online_meeting(event: LifecycleEvent, ctx: HookContext) -> OnlineMee
     """Create (scheduled), move (rescheduled) or cancel (cancelled) the review's Outlook event."""
     settings = _require(ctx)
     if event.meeting is None or not event.meeting.online:
+        if _ours(event, ctx) == "drop":  # moved to an in-person meeting
+            from ehcbridge_teams.meetings import MOVED_COMMENT
+
+            _with_calendar(ctx, settings, lambda cal: cal.cancel(event, MOVED_COMMENT))
         return None
     if event.action == "cancelled":
         _with_calendar(ctx, settings, lambda cal: cal.cancel(event))
