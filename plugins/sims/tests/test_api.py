@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import TOKEN, FakeMis, api_settings, student
 from ctfgen import upn_for
 from ehcbridge import NotConfigured
 from ehcbridge.models import LONDON
@@ -14,6 +13,7 @@ from ehcbridge.testing import MemoryPluginStore, make_context
 from ehcbridge_sims import SimsSettings
 from ehcbridge_sims.api import AggregatorClient, ApiError, parse_sen_status, student_to_pupil
 from ehcbridge_sims.sync import sync_api
+from sims_fakes import TOKEN, FakeMis, api_settings, student
 
 SCHOOL = "A1930499544"
 

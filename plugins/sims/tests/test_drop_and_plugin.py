@@ -13,7 +13,6 @@ from typing import Any
 import ehcbridge_sims
 import pytest
 from click.testing import CliRunner
-from conftest import TOKEN, FakeMis, api_settings, student
 from ctfgen import BILLION_LAUGHS, pupil, upn_for, write_ctf
 from ehcbridge.testing import MemoryPluginStore, make_context
 from ehcbridge_sims import SimsSettings
@@ -22,6 +21,7 @@ from ehcbridge_sims.doctor import run_checks
 from ehcbridge_sims.sync import process_drop_folder, scheduled_drop, scheduled_sync
 from pydantic import ValidationError
 from rich.console import Console
+from sims_fakes import TOKEN, FakeMis, api_settings, student
 
 
 def aged(path: Path, seconds: float = 60) -> Path:

@@ -8,13 +8,13 @@ from typing import Any
 
 import ehcbridge_sims
 import pytest
-from conftest import link_review
 from ctfgen import GenContact, pupil, upn_for, write_ctf
 from ehcbridge.events import PupilRecord
 from ehcbridge.models import ReviewStatus, Role
 from ehcbridge.testing import MemoryPluginStore
 from ehcbridge_sims.ctf import CtfError
 from ehcbridge_sims.sync import sync_files
+from sims_fakes import link_review
 
 
 def snapshot(store: MemoryPluginStore) -> dict[str, Any]:
