@@ -186,13 +186,24 @@ def test_reminder_text(context: Ctx, settings: HealthReferralsSettings) -> None:
     ctx = context()
     route_all(ctx, views_event("request"), TEAMS[:1])
     on_views_due(event=views_event("request"), ctx=ctx)
-    on_views_due(event=views_event("reminder"), ctx=ctx)
+    on_views_due(event=views_event("reminder"), ctx=context(now=START - timedelta(weeks=2)))
     reminder = next(m for p in settings.outbox_dir.glob("*.eml")
                     if "Reminder" in (m := email.message_from_bytes(
                         p.read_bytes(), policy=email.policy.default))["Subject"])
     assert str(reminder["Subject"]) == "Reminder: advice due 24 Feb 2026 for EHC-0001"
     assert isinstance(reminder, EmailMessage)
     assert "we have not yet recorded advice from Bristol SALT" in text_of(reminder)
+
+
+def test_a_late_booking_gets_the_request_but_no_same_day_reminder(
+        context: Ctx, settings: HealthReferralsSettings, store: MemoryPluginStore) -> None:
+    ctx = context(now=START - timedelta(days=8))  # booked late: every stage fires now
+    route_all(ctx, views_event("request"), TEAMS[:1])
+    for stage in ("request", "reminder", "due"):
+        on_views_due(event=views_event(stage), ctx=ctx)
+    subjects = [str(m["Subject"]) for m in outbox_messages(settings.outbox_dir).values()]
+    assert subjects == ["Advice request: EHC-0001 annual review, 10 Mar 2026"]
+    assert store.flags["EHC-0001"]["advice_overdue"] == "Bristol SALT"
 
 
 def test_received_for_an_unknown_team_lists_the_teams(
@@ -213,7 +224,7 @@ def test_team_routed_late_is_asked_at_the_next_stage(
     route_all(ctx, views_event("request"), TEAMS[:1])
     on_views_due(event=views_event("request"), ctx=ctx)
     route_all(ctx, views_event("request"), TEAMS[2:3])
-    on_views_due(event=views_event("reminder"), ctx=ctx)
+    on_views_due(event=views_event("reminder"), ctx=context(now=START - timedelta(weeks=2)))
     sent = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
             for p in settings.outbox_dir.glob("*.eml")]
     subjects = sorted((str(m["To"]), str(m["Subject"]).split(":")[0]) for m in sent)

@@ -196,16 +196,18 @@ def handle_views_due(event: LifecycleEvent, ctx: HookContext,
     if any(t.get("data_level") == "needs" for t in teams):
         needs, _note = pupil_needs(event.pupil, ctx)
     store = ctx.store
+    today = ctx.clock.now().astimezone(LONDON).date().isoformat()
     for team in teams:
         mailbox = team["mailbox"]
         if store.get_state(received_key(case_id, token, mailbox)) is not None:
             continue
-        if store.get_state(sent_key(case_id, token, "request", mailbox)) is None:
+        asked = store.get_state(sent_key(case_id, token, "request", mailbox))
+        if asked is None:
             _send(event, ctx, settings, team, stage="request", reminder=False, needs=needs)
             outcome["requested"].append(team["team"])
-            asked_before = False
-        else:
-            asked_before = True
+        # A team asked today (a meeting booked late, all stages firing at once) is not
+        # reminded straight away: its request already gives the due date.
+        asked_before = asked is not None and str(asked["at"])[:10] < today
         if event.stage in ("reminder", "due"):
             if event.stage == "due":
                 outcome["overdue"].append(team["team"])
