@@ -115,7 +115,9 @@ def test_every_message_of_a_review_is_stored_and_read_back(tmp_path: Path,
         response = client.put(resource, data.decode(),
                               {"Content-Type": "text/calendar; charset=utf-8"})
         assert response.status in (201, 204), (subject, response.status)
-        back = Calendar.from_ical(calendar.event_by_uid(uid).data).events[0]
+        fetched = client.request(resource, "GET")
+        assert fetched.status == 200
+        back = Calendar.from_ical(fetched.raw).events[0]
         assert back["SEQUENCE"] == event["SEQUENCE"]
         assert back.start == event.start and back.end == event.end
         assert str(back["SUMMARY"]) == str(event["SUMMARY"])

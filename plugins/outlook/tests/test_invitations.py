@@ -143,6 +143,8 @@ def test_reschedule_keeps_uid_and_raises_sequence(tools: Any, smtp_server: Any) 
     assert second.start == moved
     assert updates[1]["Subject"].startswith("Updated invitation:")
     assert updates[1]["Message-ID"] != updates[0]["Message-ID"]
+    # Other plugins see one invitation per person, not one per revision.
+    assert [r["email"] for r in tools.store.invitation_records].count("parent@example.net") == 1
     # Moving again, even if the core forgot to raise the sequence, still goes up.
     ehcbridge_outlook.on_review_scheduled(rescheduled(moved + timedelta(days=1), sequence=1,
                                                       key="again"), tools.ctx())

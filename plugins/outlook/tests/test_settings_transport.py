@@ -118,6 +118,7 @@ def tls_server(tools: Any, tmp_path: Path,
         controller.stop()
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_tls_and_login(tools: Any, tls_server: tuple[Any, Path, int, str]) -> None:
     handler, ca_file, port, mode = tls_server
     settings = OutlookSettings(

@@ -261,8 +261,8 @@ def deliver(
         if email not in reached:
             reached.append(email)
             save()
-        if revision.record_invitations and not revision.cancel:
-            store.record_invitation(revision.case_id, recipient.email, status="sent")
+            if revision.record_invitations and not revision.cancel:
+                store.record_invitation(revision.case_id, recipient.email, status="sent")
         report.sent += 1
     if failures:
         store.flag_review(revision.case_id, FAILED_FLAG,
