@@ -5,17 +5,19 @@ Hook bodies import their helpers lazily so ``ehcbridge --help`` stays fast.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ehcbridge import NotConfigured, hookimpl
-from ehcbridge.events import CheckResult, HookContext
 
-from .settings import HealthReferralsSettings
+if TYPE_CHECKING:
+    from ehcbridge.events import CheckResult, HookContext
 
-__all__ = ["HealthReferralsSettings"]
+    from .settings import HealthReferralsSettings
 
 
 def _settings(ctx: HookContext) -> HealthReferralsSettings | None:
+    from .settings import HealthReferralsSettings
+
     settings = ctx.settings
     if isinstance(settings, HealthReferralsSettings) and settings.configured:
         return settings
@@ -25,12 +27,16 @@ def _settings(ctx: HookContext) -> HealthReferralsSettings | None:
 @hookimpl
 def register_settings(register: Any) -> None:
     """Register this plugin's settings model."""
+    from .settings import HealthReferralsSettings
+
     register(HealthReferralsSettings)
 
 
 @hookimpl
 def startup(ctx: HookContext) -> None:
     """Fail fast on a routing table that cannot be loaded (bad row, ambiguous rules)."""
+    from .settings import HealthReferralsSettings
+
     settings = ctx.settings
     if isinstance(settings, HealthReferralsSettings) and settings.enabled:
         settings.load_table()
@@ -39,6 +45,8 @@ def startup(ctx: HookContext) -> None:
 @hookimpl
 def check(ctx: HookContext) -> list[CheckResult]:
     """Doctor: is there a routing table and a DCO mailbox, and can mail go out?"""
+    from ehcbridge.events import CheckResult
+
     settings = _settings(ctx)
     if settings is None:
         return [CheckResult("routing", "not configured",
@@ -77,6 +85,8 @@ def route_invite(review: Any, pupil: Any, invitee: Any, ctx: HookContext) -> Any
 @hookimpl
 def on_review_scheduled(event: Any, ctx: HookContext) -> None:
     """Statutory watch: flag a meeting whose reg 20(2) invitees or notice fall short."""
+    from .settings import HealthReferralsSettings
+
     settings = ctx.settings
     if isinstance(settings, HealthReferralsSettings) and not settings.enabled:
         raise NotConfigured("health_referrals is disabled")
@@ -89,6 +99,7 @@ def on_review_scheduled(event: Any, ctx: HookContext) -> None:
 def on_views_due(event: Any, ctx: HookContext) -> None:
     """Send advice requests (six weeks ahead), one reminder, and flag overdue advice."""
     from . import watch
+    from .settings import HealthReferralsSettings
 
     settings = ctx.settings
     if isinstance(settings, HealthReferralsSettings) and settings.enabled:

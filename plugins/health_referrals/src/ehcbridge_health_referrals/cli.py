@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from ehcbridge.events import HookContext
-from pydantic import ValidationError
 
-from .settings import HealthReferralsSettings
+if TYPE_CHECKING:  # imported in the commands, so building the CLI stays cheap
+    from ehcbridge.events import HookContext
+
+    from .settings import HealthReferralsSettings
 
 PLUGIN = "health_referrals"
 
@@ -26,6 +27,8 @@ context_factory: Callable[[], HookContext] = _app_context
 
 
 def _settings(ctx: HookContext) -> HealthReferralsSettings:
+    from .settings import HealthReferralsSettings
+
     if not isinstance(ctx.settings, HealthReferralsSettings):
         raise click.ClickException("[plugins.health_referrals] is not configured")
     return ctx.settings
@@ -129,6 +132,8 @@ def rules() -> None:
 @click.option("--la-code", default=None, help="Three-digit DfE LA number, if not the default.")
 def set_area(case_id: str, postcode_district: str | None, la_code: str | None) -> None:
     """Record the area facts used by postcode_district / la_code rules for CASE."""
+    from pydantic import ValidationError
+
     from .routing import area_key
     from .rules import RoutingRule
 
