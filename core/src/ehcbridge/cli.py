@@ -700,3 +700,7 @@ def demo_cmd(directory: Path | None) -> None:
 def main() -> None:
     """Console script entry point."""
     cli(prog_name="ehcbridge")
+
+
+if __name__ == "__main__":
+    main()
