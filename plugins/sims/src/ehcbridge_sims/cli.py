@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from ehcbridge import NotConfigured
 from ehcbridge.events import HookContext
-from rich.console import Console
+
+if TYPE_CHECKING:  # rich is imported when a command runs, keeping `ehcbridge --help` light
+    from rich.console import Console
 
 
 @click.group(name="sims")
@@ -26,9 +28,10 @@ def sims() -> None:
 def sync_command(files: tuple[Path, ...], api: bool, dry_run: bool) -> None:
     """Upsert pupils and contacts and print added, updated, unchanged and left."""
     from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
+    from rich.console import Console
 
     ctx = current_app().plugin_context("sims")
-    code = run_sync(ctx, files, api=api, dry_run=dry_run, console=Console())
+    code = run_sync(ctx, files, api=api, dry_run=dry_run, console=Console(soft_wrap=True))
     if code:
         raise SystemExit(code)
 
@@ -37,8 +40,9 @@ def sync_command(files: tuple[Path, ...], api: bool, dry_run: bool) -> None:
 def status_command() -> None:
     """Show the schools synced, when, and how many pupils are on roll."""
     from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
+    from rich.console import Console
 
-    show_status(current_app().plugin_context("sims"), Console())
+    show_status(current_app().plugin_context("sims"), Console(soft_wrap=True))
 
 
 @contextmanager
