@@ -218,6 +218,29 @@ def test_every_decision_is_audited_without_child_details(context: Ctx,
     assert "SLCN" not in text  # needs that played no part are not written down
 
 
+def test_unmatched_reason_counts_needs_without_naming_them(context: Ctx,
+                                                           store: MemoryPluginStore) -> None:
+    route = routed(context(("SEMH", "ASD")), Role.HEALTH, team="Dietetics")
+    assert route is not None and "2 recorded need(s)" in route.reason
+    assert "SEMH" not in repr(store.audits) and "ASD" not in repr(store.audits)
+
+
+def test_the_mis_is_not_asked_when_no_rule_tests_needs(
+        context: Ctx, settings_factory: Callable[..., HealthReferralsSettings],
+        rules: list[dict[str, Any]]) -> None:
+    asked: list[str] = []
+
+    def lookup(upn: str) -> PupilRecord:
+        asked.append(upn)
+        return PupilRecord(pupil=Pupil(upn=upn, forename="S", surname="E"), needs=("PD",))
+
+    no_need_rules = [r for r in rules if "need" not in r]
+    settings = settings_factory(rules=no_need_rules)
+    route = routed(context(lookup=lookup, settings_=settings), Role.SOCIAL_CARE)
+    assert route is not None and route.rule == "social-care"
+    assert asked == []
+
+
 def test_explain_lists_each_team_rule_and_reason(context: Ctx, store: MemoryPluginStore,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = context(("ASD",))

@@ -47,8 +47,8 @@ class Case:
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value}")
-        if self.needs:
-            parts.append(f"need={'|'.join(self.needs)}")
+        if self.needs:  # how many, not which: needs are kept only when a rule used them
+            parts.append(f"{len(self.needs)} recorded need(s)")
         return ", ".join(parts)
 
 
@@ -142,7 +142,9 @@ def area_key(case_id: str) -> str:
 def build_case(invitee: Invitee, pupil: Pupil, review: Review, ctx: HookContext,
                settings: HealthReferralsSettings) -> Case:
     """Gather the routing facts for one invitee of one review."""
-    needs, note = pupil_needs(pupil, ctx)
+    # Ask the MIS only when some rule tests needs: no lookup, no needs held.
+    uses_needs = any(rule.need for rule in settings.table.rules)
+    needs, note = pupil_needs(pupil, ctx) if uses_needs else ((), None)
     area = ctx.store.get_state(area_key(review.case_id), {}) or {}
     district = area.get("postcode_district")
     return Case(
