@@ -73,6 +73,8 @@ class FakeGraph:
         self.tokens: set[str] = set()
         self.failures: list[Failure] = []
         self.batch_inner_throttle: int = 0
+        # "honour" the extended-property $filter, "ignore" it (list everything), or "reject" it.
+        self.filter_mode = "honour"
         self.delay = 0.0
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
@@ -249,7 +251,9 @@ class FakeGraph:
         """GET /users/{id}/events with an optional extended-property $filter."""
         flt = (query.get("$filter") or [""])[0]
         items = list(box.events.values())
-        if flt:
+        if flt and self.filter_mode == "reject":
+            return _error(400, "ErrorInvalidUrlQueryFilter", "The query filter is invalid.")
+        if flt and self.filter_mode == "honour":
             m = _FILTER.match(flt)
             if not m:
                 return _error(400, "ErrorInvalidUrlQueryFilter", "The query filter is invalid.")
@@ -257,7 +261,16 @@ class FakeGraph:
             items = [e for e in items
                      if (e.get("_props", {}).get(m.group("id")) or "").lower() == value]
         items = [e for e in items if not e.get("isCancelled")]
-        return 200, {}, {"value": [_select(e, query) for e in items]}
+        expand = re.fullmatch(r"singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)",
+                              (query.get("$expand") or [""])[0])
+        out = []
+        for e in items:
+            item = _select(e, query)
+            if expand and self.filter_mode == "honour" and expand.group(1) in e.get("_props", {}):
+                prop = expand.group(1)
+                item["singleValueExtendedProperties"] = [{"id": prop, "value": e["_props"][prop]}]
+            out.append(item)
+        return 200, {}, {"value": out}
 
     def batch(self, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         """POST /$batch: at most 20 requests, unique ids, each answered individually."""

@@ -214,6 +214,25 @@ def test_crash_between_post_and_store_write_does_not_duplicate(fake: Any, settin
     assert store.get_state(state_key("EHC-0001"))["event_id"] == event["id"]
 
 
+@pytest.mark.parametrize("mode", ["ignore", "reject"])
+def test_crash_recovery_on_a_server_without_the_filter_relies_on_transaction_id(
+        fake: Any, settings: Any, mode: str) -> None:
+    fake.filter_mode = mode
+    # Someone else's event in the same mailbox must never be adopted.
+    fake.mailboxes[ORGANISER].events["AAMkother"] = {
+        "id": "AAMkother", "subject": "Staff meeting", "isCancelled": False,
+        "transactionId": "not-ours", "attendees": [], "_props": {}}
+    with pytest.raises(SystemExit):
+        plugin.provide_online_meeting(
+            make_event(), make_context("teams", settings, store=CrashingStore(plugin="teams")))
+    store = MemoryPluginStore(plugin="teams")
+    result = plugin.provide_online_meeting(make_event(), make_context("teams", settings,
+                                                                      store=store))
+    assert isinstance(result, OnlineMeeting) and result.external_id != "AAMkother"
+    ours = [e for e in fake.events(ORGANISER) if e["id"] != "AAMkother"]
+    assert len(ours) == 1 and ours[0]["id"] == result.external_id
+
+
 def test_lost_answer_to_post_is_retried_with_the_same_transaction_id(fake: Any,
                                                                     ctx: Any) -> None:
     fake.fail_next(1, 504, retry_after=None, methods=("POST",), after=True)
