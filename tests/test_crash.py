@@ -100,7 +100,7 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
     assert partly < 160, "the engine finished before it was killed; nothing was tested"
 
     second = _engine(tmp_path)
-    out, err = second.communicate(timeout=120)
+    _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err.decode()[-2000:]
 
     # 40 meetings scheduled, and by 20 Feb every meeting's six-week views request is due.

@@ -6,8 +6,8 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-import pytest
 
+import pytest
 from ehcbridge.store import Store
 
 PG_URL = os.environ.get("EHCBRIDGE_TEST_DATABASE_URL")

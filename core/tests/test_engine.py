@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from ehcbridge import NotConfigured, PermanentError, RetryLater, hookimpl
 from ehcbridge.engine import Engine
 from ehcbridge.events import LifecycleEvent, OnlineMeeting

@@ -6,7 +6,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-
 from ehcbridge.intake import IntakeError, import_reviews
 from ehcbridge.models import LONDON
 from ehcbridge.store import Store

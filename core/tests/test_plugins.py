@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-
 from ehcbridge import hookimpl
 from ehcbridge.plugin_settings import PluginSettings
 from ehcbridge.plugins import PluginLoadError, PluginManager
 from ehcbridge.testing import FakeEntryPoint, plugin_module
+from pydantic import SecretStr
 
 
 @hookimpl

@@ -6,10 +6,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-
 from ehcbridge.models import LONDON, Invitee, Outcome, Plan, Pupil, ReviewKind, Role
 from ehcbridge.store import Store, StoreError
+from sqlalchemy import text
 
 
 def seed(store: Store) -> None:

@@ -47,8 +47,8 @@ class EhcGroup(click.Group):
 
 def _plugin_manager(ctx: click.Context) -> Any:
     """One PluginManager per invocation, made without reading settings through pydantic."""
-    from ehcbridge.plugins import PluginManager, quick_plugin_sections
     from ehcbridge.configfile import config_path_from
+    from ehcbridge.plugins import PluginManager, quick_plugin_sections
 
     root = ctx.find_root()
     manager = root.meta.get("ehcbridge.plugins")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tenacity import RetryCallState, wait_exponential
+from tenacity import RetryCallState, Retrying, wait_exponential
 
 from ehcbridge import NotConfigured, PermanentError
 from ehcbridge.app import App
@@ -27,6 +27,9 @@ from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, D
 log = logging.getLogger("ehcbridge.engine")
 
 PROVIDER_HOOK = "provide_online_meeting"
+# tenacity computes the waits; the engine schedules them instead of sleeping, so one failing
+# delivery never holds up another.
+_RETRYING = Retrying()
 
 
 @dataclass
@@ -158,20 +161,20 @@ class Engine:
             if d.hook == PROVIDER_HOOK:
                 self._store_link(ev, outcome.result, d.plugin)
             return self._finish(d, DELIVERED, attempts, now, None)
-        exc = outcome.error
-        message = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, NotConfigured):
-            return self._finish(d, SKIPPED, attempts, now, f"not configured: {exc}")
+        error = outcome.error
+        message = f"{type(error).__name__}: {error}"
+        if isinstance(error, NotConfigured):
+            return self._finish(d, SKIPPED, attempts, now, f"not configured: {error}")
         max_attempts = self.app.settings.engine.max_attempts
-        if isinstance(exc, PermanentError) or attempts >= max_attempts:
+        if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:
                 self._provider_failed(ev, d.plugin, message)
             log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
                         d.plugin, attempts)
             return self._finish(d, DEAD, attempts, now, message)
-        delay = retry_after_of(exc)
+        delay = retry_after_of(error)
         if delay is None:
-            state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+            state = RetryCallState(retry_object=_RETRYING, fn=None, args=(), kwargs={})
             state.attempt_number = attempts
             delay = self._wait(state)
         return self._finish(d, RETRYING, attempts, now, message,

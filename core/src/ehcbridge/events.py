@@ -17,8 +17,9 @@ class LifecycleEvent(Frozen):
     """A lifecycle event as delivered to every plugin.
 
     ``hook`` is the hook name; ``action`` says what happened:
-    ``scheduled``/``rescheduled``/``cancelled`` (on_review_scheduled), ``request``/``reminder``/``due``
-    (on_views_due), ``recorded``/``ended`` (on_meeting_held) and ``recorded`` (on_decision).
+    ``scheduled``/``rescheduled``/``cancelled`` (on_review_scheduled),
+    ``request``/``reminder``/``due`` (on_views_due), ``recorded``/``ended``
+    (on_meeting_held) and ``recorded`` (on_decision).
     ``idempotency_key`` is identical across retries and restarts: pass it to remote APIs.
     """
 
@@ -124,7 +125,7 @@ class HookContext:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One line of ``ehcbridge doctor``: status is ``ok``, ``warning``, ``failed`` or ``not configured``."""
+    """One line of ``ehcbridge doctor``: ``ok``, ``warning``, ``failed`` or ``not configured``."""
 
     name: str
     status: str
@@ -165,7 +166,7 @@ class Route:
 
 @dataclass(frozen=True)
 class DateConstraint:
-    """A preferred or blocked date from ``meeting_constraints``: weight > 0 prefers, blocked forbids."""
+    """A preferred or blocked date from ``meeting_constraints`` (weight > 0 prefers it)."""
 
     day: Any  # datetime.date
     reason: str

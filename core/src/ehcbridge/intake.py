@@ -6,6 +6,7 @@ number, column and value, and (without ``skip_invalid``) nothing from the file i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from dataclasses import dataclass, field
@@ -234,21 +235,17 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
 def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid: bool = False,
                    now: datetime | None = None) -> ImportReport:
     """Validate then upsert a review list by case_id, all in one transaction."""
-    from ehcbridge import timeline
 
     rows, problems = read_reviews(path, meeting_minutes=app.settings.engine.meeting_minutes)
     if problems and not skip_invalid:
         raise IntakeError(path, problems)
     report = ImportReport(skipped=problems, dry_run=dry_run)
-    store = app.store
-    try:
+    with contextlib.suppress(_DryRun):
         _apply(app, rows, report, now)
-    except _DryRun:
-        pass
     return report
 
 
-class _DryRun(Exception):  # noqa: N818
+class _DryRun(Exception):
     """Raised inside the import transaction so a dry run rolls everything back."""
 
 

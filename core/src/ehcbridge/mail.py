@@ -36,7 +36,8 @@ class MailSettings(BaseModel):
 
 
 def _tls_context(settings: MailSettings) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(settings.ca_bundle) if settings.ca_bundle else None)
+    cafile = str(settings.ca_bundle) if settings.ca_bundle else None
+    return ssl.create_default_context(cafile=cafile)
 
 
 def send(message: EmailMessage, settings: MailSettings) -> str:

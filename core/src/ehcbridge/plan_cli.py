@@ -66,7 +66,8 @@ def _fold(line: str) -> str:
     raw = line.encode("utf-8")
     if len(raw) <= 75:
         return line
-    parts, current = [], b""
+    parts: list[str] = []
+    current = b""
     for ch in line:
         b = ch.encode("utf-8")
         if len(current) + len(b) > (75 if not parts else 74):

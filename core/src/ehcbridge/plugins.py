@@ -290,8 +290,8 @@ def _unmet_core_requirement(dist: metadata.Distribution | None) -> str:
             req = Requirement(line)
         except InvalidRequirement:
             continue
-        if req.name.lower() == "ehcbridge" and not req.marker:
-            if req.specifier and not req.specifier.contains(__version__, prereleases=True):
+        if (req.name.lower() == "ehcbridge" and not req.marker and req.specifier
+                and not req.specifier.contains(__version__, prereleases=True)):
                 return f"requires ehcbridge{req.specifier}, installed core is {__version__}"
     return ""
 

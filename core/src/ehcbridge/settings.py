@@ -175,7 +175,7 @@ def _is_secret_key(key: str) -> bool:
 def validate_section(
     name: str, model: type[BaseModel], raw: dict[str, Any], path: Path | None
 ) -> BaseModel:
-    """Validate ``[plugins.<name>]`` with the plugin's model; SettingsError names section and key."""
+    """Validate ``[plugins.<name>]`` with the plugin's model; errors name the section and key."""
     try:
         return model.model_validate(raw)
     except ValidationError as first:

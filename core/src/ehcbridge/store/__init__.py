@@ -9,7 +9,18 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -168,12 +179,12 @@ class Store:
                            plan_type=plan.plan_type, coordinator_email=coordinator_email)
         if plan_row is None:
             pupil_id = self._pupil_id_for(conn, pupil, pupil_values, now)
-            plan_id = conn.execute(insert(t.plans).values(case_id=plan.case_id, pupil_id=pupil_id,
-                                                          **plan_values)).inserted_primary_key[0]
-            review_id = conn.execute(insert(t.reviews).values(
+            plan_id = _new_id(conn.execute(insert(t.plans).values(
+                case_id=plan.case_id, pupil_id=pupil_id, **plan_values)))
+            review_id = _new_id(conn.execute(insert(t.reviews).values(
                 plan_id=plan_id, kind=kind.value, due_by=review_due, status=ReviewStatus.DUE.value,
                 preparing_for_adulthood=pfa, current=True, created_at=now,
-            )).inserted_primary_key[0]
+            )))
             return "added", int(review_id)
         changed = False
         pupil_row = conn.execute(select(t.pupils).where(t.pupils.c.id == plan_row.pupil_id)).one()
@@ -186,10 +197,10 @@ class Store:
             changed = True
         review_row = self._current_review_row(conn, plan_row.id)
         if review_row is None:
-            review_id = conn.execute(insert(t.reviews).values(
+            review_id = _new_id(conn.execute(insert(t.reviews).values(
                 plan_id=plan_row.id, kind=kind.value, due_by=review_due,
                 status=ReviewStatus.DUE.value, preparing_for_adulthood=pfa, current=True,
-                created_at=now)).inserted_primary_key[0]
+                created_at=now)))
             return "updated", int(review_id)
         if (review_row.due_by, review_row.preparing_for_adulthood, review_row.kind) != (
                 review_due, pfa, kind.value):
@@ -206,8 +217,8 @@ class Store:
                 conn.execute(update(t.pupils).where(t.pupils.c.id == row.id)
                              .values(updated_at=now, **values))
                 return int(row.id)
-        return int(conn.execute(insert(t.pupils).values(updated_at=now, **values))
-                   .inserted_primary_key[0])
+        return int(_new_id(conn.execute(insert(t.pupils).values(updated_at=now, **values))
+                   ))
 
     def _current_review_row(self, conn: Connection, plan_id: int) -> Any:
         return conn.execute(select(t.reviews).where(
@@ -391,7 +402,8 @@ class Store:
                 t.meetings.c.status == MeetingStatus.SCHEDULED.value))
                 .order_by(t.meetings.c.id.desc())).first()
             if current is not None:
-                same = (current.start == start.astimezone(UTC) and current.end == end.astimezone(UTC)
+                same = (current.start == start.astimezone(UTC)
+                        and current.end == end.astimezone(UTC)
                         and current.location == location and bool(current.online) == online)
                 if same:
                     return "unchanged"
@@ -405,10 +417,10 @@ class Store:
                                         "location": current.location}}
             else:
                 seq = 0
-                meeting_id = c.execute(insert(t.meetings).values(
+                meeting_id = _new_id(c.execute(insert(t.meetings).values(
                     review_id=review_id, start=start, end=end, location=location, online=online,
                     organiser=organiser, status=MeetingStatus.SCHEDULED.value, sequence=0,
-                )).inserted_primary_key[0]
+                )))
                 action, payload = "scheduled", {}
             c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
                       .values(status=ReviewStatus.SCHEDULED.value))
@@ -418,7 +430,8 @@ class Store:
                             meeting_id=int(meeting_id), at=now, payload=payload)
             return action
 
-    def cancel_meeting(self, case_id: str, *, reason: str = "", now: datetime | None = None) -> None:
+    def cancel_meeting(self, case_id: str, *, reason: str = "",
+                       now: datetime | None = None) -> None:
         """Cancel the scheduled meeting (the review goes back to due)."""
         with self.begin() as c:
             review_id = self.review_id_for(c, case_id)
@@ -842,6 +855,13 @@ class Store:
                                                  ReviewStatus.HELD.value]))))
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
+
+
+def _new_id(result: Any) -> int:
+    """The primary key an INSERT produced."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _meeting(m: Any) -> Meeting:

@@ -51,9 +51,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         """Read back as an aware UTC datetime."""
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC)
+        parsed: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return parsed.replace(tzinfo=UTC)
 
 
 pupils = Table(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-
 from ehcbridge.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
