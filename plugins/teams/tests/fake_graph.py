@@ -75,6 +75,7 @@ class FakeGraph:
         self.batch_inner_throttle: int = 0
         # "honour" the extended-property $filter, "ignore" it (list everything), or "reject" it.
         self.filter_mode = "honour"
+        self.token_failures = 0  # fail this many token requests with 503
         self.delay = 0.0
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
@@ -382,6 +383,12 @@ class _Handler(BaseHTTPRequestHandler):
             })
             return
         if parts.path == tenant_prefix + "/oauth2/v2.0/token" and method == "POST":
+            with fake.lock:
+                failing = fake.token_failures > 0
+                fake.token_failures -= int(failing)
+            if failing:
+                self._reply(503, {"Retry-After": "1"}, None)
+                return
             form = parse_qs(raw.decode())
             with fake.lock:
                 fake.token_requests.append(form)

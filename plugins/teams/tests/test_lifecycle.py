@@ -303,6 +303,13 @@ def test_bad_credentials_are_permanent_and_never_echo_the_secret(fake: Any, stor
     assert fake.events(ORGANISER) == []
 
 
+def test_token_endpoint_outage_is_retried_later(fake: Any, ctx: Any) -> None:
+    fake.token_failures = 1
+    with pytest.raises(RetryLater, match="HTTP 503"):
+        create(ctx)
+    assert fake.events(ORGANISER) == []
+
+
 def test_mailbox_without_teams_is_an_error_naming_it(fake: Any, store: Any) -> None:
     fake.add_mailbox("noteams@school.example.org", teams=False)
     ctx = make_context("teams", settings_for(fake, organiser="noteams@school.example.org"),

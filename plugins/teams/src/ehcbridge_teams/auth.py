@@ -65,6 +65,17 @@ class MsalHttpClient:
         self._client.close()
 
 
+def _msal_http_error(settings: TeamsSettings, exc: Exception, what: str) -> TokenError:
+    # msal raises MsalServiceError("HTTP Error: 503") for answers that are not OAuth errors.
+    found = re.search(r"\b(\d{3})\b", str(exc))
+    status = int(found.group(1)) if found else 0
+    transient = status == 0 or status == 429 or status >= 500
+    return TokenError(
+        f"{settings.authority_host} answered HTTP {status or '?'} to the {what} for tenant "
+        f"{settings.tenant_id}", code=f"HTTP{status}", permanent=not transient,
+    )
+
+
 def ssl_context(settings: TeamsSettings) -> ssl.SSLContext:
     """TLS trust: ca_bundle if set, else SSL_CERT_FILE / SSL_CERT_DIR, else the system store."""
     if settings.ca_bundle is not None:
@@ -137,13 +148,9 @@ def get_app(settings: TeamsSettings) -> Any:
             raise TokenError(
                 f"cannot reach {settings.authority_host}: {type(exc).__name__}", permanent=False
             ) from None
-        except httpx.HTTPStatusError as exc:
+        except (httpx.HTTPStatusError, msal.exceptions.MsalError) as exc:
             http_client.close()
-            raise TokenError(
-                f"{settings.authority_host} answered HTTP {exc.response.status_code} to tenant "
-                f"discovery for tenant {settings.tenant_id}",
-                permanent=exc.response.status_code < 500,
-            ) from None
+            raise _msal_http_error(settings, exc, "tenant discovery") from None
         except ValueError as exc:
             http_client.close()
             # msal's ValueError names the authority and tenant only, never the credential.
@@ -165,6 +172,8 @@ def acquire_token(settings: TeamsSettings) -> str:
         raise TokenError(
             f"cannot reach {settings.authority_host}: {type(exc).__name__}", permanent=False
         ) from None
+    except msal.exceptions.MsalError as exc:
+        raise _msal_http_error(settings, exc, "token request") from None
     if result and "access_token" in result:
         return str(result["access_token"])
     result = result or {}
