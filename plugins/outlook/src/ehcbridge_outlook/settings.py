@@ -32,8 +32,9 @@ class OutlookSettings(PluginSettings):
     include_names: bool = False
     reminders: bool = True
     alarm_days_before: int = 1
-    send_attempts: int = 3
-    retry_wait: float = 2.0
+    # Kept short: the engine's own backoff handles longer outages without blocking its loop.
+    send_attempts: int = 2
+    retry_wait: float = 1.0
 
     # Transport, same keys and defaults as ehcbridge.mail.MailSettings except smtp_host.
     transport: Literal["outbox", "smtp"] = "outbox"
