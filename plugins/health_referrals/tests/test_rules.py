@@ -193,3 +193,35 @@ def test_csv_relative_path_resolves_against_config_dir(tmp_path: Path,
 ])
 def test_service_labels(text: str, label: str | None) -> None:
     assert service_label(text) == label
+
+
+def test_indexed_pair_search_finds_every_overlap_brute_force_does() -> None:
+    # The ambiguity check only compares rules sharing a value of an indexed field; compare it
+    # with every-pair search on many random tables.
+    import random
+
+    from ehcbridge_health_referrals.rules import RoutingRule, _candidate_pairs, _overlap
+
+    rng = random.Random(20)
+    choices: dict[str, list[Any]] = {
+        "role": ["health", "social_care", ["health", "other"]],
+        "service": ["SALT", "OT", ["SALT", "OT"], "CAMHS"],
+        "need": ["ASD", "SLCN", ["ASD", "SEMH"]],
+        "school_urn": ["100001", "100002", ["100001", "100003"]],
+        "nc_year": ["0-6", "5-9", "7-14", 3],
+        "la_code": ["801", "802"],
+    }
+    for _round in range(200):
+        rules = []
+        for n in range(rng.randint(2, 9)):
+            fields = rng.sample(sorted(choices), rng.randint(0, 3))
+            rules.append(RoutingRule(name=f"r{n}", team="t", mailbox="t@nhs.net",
+                                     **{f: rng.choice(choices[f]) for f in fields}))
+        group = list(enumerate(rules))
+        for level in {r.specificity for r in rules}:
+            same = [(i, r) for i, r in group if r.specificity == level]
+            brute = {(i, j) for i, a in same for j, b in same
+                     if i < j and _overlap(a, b) is not None}
+            found = {(i, j) for i, j in _candidate_pairs(same)
+                     if _overlap(rules[i], rules[j]) is not None}
+            assert found == brute

@@ -394,27 +394,63 @@ class RoutingTable:
         return self.origins[self.rules.index(rule)]
 
     def _check_ambiguity(self) -> None:
-        by_level: dict[int, list[RoutingRule]] = {}
-        for rule in self.rules:
-            by_level.setdefault(rule.specificity, []).append(rule)
+        by_level: dict[int, list[tuple[int, RoutingRule]]] = {}
+        for position, rule in enumerate(self.rules):
+            by_level.setdefault(rule.specificity, []).append((position, rule))
         for level, group in sorted(by_level.items()):
-            for i, a in enumerate(group):
-                for b in group[i + 1:]:
-                    box = _overlap(a, b)
-                    if box is None:
-                        continue
-                    if any(r.specificity > level and _covers(r, box) for r in self.rules):
-                        continue
-                    shared = ", ".join(
-                        f"{f}={v}" if isinstance(v, YearRange) else f"{f}={'|'.join(v)}"
-                        for f, v in box.items() if v is not None
-                    ) or "every case"
-                    raise RuleError(
-                        f"ambiguous routing rules {a.name!r} ({self.origin(a)}) and {b.name!r} "
-                        f"({self.origin(b)}): both set {level} match field(s) and both match "
-                        f"cases with {shared}; make one more specific, or add a more specific "
-                        f"rule for those cases"
-                    )
+            higher = [r for r in self.rules if r.specificity > level]
+            for i, j in _candidate_pairs(group):
+                a, b = self.rules[i], self.rules[j]
+                box = _overlap(a, b)
+                if box is None or any(_covers(r, box) for r in higher):
+                    continue
+                shared = ", ".join(
+                    f"{f}={v}" if isinstance(v, YearRange) else f"{f}={'|'.join(v)}"
+                    for f, v in box.items() if v is not None
+                ) or "every case"
+                raise RuleError(
+                    f"ambiguous routing rules {a.name!r} ({self.origins[i]}) and {b.name!r} "
+                    f"({self.origins[j]}): both set {level} match field(s) and both match "
+                    f"cases with {shared}; make one more specific, or add a more specific "
+                    f"rule for those cases"
+                )
+
+
+def _field_values(rule: RoutingRule, field: str) -> list[Any]:
+    value = getattr(rule, field)
+    if isinstance(value, YearRange):
+        return list(range(value.low, value.high + 1))
+    return list(value)
+
+
+def _candidate_pairs(group: list[tuple[int, RoutingRule]]) -> list[tuple[int, int]]:
+    """Pairs of equally specific rules that might overlap, by table position. Rules that share a
+    field can only overlap if they share a value of it, so they are matched through an index on
+    the most varied shared field rather than every rule against every other (tables of
+    thousands of per-school rules stay quick)."""
+    by_fields: dict[frozenset[str], list[tuple[int, RoutingRule]]] = {}
+    for position, rule in group:
+        fields = frozenset(f for f in MATCH_FIELDS if getattr(rule, f) is not None)
+        by_fields.setdefault(fields, []).append((position, rule))
+    kinds = list(by_fields)
+    pairs: set[tuple[int, int]] = set()
+    for n, first in enumerate(kinds):
+        for second in kinds[n:]:
+            left, right = by_fields[first], by_fields[second]
+            common = first & second
+            if not common:
+                pairs.update((min(p, q), max(p, q)) for p, _ in left for q, _ in right if p != q)
+                continue
+            key = max(sorted(common), key=lambda f: len(
+                {v for _, r in left + right for v in _field_values(r, f)}))
+            index: dict[Any, list[int]] = {}
+            for q, rule in right:
+                for value in _field_values(rule, key):
+                    index.setdefault(value, []).append(q)
+            for p, rule in left:
+                for value in _field_values(rule, key):
+                    pairs.update((min(p, q), max(p, q)) for q in index.get(value, ()) if q != p)
+    return sorted(pairs)
 
 
 def rules_from_settings(raw_rules: Sequence[Any]) -> list[tuple[RoutingRule, str]]:
