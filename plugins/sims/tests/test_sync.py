@@ -207,3 +207,48 @@ def test_lookup_pupil_hook(ctx: Any, tmp_path: Path) -> None:
     assert record.source == "sims:ctf"
     assert ehcbridge_sims.lookup_pupil("B801200005001", ctx) is None
     assert ehcbridge_sims.lookup_pupil("not a upn", ctx) is None
+
+
+def test_relink_sends_everything_again(ctx: Any, store: MemoryPluginStore,
+                                       tmp_path: Path) -> None:
+    path = write_ctf(tmp_path / "a.xml", 3)
+    sync_files([path], ctx)
+    # A plan for pupil 2 is created after the sync: a plain re-run has nothing new to say...
+    link_review(store, upn_for(2), "EHC-0002")
+    assert sync_files([path], ctx).invitees_added == 0
+    assert "EHC-0002" not in store.invitees
+    # ...a relink sends every pupil and parent again.
+    store.pupils[upn_for(2)]["nc_year"] = None
+    report = sync_files([path], ctx, relink=True)
+    assert report.summary() == "added 0, updated 0, unchanged 3, left 0"
+    assert [i.email for i in store.invitees["EHC-0002"]] == ["parent2@example.net"]
+    assert store.pupils[upn_for(2)]["nc_year"] == 3
+
+
+class BulkStore(MemoryPluginStore):
+    """A store with the optional bulk methods: one call each per sync."""
+
+    calls: list[str]
+
+    def __init__(self) -> None:
+        super().__init__(plugin="sims")
+        self.calls = []
+
+    def update_pupils(self, items: dict[str, dict[str, Any]]) -> dict[str, bool]:
+        self.calls.append(f"update_pupils:{len(items)}")
+        return {upn: self.update_pupil(upn, fields) for upn, fields in items.items()}
+
+    def open_reviews_for_upns(self, upns: list[str]) -> dict[str, list[Any]]:
+        self.calls.append(f"open_reviews_for_upns:{len(upns)}")
+        return {upn: self.open_reviews_for_upn(upn) for upn in upns}
+
+
+def test_bulk_store_methods_are_used_when_offered(tmp_path: Path) -> None:
+    from ehcbridge.testing import make_context
+
+    store = BulkStore()
+    link_review(store, upn_for(0), "EHC-0000")
+    ctx = make_context("sims", ehcbridge_sims.SimsSettings(), store=store)
+    report = sync_files([write_ctf(tmp_path / "a.xml", 4)], ctx)
+    assert report.added == 4 and report.invitees_added == 1
+    assert store.calls == ["update_pupils:4", "open_reviews_for_upns:4"]

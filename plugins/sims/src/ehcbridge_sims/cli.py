@@ -25,13 +25,17 @@ def sims() -> None:
               help="A CTF XML file to import (repeatable). All are checked before any is used.")
 @click.option("--api", is_flag=True, help="Read from the MIS aggregator API.")
 @click.option("--dry-run", is_flag=True, help="Show the differences and write nothing.")
-def sync_command(files: tuple[Path, ...], api: bool, dry_run: bool) -> None:
+@click.option("--relink", is_flag=True,
+              help="Send every pupil and parent to the core again, not only the changes "
+                   "(after importing new plans).")
+def sync_command(files: tuple[Path, ...], api: bool, dry_run: bool, relink: bool) -> None:
     """Upsert pupils and contacts and print added, updated, unchanged and left."""
     from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
     from rich.console import Console
 
     ctx = current_app().plugin_context("sims")
-    code = run_sync(ctx, files, api=api, dry_run=dry_run, console=Console(soft_wrap=True))
+    code = run_sync(ctx, files, api=api, dry_run=dry_run, relink=relink,
+                    console=Console(soft_wrap=True))
     if code:
         raise SystemExit(code)
 
@@ -71,6 +75,7 @@ def run_sync(
     dry_run: bool,
     console: Console,
     client: Any = None,
+    relink: bool = False,
 ) -> int:
     """Run a sync and print its report; returns the exit code (0 ok, 1 refused, 2 usage)."""
     from .api import ApiError
@@ -91,10 +96,12 @@ def run_sync(
     try:
         if files:
             with _progress(console, "Reading CTF") as progress:
-                report = sync_files(files, ctx, dry_run=dry_run, progress=progress)
+                report = sync_files(files, ctx, dry_run=dry_run, progress=progress,
+                                    relink=relink)
         elif api or settings.source == "api":
             with _progress(console, "Reading MIS API") as progress:
-                report = sync_api(ctx, dry_run=dry_run, client=client, progress=progress)
+                report = sync_api(ctx, dry_run=dry_run, client=client, progress=progress,
+                                  relink=relink)
         elif settings.drop_dir is not None and dry_run:
             waiting = sorted(p for p in settings.drop_dir.iterdir()
                              if p.is_file() and p.suffix.lower() in SUFFIXES)

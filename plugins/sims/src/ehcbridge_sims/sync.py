@@ -133,8 +133,13 @@ def sync_files(
     ctx: HookContext,
     dry_run: bool = False,
     progress: Progress | None = None,
+    relink: bool = False,
 ) -> SyncReport:
-    """Import CTF files; raise CtfError (and write nothing) if any file must be refused."""
+    """Import CTF files; raise CtfError (and write nothing) if any file must be refused.
+
+    ``relink`` re-sends every pupil and parent to the core, not only the changes (for plans
+    created since the last sync).
+    """
     report = SyncReport(source="ctf", dry_run=dry_run)
     batches: dict[str, Batch] = {}
     for raw_path in paths:
@@ -144,7 +149,8 @@ def sync_files(
         sha = file_sha256(path)
         report.files.append(path.name)
         known = ctx.store.get_state(CTF_FILE + sha)
-        if known and (ctx.store.get_state(SCHOOL + known["school"]) or {}).get("sha256") == sha:
+        last = (ctx.store.get_state(SCHOOL + known["school"]) or {}) if known else {}
+        if known and not relink and last.get("sha256") == sha:
             # The very file imported last for this school: nothing can have changed.
             report.unchanged += int(known.get("pupils", 0))
             report.skipped += int(known.get("skipped", 0))
@@ -165,7 +171,7 @@ def sync_files(
             "ctf_version": ctf.header.version, "exported_at": ctf.header.datetime,
             "sha256": ctf.sha256, "file": path.name,
         }
-    _apply(batches.values(), ctx, report)
+    _apply(batches.values(), ctx, report, relink=relink)
     return report
 
 
@@ -188,8 +194,12 @@ def sync_api(
     dry_run: bool = False,
     client: Any = None,
     progress: Progress | None = None,
+    relink: bool = False,
 ) -> SyncReport:
-    """Sync every configured school from the aggregator API (incremental after the first run)."""
+    """Sync every configured school from the aggregator API (incremental after the first run).
+
+    ``relink`` reads every student (not only changes) and re-sends them all to the core.
+    """
     from .api import AggregatorClient, student_to_pupil
 
     settings = _settings(ctx)
@@ -210,6 +220,8 @@ def sync_api(
             since = datetime.fromisoformat(mark) if mark else None
             school = client.school(school_id)
             urn = str(school["urn"]) if school.get("urn") else None
+            if relink:
+                since = None
             batch = Batch(school=f"api:{school_id}", source="api", full=since is None)
             problems: list[Problem] = []
             for number, student in enumerate(client.students(school_id, since), start=1):
@@ -230,7 +242,7 @@ def sync_api(
     finally:
         if own_client:
             client.close()
-    _apply(batches, ctx, report)
+    _apply(batches, ctx, report, relink=relink)
     return report
 
 
@@ -264,7 +276,8 @@ def _consequences(change: Change, old: MisPupil | None, new: MisPupil) -> None:
             change.new_parents.append((contact.display_name, contact.email or email))
 
 
-def _apply(batches: Iterable[Batch], ctx: HookContext, report: SyncReport) -> None:
+def _apply(batches: Iterable[Batch], ctx: HookContext, report: SyncReport,
+           relink: bool = False) -> None:
     store = ctx.store
     now = _now_iso(ctx)
     batches = list(batches)
@@ -274,7 +287,8 @@ def _apply(batches: Iterable[Batch], ctx: HookContext, report: SyncReport) -> No
         key[len(PUPIL):]: value for key, value in store.state_items(PUPIL)
     }
     writes: dict[str, Any] = {}
-    touched: list[tuple[MisPupil, Change | None]] = []
+    to_core: dict[str, MisPupil] = {}
+    to_reviews: dict[str, tuple[MisPupil, Change]] = {}
     for batch in batches:
         for upn, pupil in batch.pupils.items():
             stored = previous.get(upn)
@@ -296,7 +310,16 @@ def _apply(batches: Iterable[Batch], ctx: HookContext, report: SyncReport) -> No
                     "source": batch.source, "school": batch.school, "data": pupil.data(),
                     "left": False, "updated_at": now,
                 }
-            touched.append((pupil, change))
+            if relink:
+                # Re-send everything: plans created since the last sync get the MIS data and
+                # every parent (the core matches invitees by role and email, so no duplicates).
+                change = change or Change(upn, "unchanged")
+                change.new_parents = [(c.display_name, c.email or e)
+                                      for e, c in pupil.parent_emails().items()]
+            if change is not None:
+                to_core[upn] = pupil
+                if change.flags or change.new_parents:
+                    to_reviews[upn] = (pupil, change)
         if batch.full:
             for upn, stored in previous.items():
                 if (stored.get("school") == batch.school and not stored.get("left")
@@ -307,17 +330,36 @@ def _apply(batches: Iterable[Batch], ctx: HookContext, report: SyncReport) -> No
         writes.update(batch.meta)
     if report.dry_run:
         return
-    for pupil, change in touched:
-        # Every pupil, not only changed ones: a plan created since the last sync gets linked.
-        store.update_pupil(pupil.upn, pupil.core_fields())
-        if change is not None and (change.flags or change.new_parents):
-            _tell_reviews(ctx, pupil, change, report)
+    _update_core(store, to_core)
+    for upn, reviews in _open_reviews(store, list(to_reviews)).items():
+        pupil, change = to_reviews[upn]
+        _tell_reviews(ctx, reviews, pupil, change, report)
     store.set_state_many(writes)
 
 
-def _tell_reviews(ctx: HookContext, pupil: MisPupil, change: Change, report: SyncReport) -> None:
+def _update_core(store: Any, pupils: dict[str, MisPupil]) -> None:
+    """Send pupil fields to the core: in one call when the store offers a bulk method."""
+    bulk = getattr(store, "update_pupils", None)
+    if callable(bulk):
+        bulk({upn: p.core_fields() for upn, p in pupils.items()})
+        return
+    for upn, pupil in pupils.items():
+        store.update_pupil(upn, pupil.core_fields())
+
+
+def _open_reviews(store: Any, upns: list[str]) -> dict[str, list[Any]]:
+    """Open reviews per UPN: in one query when the store offers a bulk method."""
+    bulk = getattr(store, "open_reviews_for_upns", None)
+    if callable(bulk):
+        found = bulk(upns)
+        return {upn: list(found.get(upn, [])) for upn in upns}
+    return {upn: store.open_reviews_for_upn(upn) for upn in upns}
+
+
+def _tell_reviews(ctx: HookContext, reviews: list[Any], pupil: MisPupil, change: Change,
+                  report: SyncReport) -> None:
     store = ctx.store
-    for review in store.open_reviews_for_upn(pupil.upn):
+    for review in reviews:
         for flag, detail in change.flags:
             store.flag_review(review.case_id, flag, detail)
             store.audit(review.case_id, "sims.flag", {"flag": flag, "upn": pupil.upn})
