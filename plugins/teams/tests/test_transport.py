@@ -148,3 +148,14 @@ def test_importing_the_plugin_does_not_import_vendor_sdks() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_unusable_certificate_is_a_clear_permanent_error(fake: Any, tmp_path: Path) -> None:
+    pem = tmp_path / "broken.pem"
+    pem.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    settings = settings_for(fake, client_secret=None, certificate_path=pem, thumbprint="AB12")
+    with pytest.raises(auth.TokenError) as caught:
+        auth.acquire_token(settings)
+    assert caught.value.permanent
+    assert str(pem) in str(caught.value) and "bm90IGEga2V5" not in str(caught.value)
+    assert fake.token_requests == []

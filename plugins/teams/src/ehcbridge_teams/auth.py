@@ -76,6 +76,14 @@ def _msal_http_error(settings: TeamsSettings, exc: Exception, what: str) -> Toke
     )
 
 
+def _credential_error(settings: TeamsSettings, exc: Exception) -> TokenError:
+    # Only the exception type: messages from key parsing could echo file content.
+    which = (f"the certificate {settings.certificate_path}" if settings.certificate_path
+             else "the client secret")
+    return TokenError(f"cannot use {which} to sign in ({type(exc).__name__}); check the file, "
+                      "thumbprint and passphrase", code="bad_credential")
+
+
 def ssl_context(settings: TeamsSettings) -> ssl.SSLContext:
     """TLS trust: ca_bundle if set, else SSL_CERT_FILE / SSL_CERT_DIR, else the system store."""
     if settings.ca_bundle is not None:
@@ -153,12 +161,17 @@ def get_app(settings: TeamsSettings) -> Any:
             raise _msal_http_error(settings, exc, "tenant discovery") from None
         except ValueError as exc:
             http_client.close()
+            if "authority" not in str(exc).lower():
+                raise _credential_error(settings, exc) from None
             # msal's ValueError names the authority and tenant only, never the credential.
             raise TokenError(
                 f"tenant {settings.tenant_id} not found at {settings.authority_host}: "
                 f"{str(exc).splitlines()[0][:200]}",
                 code="tenant_not_found",
             ) from None
+        except Exception as exc:  # unreadable PFX, wrong passphrase...
+            http_client.close()
+            raise _credential_error(settings, exc) from None
         _APPS[key] = app
         return app
 
@@ -174,6 +187,8 @@ def acquire_token(settings: TeamsSettings) -> str:
         ) from None
     except msal.exceptions.MsalError as exc:
         raise _msal_http_error(settings, exc, "token request") from None
+    except Exception as exc:  # the private key cannot sign (bad PEM, wrong passphrase)
+        raise _credential_error(settings, exc) from None
     if result and "access_token" in result:
         return str(result["access_token"])
     result = result or {}
