@@ -92,6 +92,39 @@ def sync_figures(folder: Path, pupils: int) -> None:
           f"{third.flags_raised} review flags")
 
 
+def real_store_figures(folder: Path, pupils: int) -> None:
+    """The same syncs against the core's own store (SQLite), one case per ten pupils."""
+    try:
+        from ehcbridge.models import Plan, Pupil, ReviewKind
+        from ehcbridge.store import Store
+        from ehcbridge.testing import make_app
+    except ImportError:
+        print("core store not available: skipped")
+        return
+    import ehcbridge_sims
+
+    store = Store(f"sqlite:///{folder / 'bench.sqlite3'}")
+    with store.begin() as conn:
+        for i in range(0, pupils, 10):
+            store.upsert_case(conn, pupil=Pupil(upn=upn_for(i), forename="S", surname="E",
+                                                nc_year=8),
+                              plan=Plan(case_id=f"EHC-{i:05d}", issued_on=date(2026, 4, 1)),
+                              coordinator_email="senco@school.example.org",
+                              review_due=date(2027, 3, 31), kind=ReviewKind.ANNUAL, pfa=False)
+    ctx = make_app(store, {"sims": ehcbridge_sims}).plugin_context("sims")
+    path = write_ctf(folder / f"real-{pupils}.xml", pupils)
+    changed = write_ctf(folder / f"real-{pupils}-b.xml",
+                        (pupil(i, nc_year="9") if i % 7 == 0 else pupil(i)
+                         for i in range(pupils)))
+    print(f"Same {pupils:,}-pupil files against the core's SQLite store "
+          f"({pupils // 10} cases):")
+    for label, file in (("first sync", path), ("same file again", path),
+                        ("changed file", changed)):
+        report, wall, cpu = timed(lambda file=file: sync_files([file], ctx))
+        print(f"  {label:<15} {wall:6.2f} s ({cpu:.2f} s CPU)  {report.summary()}")
+    store.close()
+
+
 def memory_figures(folder: Path, small: int, big: int, trace: bool) -> None:
     """Peak memory reading a small and a big file, each in its own process."""
     rows = []
@@ -129,6 +162,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sync_figures(folder, args.small)
+        real_store_figures(folder, args.small)
         memory_figures(folder, args.small, args.big, trace=not args.no_tracemalloc)
 
 
