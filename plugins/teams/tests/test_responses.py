@@ -35,6 +35,7 @@ def test_responses_are_stored_and_a_declining_professional_is_flagged(fake: Any,
     assert responses[("EHC-0001", "parent@example.net")] == "accepted"
     assert responses[("EHC-0001", "salt@nhs.example.net")] == "declined"
     assert responses[("EHC-0001", "teacher@school.example.org")] == "tentativelyAccepted"
+    assert ("EHC-0001", "sen@la.example.gov.uk") not in responses  # "none" is not an answer
     assert "salt@nhs.example.net" in ctx.store.flags["EHC-0001"][DECLINED_FLAG]
     [batch] = fake.calls("POST", "/$batch")
     assert batch["body"]["requests"][0]["method"] == "GET"

@@ -563,7 +563,8 @@ class TeamsCalendar:
             if not email or response == "organizer":
                 continue
             now_seen[email] = response
-            if before.get(email) != response:
+            # "none" says nothing; storing it could hide an answer recorded another way.
+            if before.get(email, "none") != response:
                 self.store.set_response(case_id, email, response)
                 summary["changed"] += 1
             role = roles.get(email)
