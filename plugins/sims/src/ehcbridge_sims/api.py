@@ -137,7 +137,7 @@ class AggregatorClient:
         if response.status_code in (401, 403):
             raise ApiError(
                 f"the MIS API refused the token (HTTP {response.status_code}); check "
-                "[plugins.sims] token and that the school has approved the app"
+                "the plugins.sims token and that the school has approved the app"
             )
         if response.status_code >= 400:
             raise ApiError(f"the MIS API answered HTTP {response.status_code} for {url}",

@@ -78,6 +78,8 @@ def run_sync(
     relink: bool = False,
 ) -> int:
     """Run a sync and print its report; returns the exit code (0 ok, 1 refused, 2 usage)."""
+    from rich.markup import escape
+
     from .api import ApiError
     from .ctf import CtfError
     from .sync import (
@@ -110,15 +112,15 @@ def run_sync(
             report = SyncReport(source="drop folder")
             for result in process_drop_folder(ctx, min_age=0):
                 if result.error:
-                    console.print(f"[red]refused[/red] {result.error}")
+                    console.print(f"[red]refused[/red] {escape(result.error)}", highlight=False)
                 elif result.report is not None:
                     report.merge(result.report)
         else:
             console.print("Nothing to sync: give --file CTF.xml or --api "
-                          "(or set [plugins.sims] source or drop_dir).")
+                          "(or set source or drop_dir in the plugins.sims settings).")
             return 2
     except (CtfError, ApiError, NotConfigured) as exc:
-        console.print(f"[red]Refused:[/red] {exc}", highlight=False)
+        console.print(f"[red]Refused:[/red] {escape(str(exc))}", highlight=False)
         return 1
     print_report(report, console)
     return 0
@@ -126,11 +128,13 @@ def run_sync(
 
 def print_report(report: Any, console: Console) -> None:
     """The counts, then each change (on a dry run) and each problem."""
+    from rich.markup import escape
+
     if report.dry_run:
         for change in report.changes:
             console.print(change.describe(), highlight=False, markup=False)
     for problem in report.problems:
-        console.print(f"[yellow]{problem}[/yellow]", highlight=False)
+        console.print(f"[yellow]{escape(str(problem))}[/yellow]", highlight=False)
     console.print(report.summary(), highlight=False)
     if not report.dry_run and (report.flags_raised or report.invitees_added):
         console.print(f"reviews: {report.flags_raised} flag(s) raised, "
@@ -147,7 +151,7 @@ def show_status(ctx: HookContext, console: Console) -> None:
     for key, school in ctx.store.state_items(SCHOOL):
         when = school.get("synced_at") or school.get("exported_at") or "?"
         console.print(f"{key[len(SCHOOL):]}: {school.get('name') or ''} "
-                      f"({school.get('source')}, {when})", highlight=False)
+                      f"({school.get('source')}, {when})", highlight=False, markup=False)
     for key, mark in ctx.store.state_items(WATERMARK):
         console.print(f"API school {key[len(WATERMARK):]}: changes read up to {mark}",
-                      highlight=False)
+                      highlight=False, markup=False)

@@ -21,7 +21,8 @@ def run_checks(ctx: HookContext, client: Any = None) -> list[CheckResult]:
         if settings.source == "ctf":
             results.append(CheckResult(
                 "sims: drop folder", "not configured",
-                "set [plugins.sims] drop_dir, or import with `ehcbridge sims sync --file`"))
+                "set drop_dir in the plugins.sims settings, "
+                "or run `ehcbridge sims sync --file`"))
     elif not drop.is_dir():
         results.append(CheckResult("sims: drop folder", "failed", f"{drop} is not a folder"))
     elif not os.access(drop, os.W_OK):
@@ -46,8 +47,9 @@ def _check_api(settings: Any, client: Any) -> list[CheckResult]:
     from .api import AggregatorClient, ApiError
 
     if not settings.api_configured:
-        return [CheckResult("sims: MIS API", "not configured",
-                            "set [plugins.sims] api_url, token and school_ids")]
+        return [CheckResult(
+            "sims: MIS API", "not configured",
+            "set api_url, token and school_ids in the plugins.sims settings")]
     own = client is None
     if client is None:
         client = AggregatorClient(api_url=settings.api_url,

@@ -204,7 +204,8 @@ def sync_api(
 
     settings = _settings(ctx)
     if not settings.api_configured:
-        raise NotConfigured("[plugins.sims] needs api_url, token and school_ids for --api")
+        raise NotConfigured(
+            "the plugins.sims settings need api_url, token and school_ids for --api")
     own_client = client is None
     if client is None:
         client = AggregatorClient(
@@ -399,7 +400,7 @@ def process_drop_folder(ctx: HookContext, min_age: float = 5.0) -> list[DropResu
     if drop is None:
         return []
     if not drop.is_dir():
-        raise NotConfigured(f"[plugins.sims] drop_dir {drop} is not a folder")
+        raise NotConfigured(f"plugins.sims drop_dir {drop} is not a folder")
     processing, done, failed = (drop / name for name in ("processing", "done", "failed"))
     for folder in (processing, done, failed):
         folder.mkdir(exist_ok=True)
