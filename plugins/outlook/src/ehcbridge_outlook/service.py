@@ -311,10 +311,16 @@ def _meeting_entry(event: LifecycleEvent, settings: OutlookSettings, *, sequence
 def _meeting_builder(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                      attendees: tuple[Recipient, ...], cancelled: bool
                      ) -> Callable[[int, Recipient, bool], Any]:
+    made: dict[int, tuple[ical.MeetingEntry, bytes]] = {}
+
     def build(sequence: int, recipient: Recipient, seen_before: bool) -> Any:
-        entry = _meeting_entry(event, settings, sequence=sequence, attendees=attendees,
-                               cancelled=cancelled)
-        calendar = ical.to_bytes(ical.meeting_calendar(entry, stamp=_now_utc(ctx)))
+        # Every recipient of a revision gets the same calendar: serialise it once.
+        if sequence not in made:
+            entry = _meeting_entry(event, settings, sequence=sequence, attendees=attendees,
+                                   cancelled=cancelled)
+            made[sequence] = entry, ical.to_bytes(ical.meeting_calendar(entry,
+                                                                        stamp=_now_utc(ctx)))
+        entry, calendar = made[sequence]
         method = "CANCEL" if cancelled else "REQUEST"
         text, html_body = imip.meeting_bodies(entry, recipient.required, update=seen_before)
         prefix = "Cancelled" if cancelled else "Updated invitation" if seen_before else "Invitation"
