@@ -16,10 +16,9 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import ehcbridge_outlook
 from ehcbridge.models import LONDON
 from ehcbridge.testing import MemoryPluginStore, make_context, make_event
-
-import ehcbridge_outlook
 from ehcbridge_outlook import service
 from ehcbridge_outlook.settings import OutlookSettings
 
