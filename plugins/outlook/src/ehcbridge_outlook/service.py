@@ -386,7 +386,7 @@ def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
         or tuple(recipients_of(event)) or tuple(recipients)
     revision = Revision(uid=uid, case_id=event.plan.case_id,
                         fingerprint=meeting_fingerprint(event, settings, True),
-                        base_sequence=meeting.sequence + 1, cancel=True, attendees=listed,
+                        base_sequence=meeting.sequence, cancel=True, attendees=listed,
                         record_invitations=False)
     return deliver(ctx, settings, revision, recipients,
                    _meeting_builder(ctx, event, settings, listed, True), sender)
