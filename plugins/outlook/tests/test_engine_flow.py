@@ -1,4 +1,4 @@
-"""Through the real engine and store: events reach the plugin, state survives, records are shared."""
+"""Through the real engine and store: events arrive, state survives restarts, records are shared."""
 
 from __future__ import annotations
 
