@@ -124,3 +124,16 @@ def test_a_teams_invitation_in_the_same_event_is_respected(store: Store, tmp_pat
         pytest.xfail("the engine delivers outlook before teams (alphabetical order); "
                      "needs trylast ordering in the core")
     assert len(recipients) == 2
+
+
+def test_deadline_reminders_follow_the_clock(store: Store, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    _case(store)
+    engine = Engine(_app(store, outbox))
+    for moment in (T0, MEETING - timedelta(weeks=6), MEETING - timedelta(weeks=2),
+                   MEETING + timedelta(hours=2)):
+        engine.run_once(moment)
+    reminders = [c.events[0] for _to, c in _calendars(outbox)
+                 if c.events[0]["DTSTART"].params.get("VALUE") == "DATE"]
+    assert sorted(e.start for e in reminders) == [
+        date(2027, 1, 27), date(2027, 2, 24), date(2027, 3, 24), date(2027, 3, 31)]
