@@ -184,3 +184,15 @@ def test_vtimezone_agrees_with_the_tz_database() -> None:
                         moment.replace(tzinfo=london).utcoffset(), moment
                     checked += 1
     assert checked == 40 * 2 * 3 * 4
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, info in OutlookSettings.model_fields.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")),
+                   None)
+        assert row is not None, f"README lacks a row for {name}"
+        default = info.default
+        shown = "none" if default is None else (
+            str(default).lower() if isinstance(default, bool) else str(default))
+        assert shown in row, f"README row for {name} does not show its default {shown!r}"
