@@ -252,3 +252,13 @@ def test_bulk_store_methods_are_used_when_offered(tmp_path: Path) -> None:
     report = sync_files([write_ctf(tmp_path / "a.xml", 4)], ctx)
     assert report.added == 4 and report.invitees_added == 1
     assert store.calls == ["update_pupils:4", "open_reviews_for_upns:4"]
+
+
+def test_missing_fields_never_clear_the_core(ctx: Any, store: MemoryPluginStore,
+                                             tmp_path: Path) -> None:
+    sync_files([write_ctf(tmp_path / "a.xml", [pupil(0)])], ctx)
+    assert store.pupils[upn_for(0)]["school_urn"] == "100001"
+    # A file whose header has no URN and a pupil without a year group.
+    sync_files([write_ctf(tmp_path / "b.xml", [pupil(0, nc_year="")], urn=None)], ctx)
+    assert store.pupils[upn_for(0)]["school_urn"] == "100001"
+    assert store.pupils[upn_for(0)]["nc_year"] == 1

@@ -83,14 +83,19 @@ class MisPupil:
         return cls(**values)
 
     def core_fields(self) -> dict[str, Any]:
-        """The fields the core Pupil keeps, for ``store.update_pupil``."""
-        return {
+        """The fields the core Pupil keeps, for ``store.update_pupil``.
+
+        A field the MIS left out (no URN in the header, no year group) is not sent: missing
+        data never clears what the core already knows.
+        """
+        fields = {
             "forename": self.forename,
             "surname": self.surname,
             "dob": self.dob,
             "nc_year": self.nc_year,
             "school_urn": self.school_urn,
         }
+        return {k: v for k, v in fields.items() if v is not None}
 
     def parent_emails(self) -> dict[str, MisContact]:
         """Contacts with parental responsibility and an email, by lower-cased email."""

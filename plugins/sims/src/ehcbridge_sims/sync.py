@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,14 +177,14 @@ def sync_files(
 
 
 def _note_problems(report: SyncReport, batch: Batch, problems: list[Problem]) -> None:
-    from .upn import is_valid_upn
+    from .upn import InvalidUPN, validate_upn
 
     for problem in problems:
         report.problems.append(problem)
         if problem.skipped:
             report.skipped += 1
-            if problem.upn and is_valid_upn(problem.upn):
-                batch.kept.add(problem.upn.upper())
+            with suppress(InvalidUPN):  # an invalid UPN is not a pupil we could have known
+                batch.kept.add(validate_upn(problem.upn))
 
 
 # Aggregator API -------------------------------------------------------------------------------
