@@ -69,5 +69,8 @@ def test_engine_stores_the_join_url_then_patches_and_cancels_once(fake: Any, run
     run("run", "--once", "--now", "2026-11-22T15:20")
     run("run", "--once", "--now", "2026-11-22T15:30")
     assert len(fake.calls("POST", "/cancel")) == 1
-    assert len([c for c in fake.calls("POST") if c["path"].endswith("/events")]) == 1
+    creates = [c for c in fake.calls("POST") if c["path"].endswith("/events")]
+    assert len(creates) == 3  # two answered 429, retried with the same transactionId
+    assert len({c["body"]["transactionId"] for c in creates}) == 1
+    assert len(fake.events(ORGANISER, include_cancelled=True)) == 1
     assert fake.events(ORGANISER) == []
