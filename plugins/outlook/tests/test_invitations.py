@@ -326,3 +326,15 @@ def test_in_person_meeting_has_no_join_link(tools: Any, smtp_server: Any) -> Non
     assert str(event["LOCATION"]) == "Room 4, Example School"
     assert "URL" not in event and "CONFERENCE" not in event
     assert ical_errors(tools.calendar_part(smtp_server.handler.messages[0].message)[0]) == []
+
+
+def test_awkward_names_survive_both_parsers(tools: Any, smtp_server: Any) -> None:
+    odd = Invitee(role=Role.HEALTH, name='Team "North",\nZoë; Ward: 7', email="zoe@nhs.example.net")
+    ehcbridge_outlook.on_review_scheduled(scheduled(invitees=(odd,)), tools.ctx())
+    (received,) = smtp_server.handler.messages
+    data, _method = tools.calendar_part(received.message)
+    (attendee,) = [Calendar.from_ical(data).events[0]["ATTENDEE"]]
+    assert attendee.params["CN"] == "Team 'North', Zoë; Ward: 7"
+    assert vobject.readOne(data.decode()).vevent.attendee.params["CN"] == [
+        "Team 'North', Zoë; Ward: 7"]
+    assert "Zoë" in str(received.message["To"])

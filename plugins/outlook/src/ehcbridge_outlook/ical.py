@@ -101,13 +101,21 @@ def london_timezone() -> Timezone:
     return tz
 
 
+def _cn(name: str | None) -> str | None:
+    # Parameter values cannot hold a double quote; RFC 6868's ^' escape is not understood by
+    # Outlook, so use a single quote. Line breaks would end the property.
+    if not name:
+        return None
+    return " ".join(name.replace('"', "'").split()) or None
+
+
 def _address(person: Person, *, organiser: bool = False, sent_by: str | None = None) -> vCalAddress:
     if organiser:
-        return vCalAddress.new(person.email, cn=person.name or None,
+        return vCalAddress.new(person.email, cn=_cn(person.name),
                                sent_by=f"mailto:{sent_by}" if sent_by else None)
     return vCalAddress.new(
         person.email,
-        cn=person.name or None,
+        cn=_cn(person.name),
         cutype=CUTYPE.INDIVIDUAL,
         role=ROLE.REQ_PARTICIPANT if person.required else ROLE.OPT_PARTICIPANT,
         partstat=PARTSTAT.NEEDS_ACTION,

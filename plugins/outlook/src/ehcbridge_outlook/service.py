@@ -155,7 +155,8 @@ def recipients_of(event: LifecycleEvent) -> list[Recipient]:
         if not invitee.email:
             continue
         key = invitee.email.strip().lower()
-        name = invitee.name or invitee.team
+        # Names come from imports; a stray line break would break the To header.
+        name = " ".join((invitee.name or invitee.team or "").split()) or None
         previous = found.get(key)
         if previous is None:
             found[key] = Recipient(invitee.email.strip(), name, invitee.required)
