@@ -159,3 +159,26 @@ def test_unusable_certificate_is_a_clear_permanent_error(fake: Any, tmp_path: Pa
     assert caught.value.permanent
     assert str(pem) in str(caught.value) and "bm90IGEga2V5" not in str(caught.value)
     assert fake.token_requests == []
+
+
+@pytest.mark.parametrize("host, discovery", [
+    ("https://login.microsoftonline.com", True),
+    ("https://login.microsoftonline.us", True),
+    ("https://login.example.test", False),
+])
+def test_instance_discovery_only_for_microsoft_hosts(monkeypatch: pytest.MonkeyPatch, host: str,
+                                                     discovery: bool) -> None:
+    from ehcbridge_teams.settings import TeamsSettings
+
+    seen: dict[str, Any] = {}
+
+    class App:
+        def __init__(self, client_id: str, **kwargs: Any) -> None:
+            seen.update(kwargs)
+
+    monkeypatch.setattr(auth.msal, "ConfidentialClientApplication", App)
+    auth.get_app(TeamsSettings(tenant_id="t", client_id="c", client_secret="s",
+                               organiser=ORGANISER, authority_host=host))
+    assert seen["instance_discovery"] is discovery
+    assert seen["authority"] == f"{host}/t"
+    assert isinstance(seen["http_client"], auth.MsalHttpClient)
