@@ -100,7 +100,7 @@ def build_message(*, calendar: bytes, method: str, subject: str, sender: str, to
                   html_body: str) -> EmailMessage:
     """An iMIP message: multipart/mixed of text, HTML and text/calendar parts + invite.ics."""
     message = EmailMessage()
-    message["Subject"] = subject
+    message["Subject"] = " ".join(subject.split())  # a line break would be header injection
     message["From"] = sender
     message["To"] = formataddr(to)
     if reply_to and address_of(reply_to).lower() != address_of(sender).lower():
