@@ -212,6 +212,8 @@ def test_crash_between_post_and_store_write_does_not_duplicate(fake: Any, settin
     lookup = fake.calls("GET", "/events")[-1]
     assert TAG_PROPERTY_ID in lookup["query"]["$filter"][0]
     assert store.get_state(state_key("EHC-0001"))["event_id"] == event["id"]
+    assert len(store.invitations("EHC-0001")) == 6
+    assert store.audits[-1]["action"] == "teams.event_adopted"
 
 
 @pytest.mark.parametrize("mode", ["ignore", "reject"])

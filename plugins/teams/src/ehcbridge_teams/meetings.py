@@ -347,15 +347,15 @@ class TeamsCalendar:
         }
         # Stored at once: a retry after this point PATCHes instead of creating again.
         self.store.set_state(state_key(case_id), state)
-        if not recovered:
-            for email in state["attendees"]:
-                self.store.record_invitation(
-                    case_id, email, status="sent", detail=f"Outlook invitation from {organiser}"
-                )
-            self.store.audit(case_id, "teams.event_created", {
-                "event_id": data["id"], "organiser": organiser,
-                "attendees": len(state["attendees"]), "sequence": event.meeting.sequence,
-            })
+        # Also after a recovery: the crashed attempt died before it could record anything.
+        for email in state["attendees"]:
+            self.store.record_invitation(
+                case_id, email, status="sent", detail=f"Outlook invitation from {organiser}"
+            )
+        self.store.audit(case_id, "teams.event_adopted" if recovered else "teams.event_created", {
+            "event_id": data["id"], "organiser": organiser,
+            "attendees": len(state["attendees"]), "sequence": event.meeting.sequence,
+        })
         if not state["fingerprint"]:
             return self._update(event, state)
         return self._online_meeting(state)
