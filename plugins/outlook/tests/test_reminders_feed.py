@@ -191,3 +191,21 @@ def test_review_without_coordinator_gets_no_reminders(tools: Any, smtp_server: A
     review: Review = event.review.model_copy(update={"coordinator_email": None})
     ehcbridge_outlook.on_views_due(views(review=review), tools.ctx())
     assert smtp_server.handler.messages == []
+
+
+def test_state_of_past_reviews_is_forgotten(tools: Any, smtp_server: Any) -> None:
+    ehcbridge_outlook.on_review_scheduled(make_event(), tools.ctx())
+    ehcbridge_outlook.on_views_due(views(), tools.ctx())
+    keys = {k for k, _v in tools.store.state_items()}
+    assert any(k.startswith("sent:") for k in keys) and any(k.startswith("feed:") for k in keys)
+    # Soon after the meeting nothing is forgotten: the decision is still to come.
+    assert service.prune(tools.ctx(now=START + timedelta(weeks=6))) == 0
+    assert {k for k, _v in tools.store.state_items()} == keys
+    assert service.prune(tools.ctx(now=START + timedelta(days=200))) == len(keys)
+    assert tools.store.state_items() == []
+
+
+def test_prune_is_registered_as_a_nightly_job() -> None:
+    jobs: list[tuple[str, str, Any]] = []
+    ehcbridge_outlook.register_schedules(lambda name, cron, func: jobs.append((name, cron, func)))
+    assert [(name, cron) for name, cron, _f in jobs] == [("outlook-prune", "40 3 * * *")]

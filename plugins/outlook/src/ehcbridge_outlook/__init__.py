@@ -69,6 +69,18 @@ def check(ctx: Any) -> Any:
 
 
 @hookimpl
+def register_schedules(register: Any) -> None:
+    """Nightly, forget the state of meetings and deadlines long past."""
+    register("outlook-prune", "40 3 * * *", _prune)
+
+
+def _prune(ctx: Any) -> None:
+    from ehcbridge_outlook import service
+
+    service.prune(ctx)
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     """Add ``ehcbridge outlook ...``."""
     from ehcbridge_outlook.cli import outlook

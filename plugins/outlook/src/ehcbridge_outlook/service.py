@@ -52,6 +52,9 @@ REMINDERS_BY_HOOK = {
 }
 
 Sleep = Callable[[float], None]
+# How long after a meeting or deadline its state is kept: past every follow-up that can refer to
+# it (the decision is due four weeks after the meeting) with room for late redeliveries.
+KEEP_AFTER = timedelta(days=120)
 
 
 def settings_of(ctx: HookContext) -> OutlookSettings:
@@ -198,6 +201,11 @@ class Revision:
     cancel: bool
     attendees: tuple[Recipient, ...]
     record_invitations: bool
+    keep_until: date | None = None
+
+
+def _keep_until(day: date) -> date:
+    return day + KEEP_AFTER
 
 
 def _sequence(state: dict[str, Any] | None, revision: Revision) -> int:
@@ -231,6 +239,7 @@ def deliver(
             "case_id": revision.case_id, "sequence": sequence,
             "fingerprint": revision.fingerprint, "cancelled": revision.cancel,
             "attendees": attendees, "reached": reached,
+            "keep_until": revision.keep_until.isoformat() if revision.keep_until else None,
         })
 
     save()  # fixes the SEQUENCE before anything leaves, so a retry sends the same revision
@@ -368,7 +377,7 @@ def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
     revision = Revision(uid=uid, case_id=case_id,
                         fingerprint=meeting_fingerprint(event, settings, False),
                         base_sequence=meeting.sequence, cancel=False, attendees=attendees,
-                        record_invitations=True)
+                        record_invitations=True, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, chosen,
                    _meeting_builder(ctx, event, settings, attendees, False), sender)
 
@@ -388,7 +397,7 @@ def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
     revision = Revision(uid=uid, case_id=event.plan.case_id,
                         fingerprint=meeting_fingerprint(event, settings, True),
                         base_sequence=meeting.sequence, cancel=True, attendees=listed,
-                        record_invitations=False)
+                        record_invitations=False, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, recipients,
                    _meeting_builder(ctx, event, settings, listed, True), sender)
 
@@ -457,7 +466,8 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
         revision = Revision(uid=uid, case_id=event.plan.case_id,
                             fingerprint=_fingerprint(day, cancelled),
                             base_sequence=0 if state is None else int(state["sequence"]),
-                            cancel=cancelled, attendees=(coordinator,), record_invitations=False)
+                            cancel=cancelled, attendees=(coordinator,), record_invitations=False,
+                            keep_until=_keep_until(day))
         report = deliver(ctx, settings, revision, recipients,
                          _deadline_builder(ctx, event, settings, name, day, coordinator,
                                            cancelled), sender)
@@ -642,3 +652,26 @@ def check_transport(settings: OutlookSettings) -> CheckResult:
         return CheckResult("outlook transport", "failed", f"{target}: {type(exc).__name__}")
     auth = "logged in" if mail.smtp_username else "no login"
     return CheckResult("outlook transport", "ok", f"{target} ({mail.smtp_security}, {auth})")
+
+
+def prune(ctx: HookContext) -> int:
+    """Forget meetings and deadlines long past (their state, copies and feed entries)."""
+    today = ctx.clock.now().astimezone(LONDON).date()
+    doomed: list[str] = []
+    for key, value in ctx.store.state_items("rev:"):
+        until = value.get("keep_until") if isinstance(value, dict) else None
+        if until and date.fromisoformat(until) < today:
+            uid = key.removeprefix("rev:")
+            doomed.append(key)
+            doomed += [k for k, _v in ctx.store.state_items(f"sent:{uid}:")]
+    for key, value in ctx.store.state_items("feed:"):
+        if not isinstance(value, dict):
+            continue
+        last = value.get("end", "")[:10] or value.get("day", "")
+        if last and date.fromisoformat(last) + KEEP_AFTER < today:
+            doomed.append(key)
+    for key in doomed:
+        ctx.store.delete_state(key)
+    if doomed:
+        ctx.logger.info("outlook: forgot %d stored entries of past reviews", len(doomed))
+    return len(doomed)
