@@ -29,7 +29,7 @@ UPDATABLE = {
     "attendees", "body", "categories", "end", "hideAttendees", "importance", "isAllDay",
     "isOnlineMeeting", "isReminderOn", "location", "locations", "onlineMeetingProvider",
     "recurrence", "reminderMinutesBeforeStart", "responseRequested", "sensitivity", "showAs",
-    "start", "subject", "allowNewTimeProposals",
+    "start", "subject",
 }
 TEAMS_BLOB = "<div>________________<br>Microsoft Teams meeting<br>Join: {url}</div>"
 _FILTER = re.compile(

@@ -179,7 +179,6 @@ def mutable_fields(settings: TeamsSettings, event: LifecycleEvent, organiser: st
         "end": _london(meeting.end),
         "location": {"displayName": location},
         "attendees": render_attendees(event, organiser),
-        "allowNewTimeProposals": settings.allow_new_time_proposals,
     }
 
 
@@ -189,6 +188,8 @@ def create_payload(settings: TeamsSettings, event: LifecycleEvent, organiser: st
     payload = mutable_fields(settings, event, organiser)
     payload.update({
         "body": {"contentType": "HTML", "content": render_body(event)},
+        # Set on create only: Graph's update documentation does not list it as updatable.
+        "allowNewTimeProposals": settings.allow_new_time_proposals,
         "isOnlineMeeting": True,
         "onlineMeetingProvider": "teamsForBusiness",
         "responseRequested": True,
