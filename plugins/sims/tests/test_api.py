@@ -130,3 +130,15 @@ def test_student_mapping() -> None:
     ("No Special Educational Need", "N"), (None, None), ("?", None)])
 def test_sen_status_words(value: str | None, code: str | None) -> None:
     assert parse_sen_status(value) == code
+
+
+def test_contacts_without_any_email_are_a_warning(fake_mis: FakeMis,
+                                                  store: MemoryPluginStore) -> None:
+    no_details = [student(i, contacts={"data": [{"forename": "P", "surname": "E",
+                                                 "relationship": {"parental_responsibility": True}}
+                                                ]}) for i in range(6)]
+    fake_mis.students[SCHOOL] = no_details
+    report = sync_api(make_context("sims", api_settings(fake_mis), store=store))
+    assert report.added == 6 and report.invitees_added == 0
+    assert report.warnings == [f"school {SCHOOL}: none of 6 contacts has an email address; "
+                               "check that the API returns contact_details with contacts"]

@@ -135,6 +135,8 @@ def print_report(report: Any, console: Console) -> None:
             console.print(change.describe(), highlight=False, markup=False)
     for problem in report.problems:
         console.print(f"[yellow]{escape(str(problem))}[/yellow]", highlight=False)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning: {escape(warning)}[/yellow]", highlight=False)
     console.print(report.summary(), highlight=False)
     if not report.dry_run and (report.flags_raised or report.invitees_added):
         console.print(f"reviews: {report.flags_raised} flag(s) raised, "

@@ -77,6 +77,7 @@ class SyncReport:
     skipped: int = 0
     changes: list[Change] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     flags_raised: int = 0
     invitees_added: int = 0
@@ -100,6 +101,7 @@ class SyncReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.changes += other.changes
         self.problems += other.problems
+        self.warnings += other.warnings
         self.files += other.files
 
 
@@ -235,6 +237,11 @@ def sync_api(
                 if progress is not None:
                     progress(number, 0)
             _note_problems(report, batch, problems)
+            contacts = [c for p in batch.pupils.values() for c in p.contacts]
+            if len(contacts) >= 5 and not any(c.email for c in contacts):
+                report.warnings.append(
+                    f"school {school_id}: none of {len(contacts)} contacts has an email "
+                    "address; check that the API returns contact_details with contacts")
             batch.meta[WATERMARK + school_id] = (started - WATERMARK_MARGIN).isoformat()
             batch.meta[SCHOOL + batch.school] = {
                 "source": "api", "name": school.get("name"), "urn": urn,
@@ -460,6 +467,8 @@ def scheduled_sync(ctx: HookContext) -> SyncReport | None:
     if settings.source == "api" and settings.api_configured:
         report = sync_api(ctx)
         ctx.logger.info("sims: API sync: %s", report.summary())
+        for warning in report.warnings:
+            ctx.logger.warning("sims: %s", warning)
         for problem in report.problems:
             ctx.logger.warning("sims: %s", problem.redacted())
     if settings.drop_dir is not None:
