@@ -37,17 +37,19 @@ def store(tmp_path: Path) -> Iterator[Store]:
         store.close()
 
 
-def _case(store: Store) -> None:
+def _case(store: Store, meeting: datetime = MEETING, now: datetime = T0) -> None:
+    issued = meeting.date() - timedelta(days=340)
     with store.begin() as conn:
         store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Example",
                                             dob=date(2014, 5, 2), nc_year=7),
-                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
+                          plan=Plan(case_id="EHC-1", issued_on=issued),
                           coordinator_email="senco@school.example.org",
-                          review_due=date(2027, 3, 31), kind=ReviewKind.ANNUAL, pfa=False)
+                          review_due=issued + timedelta(days=364), kind=ReviewKind.ANNUAL,
+                          pfa=False)
     for invitee in INVITEES:
         store.add_invitee("EHC-1", invitee)
-    store.schedule_meeting("EHC-1", start=MEETING, end=MEETING + timedelta(hours=1),
-                           location="Room 4", online=False, now=T0)
+    store.schedule_meeting("EHC-1", start=meeting, end=meeting + timedelta(hours=1),
+                           location="Room 4", online=False, now=now)
 
 
 def _calendars(outbox: Path) -> list[tuple[str, Any]]:
@@ -136,4 +138,36 @@ def test_deadline_reminders_follow_the_clock(store: Store, tmp_path: Path) -> No
     reminders = [c.events[0] for _to, c in _calendars(outbox)
                  if c.events[0]["DTSTART"].params.get("VALUE") == "DATE"]
     assert sorted(e.start for e in reminders) == [
-        date(2027, 1, 27), date(2027, 2, 24), date(2027, 3, 24), date(2027, 3, 31)]
+        date(2027, 1, 27), date(2027, 2, 24), date(2027, 3, 24), date(2027, 4, 3)]
+
+
+def test_feed_command_reads_the_store_named_by_config(store: Store, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from ehcbridge.app import App
+    from ehcbridge.cli import cli
+
+    config = tmp_path / "ehcbridge.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{(tmp_path / "ehcbridge.sqlite3").as_posix()}"\n'
+                      f'[plugins.outlook]\noutbox_dir = "{(tmp_path / "outbox").as_posix()}"\n')
+    # The command runs on the real clock, so the meeting is a month from today: its views
+    # request date (six weeks before) has passed and drops out of the feed.
+    today = datetime.now(LONDON).replace(hour=8, minute=0, second=0, microsecond=0)
+    meeting = today + timedelta(days=30, hours=2)
+    _case(store, meeting=meeting, now=today)
+    app = App(config=config)
+    try:
+        Engine(app).run_once(today)
+    finally:
+        app.close()
+    target = tmp_path / "feed.ics"
+    result = CliRunner().invoke(cli, ["--config", str(config), "outlook", "feed",
+                                      "--coordinator", "senco@school.example.org",
+                                      "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    events = Calendar.from_ical(target.read_bytes()).events
+    summaries = [str(e["SUMMARY"]) for e in events]
+    assert summaries[0] == "EHCP annual review: SE (EHC-1)"
+    assert any("advice and views due" in x for x in summaries)
+    assert any("review report due" in x for x in summaries)
+    assert not any("request advice" in x for x in summaries)
+    assert events[0].start == meeting
