@@ -133,7 +133,7 @@ def test_help_imports_no_vendor_or_database_library() -> None:
             " 'pydantic_settings', 'holidays', 'psycopg', 'tenacity', 'rich', 'croniter']\n"
             "print(','.join(m for m in heavy if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()
+                         check=True).stdout.splitlines()
     assert "zoom" in " ".join(out)  # plugin commands are listed
     assert out[-1] == "", f"--help imported: {out[-1]}"
 

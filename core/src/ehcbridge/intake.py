@@ -82,6 +82,7 @@ class ImportReport:
     meetings: dict[str, int] = field(default_factory=dict)
     skipped: list[RowProblem] = field(default_factory=list)
     dry_run: bool = False
+    path: Path = Path("-")
 
 
 def parse_date(value: str) -> date:
@@ -239,7 +240,7 @@ def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid:
     rows, problems = read_reviews(path, meeting_minutes=app.settings.engine.meeting_minutes)
     if problems and not skip_invalid:
         raise IntakeError(path, problems)
-    report = ImportReport(skipped=problems, dry_run=dry_run)
+    report = ImportReport(skipped=problems, dry_run=dry_run, path=path)
     with contextlib.suppress(_DryRun):
         _apply(app, rows, report, now)
     return report
@@ -251,25 +252,35 @@ class _DryRun(Exception):
 
 def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None) -> None:
     from ehcbridge import timeline
+    from ehcbridge.store import CaseInput, StoreError
 
+    items = []
+    for row in rows:
+        due = app.review_due(row.plan, row.pupil)
+        kind = ReviewKind.ANNUAL
+        if row.pupil.dob is not None and timeline.add_months(row.pupil.dob, 60) > due:
+            kind = ReviewKind.UNDER_FIVE
+        meeting = None
+        if row.meeting_start is not None and row.meeting_end is not None:
+            meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
+        items.append(CaseInput(pupil=row.pupil, plan=row.plan,
+                               coordinator_email=row.coordinator_email, review_due=due,
+                               kind=kind, pfa=timeline.preparing_for_adulthood(row.pupil),
+                               invitees=row.invitees, meeting=meeting))
+    by_case = {row.plan.case_id: row for row in rows}
     store = app.store
     with store.begin() as conn:
-        for row in rows:
-            due = app.review_due(row.plan, row.pupil)
-            kind = ReviewKind.ANNUAL
-            if row.pupil.dob is not None and timeline.add_months(row.pupil.dob, 60) > due:
-                kind = ReviewKind.UNDER_FIVE
-            status, _review_id = store.upsert_case(
-                conn, pupil=row.pupil, plan=row.plan, coordinator_email=row.coordinator_email,
-                review_due=due, kind=kind, pfa=timeline.preparing_for_adulthood(row.pupil))
+        try:
+            results = store.import_cases(conn, items, now or app.clock.now())
+        except StoreError as exc:
+            bad = by_case.get(str(exc).split(":", 1)[0])
+            raise IntakeError(report.path, [RowProblem(
+                str(report.path), bad.row if bad else 0, "meeting_start",
+                bad.meeting_start.isoformat() if bad and bad.meeting_start else "",
+                str(exc).split(": ", 1)[-1])]) from None
+        for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
-            for invitee in row.invitees:
-                store.add_invitee(row.plan.case_id, invitee, conn=conn)
-            if row.meeting_start is not None and row.meeting_end is not None:
-                action = store.schedule_meeting(
-                    row.plan.case_id, start=row.meeting_start, end=row.meeting_end,
-                    location=row.location, online=row.online,
-                    organiser=row.coordinator_email, now=now, conn=conn)
+            if action:
                 report.meetings[action] = report.meetings.get(action, 0) + 1
         if report.dry_run:
             raise _DryRun

@@ -73,6 +73,21 @@ class CaseView:
 
 
 @dataclass
+class CaseInput:
+    """One case to import: pupil, plan, its current review's due date and an optional meeting
+    (start, end, location, online)."""
+
+    pupil: Pupil
+    plan: Plan
+    coordinator_email: str | None
+    review_due: date
+    kind: ReviewKind
+    pfa: bool
+    invitees: list[Invitee] = field(default_factory=list)
+    meeting: tuple[datetime, datetime, str | None, bool] | None = None
+
+
+@dataclass
 class EventRow:
     """A lifecycle event waiting in (or already through) the outbox."""
 
@@ -208,6 +223,143 @@ class Store:
                 due_by=review_due, preparing_for_adulthood=pfa, kind=kind.value))
             changed = True
         return ("updated" if changed else "unchanged"), int(review_row.id)
+
+    def import_cases(self, conn: Connection, items: list[CaseInput], now: datetime
+                     ) -> list[tuple[str, str]]:
+        """Upsert many cases in the caller's transaction; returns (added|updated|unchanged,
+        meeting action or '') per item. New cases are written in bulk, so a council's whole
+        caseload imports in seconds; existing ones are only written where something changed."""
+        results: list[tuple[str, str]] = []
+        for chunk in _chunks(items, 500):
+            existing = {r.case_id: r for r in conn.execute(
+                select(t.plans).where(t.plans.c.case_id.in_([i.plan.case_id for i in chunk])))}
+            new = [i for i in chunk if i.plan.case_id not in existing]
+            review_ids = self._insert_new_cases(conn, new, now) if new else {}
+            for item in chunk:
+                if item.plan.case_id in existing:
+                    status, review_id = self.upsert_case(
+                        conn, pupil=item.pupil, plan=item.plan,
+                        coordinator_email=item.coordinator_email, review_due=item.review_due,
+                        kind=item.kind, pfa=item.pfa)
+                    review_ids[item.plan.case_id] = review_id
+                else:
+                    status = "added"
+                results.append((status, ""))
+            self._import_invitees(conn, chunk, review_ids, now)
+            meeting_actions = self._import_meetings(conn, chunk, review_ids, existing, now)
+            results[-len(chunk):] = [(status, meeting_actions.get(item.plan.case_id, ""))
+                                     for (status, _), item in zip(results[-len(chunk):], chunk,
+                                                                  strict=True)]
+        return results
+
+    def _insert_new_cases(self, conn: Connection, items: list[CaseInput], now: datetime
+                          ) -> dict[str, int]:
+        upns = [i.pupil.upn for i in items if i.pupil.upn]
+        pupil_ids: dict[str, int] = {}
+        if upns:
+            pupil_ids = {r.upn: r.id for r in conn.execute(
+                select(t.pupils.c.id, t.pupils.c.upn).where(t.pupils.c.upn.in_(upns)))}
+        to_insert: list[CaseInput] = []
+        seen: set[str] = set(pupil_ids)
+        for item in items:
+            if item.pupil.upn is None or item.pupil.upn not in seen:
+                to_insert.append(item)
+                if item.pupil.upn:
+                    seen.add(item.pupil.upn)
+        ids = list(conn.execute(
+            insert(t.pupils).returning(t.pupils.c.id, sort_by_parameter_order=True),
+            [dict(upn=i.pupil.upn, forename=i.pupil.forename, surname=i.pupil.surname,
+                  dob=i.pupil.dob, nc_year=i.pupil.nc_year, school_urn=i.pupil.school_urn,
+                  updated_at=now) for i in to_insert]).scalars()) if to_insert else []
+        by_item: dict[int, int] = {}
+        for item, pid in zip(to_insert, ids, strict=True):
+            by_item[id(item)] = pid
+            if item.pupil.upn:
+                pupil_ids[item.pupil.upn] = pid
+        for item in items:
+            if id(item) not in by_item:
+                assert item.pupil.upn is not None
+                by_item[id(item)] = pupil_ids[item.pupil.upn]
+        plan_ids = list(conn.execute(
+            insert(t.plans).returning(t.plans.c.id, sort_by_parameter_order=True),
+            [dict(case_id=i.plan.case_id, pupil_id=by_item[id(i)], issued_on=i.plan.issued_on,
+                  last_review_decision=i.plan.last_review_decision, plan_type=i.plan.plan_type,
+                  coordinator_email=i.coordinator_email) for i in items]).scalars())
+        review_ids = list(conn.execute(
+            insert(t.reviews).returning(t.reviews.c.id, sort_by_parameter_order=True),
+            [dict(plan_id=pid, kind=i.kind.value, due_by=i.review_due,
+                  status=ReviewStatus.DUE.value, preparing_for_adulthood=i.pfa, current=True,
+                  created_at=now) for i, pid in zip(items, plan_ids, strict=True)]).scalars())
+        return {i.plan.case_id: rid for i, rid in zip(items, review_ids, strict=True)}
+
+    def _import_invitees(self, conn: Connection, items: list[CaseInput],
+                         review_ids: dict[str, int], now: datetime) -> None:
+        wanted = [(review_ids[i.plan.case_id], inv) for i in items for inv in i.invitees]
+        if not wanted:
+            return
+        have = {(r.review_id, r.role, r.email) for r in conn.execute(
+            select(t.invitees.c.review_id, t.invitees.c.role, t.invitees.c.email)
+            .where(t.invitees.c.review_id.in_({rid for rid, _ in wanted})))}
+        rows = []
+        for rid, inv in wanted:
+            key = (rid, inv.role.value, inv.email)
+            if key not in have:
+                have.add(key)
+                rows.append(dict(review_id=rid, role=inv.role.value, name=inv.name,
+                                 email=inv.email, team=inv.team, source=inv.source,
+                                 added_at=now))
+        if rows:
+            conn.execute(insert(t.invitees), rows)
+
+    def _import_meetings(self, conn: Connection, items: list[CaseInput],
+                         review_ids: dict[str, int], existing: dict[str, Any], now: datetime
+                         ) -> dict[str, str]:
+        with_meeting = [i for i in items if i.meeting is not None]
+        if not with_meeting:
+            return {}
+        rids = [review_ids[i.plan.case_id] for i in with_meeting]
+        status = {r.id: r.status for r in conn.execute(
+            select(t.reviews.c.id, t.reviews.c.status).where(t.reviews.c.id.in_(rids)))}
+        current = {r.review_id: r for r in conn.execute(select(t.meetings).where(and_(
+            t.meetings.c.review_id.in_(rids),
+            t.meetings.c.status == MeetingStatus.SCHEDULED.value)))}
+        actions: dict[str, str] = {}
+        fresh: list[tuple[CaseInput, int]] = []
+        for item in with_meeting:
+            assert item.meeting is not None
+            rid = review_ids[item.plan.case_id]
+            if status[rid] in (ReviewStatus.DECIDED.value, ReviewStatus.CANCELLED.value):
+                raise StoreError(f"{item.plan.case_id}: the review is {status[rid]}; "
+                                 "nothing to schedule")
+            if rid in current or item.plan.case_id in existing:
+                start, end, location, online = item.meeting
+                actions[item.plan.case_id] = self.schedule_meeting(
+                    item.plan.case_id, start=start, end=end, location=location, online=online,
+                    organiser=item.coordinator_email, now=now, conn=conn)
+            else:
+                fresh.append((item, rid))
+        if fresh:
+            meeting_ids = list(conn.execute(
+                insert(t.meetings).returning(t.meetings.c.id, sort_by_parameter_order=True),
+                [dict(review_id=rid, start=i.meeting[0], end=i.meeting[1],  # type: ignore[index]
+                      location=i.meeting[2], online=i.meeting[3],  # type: ignore[index]
+                      organiser=i.coordinator_email, status=MeetingStatus.SCHEDULED.value,
+                      sequence=0) for i, rid in fresh]).scalars())
+            conn.execute(update(t.reviews).where(t.reviews.c.id.in_([rid for _, rid in fresh]))
+                         .values(status=ReviewStatus.SCHEDULED.value))
+            timers: list[dict[str, Any]] = []
+            events: list[dict[str, Any]] = []
+            for (item, rid), mid in zip(fresh, meeting_ids, strict=True):
+                assert item.meeting is not None
+                timers += _timer_rows(rid, mid, item.meeting[0], item.meeting[1])
+                events.append(dict(key=f"{item.plan.case_id}/r{rid}/m{mid}/scheduled/0",
+                                   hook="on_review_scheduled", action="scheduled",
+                                   review_id=rid, meeting_id=mid, occurred_at=now, payload={},
+                                   dispatched=False))
+                actions[item.plan.case_id] = "scheduled"
+            conn.execute(insert(t.timers), timers)
+            conn.execute(insert(t.events), events)
+        return actions
 
     def _pupil_id_for(self, conn: Connection, pupil: Pupil, values: dict[str, Any],
                       now: datetime) -> int:
@@ -510,17 +662,7 @@ class Store:
                                               t.timers.c.fired.is_(False))))
         fired = set(c.execute(select(t.timers.c.kind).where(and_(
             t.timers.c.review_id == review_id, t.timers.c.meeting_id == meeting_id))).scalars())
-        day = start.astimezone(LONDON).date()
-        rows = []
-        for kind, weeks in (("views_request", 6), ("reminder", 2), ("views_due", 2)):
-            if kind not in fired:
-                at = datetime.combine(day - timedelta(weeks=weeks), datetime.min.time(),
-                                      tzinfo=LONDON).replace(hour=8)
-                rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind=kind, due_at=at,
-                                 fired=False))
-        rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind="meeting_end",
-                         due_at=end, fired=False))
-        c.execute(insert(t.timers), rows)
+        c.execute(insert(t.timers), _timer_rows(review_id, meeting_id, start, end, fired))
 
     def _add_event(self, c: Connection, *, key: str, hook: str, action: str, review_id: int,
                    meeting_id: int | None, at: datetime, payload: dict[str, Any] | None = None
@@ -857,6 +999,27 @@ class Store:
             return list(conn.execute(q).scalars())
 
 
+def _timer_rows(review_id: int, meeting_id: int, start: datetime, end: datetime,
+                fired: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The views stages (six and two weeks before, at 08:00) and the meeting's end."""
+    day = start.astimezone(LONDON).date()
+    rows = []
+    for kind, weeks in (("views_request", 6), ("reminder", 2), ("views_due", 2)):
+        if kind not in fired:
+            at = datetime.combine(day - timedelta(weeks=weeks), datetime.min.time(),
+                                  tzinfo=LONDON).replace(hour=8)
+            rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind=kind, due_at=at,
+                             fired=False))
+    rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind="meeting_end", due_at=end,
+                     fired=False))
+    return rows
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
 def _new_id(result: Any) -> int:
     """The primary key an INSERT produced."""
     key = result.inserted_primary_key
@@ -892,5 +1055,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-__all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseView", "DeliveryRow",
+__all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseInput", "CaseView",
+           "DeliveryRow",
            "EventRow", "IntegrityError", "Store", "StoreError"]

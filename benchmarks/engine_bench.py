@@ -1,0 +1,66 @@
+"""Import 20,000 synthetic plans and compute every timeline; time an engine tick with nothing due.
+
+Targets on the 2-core reference machine: import and timelines under 5 s; an idle tick under 1 s.
+Usage: uv run python benchmarks/engine_bench.py [--plans N] [--url SQLALCHEMY_URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ehcbridge.engine import Engine
+from ehcbridge.intake import import_reviews
+from ehcbridge.models import LONDON
+from ehcbridge.store import Store
+from ehcbridge.synthetic import write_csv
+from ehcbridge.testing import make_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--plans", type=int, default=20_000)
+    parser.add_argument("--url", help="store URL (default: a new SQLite file)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ehcbridge-bench-"))
+    csv = write_csv(work / "reviews.csv", args.plans, seed=7)
+    store = Store(args.url or f"sqlite:///{work / 'bench.sqlite3'}")
+    app = make_app(store, now=datetime(2026, 11, 2, 8, tzinfo=LONDON))
+
+    started = time.perf_counter()
+    report = import_reviews(app, csv, now=app.clock.now())
+    imported = time.perf_counter() - started
+    from ehcbridge import timeline
+
+    cases = [store.case(cid) for cid in store.case_ids()[:2000]]
+    inputs = [(c.plan, c.pupil, c.meeting.start if c.meeting else None) for c in cases]
+    inputs = (inputs * (args.plans // len(inputs) + 1))[:args.plans]
+    started = time.perf_counter()
+    count = sum(len(timeline.milestones(plan, pupil=pupil, meeting_start=start,
+                                        as_of=app.clock.now().date()))
+                for plan, pupil, start in inputs)
+    timelines = time.perf_counter() - started
+
+    engine = Engine(app)
+    engine.run_once(datetime(2026, 11, 2, 8, tzinfo=LONDON))  # deliver what is due today
+    started = time.perf_counter()
+    tick = engine.run_once(datetime(2026, 11, 2, 9, tzinfo=LONDON))
+    idle = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"plans: {args.plans} ({report.added} added, {sum(report.meetings.values())} meetings)")
+    print(f"import: {imported:.2f} s ({args.plans / imported:,.0f} plans/s)")
+    print(f"timelines: {count} milestones for {args.plans} plans in {timelines:.2f} s "
+          f"({args.plans / timelines:,.0f} plans/s)")
+    print(f"import + timelines: {imported + timelines:.2f} s (target < 5 s)")
+    print(f"idle engine tick over {args.plans} reviews: {idle * 1000:.0f} ms "
+          f"(fired {tick.timers_fired}, target < 1 s)")
+    print(f"peak memory: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
