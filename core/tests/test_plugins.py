@@ -180,3 +180,20 @@ def test_trace_prints_each_call(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert "on_review_scheduled -> good" in err
     assert "on_review_scheduled <- good returned NoneType" in err
+
+
+def test_trylast_implementations_are_called_after_the_others() -> None:
+    calls: list[str] = []
+
+    @hookimpl(trylast=True)
+    def late(event: Any, ctx: Any) -> None:
+        calls.append("aardvark")
+
+    @hookimpl
+    def normal(event: Any, ctx: Any) -> None:
+        calls.append("zebra")
+
+    pm = manager(FakeEntryPoint("aardvark", plugin_module("aardvark", on_review_scheduled=late)),
+                 FakeEntryPoint("zebra", plugin_module("zebra", on_review_scheduled=normal)))
+    pm.call_each("on_review_scheduled", event=None, ctx=None)
+    assert calls == ["zebra", "aardvark"]

@@ -26,7 +26,7 @@ def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
     first.set_state_many("teams", {"event:EHC-1": {"id": "AAMk"}})
     first.close()
     again = Store(url)  # runs the migrations again: a no-op at head
-    assert again.revision() == "0001"
+    assert again.revision() == "0002"
     assert again.case_ids() == ["EHC-1"]
     assert again.get_state("teams", "event:EHC-1") == {"id": "AAMk"}
 
@@ -34,7 +34,7 @@ def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
 def test_upgrade_from_an_empty_database_creates_every_table(store: Store) -> None:
     with store.engine.connect() as conn:
         version = conn.execute(text("select version_num from alembic_version")).scalar_one()
-    assert version == "0001"
+    assert version == "0002"
     for table in ("pupils", "plans", "reviews", "meetings", "invitees", "decisions", "events",
                   "deliveries", "plugin_state", "audit", "flags", "invitations", "timers"):
         assert store.count(table) == 0
@@ -74,3 +74,34 @@ def test_state_flags_invitees_and_unknown_cases(store: Store) -> None:
     assert (inv.name, inv.response) == ("Parent", "accepted")
     with pytest.raises(StoreError, match="unknown case 'EHC-404'"):
         store.case("EHC-404")
+
+
+def test_upgrade_from_the_first_schema_keeps_every_row(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from ehcbridge.store import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    old = Store(url, migrate=False)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    seed(old)
+    start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
+    old.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
+    with old.engine.begin() as conn:
+        conn.execute(text("insert into deliveries (event_id, plugin, hook, status, attempts, "
+                          "next_attempt_at, created_at) values (1, 'teams', "
+                          "'on_review_scheduled', 'delivered', 1, '2027-01-01', '2027-01-01')"))
+    old.close()
+    new = Store(url)  # upgrades to head
+    assert new.revision() == "0002"
+    assert new.case("EHC-1").meeting is not None
+    [row] = new.deliveries()
+    assert (row.plugin, row.status) == ("teams", "delivered")
+    # 0002: the same plugin may now hold a provider delivery and a lifecycle delivery.
+    new.ensure_delivery(1, "teams", "provide_online_meeting", start)
+    assert len(new.deliveries()) == 2

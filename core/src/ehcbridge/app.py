@@ -108,9 +108,25 @@ class PluginStoreFacade:
             self.store.set_pfa(review_ids, int(fields["nc_year"]) >= 9)
         return changed
 
+    def update_pupils(self, items: dict[str, dict[str, Any]]) -> dict[str, bool]:
+        """Update many pupils by UPN in one transaction; which ones changed."""
+        changed = self.store.update_pupils(items)
+        pfa: dict[bool, list[int]] = {True: [], False: []}
+        for upn, review_ids in changed.items():
+            year = items[upn].get("nc_year")
+            if year is not None:
+                pfa[int(year) >= 9].extend(review_ids)
+        for value, ids in pfa.items():
+            self.store.set_pfa(ids, value)
+        return {upn: upn in changed for upn in items}
+
     def open_reviews_for_upn(self, upn: str) -> list[Review]:
         """Open reviews of this pupil."""
         return [self.store.case(cid).review for cid in self.store.open_reviews_for_upn(upn)]
+
+    def open_reviews_for_upns(self, upns: list[str]) -> dict[str, list[Review]]:
+        """Open reviews of many pupils, in one query."""
+        return self.store.open_reviews_for_upns(upns)
 
     def review(self, case_id: str) -> Review | None:
         """The current review of a case."""
@@ -240,7 +256,14 @@ def set_current_app(app: App) -> None:
 
 
 def current_app() -> App:
-    """The App of this process (created from default settings when none was set)."""
+    """The App of this process: the CLI invocation's (honouring --config) or one made from the
+    default settings."""
+    import click
+
+    if click.get_current_context(silent=True) is not None:
+        from ehcbridge.cli import get_app
+
+        return get_app()
     if "app" not in _CURRENT:
         _CURRENT["app"] = App()
     return _CURRENT["app"]

@@ -115,7 +115,8 @@ class Engine:
                 ensure_team_invitees(self.app, case.plan.case_id)
             provider = self.app.settings.engine.online_meetings
             meeting = self._meeting(ev)
-            if provider and meeting is not None and meeting.online:
+            # A meeting that went in person still has the provider's meeting to remove.
+            if provider and meeting is not None and (meeting.online or meeting.external_id):
                 if provider not in self.app.plugins.implementers(PROVIDER_HOOK):
                     reason = f"online meeting provider {provider!r} is not loaded"
                     store.set_meeting_link(meeting.id or 0, provider=None, join_url=None,
@@ -195,6 +196,9 @@ class Engine:
                                    join_url=result.join_url, external_id=result.external_id)
             case = store.case_by_review(ev.review_id)
             store.clear_flag(case.plan.case_id, "online_meeting_failed")
+        elif result is None and not store.meeting(ev.meeting_id).online:
+            # The provider removed its meeting: nobody should be shown a stale link.
+            store.clear_meeting_link(ev.meeting_id)
         self._events.pop(ev.id, None)
 
     def _provider_failed(self, ev: EventRow, plugin: str, message: str) -> None:
@@ -235,6 +239,7 @@ class Engine:
             review=case.review, plan=case.plan, pupil=case.pupil, meeting=meeting,
             previous_meeting=previous, invitees=tuple(case.invitees),
             milestones=tuple(milestones), decision=case.decision,
+            reason=ev.payload.get("reason") or None,
         )
         self._events[ev.id] = event
         return event

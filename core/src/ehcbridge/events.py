@@ -35,6 +35,7 @@ class LifecycleEvent(Frozen):
     invitees: tuple[Invitee, ...] = ()
     milestones: tuple[Milestone, ...] = ()
     decision: Decision | None = None
+    reason: str | None = None  # why a meeting was cancelled, as entered by the caseworker
 
     @property
     def stage(self) -> str:
@@ -98,6 +99,12 @@ class PluginStore(Protocol):
 
     def open_reviews_for_upn(self, upn: str) -> list[Review]:
         """Reviews of this pupil that are not yet decided or cancelled."""
+
+    def update_pupils(self, items: dict[str, dict[str, Any]]) -> dict[str, bool]:
+        """Bulk :meth:`update_pupil` in one transaction; UPN -> changed."""
+
+    def open_reviews_for_upns(self, upns: list[str]) -> dict[str, list[Review]]:
+        """Bulk :meth:`open_reviews_for_upn` in one query."""
 
     def review(self, case_id: str) -> Review | None:
         """The current review of a case."""

@@ -218,9 +218,12 @@ class PluginManager:
         """Names of loaded plugins that implement ``hook``, in a stable order."""
         self.load()
         caller = getattr(self.pm.hook, hook)
-        names = {impl.plugin_name for impl in caller.get_hookimpls()}
-        return sorted(n for n in names if self.records.get(n, None) is not None
-                      and self.records[n].status == LOADED)
+        # A stable order by name, with tryfirst and trylast honoured as pluggy would.
+        impls = sorted(caller.get_hookimpls(),
+                       key=lambda i: (0 if i.tryfirst else 2 if i.trylast else 1, i.plugin_name))
+        names = [impl.plugin_name for impl in impls]
+        return [n for n in dict.fromkeys(names)
+                if n in self.records and self.records[n].status == LOADED]
 
     def call_each(
         self, hook: str, plugins: Iterable[str] | None = None, **kwargs: Any

@@ -34,7 +34,8 @@ def route_and_add(app: App, case_id: str, invitee: Invitee) -> None:
             app.store.add_invitee(case_id, invitee)
         return
     routed = invitee.model_copy(update={"email": found.email, "team": found.team,
-                                        "name": invitee.name or found.team})
+                                        "name": invitee.name or found.team,
+                                        "source": "routed"})
     app.store.add_invitee(case_id, routed, routed_from=invitee.email or "")
 
 

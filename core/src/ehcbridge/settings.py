@@ -176,14 +176,16 @@ def validate_section(
     name: str, model: type[BaseModel], raw: dict[str, Any], path: Path | None
 ) -> BaseModel:
     """Validate ``[plugins.<name>]`` with the plugin's model; errors name the section and key."""
+    # Plugins may resolve relative paths against the settings file's folder.
+    context = {"config_dir": str(path.parent) if path else None}
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=context)
     except ValidationError as first:
         # Environment values arrive as strings; lists and tables may be given as JSON.
         coerced = {k: _maybe_json(v) for k, v in raw.items()}
         if coerced != raw:
             try:
-                return model.model_validate(coerced)
+                return model.model_validate(coerced, context=context)
             except ValidationError:
                 pass
         raise SettingsError(_describe(first, path, section=f"plugins.{name}")) from None

@@ -110,6 +110,14 @@ class MemoryPluginStore:
         case_ids = self.pupils.get(upn, {}).get("case_ids", [])
         return [self.reviews[c] for c in case_ids if c in self.reviews]
 
+    def update_pupils(self, items: dict[str, dict[str, Any]]) -> dict[str, bool]:
+        """Bulk update_pupil."""
+        return {upn: self.update_pupil(upn, fields) for upn, fields in items.items()}
+
+    def open_reviews_for_upns(self, upns: list[str]) -> dict[str, list[Review]]:
+        """Bulk open_reviews_for_upn."""
+        return {upn: self.open_reviews_for_upn(upn) for upn in upns}
+
     def review(self, case_id: str) -> Review | None:
         """The review of a case."""
         return self.reviews.get(case_id)

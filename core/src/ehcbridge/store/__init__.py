@@ -731,21 +731,21 @@ class Store:
     def ensure_delivery(self, event_id: int, plugin: str, hook: str, now: datetime) -> DeliveryRow:
         """The ledger row for (event, plugin), created pending when missing."""
         with self.begin() as c:
-            row = c.execute(select(t.deliveries).where(and_(
-                t.deliveries.c.event_id == event_id, t.deliveries.c.plugin == plugin))).first()
+            where = and_(t.deliveries.c.event_id == event_id, t.deliveries.c.plugin == plugin,
+                         t.deliveries.c.hook == hook)
+            row = c.execute(select(t.deliveries).where(where)).first()
             if row is None:
                 c.execute(insert(t.deliveries).values(
                     event_id=event_id, plugin=plugin, hook=hook, status=PENDING, attempts=0,
                     next_attempt_at=now, created_at=now))
-                row = c.execute(select(t.deliveries).where(and_(
-                    t.deliveries.c.event_id == event_id, t.deliveries.c.plugin == plugin))).one()
+                row = c.execute(select(t.deliveries).where(where)).one()
             return _delivery_row(row)
 
     def dispatch(self, event_id: int, plugins: list[str], hook: str, now: datetime) -> None:
         """Create a pending delivery per plugin and mark the event dispatched, atomically."""
         with self.begin() as c:
-            have = set(c.execute(select(t.deliveries.c.plugin)
-                                 .where(t.deliveries.c.event_id == event_id)).scalars())
+            have = set(c.execute(select(t.deliveries.c.plugin).where(and_(
+                t.deliveries.c.event_id == event_id, t.deliveries.c.hook == hook))).scalars())
             rows = [dict(event_id=event_id, plugin=p, hook=hook, status=PENDING, attempts=0,
                          next_attempt_at=now, created_at=now) for p in plugins if p not in have]
             if rows:
@@ -825,6 +825,12 @@ class Store:
             return _meeting(conn.execute(select(t.meetings).where(t.meetings.c.id == meeting_id))
                             .one())
 
+    def clear_meeting_link(self, meeting_id: int) -> None:
+        """Forget the online meeting's provider, link and id."""
+        with self.begin() as c:
+            c.execute(update(t.meetings).where(t.meetings.c.id == meeting_id).values(
+                provider=None, join_url=None, external_id=None))
+
     def meeting_link_error(self, meeting_id: int) -> str | None:
         """Why the provider could not create the meeting's link, if it failed."""
         with self.engine.connect() as conn:
@@ -846,6 +852,13 @@ class Store:
             row = c.execute(select(t.invitees).where(cond)).first()
             values = dict(role=invitee.role.value, name=invitee.name, email=invitee.email,
                           team=invitee.team, source=invitee.source)
+            if row is not None and replace_email is not None and invitee.email != replace_email:
+                target = c.execute(select(t.invitees.c.id).where(and_(
+                    t.invitees.c.review_id == review_id, t.invitees.c.role == invitee.role.value,
+                    t.invitees.c.email == invitee.email))).first()
+                if target is not None:  # two invitees routed to one mailbox: keep one
+                    c.execute(delete(t.invitees).where(t.invitees.c.id == row.id))
+                    row = c.execute(select(t.invitees).where(t.invitees.c.id == target.id)).one()
             if row is None:
                 c.execute(insert(t.invitees).values(review_id=review_id, added_at=utcnow(),
                                                     routed_from=routed_from, **values))
@@ -896,9 +909,16 @@ class Store:
         """Record that a plugin sent (or failed to send) an invitation."""
         with self.begin() as c:
             review_id = self.review_id_for(c, case_id)
-            c.execute(insert(t.invitations).values(review_id=review_id, plugin=plugin,
-                                                   email=email, status=status, detail=detail,
-                                                   at=utcnow()))
+            where = and_(t.invitations.c.review_id == review_id,
+                         t.invitations.c.plugin == plugin,
+                         func.lower(t.invitations.c.email) == email.lower())
+            if c.execute(select(t.invitations.c.id).where(where)).first() is None:
+                c.execute(insert(t.invitations).values(review_id=review_id, plugin=plugin,
+                                                       email=email, status=status, detail=detail,
+                                                       at=utcnow()))
+            else:  # keep the latest status per plugin and address
+                c.execute(update(t.invitations).where(where).values(status=status, detail=detail,
+                                                                    at=utcnow()))
 
     def get_state(self, plugin: str, key: str, default: Any = None) -> Any:
         """A plugin's stored value."""
@@ -979,6 +999,59 @@ class Store:
                 .where(and_(t.plans.c.pupil_id == row.id, t.reviews.c.current.is_(True))))
                 .scalars())
             return changed, review_ids
+
+    def update_pupils(self, items: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
+        """Update many pupils by UPN in one transaction; returns the changed UPNs with the ids
+        of their current reviews."""
+        allowed = {"forename", "surname", "dob", "nc_year", "school_urn"}
+        changed: dict[str, list[int]] = {}
+        now = utcnow()
+        with self.begin() as c:
+            for chunk in _chunks(list(items), 500):
+                rows = {r.upn: r for r in c.execute(select(t.pupils)
+                                                    .where(t.pupils.c.upn.in_(chunk)))}
+                for upn in chunk:
+                    row = rows.get(upn)
+                    if row is None:
+                        continue
+                    values = {k: v for k, v in items[upn].items() if k in allowed}
+                    if isinstance(values.get("dob"), str):
+                        values["dob"] = date.fromisoformat(values["dob"])
+                    if any(getattr(row, k) != v for k, v in values.items()):
+                        c.execute(update(t.pupils).where(t.pupils.c.id == row.id)
+                                  .values(updated_at=now, **values))
+                        changed[upn] = []
+                ids = [rows[u].id for u in chunk if u in changed]
+                if ids:
+                    for pupil_id, review_id in c.execute(
+                            select(t.plans.c.pupil_id, t.reviews.c.id)
+                            .join(t.reviews, t.reviews.c.plan_id == t.plans.c.id)
+                            .where(and_(t.plans.c.pupil_id.in_(ids),
+                                        t.reviews.c.current.is_(True)))):
+                        upn = next(u for u in chunk if u in rows and rows[u].id == pupil_id)
+                        changed[upn].append(review_id)
+        return changed
+
+    def open_reviews_for_upns(self, upns: list[str]) -> dict[str, list[Review]]:
+        """Open reviews of many pupils, in one query per 500 UPNs."""
+        out: dict[str, list[Review]] = {u: [] for u in upns}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(upns), 500):
+                q = (select(t.pupils.c.upn, t.reviews, t.plans.c.case_id,
+                            t.plans.c.coordinator_email)
+                     .join(t.plans, t.plans.c.pupil_id == t.pupils.c.id)
+                     .join(t.reviews, t.reviews.c.plan_id == t.plans.c.id)
+                     .where(and_(t.pupils.c.upn.in_(chunk), t.reviews.c.current.is_(True),
+                                 t.reviews.c.status.in_([ReviewStatus.DUE.value,
+                                                         ReviewStatus.SCHEDULED.value,
+                                                         ReviewStatus.HELD.value]))))
+                for r in conn.execute(q):
+                    out[r.upn].append(Review(
+                        id=r.id, case_id=r.case_id, kind=ReviewKind(r.kind), due_by=r.due_by,
+                        status=ReviewStatus(r.status),
+                        preparing_for_adulthood=bool(r.preparing_for_adulthood),
+                        coordinator_email=r.coordinator_email))
+        return out
 
     def set_pfa(self, review_ids: list[int], value: bool) -> None:
         """Set or clear the preparing-for-adulthood flag on reviews."""

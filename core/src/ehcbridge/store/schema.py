@@ -192,7 +192,7 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
-    UniqueConstraint("event_id", "plugin", name="uq_deliveries_event_plugin"),
+    UniqueConstraint("event_id", "plugin", "hook", name="uq_deliveries_event_plugin_hook"),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
 
