@@ -142,3 +142,29 @@ def test_help_imports_no_vendor_or_database_library() -> None:
 def test_version(flag: str) -> None:
     code, out, _ = run(flag)
     assert code == 0 and "0.1.0" in out
+
+
+def test_reschedule_keeps_format_and_place_and_invites_fire_an_update(tmp_path: Path) -> None:
+    csv = tmp_path / "list.csv"
+    csv.write_text("case_id,forename,surname,plan_issued\nEHC-8,Sam,Example,2026-04-01\n")
+    env = {"EHCBRIDGE_STORE__URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+           "EHCBRIDGE_LOAD_PLUGINS": ""}
+    run("import", "reviews", str(csv), env=env)
+    assert run("review", "decide", "EHC-8", "maintain", "--reason", "x", env=env)[0] == 1
+    run("review", "schedule", "EHC-8", "--start", "2027-03-10T10:00", "--end", "2027-03-10T11:30",
+        "--location", "Room 4", "--online", env=env)
+    run("review", "reschedule", "EHC-8", "--start", "2027-03-17T14:00", env=env)
+    meeting = json.loads(run("review", "show", "EHC-8", "--json", env=env)[1])["meeting"]
+    assert (meeting["online"], meeting["location"]) == (True, "Room 4")
+    assert meeting["start"].startswith("2027-03-17T14:00") and "15:30" in meeting["end"]
+    code, _, err = run("review", "invite", "EHC-8", "--role", "health", env=env)
+    assert code == 1 and "needs an email address" in err
+    assert run("review", "invite", "EHC-8", "--role", "health", "--email",
+               "salt@nhs.example.net", env=env)[0] == 0
+    from ehcbridge.store import Store
+
+    store = Store(env["EHCBRIDGE_STORE__URL"])
+    keys = [e.key for e in store.undispatched_events()]
+    store.close()
+    assert keys == ["EHC-8/r1/m1/scheduled/0", "EHC-8/r1/m1/rescheduled/1",
+                    "EHC-8/r1/m1/updated/1/1"]

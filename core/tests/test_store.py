@@ -79,7 +79,6 @@ def test_state_flags_invitees_and_unknown_cases(store: Store) -> None:
 def test_upgrade_from_the_first_schema_keeps_every_row(tmp_path: Path) -> None:
     from alembic import command
     from alembic.config import Config
-
     from ehcbridge.store import MIGRATIONS
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"

@@ -83,7 +83,7 @@ class PluginStoreFacade:
     def add_invitee(self, case_id: str, invitee: Invitee) -> None:
         """Add or update an invitee (through the router, when one is installed)."""
         if self.app is not None:
-            self.app.add_invitee(case_id, invitee)
+            self.app.add_invitee(case_id, invitee, require_email=False)
         else:
             self.store.add_invitee(case_id, invitee)
 
@@ -190,11 +190,13 @@ class App:
         pupil = self.store.pupil_by_upn(upn)  # no MIS plugin answered: what the store knows
         return PupilRecord(pupil=pupil, source="store") if pupil is not None else None
 
-    def add_invitee(self, case_id: str, invitee: Invitee) -> None:
+    def add_invitee(self, case_id: str, invitee: Invitee, *, require_email: bool = True) -> None:
         """Add an invitee, routed to their team by ``route_invite`` when a router answers."""
         from ehcbridge.routing import route_and_add
 
-        route_and_add(self, case_id, invitee)
+        if route_and_add(self, case_id, invitee, require_email=require_email):
+            # Calendar plugins send the new invitee an invitation to the meeting already set.
+            self.store.invitees_changed(case_id, now=self.clock.now())
 
     def clock_options(self, pupil: Any) -> Any:
         """The statutory clock's options for this pupil (school holidays, infant school)."""

@@ -25,8 +25,14 @@ class EhcGroup(click.Group):
         if EhcGroup._plugins_added:
             return
         EhcGroup._plugins_added = True
+        from ehcbridge.plugins import PluginLoadError
+
         manager = _plugin_manager(ctx)
-        for outcome in manager.call_each("register_commands", cli=self):
+        try:
+            outcomes = manager.call_each("register_commands", cli=self)
+        except PluginLoadError:  # strict mode: the command reports it when it builds the App
+            return
+        for outcome in outcomes:
             if outcome.error is not None:
                 click.echo(f"warning: plugin {outcome.plugin} could not add its commands: "
                            f"{outcome.error}", err=True)
@@ -71,12 +77,15 @@ def get_app(ctx: click.Context | None = None) -> App:
     root = ctx.find_root()
     app = root.meta.get("ehcbridge.app")
     if app is None:
+        from ehcbridge.plugins import PluginLoadError
+
         try:
             manager = _plugin_manager(root)
             app = App(config=root.params.get("config"), plugins=manager)
             manager.plugin_settings = app.settings.plugins
             manager.config_path = app.settings.config_path
-        except SettingsError as exc:
+            manager.load()
+        except (SettingsError, PluginLoadError) as exc:
             raise click.ClickException(str(exc)) from None
         root.meta["ehcbridge.app"] = app
         set_current_app(app)
@@ -120,8 +129,13 @@ def _parse_now(value: str | None) -> datetime | None:
 @click.version_option(__version__, prog_name="ehcbridge")
 @click.option("--config", type=click.Path(dir_okay=False), envvar="EHCBRIDGE_CONFIG",
               help="Settings file (default ./ehcbridge.toml).")
-def cli(config: str | None) -> None:
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(config: str | None, verbose: int) -> None:
     """ehcbridge: runs the EHCP annual review cycle and connects it to your systems."""
+    import logging
+
+    level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # Plugins, settings, doctor --------------------------------------------------------------------
@@ -160,6 +174,7 @@ def doctor_cmd() -> None:
     """Run every plugin's checks; exits non-zero when one fails."""
     app = get_app()
     results = app.doctor()
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("plugin", "check", "status", "detail")
@@ -167,14 +182,14 @@ def doctor_cmd() -> None:
     for plugin, result in results:
         failed |= result.status == "failed"
         colour = {"ok": "green", "failed": "red", "warning": "yellow"}.get(result.status, "")
-        status = f"[{colour}]{result.status}[/]" if colour else result.status
-        table.add_row(plugin, result.name, status, result.detail)
+        status = f"[{colour}]{escape(result.status)}[/]" if colour else escape(result.status)
+        table.add_row(escape(plugin), escape(result.name), status, escape(result.detail))
     try:
         revision = app.store.revision()
         table.add_row("core", "store", "[green]ok[/]", f"{app.store.backend}, schema {revision}")
     except Exception as exc:
         failed = True
-        table.add_row("core", "store", "[red]failed[/]", f"{type(exc).__name__}: {exc}")
+        table.add_row("core", "store", "[red]failed[/]", escape(f"{type(exc).__name__}: {exc}"))
     _console().print(table)
     if failed:
         sys.exit(1)
@@ -199,6 +214,8 @@ def config_show(as_json: bool) -> None:
         "plugins": {},
     }
     data["store"]["resolved_url"] = _mask_url(app.settings.store.resolved_url())
+    if app.settings.store.url:
+        data["store"]["url"] = _mask_url(app.settings.store.url)
     problems = []
     app.plugins.configure()
     for record in app.plugins.records.values():
@@ -321,9 +338,10 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
     except IntakeError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
-        raise click.ClickException(f"{file}: {len(exc.problems)} bad row(s); nothing was "
-                                   "imported (use --skip-invalid to import the good rows)"
-                                   ) from None
+        rows = len({p.row for p in exc.problems})
+        raise click.ClickException(f"{file}: {len(exc.problems)} problem(s) in {rows} row(s); "
+                                   "nothing was imported (use --skip-invalid to import the good "
+                                   "rows)") from None
     data = summary(report)
     if as_json:
         _json(data)
@@ -362,17 +380,28 @@ def _store_call(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-def _schedule(case: str, start: str, end: str | None, location: str | None, online: bool,
-              expect: str) -> None:
+def _schedule(case: str, start: str, end: str | None, location: str | None,
+              online: bool | None, expect: str) -> None:
     from datetime import timedelta
 
     app = get_app()
     begin = _dt(start, "--start")
-    finish = _dt(end, "--end") if end else begin + timedelta(
-        minutes=app.settings.engine.meeting_minutes)
     current = _store_call(app.store.case, case)
-    if expect == "reschedule" and current.meeting is None:
+    meeting = current.meeting if current.meeting and current.meeting.status == "scheduled" \
+        else None
+    if expect == "reschedule" and meeting is None:
         raise click.ClickException(f"{case}: no meeting to reschedule; use 'review schedule'")
+    if end:
+        finish = _dt(end, "--end")
+    elif meeting is not None:  # keep the meeting's length
+        finish = begin + (meeting.end - meeting.start)
+    else:
+        finish = begin + timedelta(minutes=app.settings.engine.meeting_minutes)
+    # What is not given stays as it was: moving a meeting does not make it in person.
+    if location is None and meeting is not None:
+        location = meeting.location
+    if online is None:
+        online = meeting.online if meeting is not None else False
     action = _store_call(app.store.schedule_meeting, case, start=begin, end=finish,
                          location=location, online=online,
                          organiser=current.review.coordinator_email)
@@ -384,9 +413,10 @@ def _schedule(case: str, start: str, end: str | None, location: str | None, onli
 @click.option("--start", required=True, help="Start (YYYY-MM-DDTHH:MM, Europe/London).")
 @click.option("--end", help="End (default: start plus engine.meeting_minutes).")
 @click.option("--location", help="Where the meeting is.")
-@click.option("--online", is_flag=True, help="An online meeting (provider adds the link).")
+@click.option("--online/--in-person", default=None,
+              help="An online meeting (the provider adds the link); default in person.")
 def review_schedule(case: str, start: str, end: str | None, location: str | None,
-                    online: bool) -> None:
+                    online: bool | None) -> None:
     """Set the review meeting (fires on_review_scheduled)."""
     _schedule(case, start, end, location, online, "schedule")
 
@@ -394,18 +424,18 @@ def review_schedule(case: str, start: str, end: str | None, location: str | None
 @review_group.command("reschedule")
 @click.argument("case")
 @click.option("--start", required=True, help="New start.")
-@click.option("--end", help="New end.")
-@click.option("--location", help="Where the meeting is.")
-@click.option("--online", is_flag=True, help="An online meeting.")
+@click.option("--end", help="New end (default: keeps the meeting's length).")
+@click.option("--location", help="New place (default: unchanged).")
+@click.option("--online/--in-person", default=None, help="Change the format (default: unchanged).")
 def review_reschedule(case: str, start: str, end: str | None, location: str | None,
-                      online: bool) -> None:
+                      online: bool | None) -> None:
     """Move the review meeting (fires on_review_scheduled with action rescheduled)."""
     _schedule(case, start, end, location, online, "reschedule")
 
 
 @review_group.command("cancel")
 @click.argument("case")
-@click.option("--reason", default="", help="Why (sent to invitees by calendar plugins).")
+@click.option("--reason", default="", help="Why (on the event plugins receive).")
 def review_cancel(case: str, reason: str) -> None:
     """Cancel the meeting (fires on_review_scheduled with action cancelled)."""
     _store_call(get_app().store.cancel_meeting, case, reason=reason)
@@ -471,6 +501,7 @@ def review_decide(case: str, outcome: str, reason: str, on: str | None) -> None:
 def review_list(due_before: str | None, at_risk: bool, flag: str | None, as_json: bool) -> None:
     """List open reviews, soonest due first."""
     from ehcbridge.intake import parse_date
+    from ehcbridge.models import LONDON
 
     app = get_app()
     before = parse_date(due_before) if due_before else None
@@ -483,7 +514,7 @@ def review_list(due_before: str | None, at_risk: bool, flag: str | None, as_json
 
     table = Table("case", "kind", "due by", "status", "meeting", "flags")
     for r in rows:
-        meeting = r["meeting_start"].astimezone().strftime("%d %b %Y %H:%M") \
+        meeting = r["meeting_start"].astimezone(LONDON).strftime("%d %b %Y %H:%M") \
             if r["meeting_start"] and r["meeting_status"] == "scheduled" else ""
         table.add_row(r["case_id"], r["kind"], f"{r['due_by']:%d %b %Y}", r["status"], meeting,
                       ", ".join(r["flags"]))

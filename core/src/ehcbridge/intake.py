@@ -39,7 +39,9 @@ class IntakeError(Exception):
         self.problems = problems
         shown = "; ".join(str(p) for p in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        super().__init__(f"{path}: {len(problems)} bad row(s), nothing imported: {shown}{more}")
+        rows = len({p.row for p in problems})
+        super().__init__(f"{path}: {len(problems)} problem(s) in {rows} row(s), nothing imported: "
+                         f"{shown}{more}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ehcbridge.events import Route
 from ehcbridge.models import Invitee, Role
+from ehcbridge.store import StoreError
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -26,17 +27,20 @@ def route(app: App, case_id: str, invitee: Invitee) -> Route | None:
     return result if isinstance(result, Route) else None
 
 
-def route_and_add(app: App, case_id: str, invitee: Invitee) -> None:
-    """Add an invitee, replacing the address with the team's when a router answers."""
+def route_and_add(app: App, case_id: str, invitee: Invitee, *, require_email: bool = True
+                  ) -> bool:
+    """Add an invitee, replacing the address with the team's when a router answers; True when
+    someone new was added."""
     found = route(app, case_id, invitee)
     if found is None:
-        if invitee.email or invitee.role not in TEAM_ROLES:
-            app.store.add_invitee(case_id, invitee)
-        return
+        if not invitee.email and require_email:
+            raise StoreError(f"{case_id}: a {invitee.role.value} invitee needs an email address "
+                             "(no routing plugin found a team for it)")
+        return app.store.add_invitee(case_id, invitee)
     routed = invitee.model_copy(update={"email": found.email, "team": found.team,
                                         "name": invitee.name or found.team,
                                         "source": "routed"})
-    app.store.add_invitee(case_id, routed, routed_from=invitee.email or "")
+    return app.store.add_invitee(case_id, routed, routed_from=invitee.email or "")
 
 
 def ensure_team_invitees(app: App, case_id: str) -> None:

@@ -582,6 +582,23 @@ class Store:
                             meeting_id=int(meeting_id), at=now, payload=payload)
             return action
 
+    def invitees_changed(self, case_id: str, *, now: datetime | None = None) -> bool:
+        """Fire ``on_review_scheduled`` (action ``updated``) when the review has a scheduled
+        meeting, so new invitees are invited; False when there is no meeting yet."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            current = c.execute(select(t.meetings).where(and_(
+                t.meetings.c.review_id == review_id,
+                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
+            if current is None:
+                return False
+            count = c.execute(select(func.count()).select_from(t.invitees)
+                              .where(t.invitees.c.review_id == review_id)).scalar_one()
+            return self._add_event(
+                c, key=f"{case_id}/r{review_id}/m{current.id}/updated/{current.sequence}/{count}",
+                hook="on_review_scheduled", action="updated", review_id=review_id,
+                meeting_id=current.id, at=now or utcnow())
+
     def cancel_meeting(self, case_id: str, *, reason: str = "",
                        now: datetime | None = None) -> None:
         """Cancel the scheduled meeting (the review goes back to due)."""
@@ -636,8 +653,9 @@ class Store:
         with self.begin() as c:
             review_id = self.review_id_for(c, case_id)
             review = c.execute(select(t.reviews).where(t.reviews.c.id == review_id)).one()
-            if review.status == ReviewStatus.DECIDED.value:
-                raise StoreError(f"{case_id}: the review is already decided")
+            if review.status not in (ReviewStatus.SCHEDULED.value, ReviewStatus.HELD.value):
+                raise StoreError(f"{case_id}: no review meeting has been held for the current "
+                                 f"review (due by {review.due_by:%d %b %Y}); nothing to decide")
             c.execute(insert(t.decisions).values(review_id=review_id, outcome=outcome.value,
                                                  reason=reason, decided_on=decided_on))
             c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
