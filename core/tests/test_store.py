@@ -26,7 +26,7 @@ def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
     first.set_state_many("teams", {"event:EHC-1": {"id": "AAMk"}})
     first.close()
     again = Store(url)  # runs the migrations again: a no-op at head
-    assert again.revision() == "0002"
+    assert again.revision() == "0003"
     assert again.case_ids() == ["EHC-1"]
     assert again.get_state("teams", "event:EHC-1") == {"id": "AAMk"}
 
@@ -34,7 +34,7 @@ def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
 def test_upgrade_from_an_empty_database_creates_every_table(store: Store) -> None:
     with store.engine.connect() as conn:
         version = conn.execute(text("select version_num from alembic_version")).scalar_one()
-    assert version == "0002"
+    assert version == "0003"
     for table in ("pupils", "plans", "reviews", "meetings", "invitees", "decisions", "events",
                   "deliveries", "plugin_state", "audit", "flags", "invitations", "timers"):
         assert store.count(table) == 0
@@ -97,7 +97,7 @@ def test_upgrade_from_the_first_schema_keeps_every_row(tmp_path: Path) -> None:
                           "'on_review_scheduled', 'delivered', 1, '2027-01-01', '2027-01-01')"))
     old.close()
     new = Store(url)  # upgrades to head
-    assert new.revision() == "0002"
+    assert new.revision() == "0003"
     assert new.case("EHC-1").meeting is not None
     [row] = new.deliveries()
     assert (row.plugin, row.status) == ("teams", "delivered")

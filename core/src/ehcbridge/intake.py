@@ -90,11 +90,14 @@ class ImportReport:
 def parse_date(value: str) -> date:
     """ISO (2026-03-10) or UK (10/03/2026) date."""
     value = value.strip()
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(value, fmt).date()
-        except ValueError:
-            continue
+    try:
+        if len(value) == 10 and value[4] == "-" and value[7] == "-":
+            return date.fromisoformat(value)
+        day, month, year = value.split("/")
+        if len(year) == 4 and len(month) <= 2 and len(day) <= 2:
+            return date(int(year), int(month), int(day))
+    except ValueError:
+        pass
     raise ValueError("is not a date (use YYYY-MM-DD or DD/MM/YYYY)")
 
 
@@ -221,8 +224,8 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
             if "@" not in address:
                 bad(f"{prefix}_email", "is not an email address")
                 continue
-            invitees.append(Invitee(role=role, email=address, name=v.get(f"{prefix}_name") or None,
-                                    source="import"))
+            invitees.append(Invitee(role=role, email=address,
+                                    name=v.get(f"{prefix}_name") or None, source="import"))
     if problems or issued is None:
         return None
     return IntakeRow(

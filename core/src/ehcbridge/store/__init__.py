@@ -266,11 +266,11 @@ class Store:
                 to_insert.append(item)
                 if item.pupil.upn:
                     seen.add(item.pupil.upn)
-        ids = list(conn.execute(
-            insert(t.pupils).returning(t.pupils.c.id, sort_by_parameter_order=True),
-            [dict(upn=i.pupil.upn, forename=i.pupil.forename, surname=i.pupil.surname,
-                  dob=i.pupil.dob, nc_year=i.pupil.nc_year, school_urn=i.pupil.school_urn,
-                  updated_at=now) for i in to_insert]).scalars()) if to_insert else []
+        ids = _reserve_ids(conn, t.pupils, len(to_insert))
+        _bulk_insert(conn, t.pupils, [
+            dict(id=pid, upn=i.pupil.upn, forename=i.pupil.forename, surname=i.pupil.surname,
+                 dob=i.pupil.dob, nc_year=i.pupil.nc_year, school_urn=i.pupil.school_urn,
+                 updated_at=now) for i, pid in zip(to_insert, ids, strict=True)])
         by_item: dict[int, int] = {}
         for item, pid in zip(to_insert, ids, strict=True):
             by_item[id(item)] = pid
@@ -280,16 +280,17 @@ class Store:
             if id(item) not in by_item:
                 assert item.pupil.upn is not None
                 by_item[id(item)] = pupil_ids[item.pupil.upn]
-        plan_ids = list(conn.execute(
-            insert(t.plans).returning(t.plans.c.id, sort_by_parameter_order=True),
-            [dict(case_id=i.plan.case_id, pupil_id=by_item[id(i)], issued_on=i.plan.issued_on,
-                  last_review_decision=i.plan.last_review_decision, plan_type=i.plan.plan_type,
-                  coordinator_email=i.coordinator_email) for i in items]).scalars())
-        review_ids = list(conn.execute(
-            insert(t.reviews).returning(t.reviews.c.id, sort_by_parameter_order=True),
-            [dict(plan_id=pid, kind=i.kind.value, due_by=i.review_due,
-                  status=ReviewStatus.DUE.value, preparing_for_adulthood=i.pfa, current=True,
-                  created_at=now) for i, pid in zip(items, plan_ids, strict=True)]).scalars())
+        plan_ids = _reserve_ids(conn, t.plans, len(items))
+        _bulk_insert(conn, t.plans, [
+            dict(id=pid, case_id=i.plan.case_id, pupil_id=by_item[id(i)],
+                 issued_on=i.plan.issued_on, last_review_decision=i.plan.last_review_decision,
+                 plan_type=i.plan.plan_type, coordinator_email=i.coordinator_email)
+            for i, pid in zip(items, plan_ids, strict=True)])
+        review_ids = _reserve_ids(conn, t.reviews, len(items))
+        _bulk_insert(conn, t.reviews, [
+            dict(id=rid, plan_id=pid, kind=i.kind.value, due_by=i.review_due,
+                 status=ReviewStatus.DUE.value, preparing_for_adulthood=i.pfa, current=True,
+                 created_at=now) for i, pid, rid in zip(items, plan_ids, review_ids, strict=True)])
         return {i.plan.case_id: rid for i, rid in zip(items, review_ids, strict=True)}
 
     def _import_invitees(self, conn: Connection, items: list[CaseInput],
@@ -308,8 +309,7 @@ class Store:
                 rows.append(dict(review_id=rid, role=inv.role.value, name=inv.name,
                                  email=inv.email, team=inv.team, source=inv.source,
                                  added_at=now))
-        if rows:
-            conn.execute(insert(t.invitees), rows)
+        _bulk_insert(conn, t.invitees, rows)
 
     def _import_meetings(self, conn: Connection, items: list[CaseInput],
                          review_ids: dict[str, int], existing: dict[str, Any], now: datetime
@@ -339,12 +339,13 @@ class Store:
             else:
                 fresh.append((item, rid))
         if fresh:
-            meeting_ids = list(conn.execute(
-                insert(t.meetings).returning(t.meetings.c.id, sort_by_parameter_order=True),
-                [dict(review_id=rid, start=i.meeting[0], end=i.meeting[1],  # type: ignore[index]
-                      location=i.meeting[2], online=i.meeting[3],  # type: ignore[index]
-                      organiser=i.coordinator_email, status=MeetingStatus.SCHEDULED.value,
-                      sequence=0) for i, rid in fresh]).scalars())
+            meeting_ids = _reserve_ids(conn, t.meetings, len(fresh))
+            _bulk_insert(conn, t.meetings, [
+                dict(id=mid, review_id=rid, start=i.meeting[0],  # type: ignore[index]
+                     end=i.meeting[1], location=i.meeting[2],  # type: ignore[index]
+                     online=i.meeting[3], organiser=i.coordinator_email,  # type: ignore[index]
+                     status=MeetingStatus.SCHEDULED.value, sequence=0)
+                for (i, rid), mid in zip(fresh, meeting_ids, strict=True)])
             conn.execute(update(t.reviews).where(t.reviews.c.id.in_([rid for _, rid in fresh]))
                          .values(status=ReviewStatus.SCHEDULED.value))
             timers: list[dict[str, Any]] = []
@@ -357,8 +358,8 @@ class Store:
                                    review_id=rid, meeting_id=mid, occurred_at=now, payload={},
                                    dispatched=False))
                 actions[item.plan.case_id] = "scheduled"
-            conn.execute(insert(t.timers), timers)
-            conn.execute(insert(t.events), events)
+            _bulk_insert(conn, t.timers, timers)
+            _bulk_insert(conn, t.events, events)
         return actions
 
     def _pupil_id_for(self, conn: Connection, pupil: Pupil, values: dict[str, Any],
@@ -498,15 +499,13 @@ class Store:
         out = []
         with self.engine.connect() as conn:
             for r in conn.execute(q):
-                # Built without validation: these values came out of our own tables.
-                review = Review.model_construct(
+                review = Review(
                     id=r.id, case_id=r.case_id, kind=ReviewKind(r.kind), due_by=r.due_by,
                     status=ReviewStatus(r.status),
                     preparing_for_adulthood=bool(r.preparing_for_adulthood),
                     coordinator_email=r.coordinator_email, flags=())
-                pupil = Pupil.model_construct(upn=r.upn, forename=r.forename, surname=r.surname,
-                                              dob=r.dob, nc_year=r.nc_year,
-                                              school_urn=r.school_urn)
+                pupil = Pupil(upn=r.upn, forename=r.forename, surname=r.surname, dob=r.dob,
+                              nc_year=r.nc_year, school_urn=r.school_urn)
                 out.append((review, pupil))
         return out
 
@@ -1109,6 +1108,50 @@ def _timer_rows(review_id: int, meeting_id: int, start: datetime, end: datetime,
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def _bulk_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows through the driver's executemany, with each column type's own bind
+    conversion: the same SQL SQLAlchemy would send, without its per-row bookkeeping, which is
+    most of the time of a large import."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    columns = list(rows[0])
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+           f"VALUES ({', '.join([mark] * len(columns))})")
+    caches: list[dict[Any, Any]] = [{} for _ in columns]
+
+    def convert(value: Any, proc: Any, cache: dict[Any, Any]) -> Any:
+        # Many rows share a value (the import's timestamp): convert each distinct one once.
+        try:
+            return cache[value]
+        except KeyError:
+            cache[value] = converted = proc(value)
+            return converted
+        except TypeError:  # unhashable (JSON payloads)
+            return proc(value)
+
+    triples = list(zip(columns, processors, caches, strict=True))
+    conn.exec_driver_sql(sql, [tuple(convert(row[name], proc, cache) if proc else row[name]
+                                     for name, proc, cache in triples) for row in rows])
+
+
+def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:
+    """Primary keys for ``count`` new rows, so a bulk insert needs no RETURNING (which SQLite
+    would run row by row). PostgreSQL takes them from the table's sequence; SQLite continues
+    after the largest id (a racing writer would fail on the primary key, never overwrite)."""
+    if count == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        seq = conn.execute(select(func.pg_get_serial_sequence(table.name, "id"))).scalar_one()
+        return list(conn.execute(select(func.nextval(seq))
+                                 .select_from(func.generate_series(1, count))).scalars())
+    start = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
+    return list(range(start, start + count))
 
 
 def _new_id(result: Any) -> int:

@@ -112,7 +112,7 @@ meetings = Table(
 invitees = Table(
     "invitees", metadata,
     Column("id", Integer, primary_key=True),
-    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False, index=True),
+    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False),
     Column("role", String(20), nullable=False),
     Column("name", String(200)),
     Column("email", String(254)),
@@ -147,7 +147,7 @@ decisions = Table(
 flags = Table(
     "flags", metadata,
     Column("id", Integer, primary_key=True),
-    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False, index=True),
+    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False),
     Column("flag", String(64), nullable=False),
     Column("detail", Text),
     Column("raised_by", String(64)),
