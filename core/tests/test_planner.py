@@ -329,3 +329,14 @@ def test_options_are_checked() -> None:
         PlannerOptions(max_meetings_per_day=12, meeting_minutes=120)
     with pytest.raises(ValidationError, match="before first day"):
         PlannerOptions(school_holidays=((date(2027, 2, 19), date(2027, 2, 15)),))
+
+
+def test_a_review_without_preference_leaves_a_preferred_day_free() -> None:
+    options = PlannerOptions(max_meetings_per_day=1)
+    free = item("FREE", date(2027, 1, 20))  # tighter, so planned first
+    family = item("FAMILY", date(2027, 3, 31), prefer(date(2027, 1, 20)))
+    placed = {p.case_id: p for p in propose([free, family], today=TODAY,
+                                             options=options).proposals}
+    assert placed["FAMILY"].start.date() == date(2027, 1, 20)
+    assert placed["FAMILY"].reason == "aligned with CLA review on 20 Jan 2027"
+    assert placed["FREE"].start.date() == date(2027, 1, 19)

@@ -10,6 +10,8 @@ served first so the late ones are not starved. The result is deterministic.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -212,6 +214,23 @@ def _neighbour_words(offset: int) -> str:
     return f"{abs(offset)} days {'before' if offset < 0 else 'after'}"
 
 
+def _preferred_days(item: PlanningItem) -> set[int]:
+    return {_as_date(c.day, item.case_id, c.reason).toordinal() for c in item.constraints
+            if c.weight > 0 and not c.blocked}
+
+
+def _latest_free(diary: _Diary, who: str | None, hi: int, lo: int, blocked: dict[int, str],
+                 sought: Counter[tuple[str | None, int]]) -> int | None:
+    """The latest usable day in [lo, hi], not blocked, leaving enough room on days that
+    reviews still to be planned prefer."""
+    day = diary.latest_usable(who, hi, lo)
+    while day is not None and (day in blocked or (
+            sought[(who, day)] > 0
+            and diary.limit - diary.load.get((who, day), 0) <= sought[(who, day)])):
+        day = diary.latest_usable(who, day - 1, lo)
+    return day
+
+
 def propose(
     items: Iterable[PlanningItem],
     *,
@@ -241,10 +260,19 @@ def propose(
             raise ValueError(f"case {item.case_id} appears more than once in the planning list")
         seen.add(item.case_id)
 
+    # Days other reviews would like (a family's social care review): a review with no
+    # preference of its own leaves them free while it has any other day.
+    sought: Counter[tuple[str | None, int]] = Counter()
+    for item in ordered:
+        for ordinal in _preferred_days(item):
+            sought[(item.coordinator, ordinal)] += 1
+
     proposals: list[Proposal] = []
     overdue: list[Overdue] = []
     unplanned: list[Unplanned] = []
     for item in ordered:
+        for ordinal in _preferred_days(item):
+            sought[(item.coordinator, ordinal)] -= 1
         latest = item.meeting_latest
         if latest < earliest_lawful:
             overdue.append(Overdue(
@@ -292,9 +320,9 @@ def propose(
             if chosen is not None:
                 break
         if chosen is None:
-            day_or_none = diary.latest_usable(who, hi, lo)
-            while day_or_none is not None and day_or_none in blocked:
-                day_or_none = diary.latest_usable(who, day_or_none - 1, lo)
+            day_or_none = _latest_free(diary, who, hi, lo, blocked, sought)
+            if day_or_none is None:  # only days others prefer are left: the deadline comes first
+                day_or_none = _latest_free(diary, who, hi, lo, blocked, Counter())
             if day_or_none is None:
                 unplanned.append(Unplanned(
                     item.case_id, latest,
