@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from ehcbridge import timeline
 from ehcbridge.cli import cli
 from ehcbridge.synthetic import HEADER, rows

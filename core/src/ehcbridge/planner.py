@@ -11,7 +11,6 @@ served first so the late ones are not starved. The result is deterministic.
 from __future__ import annotations
 
 from collections import Counter
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
