@@ -40,9 +40,16 @@ def make_upn(rng: random.Random, la: str = "999") -> str:
 
 
 def rows(count: int, *, seed: int = 2027, term_start: date = date(2027, 1, 4),
-         term_weeks: int = 12, scheduled_share: float = 0.7) -> Iterator[dict[str, str]]:
-    """Deterministic synthetic review-list rows; most have a meeting inside the term."""
+         term_weeks: int = 12, scheduled_share: float = 0.7,
+         coordinators: int | None = None) -> Iterator[dict[str, str]]:
+    """Deterministic synthetic review-list rows; most have a meeting inside the term.
+
+    ``coordinators`` spreads the plans over that many caseworkers (a large council has about
+    one per 200 plans); by default four shared addresses are used.
+    """
     rng = random.Random(seed)
+    people = COORDINATORS if coordinators is None else tuple(
+        f"caseworker{n:03d}@council.example.gov.uk" for n in range(coordinators))
     for n in range(1, count + 1):
         nc_year = rng.choice([-1, 0, 1, 2, 3, 4, 5, 6, 6, 7, 8, 8, 9, 10, 11, 11, 12, 13])
         age = nc_year + 5 if nc_year >= 0 else 4
@@ -81,7 +88,7 @@ def rows(count: int, *, seed: int = 2027, term_start: date = date(2027, 1, 4),
             if has_meeting else "",
             "location": "" if online else f"School {school}, meeting room",
             "online": "true" if online else "false",
-            "coordinator_email": rng.choice(COORDINATORS),
+            "coordinator_email": rng.choice(people),
             "parent_name": f"Parent of {forename[0]}.{surname[0]}.",
             "parent_email": f"parent{n:05d}@family.example.net",
             "setting_email": f"senco@school{school}.example.org",

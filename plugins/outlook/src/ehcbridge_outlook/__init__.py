@@ -9,14 +9,15 @@ from typing import Any
 
 from ehcbridge import hookimpl
 
-from ehcbridge_outlook.settings import OutlookSettings
-
-__all__ = ["OutlookSettings"]
+# Settings (pydantic) and the mail transport load when first needed, so listing commands
+# (`ehcbridge --help`) stays fast.
 
 
 @hookimpl
 def register_settings(register: Any) -> None:
     """Register this plugin's settings model."""
+    from ehcbridge_outlook.settings import OutlookSettings
+
     register(OutlookSettings)
 
 
@@ -60,6 +61,7 @@ def check(ctx: Any) -> Any:
     from ehcbridge.events import CheckResult
 
     from ehcbridge_outlook import service
+    from ehcbridge_outlook.settings import OutlookSettings
 
     settings = ctx.settings if isinstance(ctx.settings, OutlookSettings) else OutlookSettings()
     results = [CheckResult("outlook invitations", "ok",
