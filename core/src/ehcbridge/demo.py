@@ -89,6 +89,14 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
             echo(f"  plugin {record.name}: {record.status} ({record.reason})")
     report = import_reviews(app, reviews_csv, now=app.clock.now())
     echo(f"  imported {report.added} plans, {sum(report.meetings.values())} meetings scheduled")
+    from ehcbridge.plan_cli import build_plan
+
+    plan = build_plan(app, today=START)
+    for proposal in plan.proposals:  # what `ehcbridge plan --apply` does
+        app.store.schedule_meeting(proposal.case_id, start=proposal.start, end=proposal.end,
+                                   organiser=proposal.coordinator, now=app.clock.now())
+    echo(f"  planner: {len(plan.proposals)} more meetings proposed and scheduled, "
+         f"{len(plan.overdue)} overdue, {len(plan.unplanned)} left to plan by hand")
 
     total = TickReport()
     day = START

@@ -1,0 +1,44 @@
+"""The README's main command: a term of synthetic reviews through the installed plugins."""
+
+from __future__ import annotations
+
+import csv
+import email
+from email import policy
+from importlib import resources
+from pathlib import Path
+
+from ehcbridge.demo import run_demo
+
+
+def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -> None:
+    lines: list[str] = []
+    summary = run_demo(tmp_path / "demo", echo=lines.append)
+    hooks = summary["hooks"]
+    assert isinstance(hooks, dict)
+    for hook in ("on_review_scheduled", "on_views_due", "on_meeting_held", "on_decision"):
+        assert hooks.get(hook, 0) > 0, hook
+    deliveries = summary["deliveries"]
+    assert isinstance(deliveries, dict)
+    assert deliveries.get("dead", 0) == 0 and deliveries["delivered"] > 100
+    plugins = summary["plugins"]
+    assert isinstance(plugins, dict)
+    assert set(plugins["teams"]) == {"skipped"}  # no credentials: reported, not retried
+    text = "\n".join(lines)
+    assert "Deliveries by status:" in text and "Outbox:" in text
+
+    with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
+        names = [(r["forename"], r["surname"]) for r in csv.DictReader(fh)]
+    outbox = summary["outbox"]
+    assert isinstance(outbox, list) and len(outbox) > 50
+    methods = set()
+    for path in outbox:
+        message = email.message_from_bytes(Path(path).read_bytes(), policy=policy.default)
+        assert message["To"] and message["Subject"]
+        raw = Path(path).read_text(errors="replace")
+        for forename, surname in names:
+            assert f"{forename} {surname}" not in raw, path
+        for part in message.walk():
+            if part.get_content_type() == "text/calendar":
+                methods.add(part.get_param("method"))
+    assert {"REQUEST", "CANCEL"} <= methods
