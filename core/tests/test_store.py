@@ -26,7 +26,7 @@ def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
     first.set_state_many("teams", {"event:EHC-1": {"id": "AAMk"}})
     first.close()
     again = Store(url)  # runs the migrations again: a no-op at head
-    assert again.revision() == "0003"
+    assert again.revision() == "0004"
     assert again.case_ids() == ["EHC-1"]
     assert again.get_state("teams", "event:EHC-1") == {"id": "AAMk"}
 
@@ -34,7 +34,7 @@ def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
 def test_upgrade_from_an_empty_database_creates_every_table(store: Store) -> None:
     with store.engine.connect() as conn:
         version = conn.execute(text("select version_num from alembic_version")).scalar_one()
-    assert version == "0003"
+    assert version == "0004"
     for table in ("pupils", "plans", "reviews", "meetings", "invitees", "decisions", "events",
                   "deliveries", "plugin_state", "audit", "flags", "invitations", "timers"):
         assert store.count(table) == 0
@@ -88,19 +88,52 @@ def test_upgrade_from_the_first_schema_keeps_every_row(tmp_path: Path) -> None:
     with old.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
-    seed(old)
-    start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
-    old.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
-    with old.engine.begin() as conn:
-        conn.execute(text("insert into deliveries (event_id, plugin, hook, status, attempts, "
-                          "next_attempt_at, created_at) values (1, 'teams', "
-                          "'on_review_scheduled', 'delivered', 1, '2027-01-01', '2027-01-01')"))
+        # Rows as a 0001 installation wrote them.
+        for sql in (
+            "insert into pupils (id, upn, forename, surname) values (1, 'A999000000001', 'S', 'E')",
+            "insert into plans (id, case_id, pupil_id, issued_on, plan_type) "
+            "values (1, 'EHC-1', 1, '2026-04-01', 'ehcp')",
+            "insert into reviews (id, plan_id, kind, due_by, status, preparing_for_adulthood, "
+            "current) values (1, 1, 'annual', '2027-03-31', 'scheduled', 0, 1)",
+            "insert into meetings (id, review_id, start, \"end\", online, status, sequence) "
+            "values (1, 1, '2027-03-10 10:00:00', '2027-03-10 11:00:00', 0, 'scheduled', 0)",
+            "insert into events (id, key, hook, action, review_id, meeting_id, occurred_at, "
+            "payload, dispatched) values (1, 'EHC-1/r1/m1/scheduled/0', 'on_review_scheduled', "
+            "'scheduled', 1, 1, '2027-01-04 09:00:00', '{}', 1)",
+            "insert into deliveries (event_id, plugin, hook, status, attempts, next_attempt_at, "
+            "created_at) values (1, 'teams', 'on_review_scheduled', 'delivered', 1, "
+            "'2027-01-04 09:00:00', '2027-01-04 09:00:00')",
+            "insert into plugin_state (plugin, key, value) values ('teams', 'event:EHC-1', "
+            "'{\"id\": \"AAMk\"}')",
+        ):
+            conn.execute(text(sql))
     old.close()
     new = Store(url)  # upgrades to head
-    assert new.revision() == "0003"
-    assert new.case("EHC-1").meeting is not None
+    assert new.revision() == "0004"
+    case = new.case("EHC-1")
+    assert case.meeting is not None and case.meeting.start.hour == 10
+    assert case.review.report_sent_on is None
     [row] = new.deliveries()
     assert (row.plugin, row.status) == ("teams", "delivered")
+    assert new.get_state("teams", "event:EHC-1") == {"id": "AAMk"}
     # 0002: the same plugin may now hold a provider delivery and a lifecycle delivery.
-    new.ensure_delivery(1, "teams", "provide_online_meeting", start)
+    new.ensure_delivery(1, "teams", "provide_online_meeting",
+                        datetime(2027, 1, 4, 9, tzinfo=LONDON))
     assert len(new.deliveries()) == 2
+
+
+def test_meeting_report_and_decision_dates_are_kept_apart(store: Store) -> None:
+    seed(store)
+    start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
+    store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
+    with pytest.raises(StoreError, match="the report follows the meeting"):
+        store.record_report("EHC-1", date(2027, 3, 1))
+    store.mark_held("EHC-1", now=start + timedelta(hours=1))
+    store.record_report("EHC-1", date(2027, 3, 19))
+    held = store.case("EHC-1")
+    assert held.review.report_sent_on == date(2027, 3, 19)
+    assert held.meeting is not None and held.meeting.start.date() == date(2027, 3, 10)
+    store.decide("EHC-1", outcome=Outcome.MAINTAIN, reason="ok", decided_on=date(2027, 4, 2),
+                 next_review_due=date(2028, 4, 1))
+    assert store.case("EHC-1").plan.last_review_decision == date(2027, 4, 2)
+    assert store.case_by_review(held.review.id or 0).review.report_sent_on == date(2027, 3, 19)

@@ -470,6 +470,22 @@ def review_held(case: str) -> None:
     click.echo(f"{case}: meeting recorded as held; report due in 2 weeks (reg 20(7))")
 
 
+@review_group.command("report")
+@click.argument("case")
+@click.option("--on", "on", help="Date the report was sent (default today).")
+def review_report(case: str, on: str | None) -> None:
+    """Record that the review report went to everyone invited (due 2 weeks after the meeting)."""
+    from ehcbridge.intake import parse_date
+
+    app = get_app()
+    try:
+        sent_on = parse_date(on) if on else app.clock.now().date()
+    except ValueError as exc:
+        raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
+    _store_call(app.store.record_report, case, sent_on)
+    click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}")
+
+
 @review_group.command("decide")
 @click.argument("case")
 @click.argument("outcome", type=click.Choice(["maintain", "amend", "cease"]))
@@ -572,6 +588,8 @@ def review_show(case: str, as_json: bool) -> None:
                                                   else "")
                       + (f"\n[red]Online link failed:[/] {m['link_error']}"
                          if m.get("link_error") else ""))
+    if r.get("report_sent_on"):
+        console.print(f"Report sent: {r['report_sent_on']}")
     invitees = Table("role", "name", "email", "team", "source", "response", title="Invitees")
     for i in data["invitees"]:
         invitees.add_row(i["role"], i["name"] or "", i["email"] or "", i["team"] or "",

@@ -179,6 +179,9 @@ class Review(Frozen):
     preparing_for_adulthood: bool = False
     coordinator_email: str | None = None
     flags: tuple[str, ...] = ()
+    # The DfE's "last review date" is the decision date; the meeting and the report (reg 20(7))
+    # have their own dates.
+    report_sent_on: date | None = None
 
 
 class Contact(Frozen):

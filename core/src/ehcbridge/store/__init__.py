@@ -432,7 +432,8 @@ class Store:
                         status=ReviewStatus(r.status),
                         preparing_for_adulthood=bool(r.preparing_for_adulthood),
                         coordinator_email=p.coordinator_email,
-                        flags=tuple(f.flag for f in flag_rows))
+                        flags=tuple(f.flag for f in flag_rows),
+                        report_sent_on=r.report_sent_on)
         return CaseView(
             plan=plan, pupil=pupil, review=review,
             meeting=_meeting(m) if m is not None else None,
@@ -645,6 +646,18 @@ class Store:
         # One key whether recorded by hand or noticed by the clock: the hook fires once.
         self._add_event(c, key=f"{case_id}/r{review_id}/m{meeting_id}/held", hook="on_meeting_held",
                         action=action, review_id=review_id, meeting_id=meeting_id, at=now)
+
+    def record_report(self, case_id: str, sent_on: date) -> None:
+        """Record when the review report was sent to everyone invited (reg 20(7))."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            status = c.execute(select(t.reviews.c.status).where(t.reviews.c.id == review_id)
+                               ).scalar_one()
+            if status != ReviewStatus.HELD.value:
+                raise StoreError(f"{case_id}: the report follows the meeting; the review is "
+                                 f"{status}")
+            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
+                      .values(report_sent_on=sent_on))
 
     def decide(self, case_id: str, *, outcome: Outcome, reason: str, decided_on: date,
                next_review_due: date | None, now: datetime | None = None) -> None:

@@ -88,6 +88,7 @@ reviews = Table(
     Column("status", String(20), nullable=False, index=True),
     Column("preparing_for_adulthood", Boolean, nullable=False, default=False),
     Column("current", Boolean, nullable=False, default=True),
+    Column("report_sent_on", Date),
     Column("created_at", UTCDateTime),
 )
 
