@@ -279,3 +279,30 @@ def test_late_scheduling_fires_past_stages_at_the_next_tick(store: Store, hook: 
     add_case(store, meeting=soon)
     Engine(app).run_once(T0)
     assert [e.action for e in a.seen if e.hook == hook] == ["request"]
+
+
+def test_parents_from_the_mis_are_invited_when_the_list_named_none(store: Store) -> None:
+    from ehcbridge.events import PupilRecord
+    from ehcbridge.models import Contact
+
+    @hookimpl
+    def lookup_pupil(upn: str, ctx: Any) -> Any:
+        return PupilRecord(pupil=Pupil(upn=upn, forename="Sam", surname="Ex"), contacts=(
+            Contact(forename="Jo", surname="Ex", relationship="Mother",
+                    parental_responsibility=True, email="jo@family.example.net"),
+            Contact(forename="Al", surname="Ex", relationship="Grandparent",
+                    parental_responsibility=False, email="al@family.example.net"),
+        ), source="sims")
+
+    seen = Recorder()
+    app = make_app(store, {"mis": plugin_module("mis", lookup_pupil=lookup_pupil),
+                           "seen": seen.module("seen")})
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Ex"),
+                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
+                          coordinator_email=None, review_due=date(2027, 3, 31),
+                          kind=ReviewKind.ANNUAL, pfa=False)
+    store.schedule_meeting("EHC-1", start=MEETING, end=MEETING + timedelta(hours=1), now=T0)
+    Engine(app).run_once(T0)
+    parents = [i for i in seen.seen[0].invitees if i.role == Role.PARENT]
+    assert [(p.email, p.source) for p in parents] == [("jo@family.example.net", "mis")]

@@ -21,7 +21,7 @@ from ehcbridge import NotConfigured, PermanentError
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
-from ehcbridge.routing import ensure_team_invitees
+from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
 
 log = logging.getLogger("ehcbridge.engine")
@@ -112,6 +112,7 @@ class Engine:
         if ev.hook == "on_review_scheduled":
             case = store.case_by_review(ev.review_id)
             if ev.action != "cancelled":
+                ensure_family_invitees(self.app, case.plan.case_id)
                 ensure_team_invitees(self.app, case.plan.case_id)
             provider = self.app.settings.engine.online_meetings
             meeting = self._meeting(ev)

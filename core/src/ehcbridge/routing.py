@@ -43,6 +43,20 @@ def route_and_add(app: App, case_id: str, invitee: Invitee, *, require_email: bo
     return app.store.add_invitee(case_id, routed, routed_from=invitee.email or "")
 
 
+def ensure_family_invitees(app: App, case_id: str) -> None:
+    """Invite the parents the MIS knows (with parental responsibility and an email address)
+    when the review has no parent or young person invitee yet (reg 20(2)(a))."""
+    case = app.store.case(case_id)
+    if not case.pupil.upn or any(i.role in UNROUTED_ROLES for i in case.invitees):
+        return
+    record = app.plugins.call_first("lookup_pupil", upn=case.pupil.upn, ctx=app.plugin_context)
+    for contact in getattr(record, "contacts", ()) or ():
+        if getattr(contact, "parental_responsibility", False) and getattr(contact, "email", None):
+            name = " ".join(p for p in (contact.forename, contact.surname) if p) or None
+            app.store.add_invitee(case_id, Invitee(role=Role.PARENT, name=name,
+                                                   email=contact.email, source="mis"))
+
+
 def ensure_team_invitees(app: App, case_id: str) -> None:
     """Before anyone is invited: route every professional, and find a team for each reg 20(2)
     role (health, social care) that has no invitee yet."""
