@@ -168,3 +168,17 @@ def test_reschedule_keeps_format_and_place_and_invites_fire_an_update(tmp_path: 
     store.close()
     assert keys == ["EHC-8/r1/m1/scheduled/0", "EHC-8/r1/m1/rescheduled/1",
                     "EHC-8/r1/m1/updated/1/1"]
+
+
+def test_strict_mode_reports_a_failing_plugin_without_a_traceback(tmp_path: Path) -> None:
+    import os
+
+    config = tmp_path / "ehcbridge.toml"
+    config.write_text('[plugins.teams]\nallow_new_time_proposals = "sometimes"\n')
+    env = {**os.environ, "EHCBRIDGE_STRICT_PLUGINS": "1", "EHCBRIDGE_CONFIG": str(config)}
+    result = subprocess.run([sys.executable, "-m", "ehcbridge.cli", "plugins"], env=env,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Error: plugin teams failed" in result.stderr
+    assert "allow_new_time_proposals" in result.stderr

@@ -108,3 +108,19 @@ def test_missing_required_column_and_non_utf8(store: Store, tmp_path: Path) -> N
     path.write_bytes(HEADER.encode() + "EHC-9,,Zo\xeb".encode("latin-1"))
     with pytest.raises(IntakeError, match="is not UTF-8"):
         import_reviews(make_app(store), path)
+
+
+def test_an_invitee_added_by_a_later_list_is_invited_to_the_meeting(store: Store,
+                                                                    tmp_path: Path) -> None:
+    app = make_app(store)
+    path = write(tmp_path, GOOD)
+    import_reviews(app, path)
+    header = HEADER.replace(",Notes\n", ",Notes,Parent_Email\n")
+    path.write_text(header + GOOD[0].replace(",ignored\n", ",ignored,parent@example.net\n")
+                    + GOOD[1].replace("\n", ",\n"))
+    report = import_reviews(app, path)
+    assert (report.updated, report.unchanged) == (1, 1)
+    keys = [e.key for e in store.undispatched_events()]
+    assert keys == ["EHC-1/r1/m1/scheduled/0", "EHC-1/r1/m1/updated/0/1"]
+    again = import_reviews(app, path)  # nothing new: no second update
+    assert again.unchanged == 2 and len(store.undispatched_events()) == 2

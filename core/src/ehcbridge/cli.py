@@ -748,7 +748,13 @@ def demo_cmd(directory: Path | None) -> None:
 
 def main() -> None:
     """Console script entry point."""
-    cli(prog_name="ehcbridge")
+    from ehcbridge.plugins import PluginLoadError
+
+    try:
+        cli(prog_name="ehcbridge")
+    except PluginLoadError as exc:  # EHCBRIDGE_STRICT_PLUGINS=1 and a plugin failed
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

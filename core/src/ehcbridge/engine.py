@@ -119,6 +119,10 @@ class Engine:
             # A meeting that went in person still has the provider's meeting to remove.
             if provider and meeting is not None and (meeting.online or meeting.external_id):
                 if provider not in self.app.plugins.implementers(PROVIDER_HOOK):
+                    if not meeting.online:  # nothing to remove without the provider
+                        store.dispatch(ev.id, self.app.plugins.implementers(ev.hook), ev.hook,
+                                       now)
+                        return True
                     reason = f"online meeting provider {provider!r} is not loaded"
                     store.set_meeting_link(meeting.id or 0, provider=None, join_url=None,
                                            external_id=None, error=reason)

@@ -245,11 +245,18 @@ class Store:
                 else:
                     status = "added"
                 results.append((status, ""))
-            self._import_invitees(conn, chunk, review_ids, now)
+            gained = self._import_invitees(conn, chunk, review_ids, now)
             meeting_actions = self._import_meetings(conn, chunk, review_ids, existing, now)
-            results[-len(chunk):] = [(status, meeting_actions.get(item.plan.case_id, ""))
-                                     for (status, _), item in zip(results[-len(chunk):], chunk,
-                                                                  strict=True)]
+            for item in chunk:
+                case_id = item.plan.case_id
+                if (case_id in existing and review_ids[case_id] in gained
+                        and meeting_actions.get(case_id, "unchanged") == "unchanged"):
+                    # A meeting set earlier: calendar plugins invite the newcomers.
+                    self.invitees_changed(case_id, now=now, conn=conn)
+            results[-len(chunk):] = [
+                ("updated" if status == "unchanged" and review_ids[item.plan.case_id] in gained
+                 else status, meeting_actions.get(item.plan.case_id, ""))
+                for (status, _), item in zip(results[-len(chunk):], chunk, strict=True)]
         return results
 
     def _insert_new_cases(self, conn: Connection, items: list[CaseInput], now: datetime
@@ -294,14 +301,16 @@ class Store:
         return {i.plan.case_id: rid for i, rid in zip(items, review_ids, strict=True)}
 
     def _import_invitees(self, conn: Connection, items: list[CaseInput],
-                         review_ids: dict[str, int], now: datetime) -> None:
+                         review_ids: dict[str, int], now: datetime) -> set[int]:
+        """Insert the invitees a list names that the reviews do not have yet; returns the ids
+        of reviews that gained someone."""
         wanted = [(review_ids[i.plan.case_id], inv) for i in items for inv in i.invitees]
         if not wanted:
-            return
+            return set()
         have = {(r.review_id, r.role, r.email) for r in conn.execute(
             select(t.invitees.c.review_id, t.invitees.c.role, t.invitees.c.email)
             .where(t.invitees.c.review_id.in_({rid for rid, _ in wanted})))}
-        rows = []
+        rows: list[dict[str, Any]] = []
         for rid, inv in wanted:
             key = (rid, inv.role.value, inv.email)
             if key not in have:
@@ -310,6 +319,7 @@ class Store:
                                  email=inv.email, team=inv.team, source=inv.source,
                                  added_at=now))
         _bulk_insert(conn, t.invitees, rows)
+        return {row["review_id"] for row in rows}
 
     def _import_meetings(self, conn: Connection, items: list[CaseInput],
                          review_ids: dict[str, int], existing: dict[str, Any], now: datetime
@@ -582,10 +592,11 @@ class Store:
                             meeting_id=int(meeting_id), at=now, payload=payload)
             return action
 
-    def invitees_changed(self, case_id: str, *, now: datetime | None = None) -> bool:
+    def invitees_changed(self, case_id: str, *, now: datetime | None = None,
+                         conn: Connection | None = None) -> bool:
         """Fire ``on_review_scheduled`` (action ``updated``) when the review has a scheduled
         meeting, so new invitees are invited; False when there is no meeting yet."""
-        with self.begin() as c:
+        with self._maybe_begin(conn) as c:
             review_id = self.review_id_for(c, case_id)
             current = c.execute(select(t.meetings).where(and_(
                 t.meetings.c.review_id == review_id,
