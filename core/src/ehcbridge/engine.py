@@ -21,6 +21,7 @@ from ehcbridge import NotConfigured, PermanentError
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.retry import parse_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
 
@@ -50,15 +51,14 @@ class TickReport:
 def retry_after_of(exc: BaseException) -> float | None:
     """A Retry-After carried by an exception: ``retry_after`` or an HTTP response header."""
     value = getattr(exc, "retry_after", None)
+    if isinstance(value, int | float):
+        return max(0.0, float(value))
     if value is None:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
         if headers is not None:
             value = headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(value)
 
 
 class Engine:

@@ -6,11 +6,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from ehcbridge.retry import parse_retry_after
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 RETRY_STATUSES = frozenset({429, 503, 504})
@@ -59,24 +58,6 @@ def mailbox_slot(mailbox: str) -> threading.BoundedSemaphore:
         if slot is None:
             slot = _SLOTS[key] = threading.BoundedSemaphore(MAILBOX_CONCURRENCY)
         return slot
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def error_from_body(status: int, body: Any, *, mailbox: str | None, retry_after: float | None

@@ -9,7 +9,6 @@ Secrets and tokens are never logged or put in an exception message.
 from __future__ import annotations
 
 import base64
-import email.utils
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from urllib.parse import quote
 import httpx
 import tenacity
 from ehcbridge import PermanentError, RetryLater
+from ehcbridge.retry import parse_retry_after
 
 log = logging.getLogger("ehcbridge.plugins.zoom")
 
@@ -97,28 +97,6 @@ class TokenCache:
 
 
 TOKENS = TokenCache()
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header: seconds, an ISO timestamp or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    when: datetime | None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _next_utc_midnight(now: datetime) -> datetime:
