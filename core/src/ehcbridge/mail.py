@@ -25,7 +25,7 @@ class MailSettings(BaseModel):
 
     transport: Literal["outbox", "smtp"] = "outbox"
     outbox_dir: Path = Path("outbox")
-    smtp_host: str = "localhost"
+    smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_username: str | None = None
@@ -63,6 +63,8 @@ def _write_outbox(message: EmailMessage, folder: Path) -> None:
 
 
 def _send_smtp(message: EmailMessage, settings: MailSettings) -> None:
+    if not settings.smtp_host:
+        raise PermanentError("transport is smtp but smtp_host is not set")
     smtp: smtplib.SMTP
     try:
         if settings.smtp_security == "tls":

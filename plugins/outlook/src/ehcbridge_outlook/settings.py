@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import string
-from pathlib import Path
 from typing import Literal
 
 from ehcbridge.mail import MailSettings
 from ehcbridge.plugin_settings import PluginSettings
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 # Fields a summary template may use; the name fields need ``include_names = true``.
 SAFE_FIELDS = frozenset({"initials", "case_id", "kind"})
@@ -21,8 +20,8 @@ def template_fields(template: str) -> set[str]:
     return {name for _text, name, _spec, _conv in string.Formatter().parse(template) if name}
 
 
-class OutlookSettings(PluginSettings):
-    """Settings of [plugins.outlook]; keys are flat, the mail keys as in ``ehcbridge.mail``."""
+class OutlookSettings(PluginSettings, MailSettings):
+    """Settings of [plugins.outlook]; keys are flat, the mail keys those of ``ehcbridge.mail``."""
 
     invite: Literal["uninvited", "all", "none"] = "uninvited"
     organiser: str | None = None
@@ -36,17 +35,6 @@ class OutlookSettings(PluginSettings):
     send_attempts: int = 2
     retry_wait: float = 1.0
 
-    # Transport, same keys and defaults as ehcbridge.mail.MailSettings except smtp_host.
-    transport: Literal["outbox", "smtp"] = "outbox"
-    outbox_dir: Path = Path("outbox")
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_timeout: float = 30.0
-    ca_bundle: Path | None = None
-    from_address: str = "ehcbridge@localhost"
 
     @field_validator("alarm_days_before")
     @classmethod
