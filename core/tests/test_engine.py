@@ -306,3 +306,23 @@ def test_parents_from_the_mis_are_invited_when_the_list_named_none(store: Store)
     Engine(app).run_once(T0)
     parents = [i for i in seen.seen[0].invitees if i.role == Role.PARENT]
     assert [(p.email, p.source) for p in parents] == [("jo@family.example.net", "mis")]
+
+
+def test_plugin_schedules_run_when_their_cron_time_comes(store: Store) -> None:
+    runs: list[str] = []
+
+    @hookimpl
+    def register_schedules(register: Any) -> None:
+        register("sync", "*/30 * * * *", lambda ctx: runs.append(ctx.plugin))
+
+    app = make_app(store, {"mis": plugin_module("mis", register_schedules=register_schedules)})
+    engine = Engine(app)
+    jobs = engine.schedules()
+    assert [(p, j.name, j.cron) for p, j in jobs] == [("mis", "sync", "*/30 * * * *")]
+    assert engine.run_schedules(T0, jobs) == []          # first sight: remember the time
+    assert engine.run_schedules(T0 + timedelta(minutes=29), jobs) == []
+    assert engine.run_schedules(T0 + timedelta(minutes=30), jobs) == ["mis:sync"]
+    assert engine.run_schedules(T0 + timedelta(minutes=31), jobs) == []
+    assert runs == ["mis"]
+    # The time of the last run is in the store, so a restarted engine keeps the rhythm.
+    assert Engine(app).run_schedules(T0 + timedelta(minutes=45), jobs) == []
