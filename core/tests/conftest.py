@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ehcbridge.settings import driver_url
 from ehcbridge.store import Store
 
 PG_URL = os.environ.get("EHCBRIDGE_TEST_DATABASE_URL")
@@ -25,16 +26,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-
 def _pg_store() -> Iterator[Store]:
     import sqlalchemy as sa
 
     assert PG_URL is not None
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(_pg_driver(PG_URL))
+    engine = sa.create_engine(driver_url(PG_URL))
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    store = Store(_pg_driver(PG_URL), schema=schema)
+    store = Store(driver_url(PG_URL), schema=schema)
     try:
         yield store
     finally:
@@ -42,12 +42,6 @@ def _pg_store() -> Iterator[Store]:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
-
-
-def _pg_driver(url: str) -> str:
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from ehcbridge.cli import cli
 
@@ -138,9 +137,8 @@ def test_help_imports_no_vendor_or_database_library() -> None:
     assert out[-1] == "", f"--help imported: {out[-1]}"
 
 
-@pytest.mark.parametrize("flag", ["--version"])
-def test_version(flag: str) -> None:
-    code, out, _ = run(flag)
+def test_version() -> None:
+    code, out, _ = run("--version")
     assert code == 0 and "0.1.0" in out
 
 

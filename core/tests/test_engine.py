@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import pytest
 from ehcbridge import NotConfigured, PermanentError, RetryLater, hookimpl
 from ehcbridge.engine import Engine
 from ehcbridge.events import LifecycleEvent, OnlineMeeting
@@ -271,8 +270,8 @@ def test_required_team_invitees_are_routed_before_delivery(store: Store) -> None
     assert (Role.HEALTH, "salt@nhs.example.net") in roles
 
 
-@pytest.mark.parametrize("hook", ["on_views_due"])
-def test_late_scheduling_fires_past_stages_at_the_next_tick(store: Store, hook: str) -> None:
+def test_late_scheduling_fires_past_stages_at_the_next_tick(store: Store) -> None:
+    hook = "on_views_due"
     a = Recorder()
     app = make_app(store, {"a": a.module("a")})
     soon = T0 + timedelta(days=20)

@@ -229,8 +229,6 @@ def config_show(as_json: bool) -> None:
     if as_json:
         _json(data)
     else:
-        import tomllib  # noqa: F401 - documents that the output is TOML-shaped
-
         click.echo(_as_toml(data))
     for problem in problems:
         click.echo(f"error: {problem}", err=True)

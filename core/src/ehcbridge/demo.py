@@ -8,8 +8,13 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ehcbridge.models import LONDON, Outcome
+
+if TYPE_CHECKING:
+    from ehcbridge.app import App
+    from ehcbridge.engine import TickReport
 
 DEMO_CONFIG = """\
 # Written by `ehcbridge demo`: embedded defaults, no cloud credentials.
@@ -116,12 +121,9 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     return summary
 
 
-def _caseworker_actions(app: object, day: date, decided: set[str],
+def _caseworker_actions(app: App, day: date, decided: set[str],
                         actions: Counter[str]) -> None:
     """What people do during the term: move one meeting, cancel one, decide after meetings."""
-    from ehcbridge.app import App
-
-    assert isinstance(app, App)
     store = app.store
     if day == date(2026, 12, 1):
         for row in store.list_reviews():
@@ -157,12 +159,8 @@ def _caseworker_actions(app: object, day: date, decided: set[str],
             actions[f"decided ({outcome.value})"] += 1
 
 
-def _summary(app: object, total: object, actions: Counter[str], work: Path,
+def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
              outbox: Path) -> dict[str, object]:
-    from ehcbridge.app import App
-    from ehcbridge.engine import TickReport
-
-    assert isinstance(app, App) and isinstance(total, TickReport)
     store = app.store
     counts = store.delivery_counts()
     by_hook: Counter[str] = Counter()

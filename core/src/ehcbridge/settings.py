@@ -25,6 +25,13 @@ from ehcbridge.configfile import DEFAULT_CONFIG, SettingsError, config_path_from
 __all__ = ["DEFAULT_CONFIG", "SettingsError", "config_path_from", "load_settings"]
 
 
+def driver_url(url: str) -> str:
+    """A database URL with the driver SQLAlchemy should use (psycopg 3 for PostgreSQL)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def default_data_dir() -> Path:
     """Where the embedded database lives by default (XDG data home)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -57,9 +64,7 @@ class StoreSettings(BaseModel):
         """The URL to connect to, with the SQLite default and the psycopg driver filled in."""
         if not self.url:
             return f"sqlite:///{self.data_dir / 'ehcbridge.sqlite3'}"
-        if self.url.startswith(("postgresql://", "postgres://")):
-            return "postgresql+psycopg://" + self.url.split("://", 1)[1]
-        return self.url
+        return driver_url(self.url)
 
 
 class EngineSettings(BaseModel):

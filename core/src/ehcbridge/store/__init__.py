@@ -458,7 +458,7 @@ class Store:
         )
 
     def list_reviews(self, *, due_before: date | None = None, flag: str | None = None,
-                     school_urn: str | None = None, without_meeting: bool = False,
+                     school_urn: str | None = None,
                      open_only: bool = True) -> list[dict[str, Any]]:
         """Current reviews as plain rows for listings, soonest due first."""
         m = t.meetings
@@ -481,8 +481,6 @@ class Store:
             q = q.where(t.reviews.c.due_by <= due_before)
         if school_urn is not None:
             q = q.where(t.pupils.c.school_urn == school_urn)
-        if without_meeting:
-            q = q.where(t.reviews.c.status == ReviewStatus.DUE.value)
         if flag is not None:
             q = q.where(t.reviews.c.id.in_(select(t.flags.c.review_id)
                                            .where(t.flags.c.flag == flag)))
@@ -750,12 +748,6 @@ class Store:
                                 meeting_id=row.meeting_id, at=now)
             return len(rows)
 
-    def next_timer_at(self) -> datetime | None:
-        """When the next timer comes due."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.min(t.timers.c.due_at))
-                                .where(t.timers.c.fired.is_(False))).scalar_one_or_none()
-
     def undispatched_events(self, limit: int = 500) -> list[EventRow]:
         """Events whose deliveries have not been created yet, oldest first."""
         with self.engine.connect() as conn:
@@ -909,14 +901,6 @@ class Store:
             c.execute(update(t.invitees).where(t.invitees.c.id == row.id).values(**values))
             return False
 
-    def invitee_added_at(self, case_id: str) -> dict[str, datetime]:
-        """When each invitee (by email) was added: for the two weeks' notice watch."""
-        with self.engine.connect() as conn:
-            review_id = self.review_id_for(conn, case_id)
-            return {r.email: r.added_at for r in conn.execute(
-                select(t.invitees.c.email, t.invitees.c.added_at)
-                .where(t.invitees.c.review_id == review_id)) if r.email}
-
     def set_response(self, case_id: str, email: str, response: str) -> None:
         """Store an invitee's response to the invitation."""
         with self.begin() as c:
@@ -1009,17 +993,6 @@ class Store:
         with self.begin() as c:
             c.execute(insert(t.audit).values(plugin=plugin, case_id=case_id, action=action,
                                              detail=detail, at=utcnow()))
-
-    def audit_records(self, case_id: str | None = None, plugin: str | None = None
-                      ) -> list[dict[str, Any]]:
-        """Audit records, oldest first."""
-        q = select(t.audit).order_by(t.audit.c.id)
-        if case_id:
-            q = q.where(t.audit.c.case_id == case_id)
-        if plugin:
-            q = q.where(t.audit.c.plugin == plugin)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
 
     def update_pupil(self, upn: str, fields: dict[str, Any]) -> tuple[bool, list[int]]:
         """Update the pupil with this UPN; returns (changed, ids of its current reviews)."""
@@ -1142,7 +1115,9 @@ def _bulk_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
         return
     dialect = conn.dialect
     columns = list(rows[0])
-    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    # The dialect's own implementation: PostgreSQL's JSON, for one, serialises there.
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                  for name in columns]
     quote = dialect.identifier_preparer.quote
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
