@@ -380,29 +380,15 @@ def _store_call(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _schedule(case: str, start: str, end: str | None, location: str | None,
               online: bool | None, expect: str) -> None:
-    from datetime import timedelta
+    from ehcbridge.review_ops import ReviewInputError, schedule
 
-    app = get_app()
     begin = _dt(start, "--start")
-    current = _store_call(app.store.case, case)
-    meeting = current.meeting if current.meeting and current.meeting.status == "scheduled" \
-        else None
-    if expect == "reschedule" and meeting is None:
-        raise click.ClickException(f"{case}: no meeting to reschedule; use 'review schedule'")
-    if end:
-        finish = _dt(end, "--end")
-    elif meeting is not None:  # keep the meeting's length
-        finish = begin + (meeting.end - meeting.start)
-    else:
-        finish = begin + timedelta(minutes=app.settings.engine.meeting_minutes)
-    # What is not given stays as it was: moving a meeting does not make it in person.
-    if location is None and meeting is not None:
-        location = meeting.location
-    if online is None:
-        online = meeting.online if meeting is not None else False
-    action = _store_call(app.store.schedule_meeting, case, start=begin, end=finish,
-                         location=location, online=online,
-                         organiser=current.review.coordinator_email)
+    finish = _dt(end, "--end") if end else None
+    try:
+        action, finish = _store_call(schedule, get_app(), case, begin, finish, location, online,
+                                     expect)
+    except ReviewInputError as exc:
+        raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
     click.echo(f"{case}: meeting {action} for {begin:%a %d %b %Y %H:%M}-{finish:%H:%M}")
 
 
@@ -499,11 +485,9 @@ def review_decide(case: str, outcome: str, reason: str, on: str | None) -> None:
         decided_on = parse_date(on) if on else app.clock.now().date()
     except ValueError as exc:
         raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
-    current = _store_call(app.store.case, case)
-    next_plan = current.plan.model_copy(update={"last_review_decision": decided_on})
-    next_due = app.review_due(next_plan, current.pupil)
-    _store_call(app.store.decide, case, outcome=Outcome(outcome), reason=reason,
-                decided_on=decided_on, next_review_due=next_due)
+    from ehcbridge.review_ops import decide
+
+    _store_call(decide, app, case, Outcome(outcome), reason, decided_on)
     click.echo(f"{case}: decision '{outcome}' recorded for {decided_on:%d %b %Y}")
 
 
