@@ -728,6 +728,11 @@ def demo_cmd(directory: Path | None) -> None:
     run_demo(directory, echo=click.echo)
 
 
+from ehcbridge import serve_cli  # noqa: E402  (serve and users: its own module)
+
+serve_cli.register(cli)
+
+
 def main() -> None:
     """Console script entry point."""
     from ehcbridge.plugins import PluginLoadError

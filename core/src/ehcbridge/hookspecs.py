@@ -77,6 +77,13 @@ def check(ctx: Any) -> Any:
 
 
 @hookspec
+def register_routes(routes: Any, ctx: Any) -> None:
+    """Called when ``ehcbridge serve`` builds its app; call ``routes.add(path, endpoint,
+    methods=("GET",), role="viewer")`` to serve an async Starlette endpoint at
+    ``/plugins/<name><path>``, for signed-in users of that role (or caseworkers) only."""
+
+
+@hookspec
 def register_schedules(register: Any) -> None:
     """Called when the engine starts its loop; call ``register(name, cron, func)`` for each periodic
     job. ``func(ctx)`` runs in the engine process when the cron expression comes due."""

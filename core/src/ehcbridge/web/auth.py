@@ -18,7 +18,6 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-
 from ehcbridge.settings import ServeSettings
 
 _HASHER = PasswordHasher()

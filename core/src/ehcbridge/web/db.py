@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from ehcbridge.store import Store, StoreError
 from ehcbridge.store import schema as t
 from ehcbridge.web.tables import web_sessions, web_users, webhook_events
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 ROLES = ("viewer", "caseworker")
 AUDIT_PLUGIN = "serve"  # the core audit table's "plugin" column for dashboard records

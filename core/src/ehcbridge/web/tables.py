@@ -6,9 +6,8 @@ Views of a review are written to the core's ``audit`` table (plugin ``serve``, a
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, String, Table
-
 from ehcbridge.store.schema import UTCDateTime, metadata
+from sqlalchemy import Column, Integer, String, Table
 
 web_users = Table(
     "web_users", metadata,

@@ -1,0 +1,124 @@
+"""Fixtures for ``ehcbridge serve``: a seeded store, the app, a real server, a fake Entra ID."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ehcbridge.app import App
+from ehcbridge.models import LONDON, Duty, DutyStatus
+from ehcbridge.settings import load_settings
+from ehcbridge.store import DEAD
+from ehcbridge.web.auth import hash_password
+from ehcbridge.web.db import WebStore
+
+NOW = datetime(2027, 2, 1, 9, 0, tzinfo=LONDON)
+SECRET = "test-webhook-secret-0123456789"
+PASSWORD = "correct horse battery"
+LIST = """case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued
+EHC-001,A999000000001,Ava,Brown,2015-05-01,5,100001,2026-03-01
+EHC-002,A999000000002,Ben,Carter,2014-02-01,6,100002,2026-03-10
+EHC-003,A999000000003,Cal,Davies,2016-09-01,4,100001,2026-04-20
+"""
+
+
+def duty(name: str, due: date, status: DutyStatus, met_on: date | None = None) -> Duty:
+    """A duty as issue 12's lifecycle would store it."""
+    return Duty(name=name, rule="SEND Regulations 2014 reg 20", kind="statutory", due=due,
+                owed_by="la", owed_to=("parent", "setting"), status=status, met_on=met_on)
+
+
+def make_app(tmp_path: Path, **serve: Any) -> App:
+    """An App on a fresh SQLite store with the webhook secret set and the clock fixed."""
+    settings = load_settings(None, store={"url": f"sqlite:///{tmp_path / 'serve.sqlite3'}"},
+                             serve={"webhook_secret": SECRET, **serve})
+    return App(settings, now=NOW)
+
+
+def seed(app: App) -> dict[str, int]:
+    """Three reviews, one at risk, one missed; a dead delivery; two local users."""
+    from ehcbridge.intake import import_reviews
+
+    csv = app.settings.store.data_dir / "list.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    csv.write_text(LIST)
+    import_reviews(app, csv, now=NOW)
+    store = app.store
+    store.save_duties(store.case("EHC-001").review.id or 0, [
+        duty("invitations_sent", date(2027, 2, 3), DutyStatus.AT_RISK),
+        duty("views_requested", date(2027, 1, 10), DutyStatus.MET, date(2027, 1, 8)),
+        duty("meeting_held", date(2027, 2, 17), DutyStatus.PENDING),
+        duty("report_sent", date(2027, 3, 3), DutyStatus.PENDING),
+    ])
+    store.save_duties(store.case("EHC-002").review.id or 0, [
+        duty("meeting_held", date(2027, 1, 20), DutyStatus.MISSED),
+    ])
+    store.schedule_meeting("EHC-003", start=datetime(2027, 3, 1, 10, 0, tzinfo=LONDON),
+                           end=datetime(2027, 3, 1, 11, 0, tzinfo=LONDON), now=NOW)
+    event = store.undispatched_events()[0]
+    store.dispatch(event.id, ["outlook"], event.hook, NOW)
+    dead = store.deliveries(case_id="EHC-003")[0]
+    store.finish_delivery(dead.id, status=DEAD, attempts=8, next_attempt_at=NOW,
+                          error="SMTP 550 mailbox unavailable", now=NOW)
+    web = WebStore(store)
+    web.add_user("cw@council.example", "caseworker", hash_password(PASSWORD), "local", NOW)
+    web.add_user("viewer@council.example", "viewer", hash_password(PASSWORD), "local", NOW)
+    return {"dead": dead.id}
+
+
+@pytest.fixture(scope="session")
+def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded database, made once; each test gets a copy."""
+    folder = tmp_path_factory.mktemp("seeded")
+    first = make_app(folder)
+    seed(first)
+    first.close()
+    return folder / "serve.sqlite3"
+
+
+@pytest.fixture
+def app(tmp_path: Path, seeded_db: Path) -> Iterator[App]:
+    """A seeded App on its own copy of the database."""
+    shutil.copy(seeded_db, tmp_path / "serve.sqlite3")
+    the_app = make_app(tmp_path)
+    yield the_app
+    the_app.close()
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """uvicorn serving an ASGI app in a thread."""
+
+    def __init__(self, asgi: Any, **kwargs: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(asgi, host="127.0.0.1", port=self.port, log_level="warning",
+                                **kwargs)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
