@@ -102,10 +102,10 @@ def free_port() -> int:
 class Server:
     """uvicorn serving an ASGI app in a thread."""
 
-    def __init__(self, asgi: Any, **kwargs: Any) -> None:
+    def __init__(self, asgi: Any, port: int | None = None, **kwargs: Any) -> None:
         import uvicorn
 
-        self.port = free_port()
+        self.port = port or free_port()
         config = uvicorn.Config(asgi, host="127.0.0.1", port=self.port, log_level="warning",
                                 **kwargs)
         self.server = uvicorn.Server(config)
@@ -122,3 +122,106 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+class FakeEntra:
+    """A loopback OpenID Connect issuer shaped like Entra ID: discovery, authorize (signs in
+    ``next_user`` at once), token (checks the code, client secret and PKCE verifier) and JWKS,
+    with RS256 ID tokens signed by a key made for the test."""
+
+    TENANT = "11111111-2222-3333-4444-555555555555"
+    CLIENT_ID = "ehcbridge-dashboard"
+    CLIENT_SECRET = "fake-client-secret"
+
+    def __init__(self, port: int) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.base = f"https://127.0.0.1:{port}/{self.TENANT}"
+        self.issuer = f"{self.base}/v2.0"
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.next_user: dict[str, Any] = {}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.sign_with: Any = None  # another key: a forged token
+
+    def asgi(self) -> Any:
+        """The issuer's HTTP endpoints."""
+        import base64
+        import hashlib
+        import json
+        import secrets
+        from urllib.parse import urlencode
+
+        import jwt
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, RedirectResponse
+        from starlette.routing import Route
+
+        async def discovery(request: Request) -> JSONResponse:
+            return JSONResponse({
+                "issuer": self.issuer,
+                "authorization_endpoint": f"{self.base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{self.base}/oauth2/v2.0/token",
+                "jwks_uri": f"{self.base}/discovery/v2.0/keys",
+                "response_types_supported": ["code"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            })
+
+        async def authorize(request: Request) -> RedirectResponse:
+            q = request.query_params
+            assert q["client_id"] == self.CLIENT_ID and q["response_type"] == "code"
+            code = secrets.token_urlsafe(16)
+            self.codes[code] = {"nonce": q.get("nonce"), "challenge": q["code_challenge"],
+                                "redirect_uri": q["redirect_uri"], "user": dict(self.next_user)}
+            return RedirectResponse(
+                f"{q['redirect_uri']}?{urlencode({'code': code, 'state': q['state']})}", 302)
+
+        async def token(request: Request) -> JSONResponse:
+            form = await request.form()
+            grant = self.codes.pop(str(form.get("code")), None)
+            if grant is None or form.get("client_secret") != self.CLIENT_SECRET:
+                return JSONResponse({"error": "invalid_grant"}, status_code=400)
+            digest = hashlib.sha256(str(form.get("code_verifier")).encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant["challenge"]:
+                return JSONResponse({"error": "invalid_grant",
+                                     "error_description": "PKCE"}, status_code=400)
+            now = int(time.time())
+            claims = {"iss": self.issuer, "aud": self.CLIENT_ID, "iat": now, "nbf": now,
+                      "exp": now + 3600, "nonce": grant["nonce"], "tid": self.TENANT,
+                      "sub": "fake-subject", **grant["user"]}
+            id_token = jwt.encode(claims, self.sign_with or self.key, algorithm="RS256",
+                                  headers={"kid": "test-key"})
+            return JSONResponse({"token_type": "Bearer", "access_token": "unused",
+                                 "expires_in": 3600, "scope": "openid profile",
+                                 "id_token": id_token})
+
+        async def keys(request: Request) -> JSONResponse:
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+            jwk.update(kid="test-key", use="sig", alg="RS256")
+            return JSONResponse({"keys": [jwk]})
+
+        return Starlette(routes=[
+            Route(f"/{self.TENANT}/v2.0/.well-known/openid-configuration", discovery),
+            Route(f"/{self.TENANT}/oauth2/v2.0/authorize", authorize),
+            Route(f"/{self.TENANT}/oauth2/v2.0/token", token, methods=["POST"]),
+            Route(f"/{self.TENANT}/discovery/v2.0/keys", keys),
+        ])
+
+
+@pytest.fixture
+def entra(tmp_path: Path) -> Iterator[tuple[FakeEntra, dict[str, Any]]]:
+    """The fake issuer over HTTPS (trustme CA) and the serve settings that point at it."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_path, cert_path = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
+    port = free_port()
+    fake = FakeEntra(port)
+    with Server(fake.asgi(), port, ssl_certfile=str(cert_path), ssl_keyfile=str(cert_path)):
+        yield fake, {"oidc_authority": f"https://127.0.0.1:{port}/{FakeEntra.TENANT}",
+                     "oidc_client_id": FakeEntra.CLIENT_ID,
+                     "oidc_client_secret": FakeEntra.CLIENT_SECRET,
+                     "oidc_ca_bundle": str(ca_path)}

@@ -361,3 +361,50 @@ def test_plugins_add_routes_that_need_sign_in(app: App) -> None:
     assert viewer.get("/plugins/rooms/free").text == "3 rooms free (rooms)"
     page = viewer.get("/").text
     assert viewer.post("/plugins/rooms/book", data={"csrf": csrf_of(page)}).status_code == 403
+
+
+# Entra ID, without a browser (the browser test walks the same flow) -----------------------
+
+
+def _entra_sign_in(app: App, fake: Any, ca: str, user: dict[str, Any]) -> Any:
+    import httpx
+
+    fake.next_user = user
+    c = client(app)
+    start = c.get("/sign-in/entra")
+    assert start.status_code == 303 and start.headers["location"].startswith(fake.base)
+    at_issuer = httpx.get(start.headers["location"], verify=ca, follow_redirects=False)
+    back = at_issuer.headers["location"]
+    assert back.startswith("https://testserver/auth/callback?")
+    return c, c.get(back.removeprefix("https://testserver"))
+
+
+def test_entra_sign_in_with_a_signed_token_and_app_roles(tmp_path: Path, entra: Any,
+                                                         seeded_db: Path) -> None:
+    import shutil
+
+    from .conftest import make_app
+
+    fake, settings = entra
+    shutil.copy(seeded_db, tmp_path / "serve.sqlite3")
+    app = make_app(tmp_path, **settings)
+    c, done = _entra_sign_in(app, fake, settings["oidc_ca_bundle"],
+                             {"preferred_username": "jo@council.example",
+                              "roles": ["caseworker"]})
+    assert done.status_code == 303 and done.headers["location"] == "/", done.text
+    assert "Signed in as <strong>jo@council.example</strong> (caseworker)" in c.get("/").text
+    # No app role: refused. A token signed by another key: refused. A used state: refused.
+    _, no_role = _entra_sign_in(app, fake, settings["oidc_ca_bundle"],
+                                {"preferred_username": "guest@council.example"})
+    assert no_role.status_code == 401 and "not been given access" in no_role.text
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    fake.sign_with = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    c2, forged = _entra_sign_in(app, fake, settings["oidc_ca_bundle"],
+                                {"preferred_username": "jo@council.example",
+                                 "roles": ["caseworker"]})
+    assert forged.status_code == 401 and "failed verification" in forged.text
+    assert c2.get("/").status_code == 303
+    replay = c2.get("/auth/callback?code=x&state=used")
+    assert replay.status_code == 401 and "expired" in replay.text
+    app.close()

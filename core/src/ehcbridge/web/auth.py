@@ -98,16 +98,22 @@ class EntraSignIn:
 
     def _msal(self) -> Any:
         if self._app is None:
-            import msal
+            import functools
 
+            import msal
+            import requests
+
+            session = requests.Session()
+            # Per request, so REQUESTS_CA_BUNDLE in the environment cannot override the setting.
+            session.request = functools.partial(  # type: ignore[method-assign]
+                session.request, verify=self.settings.oidc_ca_bundle or True, timeout=15)
             self._app = msal.ConfidentialClientApplication(
                 self.settings.oidc_client_id,
                 client_credential=self.settings.oidc_client_secret.get_secret_value() or None,
                 authority=self.settings.oidc_authority,
                 validate_authority=_is_microsoft(self.settings.oidc_authority or ""),
                 instance_discovery=False,
-                verify=self.settings.oidc_ca_bundle or True,
-                timeout=15,
+                http_client=session,
             )
         return self._app
 
