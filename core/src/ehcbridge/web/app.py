@@ -73,6 +73,7 @@ class Dashboard:
             loader=jinja2.PackageLoader("ehcbridge.web", "templates"), autoescape=True,
             undefined=jinja2.StrictUndefined)
         self.templates.filters["label"] = svg.label
+        self.templates.filters["owed"] = lambda o: {"la": "LA"}.get(o, svg.label(o))
         self.templates.filters["day"] = lambda d: f"{d:%d %b %Y}" if d else ""
         self.templates.filters["status"] = lambda s: svg.STYLE.get(str(s), ("", "", str(s)))[2]
 

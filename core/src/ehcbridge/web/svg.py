@@ -77,7 +77,7 @@ def timeline(case_id: str, duties: Sequence[Duty], today: date) -> str:
             parts.append(f'<line x1="{mx:.1f}" y1="{TOP - 20}" x2="{mx:.1f}" y2="{axis_y + 5}" '
                          'stroke="#dddddd"/>'
                          f'<text x="{mx:.1f}" y="{axis_y + 20}" text-anchor="middle" '
-                         f'fill="#0b0c0c">{month:%b %y}</text>')
+                         f'fill="#0b0c0c">{month:%b %Y}</text>')
         month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
     tx = x(today)
     parts.append(f'<line x1="{tx:.1f}" y1="{TOP - 25}" x2="{tx:.1f}" y2="{axis_y}" '
