@@ -211,6 +211,7 @@ def config_show(as_json: bool) -> None:
         "config_file": str(app.settings.config_path) if app.settings.config_path else None,
         "store": masked(app.settings.store),
         "engine": masked(app.settings.engine),
+        "serve": masked(app.settings.serve),
         "plugins": {},
     }
     data["store"]["resolved_url"] = _mask_url(app.settings.store.resolved_url())

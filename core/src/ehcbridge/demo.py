@@ -117,6 +117,9 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     summary = _summary(app, total, actions, work, outbox)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
+    from ehcbridge.serve_cli import demo_step
+
+    demo_step(app, work / "ehcbridge.toml", echo)
     app.close()
     return summary
 

@@ -138,6 +138,22 @@ def users_list(as_json: bool) -> None:
     click.echo(f"{len(users)} user(s)")
 
 
+def demo_step(app: Any, config: Any, echo: Any) -> None:
+    """For ``ehcbridge demo``: a caseworker account and how to open the dashboard (no server)."""
+    import secrets
+
+    from ehcbridge.store import utcnow
+    from ehcbridge.web.auth import hash_password
+    from ehcbridge.web.db import WebStore
+
+    password = secrets.token_urlsafe(12)
+    WebStore(app.store).add_user("demo", "caseworker", hash_password(password), "local",
+                                 utcnow())
+    when = app.clock.now().strftime("%Y-%m-%dT%H:%M")  # the demo's last day
+    echo(f"Dashboard: ehcbridge --config {config} serve --now {when}, then open "
+         f"http://127.0.0.1:8080/ and sign in as demo with password {password}")
+
+
 def register(cli: click.Group) -> None:
     """Add ``serve`` and ``users`` to the root command group."""
     cli.add_command(serve_cmd)
