@@ -303,7 +303,8 @@ def test_readyz_and_metrics(app: App) -> None:
     r = c.get("/readyz")
     assert r.status_code == 200, r.text
     assert r.json()["checks"] == {"store": "ok", "migrations": "current", "engine": "unknown"}
-    app.store.set_state_many("engine", {"last_tick": "2000-01-01T00:00:00+00:00"})
+    app.store.set_state_many("_engine", {"last_tick": {"at": "2000-01-01T00:00:00+00:00",
+                                                       "worker": "w1"}})
     stale = c.get("/readyz")
     assert stale.status_code == 503 and "stale" in stale.json()["checks"]["engine"]
     text = c.get("/metrics").text

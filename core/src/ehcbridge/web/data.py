@@ -83,13 +83,11 @@ def figures(app: App) -> dict[str, Any]:
 
 
 def last_tick(app: App, started: dict[str, datetime]) -> datetime | None:
-    """When the engine last ticked: the store's record (issue 17), else this process's engine."""
-    reader = getattr(app.store, "last_tick", None)
-    value: Any = None
-    if callable(reader):
-        value = reader()
-    if value is None:
-        value = app.store.get_state("engine", "last_tick")
+    """When the engine last finished a pass: what it records in the store (``_engine`` /
+    ``last_tick``, issue 17), else what this process's ``--with-engine`` thread noted."""
+    value: Any = app.store.get_state("_engine", "last_tick")
+    if isinstance(value, dict):
+        value = value.get("at")
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
