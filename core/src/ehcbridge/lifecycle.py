@@ -369,7 +369,10 @@ def next_review(state: ReviewState, decided_on: date, policy: Policy = DEFAULT_P
     """Kind and due date of the review a decision opens."""
     plan = state.plan.model_copy(update={"last_review_decision": decided_on})
     opts = policy.clock(state.pupil)
-    if state.review.kind == ReviewKind.PHASE_TRANSFER:
+    transfer = next((m for m in review_milestones(state, policy, as_of)
+                     if m.name == "phase_transfer_deadline"), None)
+    if state.review.kind == ReviewKind.PHASE_TRANSFER or (
+            transfer is not None and transfer.date == state.review.due_by):
         # The transfer review satisfied its deadline: the next is 12 months after the decision.
         kind, due = ReviewKind.ANNUAL, timeline.annual_review_due(plan)
     else:
