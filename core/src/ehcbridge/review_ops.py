@@ -1,13 +1,14 @@
 """Review actions shared by the ``ehcbridge review`` commands and the ``serve`` webhook.
 
-Each function validates like the CLI, calls the store and raises ``StoreError`` (or
-``ValueError`` naming the option) on bad input; callers turn those into messages.
+Each function fills in what the caller left out as the CLI does, then applies the lifecycle
+transition (``ehcbridge.transitions``); it raises ``StoreError`` when the review refuses, or
+``ReviewInputError`` naming the option at fault. Callers turn those into messages.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ehcbridge.models import Outcome
 
@@ -24,9 +25,15 @@ class ReviewInputError(ValueError):
         self.message = message
 
 
+def lifecycle_args(app: App) -> dict[str, Any]:
+    """What every transition needs from the app: now and the policy."""
+    return {"now": app.clock.now(), "policy": app.lifecycle_policy()}
+
+
 def schedule(app: App, case: str, begin: datetime, finish: datetime | None,
-             location: str | None, online: bool | None, expect: str) -> tuple[str, datetime]:
-    """Set or move the meeting; what is not given stays as it was. Returns (action, end)."""
+             location: str | None, online: bool | None, expect: str) -> tuple[Any, datetime]:
+    """Set or move the meeting; what is not given stays as it was. Returns (change, end)."""
+    from ehcbridge import transitions
     from ehcbridge.store import StoreError
 
     current = app.store.case(case)
@@ -34,7 +41,7 @@ def schedule(app: App, case: str, begin: datetime, finish: datetime | None,
         else None
     if expect == "reschedule" and meeting is None:
         raise StoreError(f"{case}: no meeting to reschedule; use 'review schedule'")
-    if finish is None:
+    if finish is None:  # keep the meeting's length, or the default one
         finish = begin + (meeting.end - meeting.start if meeting is not None
                           else timedelta(minutes=app.settings.engine.meeting_minutes))
     if finish <= begin:
@@ -44,15 +51,15 @@ def schedule(app: App, case: str, begin: datetime, finish: datetime | None,
         location = meeting.location
     if online is None:
         online = meeting.online if meeting is not None else False
-    action = app.store.schedule_meeting(case, start=begin, end=finish, location=location,
-                                        online=online, organiser=current.review.coordinator_email)
-    return str(action), finish
+    change = transitions.schedule(app.store, case, start=begin, end=finish, location=location,
+                                  online=online, organiser=current.review.coordinator_email,
+                                  **lifecycle_args(app))
+    return change, finish
 
 
-def decide(app: App, case: str, outcome: Outcome, reason: str, decided_on: date) -> None:
+def decide(app: App, case: str, outcome: Outcome, reason: str, decided_on: date) -> Any:
     """Record the LA's decision and open the next review."""
-    current = app.store.case(case)
-    next_plan = current.plan.model_copy(update={"last_review_decision": decided_on})
-    next_due = app.review_due(next_plan, current.pupil)
-    app.store.decide(case, outcome=outcome, reason=reason, decided_on=decided_on,
-                     next_review_due=next_due)
+    from ehcbridge import transitions
+
+    return transitions.decide(app.store, case, outcome=outcome, reason=reason, on=decided_on,
+                              **lifecycle_args(app))

@@ -175,7 +175,8 @@ def _choice(data: dict[str, Any], key: str, choices: list[str]) -> str:
 
 def apply(app: App, event: Event) -> None:
     """Carry out the event through the review functions; raise WebhookError on bad input."""
-    from ehcbridge.review_ops import ReviewInputError, decide, schedule
+    from ehcbridge import transitions
+    from ehcbridge.review_ops import ReviewInputError, decide, lifecycle_args, schedule
     from ehcbridge.store import StoreError
 
     data, kind = event.data, event.type
@@ -190,7 +191,8 @@ def apply(app: App, event: Event) -> None:
             schedule(app, case, begin, _datetime(data, "end"), _get(data, "location"),
                      _bool(data, "online"), kind.split(".")[1].removesuffix("d"))
         elif kind == "meeting.cancelled":
-            app.store.cancel_meeting(case, reason=_get(data, "reason") or "")
+            transitions.cancel(app.store, case, reason=_get(data, "reason") or "",
+                               **lifecycle_args(app))
         elif kind == "invitee.added":
             role = _choice(data, "role", [r.value for r in Role])
             email = _get(data, "email")
@@ -200,9 +202,10 @@ def apply(app: App, event: Event) -> None:
             app.add_invitee(case, Invitee(role=Role(role), email=email, name=_get(data, "name"),
                                           team=_get(data, "team")))
         elif kind == "meeting.held":
-            app.store.mark_held(case)
+            transitions.held(app.store, case, **lifecycle_args(app))
         elif kind == "report.sent":
-            app.store.record_report(case, _date(data, "on", today))
+            transitions.report(app.store, case, on=_date(data, "on", today),
+                               **lifecycle_args(app))
         elif kind == "decision.recorded":
             outcome = _choice(data, "outcome", [o.value for o in Outcome])
             decide(app, case, Outcome(outcome), _text(data["reason"]), _date(data, "on", today))
