@@ -419,3 +419,43 @@ def test_entra_sign_in_with_a_signed_token_and_app_roles(tmp_path: Path, entra: 
     replay = c2.get("/auth/callback?code=x&state=used")
     assert replay.status_code == 401 and "expired" in replay.text
     app.close()
+
+
+def test_serve_command_answers_health_and_runs_the_engine(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from .conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EHCBRIDGE_")}
+    env.update(EHCBRIDGE_STORE__URL=f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+               EHCBRIDGE_ENGINE__TICK_SECONDS="1", EHCBRIDGE_LOAD_PLUGINS="outlook",
+               EHCBRIDGE_PLUGINS__OUTLOOK__OUTBOX_DIR=str(tmp_path / "outbox"))
+    proc = subprocess.Popen([sys.executable, "-m", "ehcbridge.cli", "serve", "--port", str(port),
+                             "--with-engine"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        ready: Any = None
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200 and "ticked" in ready.json()["checks"]["engine"]:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert ready is not None and ready.status_code == 200, ready and ready.text
+        assert "ticked" in ready.json()["checks"]["engine"]
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 303 and page.headers["location"] == "/sign-in"
+        assert "server" not in page.headers  # uvicorn does not announce itself
+    finally:
+        proc.terminate()
+        proc.wait(10)
