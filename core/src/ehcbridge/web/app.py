@@ -83,8 +83,9 @@ class Dashboard:
              **context: Any) -> HTMLResponse:
         """A rendered page with the security headers."""
         session: Session | None = request.scope.get("ehcbridge.session")
+        form_token = context.pop("csrf", "")  # the sign-in form's, before there is a session
         body = self.templates.get_template(name).render(
-            user=session, csrf=session.csrf if session else context.pop("csrf", ""),
+            user=session, csrf=session.csrf if session else form_token,
             path=request.url.path, entra=self.entra.enabled, **context)
         return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
@@ -257,6 +258,7 @@ async def review(dash: Dashboard, request: Request) -> Response:
     today = dash.app.clock.now().date()
     return dash.page(request, "review.html", title=f"Review {case_id}", case=case,
                      duties=duties, deliveries=deliveries, today=today,
+                     views=await _run(_views_received, dash, case_id),
                      picture=svg.timeline(case_id, duties, today),
                      names=dash.names_shown(session), message=request.query_params.get("done"))
 
@@ -273,6 +275,53 @@ async def timeline_svg(dash: Dashboard, request: Request) -> Response:
     await _run(dash.web.record_view, session.user, case_id)
     body = svg.timeline(case_id, duties, dash.app.clock.now().date())
     return Response(body, media_type="image/svg+xml", headers=SECURITY_HEADERS)
+
+
+def _views_received(dash: Dashboard, case_id: str) -> list[dict[str, Any]] | None:
+    """Views received (``Store.views`` of issue 13's notices), or None before it is there."""
+    reader = getattr(dash.app.store, "views", None)
+    if not callable(reader):
+        return None
+    return [{"contributor": getattr(v, "contributor", ""), "role": getattr(v, "role", None),
+             "received": getattr(v, "received_on", None) or getattr(v, "received", None)}
+            for v in reader(case_id)]
+
+
+@_signed_in("caseworker")
+async def record_views(dash: Dashboard, request: Request) -> Response:
+    """Record views received, as ``ehcbridge review views CASE --from WHO --on DATE``."""
+    case_id = request.path_params["case_id"]
+    writer = getattr(dash.app.store, "add_views", None)
+    if not callable(writer):
+        return dash.page(request, "error.html", 501, title="Not available yet",
+                         message="Recording views needs the notices module (ehcbridge review "
+                                 "views); this server does not have it.")
+    form = await request.form()
+    sender = str(form.get("from", "")).strip()
+    try:
+        from ehcbridge.intake import parse_date
+
+        received = parse_date(str(form.get("on", "")))
+    except ValueError as exc:
+        return dash.page(request, "error.html", 422, title="That could not be recorded",
+                         message=f"on {exc}")
+    if not sender:
+        return dash.page(request, "error.html", 422, title="That could not be recorded",
+                         message="from is required")
+
+    def record() -> None:
+        current = dash.app.store.case(case_id)
+        key = sender.lower()  # the invitee it came from, as the CLI matches it
+        invitee = next((i for i in current.invitees
+                        if key in {(i.email or "").lower(), (i.name or "").lower()}), None)
+        writer(case_id, contributor=sender, role=invitee.role.value if invitee else None,
+               received_on=received, files=[], now=dash.app.clock.now())
+
+    try:
+        await _run(record)
+    except StoreError as exc:
+        return dash.page(request, "error.html", 409, title="Not recorded", message=str(exc))
+    return RedirectResponse(f"/reviews/{case_id}?done=views", status_code=303)
 
 
 @_signed_in("caseworker")
@@ -444,6 +493,7 @@ def create_app(app: App) -> Starlette:
         r("/", home), r("/reviews/{case_id}", review),
         r("/reviews/{case_id}/timeline.svg", timeline_svg),
         r("/reviews/{case_id}/report", record_report, ("POST",)),
+        r("/reviews/{case_id}/views", record_views, ("POST",)),
         r("/reviews/{case_id}/decision", record_decision, ("POST",)),
         r("/deliveries", deliveries), r("/deliveries/{id:int}/retry", retry, ("POST",)),
         r("/plugins", plugins), r("/figures", figures),
@@ -470,7 +520,8 @@ class RouteRegistry:
     """What ``register_routes`` receives: add pages or API routes under /plugins/<name>/."""
 
     def __init__(self, dash: Dashboard, plugin: str) -> None:
-        self.dash, self.plugin, self.routes = dash, plugin, []  # type: ignore[var-annotated]
+        self.dash, self.plugin = dash, plugin
+        self.routes: list[BaseRoute] = []
 
     def add(self, path: str, endpoint: Callable[[Request], Awaitable[Response]], *,
             methods: tuple[str, ...] = ("GET",), role: str = "viewer") -> None:
