@@ -333,11 +333,16 @@ def import_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change.")
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool) -> None:
+@click.option("--now", "now", help="Import as if it were this time (overdue reviews, NC years).")
+def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool,
+                       now: str | None) -> None:
     """Import a council review list or EHC Hub export (CSV), upserting by case_id."""
     from ehcbridge.intake import IntakeError, import_reviews, summary
 
     app = get_app()
+    fixed = _parse_now(now)
+    if fixed is not None:
+        app.clock.fixed = fixed
     try:
         report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid)
     except IntakeError as exc:

@@ -96,6 +96,8 @@ class DutySpec:
     stage: str = REVIEW
     meeting_linked: bool = False
     window: bool = False  # a period to allow (met by waiting), not a thing to do by a date
+    automatic: bool = False  # met by the engine itself on its date: never "at risk"
+    silent: bool = False  # met with another duty (the decision): its status moves, no on_deadline
     text: str = ""
 
 
@@ -107,7 +109,7 @@ SPECS: tuple[DutySpec, ...] = (
              "invites_statutory", meeting_linked=True,
              text="invitations sent to each reg 20(2) role at least 2 weeks before the meeting"),
     DutySpec(VIEWS_REQUESTED, timeline.RULE_GUIDANCE, GOOD_PRACTICE, SETTING, INVITED,
-             "views_request", meeting_linked=True,
+             "views_request", meeting_linked=True, automatic=True,
              text="advice and views requested 6 weeks before the meeting"),
     DutySpec(ADVICE_CIRCULATED, timeline.RULE_ADVICE, STATUTORY, SETTING, INVITED, "views_due",
              meeting_linked=True,
@@ -121,7 +123,7 @@ SPECS: tuple[DutySpec, ...] = (
     DutySpec(DECISION_MADE, RULE_DECIDED, STATUTORY, LA, FAMILY, "decision_due",
              text="the LA decides within 4 weeks of the meeting and within the 12 months"),
     DutySpec(DECISION_NOTIFIED, timeline.RULE_DECISION, STATUTORY, LA, FAMILY_AND_SETTING,
-             "decision_due",
+             "decision_due", silent=True,
              text="the decision notified to the parent or young person and the setting"),
     DutySpec(AMENDMENTS_PROPOSED, RULE_PROPOSED, STATUTORY, LA, FAMILY_AND_SETTING,
              "decision_due", stage=AMEND,
@@ -853,11 +855,14 @@ def deadline(duty: Duty, today: date, policy: Policy = DEFAULT_POLICY
         if today > duty.due:
             return meet(duty, duty.due, "the period was allowed"), None
         return None
+    silent = spec is not None and spec.silent
     if today > duty.due:
-        return duty.model_copy(update={"status": DutyStatus.MISSED}), "missed"
+        return duty.model_copy(update={"status": DutyStatus.MISSED}), None if silent else "missed"
+    if spec is not None and spec.automatic:
+        return None
     if duty.status == DutyStatus.PENDING and today >= at_risk_from(
             duty.due, policy.at_risk_school_days, policy.school_holidays):
-        return duty.model_copy(update={"status": DutyStatus.AT_RISK}), "at_risk"
+        return duty.model_copy(update={"status": DutyStatus.AT_RISK}), None if silent else "at_risk"
     return None
 
 
@@ -884,7 +889,7 @@ def check_deadlines(rows: list[tuple[str, int, Duty]], today: date,
             events.append(NewEvent(deadline_key(case_id, review_id, duty.name, action),
                                    HOOK_DEADLINE, action,
                                    payload={"duty": new.model_dump(mode="json")}))
-        if action == "missed":
+        if new.status == DutyStatus.MISSED:
             flags.append((FLAG_MISSED, f"{duty.name} ({duty.rule}) was due by "
                                        f"{duty.due.isoformat() if duty.due else '-'}"))
     return {rid: Change(action="deadline", duties=tuple(d), events=tuple(e), flags=tuple(f))
