@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from ehcbridge.app import App
-from ehcbridge.models import LONDON, Duty, DutyStatus
+from ehcbridge.models import LONDON, Duty, DutyStatus, Invitee, Role
 from ehcbridge.settings import load_settings
 from ehcbridge.store import DEAD
 from ehcbridge.web.auth import hash_password
@@ -57,6 +57,10 @@ def seed(app: App) -> dict[str, int]:
         duty("meeting_held", date(2027, 2, 17), DutyStatus.PENDING),
         duty("report_sent", date(2027, 3, 3), DutyStatus.PENDING),
     ])
+    store.add_invitee("EHC-001", Invitee(role=Role.PARENT, email="parent1@example.org"))
+    store.add_invitee("EHC-001", Invitee(role=Role.HEALTH, email="salt@nhs.example.net",
+                                         team="Speech and Language Therapy"))
+    store.set_response("EHC-001", "parent1@example.org", "accepted")
     store.save_duties(store.case("EHC-002").review.id or 0, [
         duty("meeting_held", date(2027, 1, 20), DutyStatus.MISSED),
     ])

@@ -105,6 +105,8 @@ def test_review_page_draws_the_timeline_and_records_each_view(app: App) -> None:
     assert "<svg" in html and 'data-duty="invitations_sent"' in html
     assert "duty-at_risk" in html and "duty-met" in html and "duty-pending" in html
     assert "Record report" not in html  # viewers get no forms
+    assert "Speech and Language Therapy" in html and "accepted" in html
+    assert "parent1@example.org" not in html  # no names or addresses for viewers
     svg = c.get("/reviews/EHC-001/timeline.svg")
     assert svg.headers["content-type"].startswith("image/svg+xml")
     views = WebStore(app.store).views("EHC-001")
