@@ -297,6 +297,12 @@ def test_every_event_type_reaches_the_review_functions(app: App) -> None:
     assert WebStore(app.store).event_count() == len(steps)
 
 
+def test_an_oversized_body_is_refused_unread(app: App) -> None:
+    big = {"id": "big", "type": "meeting.held", "data": {"case_id": "x" * (2 * 1024 * 1024)}}
+    assert post_event(client(app), big).status_code == 413
+    assert WebStore(app.store).event_count() == 0
+
+
 def test_webhook_is_off_without_a_secret(tmp_path: Path) -> None:
     from .conftest import make_app
 

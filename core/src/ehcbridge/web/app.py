@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ehcbridge.serve")
 SESSION_COOKIE = "ehcbridge_session"
+MAX_BODY_BYTES = 1024 * 1024
 PRESIGNIN_COOKIE = "ehcbridge_signin"
 Endpoint = Callable[[Request], Awaitable[Response]]
 SECURITY_HEADERS = {
@@ -501,7 +502,9 @@ def create_app(app: App) -> Starlette:
               name="static"),
     ]
     routes += _plugin_routes(dash)
-    starlette = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    # Events and forms are small; a bigger body is refused (413) before it is read into memory.
+    starlette = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed},
+                          max_body_size=MAX_BODY_BYTES)
     starlette.state.dashboard = dash
     return starlette
 

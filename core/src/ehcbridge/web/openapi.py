@@ -57,6 +57,7 @@ def document() -> dict[str, Any]:
                                        "status": {"enum": ["accepted", "duplicate"]}}}),
                     "401": answer("Signature missing or wrong, or timestamp stale", _ERROR),
                     "409": answer("The review is not in a state for this event", _ERROR),
+                    "413": {"description": "The body is over 1 MiB"},
                     "422": answer("A field is wrong; 'field' names it", _ERROR),
                 }}},
             "/healthz": {"get": {"summary": "The process is up", "operationId": "healthz",
