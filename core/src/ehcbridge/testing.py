@@ -199,6 +199,21 @@ def make_event(
 
 
 @dataclass
+class ContextApp:
+    """Stands in for the App of a plugin command in a test: every plugin gets ``ctx``.
+
+    ``CliRunner().invoke(command, args, obj=ContextApp(ctx))``, or monkeypatch
+    ``ehcbridge.invocation.current_app`` to return it.
+    """
+
+    ctx: HookContext
+
+    def plugin_context(self, name: str) -> HookContext:
+        """The context given (whatever the plugin name)."""
+        return self.ctx
+
+
+@dataclass
 class FakeEntryPoint:
     """Stands in for an installed entry point: a name and the object it loads."""
 

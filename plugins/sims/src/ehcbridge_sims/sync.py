@@ -118,10 +118,11 @@ class Batch:
 
 
 def _settings(ctx: HookContext) -> Any:
+    from ehcbridge.plugin_settings import settings_of
+
     from . import SimsSettings
 
-    settings = ctx.settings
-    return settings if isinstance(settings, SimsSettings) else SimsSettings()
+    return settings_of(ctx, SimsSettings, require=False)
 
 
 def _now_iso(ctx: HookContext) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ehcbridge import plugin_settings
 from ehcbridge.events import HookContext
 from ehcbridge.models import LONDON, Invitee, Role
 
@@ -552,7 +553,7 @@ def _pupil_dob(lookup: LookupPupil | None, upn: str) -> date | None:
 
 def settings_of(ctx: HookContext) -> SocialCareSettings:
     """The validated settings, or the defaults when the section is absent (tests, dry runs)."""
-    return ctx.settings if isinstance(ctx.settings, SocialCareSettings) else SocialCareSettings()
+    return plugin_settings.settings_of(ctx, SocialCareSettings, require=False)
 
 
 def read_source(ctx: HookContext, source: str, *, transport: Any = None) -> bytes:
