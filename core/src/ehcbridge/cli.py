@@ -13,6 +13,7 @@ import click
 from ehcbridge import __version__
 from ehcbridge.invocation import get_app
 from ehcbridge.invocation import plugin_manager as _plugin_manager
+from ehcbridge.scaffold import plugin_group
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -702,6 +703,9 @@ def demo_cmd(directory: Path | None) -> None:
     from ehcbridge.demo import run_demo
 
     run_demo(directory, echo=click.echo)
+
+
+cli.add_command(plugin_group)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ delivery ledger and retried on its own, so one plugin's failure never stops anot
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import pluggy
 
@@ -27,11 +27,14 @@ if TYPE_CHECKING:  # types only: importing events here at run time would load py
     )
     from ehcbridge.models import Invitee, Pupil, Review
 
-    RegisterSettings = Callable[[type[BaseModel]], None]
-    """What ``register_settings`` receives: call it with the settings model class."""
-    ScheduledJob = Callable[[HookContext], object]
-    RegisterSchedule = Callable[[str, str, ScheduledJob], None]
-    """What ``register_schedules`` receives: ``register(name, cron, func)``."""
+# What the registering hooks receive, for a plugin's annotations (``from ehcbridge.hookspecs
+# import RegisterSettings``); strings, so importing them costs nothing at run time.
+RegisterSettings: TypeAlias = "Callable[[type[BaseModel]], None]"
+"""``register_settings`` receives this: call it with the settings model class."""
+ScheduledJob: TypeAlias = "Callable[[HookContext], object]"
+"""A periodic job: called with the plugin's context when its cron time comes."""
+RegisterSchedule: TypeAlias = "Callable[[str, str, ScheduledJob], None]"
+"""``register_schedules`` receives this: ``register(name, cron, func)``."""
 
 hookspec = pluggy.HookspecMarker("ehcbridge")
 
