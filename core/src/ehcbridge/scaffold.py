@@ -157,8 +157,8 @@ ROWS = [{{"case_id": "EHC-1", "forename": "Sam", "surname": "Example",
 
 
 def test_the_engine_delivers_a_scheduled_meeting_once(ehc: Harness) -> None:
-    app = ehc.app({{"{entry}": plugin}}, settings={{"plugins": {{"{entry}": {{"greeting": "Hi"}}}}}},
-                  now=NOW)
+    settings = {{"plugins": {{"{entry}": {{"greeting": "Hi"}}}}}}
+    app = ehc.app({{"{entry}": plugin}}, settings=settings, now=NOW)
     ehc.import_reviews(app, ROWS)
     ehc.run_until_quiet(app)
     ehc.run_until_quiet(app)  # nothing is delivered twice
