@@ -1,0 +1,56 @@
+"""One problem type for every importer: where the bad value is (file, sheet, row, column) and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SHOWN_CHARS = 40  # a value is echoed in an error up to this length: a 100 MB field is not
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One bad value, or a row (pupil, event) that was skipped, and the reason.
+
+    ``unit`` is what ``row`` counts: ``row`` (CSV and spreadsheet rows, the header is row 1),
+    ``pupil`` (the n-th pupil of a CTF), ``event`` (the n-th VEVENT of a calendar), ``child``
+    (the n-th child of an XML return). ``skipped`` is False when only the field was ignored.
+    """
+
+    path: str
+    row: int
+    column: str
+    value: str
+    message: str
+    unit: str = "row"
+    sheet: str | None = None
+    skipped: bool = True
+
+    @property
+    def file(self) -> str:
+        """The file name or source as shown (same as ``path``)."""
+        return self.path
+
+    def where(self) -> str:
+        """``list.xlsx sheet 'Spring' row 4, column plan_issued``."""
+        sheet = f" sheet {self.sheet!r}" if self.sheet else ""
+        return f"{self.path}{sheet} {self.unit} {self.row}, column {self.column}"
+
+    def __str__(self) -> str:
+        return self._text(shown_value(self.value))
+
+    def redacted(self) -> str:
+        """The same without the value: for logs, which never hold a child's data."""
+        return self._text("")
+
+    def _text(self, shown: str) -> str:
+        verdict = "" if self.skipped else " (field ignored)"
+        return f"{self.where()}:{' ' + shown if shown else ''} {self.message}{verdict}"
+
+
+def shown_value(value: str) -> str:
+    """The value as quoted in a message, cut short when long."""
+    if not value:
+        return ""
+    if len(value) > SHOWN_CHARS:
+        return repr(value[:SHOWN_CHARS]) + f"... ({len(value):,} characters)"
+    return repr(value)
