@@ -262,8 +262,8 @@ def test_bad_pupils_are_reported_and_skipped(tmp_path: Path) -> None:
     ctf = read_ctf(path)
     assert [p.upn for p in ctf.pupils] == [upn_for(0), upn_for(7), upn_for(8)]
     messages = [str(p) for p in ctf.problems]
-    assert messages[0] == f"mixed.xml pupil 2, column UPN: '{bad_upn}' UPN check letter does " \
-                          "not match"
+    assert messages[0] == f"mixed.xml pupil 2 (UPN {bad_upn}), column UPN: UPN check letter " \
+                          "does not match"
     assert "pupil 3" in messages[1] and "appears twice" in messages[1]
     assert "pupil 4" in messages[2] and "DOB" in messages[2] and "is not a date" in messages[2]
     assert "pupil 5" in messages[3] and "NCyearActual" in messages[3]

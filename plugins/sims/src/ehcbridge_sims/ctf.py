@@ -75,13 +75,13 @@ class Problem(RowProblem):
 
     def __init__(self, source: str, pupil_no: int, field: str, message: str,
                  upn: str | None = None, skipped: bool = True) -> None:
-        super().__init__(source, pupil_no, field, upn or "", message, unit="pupil",
-                         skipped=skipped)
+        super().__init__(source, pupil_no, field, "", message, unit="pupil",
+                         skipped=skipped, key=f"UPN {upn}" if upn else "")
 
     @property
     def upn(self) -> str | None:
         """The pupil's UPN as given (may be invalid), or None."""
-        return self.value or None
+        return self.key.removeprefix("UPN ") or None
 
 
 @dataclass
