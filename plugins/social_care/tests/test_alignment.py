@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ehcbridge.formats import make_upn
+
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -71,7 +73,7 @@ def test_school_of_120_plans_every_social_care_child_is_aligned(tmp_path: Path) 
     """The issue's acceptance: 120 plans, 15 children with social care reviews, all aligned."""
     store = CountingStore(plugin="social_care")
     today = NOW.date()
-    upns = [f"A8230000{n:05d}" for n in range(120)]
+    upns = [make_upn(f"8230000{n:05d}") for n in range(120)]
     social = {upns[n * 8]: n for n in range(15)}
     rows, expected = ["upn,review_type,review_date,period_start,team"], {}
     reviews = {}
