@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ehcbridge.formats import make_upn
-
 from datetime import date, timedelta
 from pathlib import Path
 
 from ehcbridge.events import DateConstraint
+from ehcbridge.formats import make_upn
 from ehcbridge.models import Pupil, Review
 from ehcbridge.planner import PlannerOptions, PlanningItem, propose
 from ehcbridge.testing import MemoryPluginStore

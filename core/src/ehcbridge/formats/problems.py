@@ -1,4 +1,4 @@
-"""One problem type for every importer: where the bad value is (file, sheet, row, column) and why."""
+"""One problem type for every importer: where a bad value is (file, sheet, row, column), and why."""
 
 from __future__ import annotations
 

@@ -84,11 +84,6 @@ class MisPupil:
                 data[name] = value
         return data
 
-    @property
-    def known_as(self) -> str:
-        """The name the pupil is known by: preferred forename and surname where the MIS has them."""
-        return f"{self.preferred_forename or self.forename} {self.preferred_surname or self.surname}"
-
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> MisPupil:
         """Rebuild from a stored snapshot."""

@@ -56,7 +56,8 @@ class Change:
         for name, (old, new) in self.fields.items():
             if name == "contacts":
                 parts.append("contacts changed")
-            elif name in {"forename", "surname", "dob"}:
+            elif name in {"forename", "surname", "dob", "preferred_forename",
+                          "preferred_surname", "looked_after"}:
                 parts.append(f"{name} changed")
             else:
                 parts.append(f"{name} {old!r} -> {new!r}")

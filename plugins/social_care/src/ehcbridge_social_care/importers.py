@@ -513,7 +513,7 @@ def parse_ssda903_xml(data: bytes, file: str, limits: Limits = DEFAULT_LIMITS
         upn = x.upn(x.text(header, "UPN"), "UPN")
         if upn is None and child_id is None and not row_errors:
             x.error("CHILDID", "", "is empty and there is no UPN")
-        episodes = []
+        episodes: list[Episode] = []
         for item in _find_all(child, "EPISODE"):
             start = x.day(item, "DECOM", required=True)
             end = x.day(item, "DEC")
@@ -531,12 +531,14 @@ def parse_ssda903_xml(data: bytes, file: str, limits: Limits = DEFAULT_LIMITS
         if row_errors:
             errors.extend(row_errors)
             continue
-        who = {"upn": upn, "child_id": None if upn else child_id, "dob": dob}
+        ident = None if upn else child_id
         if episodes:
             start, end = current_period(episodes)
-            parsed.append(ParsedRow(row=number, kind="cla", day=None, period_start=start,
-                                    period_end=end, dob_optional=dob is None, **who))
-        parsed += [ParsedRow(row=number, kind="cla", day=day, **who) for day in reviews]
+            parsed.append(ParsedRow(row=number, kind="cla", day=None, upn=upn, child_id=ident,
+                                    dob=dob, period_start=start, period_end=end,
+                                    dob_optional=dob is None))
+        parsed += [ParsedRow(row=number, kind="cla", day=day, upn=upn, child_id=ident, dob=dob)
+                   for day in reviews]
     return parsed, errors
 
 
