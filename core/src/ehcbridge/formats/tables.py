@@ -89,6 +89,10 @@ def _read_csv(data: bytes, shown: str, aliases: Mapping[str, str] | None,
     reader = csv.reader(io.StringIO(text, newline=""))
     table = Table(path=shown, header=[], encoding=encoding)
     number = 1
+    # The csv module refuses fields over 131,072 characters without saying which column; let it
+    # read up to the file limit so max_field_chars names the row and column instead.
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, limits.max_file_bytes))
     try:
         raw_header = next(reader, None)
         if not raw_header or not any(h.strip() for h in raw_header):
@@ -99,10 +103,12 @@ def _read_csv(data: bytes, shown: str, aliases: Mapping[str, str] | None,
                 continue
             _add_row(table, number, cells, limits)
     except csv.Error as exc:
-        # The csv module's own limit (131,072 characters a field) or a stray quote.
-        reason = "has a value over 131,072 characters" if "field larger" in str(exc) \
+        # A NUL byte in a quoted field, or a field larger than the whole-file limit.
+        reason = "has a value larger than the file limit" if "field larger" in str(exc) \
             else f"is not valid CSV ({exc})"
         raise TableError([RowProblem(shown, number + 1, "-", "", reason)]) from None
+    finally:
+        csv.field_size_limit(previous)
     return table
 
 
