@@ -269,7 +269,7 @@ def detect_layout(source: str, data: bytes | None) -> str:
 
 def _xlsx_header(source: str) -> list[str]:
     try:
-        return read_table(Path(source), limits=Limits(max_rows=1)).header
+        return read_table(Path(source)).header
     except (TableError, OSError):
         return []
 
