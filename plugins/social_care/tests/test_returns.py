@@ -198,12 +198,12 @@ def test_reviews_table_from_an_excel_workbook_and_windows_1252(
     book.save(tmp_path / "reviews.xlsx")
     report = import_source(context(store), str(tmp_path / "reviews.xlsx"), mapping=mapping)
     assert (report.layout, report.matched_rows) == ("ssda903", 2)
-    text = f"upn,review_type,review_date,team\r\n{UPN_C},cin,01/03/25,Équipe Nord – CIN\r\n"
+    text = f"upn,review_type,review_date,team\r\n{UPN_C},cin,01/03/25,Équipe Nord \u2013 CIN\r\n"
     generic = write(tmp_path, "generic.csv", text, encoding="cp1252")
     report = import_source(context(store), str(generic))
     assert report.encoding == "Windows-1252" and report.matched_rows == 1
     (c,) = load_records(context(store), UPN_C)
-    assert c.worker is not None and c.worker.team == "Équipe Nord – CIN"
+    assert c.worker is not None and c.worker.team == "Équipe Nord \u2013 CIN"
 
 
 def test_a_wrong_check_letter_is_refused_in_every_table(tmp_path: Path, store: CountingStore,
