@@ -118,6 +118,9 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     summary = _summary(app, total, actions, work, outbox)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
+    from ehcbridge.scaffold import demo_step
+
+    summary["plugin_package"] = str(demo_step(work, echo))
     app.close()
     return summary
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -252,6 +254,17 @@ def write_plugin(name: str, target: Path) -> list[Path]:
         path.write_text(template.format(**values), encoding="utf-8")
         written.append(path)
     return written
+
+
+def demo_step(work: Path, echo: Callable[[str], None]) -> Path:
+    """The demo's last step: a plugin package of your own, written beside the demo's files."""
+    target = work / "ehcbridge-hello"
+    if target.is_dir():
+        shutil.rmtree(target)  # the demo's own output from an earlier run in this folder
+    write_plugin("hello", target)
+    echo(f"Your own plugin: ehcbridge plugin new hello --dir {target}")
+    echo(f"  then: pip install -e '{target}[test]' && pytest {target}")
+    return target
 
 
 @click.group("plugin")
