@@ -319,3 +319,30 @@ def summary(report: ImportReport) -> dict[str, Any]:
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
             "skipped": [str(p) for p in report.skipped], "warnings": list(report.warnings),
             "encoding": report.encoding, "sheet": report.sheet}
+
+
+def demo_workbook_check(app: App, csv_path: Path, echo: Any) -> ImportReport:
+    """Demo step: the bundled list saved as an Excel workbook, read back through the same path.
+
+    A dry run, so it writes nothing: every plan should come back unchanged, showing the workbook
+    and the CSV give the same data (dates, years, UPN check letters).
+    """
+    import openpyxl
+
+    read = read_reviews(csv_path, limits=app.settings.limits)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Reviews"
+    table = read_table(csv_path, aliases=ALIASES)
+    sheet.append(table.header)
+    for _, values in table.rows:
+        sheet.append([values.get(column, "") for column in table.header])
+    path = csv_path.with_suffix(".xlsx")
+    book.save(path)
+    report = import_reviews(app, path, dry_run=True, sheet="Reviews")
+    upns = sum(1 for row in read.rows if row.pupil.upn)
+    echo(f"  the same list as an Excel workbook (sheet {report.sheet!r}): {report.unchanged} "
+         f"plans unchanged, {upns} UPNs passed the DfE check letter, "
+         f"{len(report.warnings)} warning(s)")
+    return report

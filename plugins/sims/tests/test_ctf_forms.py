@@ -112,3 +112,15 @@ def test_a_wrong_check_letter_from_a_newer_la_is_skipped(tmp_path: Path) -> None
     ctf = read_ctf(path)
     assert [p.upn for p in ctf.pupils] == ["P838200121009"]
     assert "check letter does not match" in str(ctf.problems[0])
+
+
+def test_names_longer_than_the_core_keeps_and_a_bad_urn(tmp_path: Path) -> None:
+    ctf = read_ctf(write_ctf(tmp_path / "a.xml", [pupil(0, forename="A" * 101), pupil(1)]))
+    assert [p.upn for p in ctf.pupils] == [upn_for(1)]
+    assert "Forename: is longer than 100 characters" in str(ctf.problems[0])
+    try:
+        read_ctf(write_ctf(tmp_path / "b.xml", 1, urn="123456789012"))
+    except CtfError as exc:
+        assert "URN is not a school URN" in str(exc)
+    else:
+        raise AssertionError("not refused")

@@ -32,6 +32,7 @@ from .records import (
 from .upn import InvalidUPN, validate_upn
 
 MIN_VERSION = 18
+NAME_CHARS = 100  # what the core keeps of a pupil's forename and surname
 Progress = Callable[[int, int], None]
 
 
@@ -297,6 +298,10 @@ def _header(elem: Element, name: str) -> CtfHeader:
         )
     school = kids.get("SourceSchool")
     skids = _kids(school[0]) if school else {}
+    urn = _text(skids, "URN")
+    if urn is not None and not (urn.isascii() and urn.isdigit() and len(urn) <= 10):
+        raise CtfError(f"{name}: Header/SourceSchool/URN is not a school URN (up to 10 digits); "
+                       "nothing was imported")
     dest = kids.get("DestSchool")
     dkids = _kids(dest[0]) if dest else {}
     return CtfHeader(
@@ -304,7 +309,7 @@ def _header(elem: Element, name: str) -> CtfHeader:
         datetime=_text(kids, "DateTime"),
         lea=_text(skids, "LEA"),
         estab=_text(skids, "Estab"),
-        urn=_text(skids, "URN"),
+        urn=urn,
         school_name=_text(skids, "SchoolName"),
         qualifier=_text(kids, "DocumentQualifier"),
         dest_lea=_text(dkids, "LEA"),
@@ -341,6 +346,10 @@ def _pupil(
     except FieldError as exc:
         return [Problem(name, number, exc.field, str(exc).split(": ", 1)[1], upn=upn)]
     forename, surname = names["Forename"], names["Surname"]
+    for tag in ("Forename", "Surname"):
+        if len(names[tag] or "") > NAME_CHARS:
+            return [Problem(name, number, tag, f"is longer than {NAME_CHARS} characters",
+                            upn=upn)]
     if not forename or not surname:
         missing = "Forename" if not forename else "Surname"
         return [Problem(name, number, missing, "is missing", upn=upn)]
