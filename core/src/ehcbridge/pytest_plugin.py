@@ -16,7 +16,6 @@ Installed with the core, so a plugin's tests use these fixtures with no conftest
 from __future__ import annotations
 
 import csv
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -176,7 +175,6 @@ def ehc(ehc_now: datetime, ehc_store: Store, ehc_outbox: Outbox, tmp_path: Path,
     for name in list(os.environ):
         if name.startswith("EHCBRIDGE_") and not name.startswith("EHCBRIDGE_TEST_"):
             monkeypatch.delenv(name)
-    logging.getLogger("ehcbridge").setLevel(logging.INFO)
     harness = Harness(now=ehc_now, store=ehc_store, outbox=ehc_outbox, folder=tmp_path)
     yield harness
     for app in harness.apps:
