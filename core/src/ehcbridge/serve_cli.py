@@ -16,7 +16,7 @@ ROLES = ("viewer", "caseworker")
 
 
 def _app() -> Any:
-    from ehcbridge.cli import get_app
+    from ehcbridge.invocation import get_app
 
     return get_app()
 
