@@ -395,9 +395,12 @@ def next_review(state: ReviewState, decided_on: date, policy: Policy = DEFAULT_P
 
 
 def duties(state: ReviewState, policy: Policy = DEFAULT_POLICY, as_of: date | None = None,
-           meeting: Meeting | None = None) -> tuple[Duty, ...]:
-    """Every duty of the review with its due date now, keeping what was already recorded."""
-    miles = tuple(review_milestones(state, policy, as_of, meeting))
+           meeting: Meeting | None = None, miles: tuple[Milestone, ...] | None = None
+           ) -> tuple[Duty, ...]:
+    """Every duty of the review with its due date now, keeping what was already recorded
+    (``miles``: the review's milestones, when the caller has them already)."""
+    if miles is None:
+        miles = tuple(review_milestones(state, policy, as_of, meeting))
     m = meeting if meeting is not None else state.meeting
     has_meeting = m is not None and m.status != MeetingStatus.CANCELLED
     outcome = state.decision.outcome if state.decision is not None else None
@@ -431,8 +434,10 @@ def _fresh_duties(miles: tuple[Milestone, ...], kind: ReviewKind, due_by: date,
             continue
         due = _due_of(spec, by_name, due_by, transferring)
         rule = transfer.rule if spec.stage == TRANSFER and transfer is not None else spec.rule
-        out.append(Duty(name=spec.name, rule=rule, kind=spec.kind, due=due,
-                        owed_by=spec.owed_by, owed_to=spec.owed_to))
+        # Built from the specs above (already valid): skip validation, a caseload builds many.
+        out.append(Duty.model_construct(name=spec.name, rule=rule, kind=spec.kind, due=due,
+                                        owed_by=spec.owed_by, owed_to=spec.owed_to,
+                                        status=DutyStatus.PENDING, met_on=None, evidence=None))
     return tuple(out)
 
 
@@ -554,8 +559,9 @@ def schedule(state: ReviewState, *, start: datetime, end: datetime, location: st
     assert meeting.id is not None
     today = _day(now)
     scheduled = replace(state, meeting=meeting)
-    miles = {m.name: m for m in review_milestones(scheduled, policy, today)}
-    found = duties(scheduled, policy, today)
+    clock = tuple(review_milestones(scheduled, policy, today))
+    miles = {m.name: m for m in clock}
+    found = duties(scheduled, policy, today, miles=clock)
     evidence = f"invitations for the meeting {action} on {today.isoformat()}"
     changed = [meet(d, today, evidence) for d in found
                if d.name in (INVITATIONS_SENT, INVITATIONS_GOOD_PRACTICE)]
@@ -891,10 +897,15 @@ def deadline(duty: Duty, today: date, policy: Policy = DEFAULT_POLICY
 
 
 def deadline_horizon(today: date, policy: Policy = DEFAULT_POLICY) -> date:
-    """The latest due date a duty can have and already be at risk on ``today``."""
-    # School days are at most 5 in 7 days; holidays only push the horizon further, so look ahead
-    # generously and let deadline() decide.
-    return today + timedelta(days=policy.at_risk_school_days * 3 + 30)
+    """The latest due date a duty can have and already be at risk on ``today``: one school day
+    past the ``at_risk_school_days``-th after today (school holidays push it further)."""
+    opts = _clock_options(policy.school_holidays, False)
+    day, counted = today, 0
+    while counted <= policy.at_risk_school_days:
+        day += timedelta(days=1)
+        if timeline.is_school_day(day, opts):
+            counted += 1
+    return day
 
 
 def check_deadlines(rows: list[tuple[str, int, Duty]], today: date,

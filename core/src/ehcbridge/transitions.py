@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from ehcbridge import lifecycle
 from ehcbridge.lifecycle import DEFAULT_POLICY, Change, LifecycleError, Policy, ReviewState
-from ehcbridge.models import LONDON, DutyStatus, Outcome, Review
+from ehcbridge.models import LONDON, DutyStatus, Outcome, Review, ReviewStatus
 from ehcbridge.store import CaseInput, CaseView, Store, StoreError
 
 if TYPE_CHECKING:
@@ -246,8 +246,11 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
         for item in new:
             with _refused():
                 rid = review_ids[item.plan.case_id]
-                state = ReviewState(review=Review(id=rid, case_id=item.plan.case_id,
-                                                  kind=item.kind, due_by=item.review_due),
+                review = Review.model_construct(  # from validated input: no second check
+                    id=rid, case_id=item.plan.case_id, kind=item.kind, due_by=item.review_due,
+                    status=ReviewStatus.DUE, preparing_for_adulthood=item.pfa,
+                    coordinator_email=item.coordinator_email, flags=(), report_sent_on=None)
+                state = ReviewState(review=review,
                                     plan=item.plan, pupil=item.pupil)
                 if item.meeting is None:
                     change = Change(duties=lifecycle.duties(state, policy, today))
