@@ -1186,7 +1186,7 @@ def _duty_order(d: Duty) -> tuple[date, str]:
 
 def _duty_values(review_id: int, d: Duty, now: datetime) -> dict[str, Any]:
     return dict(review_id=review_id, name=d.name, rule=d.rule, kind=d.kind, due=d.due,
-                owed_by=d.owed_by, owed_to=list(d.owed_to), status=d.status.value,
+                owed_by=d.owed_by, owed_to=d.owed_to, status=d.status.value,
                 met_on=d.met_on, evidence=d.evidence, updated_at=now)
 
 
