@@ -200,11 +200,12 @@ class App:
 
     def clock_options(self, pupil: Any) -> Any:
         """The statutory clock's options for this pupil (school holidays, infant school)."""
+        from ehcbridge.terms import school_holidays
         from ehcbridge.timeline import ClockOptions
 
         engine = self.settings.engine
         return ClockOptions(
-            school_holidays=tuple((h.start, h.end) for h in engine.school_holidays),
+            school_holidays=school_holidays(engine),
             infant_school=bool(pupil is not None and pupil.school_urn in engine.infant_schools),
         )
 

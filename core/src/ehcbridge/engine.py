@@ -21,6 +21,7 @@ from ehcbridge import NotConfigured, PermanentError
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.invite_rules import ensure_rule_invitees
 from ehcbridge.retry import parse_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
@@ -114,6 +115,7 @@ class Engine:
             if ev.action != "cancelled":
                 ensure_family_invitees(self.app, case.plan.case_id)
                 ensure_team_invitees(self.app, case.plan.case_id)
+                ensure_rule_invitees(self.app, case.plan.case_id)
             provider = self.app.settings.engine.online_meetings
             meeting = self._meeting(ev)
             # A meeting that went in person still has the provider's meeting to remove.

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ehcbridge.invite_rules import PlanDetails, check_receiving_school, parse_services
 from ehcbridge.models import LONDON, Invitee, Plan, Pupil, ReviewKind, Role
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ INVITEE_COLUMNS = {
     "parent": Role.PARENT, "young_person": Role.YOUNG_PERSON, "setting": Role.SETTING,
     "sen_officer": Role.LA_SEN_OFFICER, "health": Role.HEALTH, "social_care": Role.SOCIAL_CARE,
 }
+# Optional columns the invitation rules read (docs/lists-and-returns.md).
+DETAIL_COLUMNS = ("receiving_school", "outcome_services")
 REQUIRED = ("case_id", "forename", "surname", "plan_issued")
 TRUE, FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
 
@@ -72,6 +75,7 @@ class IntakeRow:
     location: str | None
     online: bool
     invitees: list[Invitee] = field(default_factory=list)
+    details: PlanDetails | None = None
 
 
 @dataclass
@@ -226,6 +230,10 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
                 continue
             invitees.append(Invitee(role=role, email=address,
                                     name=v.get(f"{prefix}_name") or None, source="import"))
+    receiving = v.get("receiving_school") or None
+    if receiving is not None and (why := check_receiving_school(receiving)):
+        bad("receiving_school", why)
+    services = parse_services(v.get("outcome_services", ""))
     if problems or issued is None:
         return None
     return IntakeRow(
@@ -235,6 +243,8 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
         plan=Plan(case_id=v["case_id"], issued_on=issued, last_review_decision=last),
         coordinator_email=email, meeting_start=start, meeting_end=end,
         location=v.get("location") or None, online=online_raw in TRUE, invitees=invitees,
+        details=PlanDetails(receiving, services) if "receiving_school" in v
+        or "outcome_services" in v else None,
     )
 
 
@@ -283,6 +293,9 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
                 str(report.path), bad.row if bad else 0, "meeting_start",
                 bad.meeting_start.isoformat() if bad and bad.meeting_start else "",
                 str(exc).split(": ", 1)[-1])]) from None
+        from ehcbridge.invite_rules import save_details
+
+        save_details(conn, {r.plan.case_id: r.details for r in rows if r.details is not None})
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:

@@ -8,7 +8,6 @@ missed); met is on time. See docs/lists-and-returns.md for every figure and its 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -100,14 +99,13 @@ class Kpis:
 
 def compute(store: Store, start: date, end: date, as_of: date) -> Kpis:
     """The figures for reviews and duties due between ``start`` and ``end`` (inclusive)."""
-    from ehcbridge.store.reports import review_facts
+    from ehcbridge.store.reports import review_facts, schools_by_case
 
     kpis = Kpis(period=(start, end), as_of=as_of)
     kpis.figure(OVERALL, "reviews_due")  # overall is present even on an empty store
-    school_of: dict[str, str] = {}
+    school_of = {case: urn or "unknown" for case, urn in schools_by_case(store).items()}
     for fact in review_facts(store, start, end):
         school = fact["school_urn"] or "unknown"
-        school_of[fact["case_id"]] = school
         kpis.add(school, "reviews_due", True)
         decided = fact["decided_on"]
         if decided is not None:

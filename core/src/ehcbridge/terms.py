@@ -8,6 +8,7 @@ that publishes a term-dates ``.ics`` file sets it once. Pure functions, except :
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -56,7 +57,7 @@ def check_terms(terms: list[Term], where: str) -> list[Term]:
 def holidays_between(terms: list[Term]) -> list[tuple[date, date]]:
     """The gaps between consecutive terms, as inclusive (first, last) holiday ranges."""
     gaps = []
-    for before, after in zip(terms, terms[1:], strict=False):
+    for before, after in itertools.pairwise(terms):
         first, last = before.end + timedelta(days=1), after.start - timedelta(days=1)
         if first <= last:
             gaps.append((first, last))
@@ -123,3 +124,30 @@ def read_ics(path: Path) -> tuple[list[Term], list[tuple[date, date]]]:
         elif _TERM_WORDS.search(summary):
             terms.append(Term(summary, first, last))
     return check_terms(terms, str(path)), sorted(holidays)
+
+
+_ICS_CACHE: dict[tuple[str, float], tuple[list[Term], list[tuple[date, date]]]] = {}
+
+
+def from_settings(engine: Any) -> tuple[list[Term], list[tuple[date, date]]]:
+    """Terms and extra holidays from ``engine.terms`` and ``engine.term_dates_ics`` (merged)."""
+    terms = [Term(t.name, t.start, t.end) for t in engine.terms]
+    holidays: list[tuple[date, date]] = []
+    path = engine.term_dates_ics
+    if path is not None:
+        key = (str(path), path.stat().st_mtime if path.exists() else 0.0)
+        if key not in _ICS_CACHE:
+            _ICS_CACHE[key] = read_ics(path)
+        ics_terms, holidays = _ICS_CACHE[key]
+        terms += ics_terms
+    return check_terms(terms, "engine.terms"), holidays
+
+
+def school_holidays(engine: Any) -> tuple[tuple[date, date], ...]:
+    """Every holiday the clock and the planner avoid: ``engine.school_holidays``, the holidays of
+    the term-dates calendar, and the gaps between configured terms."""
+    ranges = [(h.start, h.end) for h in engine.school_holidays]
+    if engine.terms or engine.term_dates_ics is not None:
+        terms, extra = from_settings(engine)
+        ranges += extra + holidays_between(terms)
+    return tuple(sorted(set(ranges)))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, select
 
-from ehcbridge.models import ReviewStatus
+from ehcbridge.models import LONDON, ReviewStatus
 from ehcbridge.store import schema as t
 
 if TYPE_CHECKING:
@@ -63,13 +63,22 @@ def review_facts(store: Store, due_from: date, due_to: date) -> list[dict[str, A
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def schools_by_case(store: Store) -> dict[str, str | None]:
+    """Each case id's school URN (the pupil's current school)."""
+    q = select(t.plans.c.case_id, t.pupils.c.school_urn).join(
+        t.pupils, t.pupils.c.id == t.plans.c.pupil_id)
+    with store.engine.connect() as conn:
+        return {r.case_id: r.school_urn for r in conn.execute(q)}
+
+
 def sen2_rows(store: Store, census: date) -> list[dict[str, Any]]:
     """Per plan: the latest review meeting held on or before the census date and the decision
     that followed it (the SEN2 person-level return's annual-review items)."""
     m = t.meetings
+    cutoff = datetime.combine(census + timedelta(days=1), time(), tzinfo=LONDON)
     held = (select(t.reviews.c.plan_id, m.c.review_id, m.c.start)
             .join(t.reviews, t.reviews.c.id == m.c.review_id)
-            .where(and_(m.c.status == "held", func.date(m.c.start) <= census)).subquery())
+            .where(and_(m.c.status == "held", m.c.start < cutoff)).subquery())
     latest = (select(held.c.plan_id, func.max(held.c.start).label("start"))
               .group_by(held.c.plan_id).subquery())
     q = (select(t.plans.c.case_id, t.pupils.c.upn, t.pupils.c.school_urn,

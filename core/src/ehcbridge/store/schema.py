@@ -231,3 +231,12 @@ audit = Table(
     Column("detail", JSON),
     Column("at", UTCDateTime, nullable=False),
 )
+
+# Optional review-list columns the invitation rules read (receiving school, outcome services).
+plan_details = Table(
+    "plan_details", metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("receiving_school", String(254)),
+    Column("outcome_services", String(1000)),
+    Column("updated_at", UTCDateTime),
+)

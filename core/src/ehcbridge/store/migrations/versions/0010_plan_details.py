@@ -1,0 +1,31 @@
+"""Optional review-list details the invitation rules read: receiving school, outcome services.
+
+Revision ID: 0010
+Revises: 0005
+Create Date: 2026-12-04
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from ehcbridge.store.schema import UTCDateTime
+
+revision = "0010"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "plan_details",
+        sa.Column("case_id", sa.String(64), primary_key=True),
+        sa.Column("receiving_school", sa.String(254)),
+        sa.Column("outcome_services", sa.String(1000)),
+        sa.Column("updated_at", UTCDateTime()),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("plan_details")
