@@ -744,6 +744,17 @@ def demo_cmd(directory: Path | None) -> None:
     run_demo(directory, echo=click.echo)
 
 
+def _add_la_commands() -> None:
+    # Termly lists and figures live in their own module (docs/lists-and-returns.md).
+    from ehcbridge.lists_cli import lists_group, report_group
+
+    cli.add_command(lists_group)
+    cli.add_command(report_group)
+
+
+_add_la_commands()
+
+
 def main() -> None:
     """Console script entry point."""
     from ehcbridge.plugins import PluginLoadError

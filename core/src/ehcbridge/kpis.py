@@ -97,23 +97,30 @@ class Kpis:
         return rows
 
 
-def compute(store: Store, start: date, end: date, as_of: date) -> Kpis:
-    """The figures for reviews and duties due between ``start`` and ``end`` (inclusive)."""
+def compute(store: Store, start: date, end: date, as_of: date, *,
+            by: str = "school") -> Kpis:
+    """The figures for reviews and duties due between ``start`` and ``end`` (inclusive),
+    grouped by school URN (``by="school"``) or by the month of the due date (``by="month"``)."""
     from ehcbridge.store.reports import review_facts, schools_by_case
 
     kpis = Kpis(period=(start, end), as_of=as_of)
     kpis.figure(OVERALL, "reviews_due")  # overall is present even on an empty store
     school_of = {case: urn or "unknown" for case, urn in schools_by_case(store).items()}
+
+    def group(case_id: str, due: date) -> str:
+        return due.strftime("%Y-%m") if by == "month" else school_of.get(case_id, "unknown")
+
     for fact in review_facts(store, start, end):
-        school = fact["school_urn"] or "unknown"
-        kpis.add(school, "reviews_due", True)
+        key = group(fact["case_id"], fact["due_by"])
+        kpis.add(key, "reviews_due", True)
         decided = fact["decided_on"]
         if decided is not None:
-            kpis.add(school, "concluded_in_12_months", decided <= fact["due_by"])
+            kpis.add(key, "concluded_in_12_months", decided <= fact["due_by"])
         elif fact["due_by"] < as_of:
-            kpis.add(school, "concluded_in_12_months", False)
-        if decided is None and fact["due_by"] < as_of and fact["status"] != "decided":
-            kpis.add(school, "overdue_now", True)
+            kpis.add(key, "concluded_in_12_months", False)
+            if fact["status"] != "decided":
+                kpis.figure(key, "overdue_now").count += 1
+                kpis.figure(OVERALL, "overdue_now").count += 1
     by_duty = {m.duty: m.name for m in MEASURES if m.duty}
     for case_id, _review_id, duty in store.duty_rows():
         measure = by_duty.get(duty.name)
@@ -121,8 +128,8 @@ def compute(store: Store, start: date, end: date, as_of: date) -> Kpis:
             continue
         if duty.status not in DONE:
             continue
-        kpis.add(school_of.get(case_id, "unknown"), measure, duty.status == DutyStatus.MET)
-    # "Overdue now" is a count, not a rate: its total is every review due in the period.
+        kpis.add(group(case_id, duty.due), measure, duty.status == DutyStatus.MET)
+    # "Overdue now" is out of every review due in the period.
     for figures in kpis.schools.values():
         figures["overdue_now"].total = figures["reviews_due"].count
     return kpis
