@@ -31,6 +31,45 @@ name = "February half term"
 start = 2027-02-15
 end = 2027-02-19
 
+# Terms (their gaps are holidays too), the schools directory, who gets the termly lists, and
+# who is invited beyond the statutory five (docs/lists-and-returns.md).
+schools_directory = "{schools}"
+lists_health_email = "dco.send@nhs.example.net"
+lists_social_care_email = "dct.reviews@council.example.gov.uk"
+
+[[engine.terms]]
+name = "Autumn 2026"
+start = 2026-09-02
+end = 2026-12-18
+
+[[engine.terms]]
+name = "Spring 2027"
+start = 2027-01-05
+end = 2027-03-26
+
+[[engine.terms]]
+name = "Summer 2027"
+start = 2027-04-12
+end = 2027-07-21
+
+[[engine.invitation_rules]]
+name = "pfa-team"
+team = "Preparing for Adulthood team"
+email = "pfa@council.example.gov.uk"
+from_nc_year = 9
+
+[[engine.invitation_rules]]
+name = "csw-group"
+team = "CSW group"
+email = "csw@council.example.gov.uk"
+from_nc_year = 9
+
+[[engine.invitation_rules]]
+name = "la-sen-team"
+role = "la_sen_officer"
+team = "SEN team"
+email = "sen.team@council.example.gov.uk"
+
 [plugins.outlook]
 transport = "outbox"
 outbox_dir = "{outbox}"
@@ -78,8 +117,11 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         stale.unlink(missing_ok=True)
     config = work / "ehcbridge.toml"
-    config.write_text(DEMO_CONFIG.format(db=db.as_posix(), outbox=outbox.as_posix()),
-                      encoding="utf-8")
+    schools = work / "schools.csv"
+    schools.write_bytes(resources.files("ehcbridge").joinpath("data/demo_schools.csv")
+                        .read_bytes())
+    config.write_text(DEMO_CONFIG.format(db=db.as_posix(), outbox=outbox.as_posix(),
+                                         schools=schools.as_posix()), encoding="utf-8")
     reviews_csv = work / "reviews.csv"
     reviews_csv.write_bytes(resources.files("ehcbridge").joinpath("data/demo_reviews.csv")
                             .read_bytes())
@@ -115,6 +157,11 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
         day += timedelta(days=step_days)
 
     summary = _summary(app, total, actions, work, outbox)
+    from ehcbridge.lists_cli import demo_lines
+
+    lines: list[str] = summary["lines"]  # type: ignore[assignment]
+    at = next(n for n, line in enumerate(lines) if line.startswith("Database:")) - 1
+    lines[at:at] = demo_lines(app, work, START, END)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
     app.close()

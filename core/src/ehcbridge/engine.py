@@ -22,6 +22,7 @@ from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
 from ehcbridge.invite_rules import ensure_rule_invitees
+from ehcbridge.list_notices import queue_due_lists
 from ehcbridge.retry import parse_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
@@ -86,6 +87,7 @@ class Engine:
             report.timers_fired += fired
             if fired < 1000:
                 break
+        queue_due_lists(self.app, now)  # the termly lists, once per term, before it starts
         # Provider deliveries unblock their events, so dispatch and deliver until nothing moves.
         for _ in range(3):
             dispatched = self._dispatch(now)

@@ -177,15 +177,15 @@ def ensure_rule_invitees(app: App, case_id: str) -> int:
     if not engine.invitation_rules:
         return 0
     directory = load_directory_setting(app)
-    have = {(i.role, (i.email or "").casefold(), i.source) for i in case.invitees}
-    sources = {i.source for i in case.invitees}
+    # Someone already invited (by the list, by hand or by the rule before) is not added again.
+    have = {(i.role, (i.email or "").casefold()) for i in case.invitees if i.email}
+    have_teams = {(i.source, i.team) for i in case.invitees}
     added = 0
     for invitee in rule_invitees(engine.invitation_rules, case.review, case.pupil, details,
                                  directory, case.pupil.school_urn in engine.infant_schools):
-        if (invitee.role, (invitee.email or "").casefold(), invitee.source) in have:
+        if invitee.email and (invitee.role, invitee.email.casefold()) in have:
             continue
-        if invitee.email is None and invitee.source in sources and invitee.team and any(
-                i.source == invitee.source and i.team == invitee.team for i in case.invitees):
+        if invitee.email is None and (invitee.source, invitee.team) in have_teams:
             continue
         try:
             added += int(route_and_add(app, case_id, invitee))

@@ -237,3 +237,37 @@ def report_sen2(year: int, as_csv: bool) -> None:
         table.add_row(*(r[c] for c in COLUMNS))
     _console().print(table)
     click.echo(f"{len(rows)} plan(s)")
+
+
+def demo_lines(app: App, work: Path, start: date, end: date) -> list[str]:
+    """What the demo shows of the LA's side: lists sent, invitees by rule, the figures (and the
+    figures written as CSV and SVG into the workspace)."""
+    from ehcbridge import kpis
+    from ehcbridge.kpi_chart import monthly_svg
+    from ehcbridge.list_notices import KIND
+    from ehcbridge.store.reports import event_delivery_counts, rule_invitee_counts
+
+    store = app.store
+    terms = sorted(k.removeprefix("lists:") for k, _ in store.state_items("_engine", "lists:"))
+    sent = event_delivery_counts(store, KIND)
+    rules = rule_invitee_counts(store)
+    flagged = len(store.list_reviews(flag="la_attendance_suggested"))
+    result = kpis.compute(store, start, end, end)
+    rows = [r for r in result.as_rows() if r["school"] == kpis.OVERALL]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(result.as_rows())
+    (work / "kpis.csv").write_text(buf.getvalue(), encoding="utf-8")
+    (work / "kpis.svg").write_text(monthly_svg(store, start, end, end), encoding="utf-8")
+    figures = [f"  {r['label']}: {r['count']} of {r['total']}"
+               + (f" ({r['percent']:.1f}%)" if r["percent"] is not None else "") for r in rows]
+    return [
+        f"Termly lists: queued for {', '.join(terms) or 'no term'}; deliveries "
+        + (", ".join(f"{n} {s}" for s, n in sorted(sent.items())) or "none"),
+        "Invited by rule: " + (", ".join(f"{n} {k}" for k, n in sorted(rules.items()))
+                               or "none") + f"; {flagged} review(s) suggest LA attendance",
+        f"Annual-review figures for reviews due {start:%d %b %Y} to {end:%d %b %Y}:",
+        *figures,
+        f"Figures: {work / 'kpis.csv'} and chart {work / 'kpis.svg'}",
+    ]

@@ -92,3 +92,22 @@ def sen2_rows(store: Store, census: date) -> list[dict[str, Any]]:
          .order_by(t.plans.c.case_id))
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def rule_invitee_counts(store: Store) -> dict[str, int]:
+    """Invitees added by each invitation rule (source ``rule:<name>``), on current reviews."""
+    q = (select(t.invitees.c.source, func.count())
+         .join(t.reviews, t.reviews.c.id == t.invitees.c.review_id)
+         .where(and_(t.reviews.c.current.is_(True), t.invitees.c.source.like("rule:%")))
+         .group_by(t.invitees.c.source))
+    with store.engine.connect() as conn:
+        return {r[0]: int(r[1]) for r in conn.execute(q)}
+
+
+def event_delivery_counts(store: Store, action: str) -> dict[str, int]:
+    """Deliveries of the events with this action (e.g. notices of one kind), by status."""
+    q = (select(t.deliveries.c.status, func.count())
+         .join(t.events, t.events.c.id == t.deliveries.c.event_id)
+         .where(t.events.c.action == action).group_by(t.deliveries.c.status))
+    with store.engine.connect() as conn:
+        return {r[0]: int(r[1]) for r in conn.execute(q)}
