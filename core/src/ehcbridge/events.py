@@ -10,7 +10,17 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from ehcbridge.models import Decision, Frozen, Invitee, Meeting, Milestone, Plan, Pupil, Review
+from ehcbridge.models import (
+    Decision,
+    Duty,
+    Frozen,
+    Invitee,
+    Meeting,
+    Milestone,
+    Plan,
+    Pupil,
+    Review,
+)
 
 
 class LifecycleEvent(Frozen):
@@ -36,6 +46,7 @@ class LifecycleEvent(Frozen):
     milestones: tuple[Milestone, ...] = ()
     decision: Decision | None = None
     reason: str | None = None  # why a meeting was cancelled, as entered by the caseworker
+    duty: Duty | None = None  # on_deadline: the duty at risk or missed
 
     @property
     def stage(self) -> str:

@@ -82,6 +82,10 @@ class EngineSettings(BaseModel):
     max_meetings_per_day: int = Field(default=3, ge=1)
     meeting_start_time: str = "09:30"
     meeting_minutes: int = Field(default=60, ge=15)
+    at_risk_school_days: int = Field(default=5, ge=0, description="on_deadline at_risk: school "
+                                     "days before a duty's due date")
+    under_five_review_months: int = Field(default=6, ge=3, le=6, description="months from the "
+                                          "decision to an under-five's next review (CoP 9.178)")
 
     @field_validator("online_meetings")
     @classmethod

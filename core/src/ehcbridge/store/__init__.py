@@ -27,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from ehcbridge.models import (
     LONDON,
     Decision,
+    Duty,
+    DutyStatus,
     Invitee,
     Meeting,
     MeetingStatus,
@@ -872,6 +874,51 @@ class Store:
             return conn.execute(select(t.meetings.c.link_error)
                                 .where(t.meetings.c.id == meeting_id)).scalar_one_or_none()
 
+    # Duties (what the lifecycle computed; the store only keeps it) ---------------------------
+
+    def duties(self, case_id: str) -> list[Duty]:
+        """The current review's duties, by due date then name."""
+        with self.engine.connect() as conn:
+            review_id = self.review_id_for(conn, case_id)
+            rows = conn.execute(select(t.duties).where(t.duties.c.review_id == review_id)).all()
+        return sorted((_duty(r) for r in rows), key=_duty_order)
+
+    def duty_rows(self, *, status: str | None = None, name: str | None = None,
+                  case_ids: list[str] | None = None) -> list[tuple[str, int, Duty]]:
+        """(case id, review id, duty) of every review's duties, filtered, by case then due."""
+        q = (select(t.duties, t.plans.c.case_id)
+             .join(t.reviews, t.reviews.c.id == t.duties.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id))
+        if status is not None:
+            q = q.where(t.duties.c.status == status)
+        if name is not None:
+            q = q.where(t.duties.c.name == name)
+        out: list[tuple[str, int, Duty]] = []
+        with self.engine.connect() as conn:
+            for chunk in (_chunks(list(case_ids), 500) if case_ids is not None else [None]):
+                cq = q if chunk is None else q.where(t.plans.c.case_id.in_(chunk))
+                out += [(r.case_id, int(r.review_id), _duty(r)) for r in conn.execute(cq)]
+        out.sort(key=lambda row: (row[0], row[1], *_duty_order(row[2])))
+        return out
+
+    def save_duties(self, review_id: int, duties: list[Duty], *,
+                    conn: Connection | None = None) -> None:
+        """Insert or update duties of a review, matched by (review, name)."""
+        if not duties:
+            return
+        now = utcnow()
+        with self._maybe_begin(conn) as c:
+            have = set(c.execute(select(t.duties.c.name).where(
+                t.duties.c.review_id == review_id)).scalars())
+            new = [_duty_values(review_id, d, now) for d in duties if d.name not in have]
+            if new:
+                c.execute(insert(t.duties), new)
+            for d in duties:
+                if d.name in have:
+                    c.execute(update(t.duties).where(and_(
+                        t.duties.c.review_id == review_id, t.duties.c.name == d.name))
+                        .values(**_duty_values(review_id, d, now)))
+
     # Invitees, flags, invitations, state, audit (also behind the plugin facade) --------------
 
     def add_invitee(self, case_id: str, invitee: Invitee, *, routed_from: str | None = None,
@@ -1326,6 +1373,22 @@ def _delivery_row(r: Any) -> DeliveryRow:
                        next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
                        created_at=m["created_at"], finished_at=m["finished_at"],
                        event_key=m.get("event_key", ""), case_id=m.get("case_id", ""))
+
+
+def _duty(r: Any) -> Duty:
+    return Duty(name=r.name, rule=r.rule, kind=r.kind, due=r.due, owed_by=r.owed_by,
+                owed_to=tuple(r.owed_to or ()), status=DutyStatus(r.status), met_on=r.met_on,
+                evidence=r.evidence)
+
+
+def _duty_order(d: Duty) -> tuple[date, str]:
+    return (d.due or date.max, d.name)
+
+
+def _duty_values(review_id: int, d: Duty, now: datetime) -> dict[str, Any]:
+    return dict(review_id=review_id, name=d.name, rule=d.rule, kind=d.kind, due=d.due,
+                owed_by=d.owed_by, owed_to=list(d.owed_to), status=d.status.value,
+                met_on=d.met_on, evidence=d.evidence, updated_at=now)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
