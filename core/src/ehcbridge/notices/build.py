@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ehcbridge import lifecycle
 from ehcbridge.models import LONDON, Invitee, Role
 from ehcbridge.notices.model import (
     EMAIL,
@@ -27,12 +28,12 @@ if TYPE_CHECKING:
     from ehcbridge.store import CaseView
 
 FAMILY = frozenset({Role.PARENT, Role.YOUNG_PERSON})
-# The lifecycle duty each notice kind meets (names as in ehcbridge.lifecycle).
+# The lifecycle duty each notice kind meets.
 DUTIES = {
-    "views_request": "views_requested",
-    "advice_reminder": "advice_circulated",
-    "report": "report_sent",
-    "decision": "decision_notified",
+    "views_request": lifecycle.VIEWS_REQUESTED,
+    "advice_reminder": lifecycle.ADVICE_CIRCULATED,
+    "report": lifecycle.REPORT_SENT,
+    "decision": lifecycle.DECISION_NOTIFIED,
 }
 REVIEW_KINDS = {"annual": "annual review", "early": "early review",
                 "phase_transfer": "phase transfer review", "under_five": "review"}
