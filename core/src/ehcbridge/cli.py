@@ -448,15 +448,20 @@ def review_cancel(case: str, reason: str) -> None:
 @click.option("--email", help="Address (a team mailbox for professionals).")
 @click.option("--name", help="Name or team.")
 @click.option("--team", help="Team or service (e.g. SALT, CAMHS).")
+@click.option("--address", help="Postal address, lines separated by commas (letters go there "
+              "when there is no email).")
+@click.option("--mobile", help="Mobile number for text reminders.")
 def review_invite(case: str, role: str, email: str | None, name: str | None,
-                  team: str | None) -> None:
+                  team: str | None, address: str | None, mobile: str | None) -> None:
     """Add someone to invite (professionals are routed to their team when a router is installed)."""
     from ehcbridge.models import Invitee, Role
 
     app = get_app()
     app.start_plugins()
+    lines = [p.strip() for p in (address or "").replace("\n", ",").split(",") if p.strip()]
     _store_call(app.add_invitee, case, Invitee(role=Role(role), email=email, name=name,
-                                               team=team))
+                                               team=team, address="\n".join(lines) or None,
+                                               mobile=mobile))
     click.echo(f"{case}: {role} invited")
 
 
@@ -471,17 +476,26 @@ def review_held(case: str) -> None:
 @review_group.command("report")
 @click.argument("case")
 @click.option("--on", "on", help="Date the report was sent (default today).")
-def review_report(case: str, on: str | None) -> None:
-    """Record that the review report went to everyone invited (due 2 weeks after the meeting)."""
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The report: kept with the review and sent to everyone invited.")
+def review_report(case: str, on: str | None, file: Path | None) -> None:
+    """Record the review report and send it to everyone invited (due 2 weeks after the meeting)."""
     from ehcbridge.intake import parse_date
+    from ehcbridge.notices.cli import send_report
 
     app = get_app()
     try:
         sent_on = parse_date(on) if on else app.clock.now().date()
     except ValueError as exc:
         raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
-    _store_call(app.store.record_report, case, sent_on)
-    click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}")
+    queued = send_report(app, case, sent_on, file)
+    click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}"
+               + (f"; {queued} notice(s) queued for the engine to deliver" if queued else ""))
+
+
+from ehcbridge.notices.cli import review_views  # noqa: E402
+
+review_group.add_command(review_views)
 
 
 @review_group.command("decide")

@@ -23,6 +23,8 @@ from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
 from ehcbridge.invite_rules import ensure_rule_invitees
 from ehcbridge.list_notices import queue_due_lists
+from ehcbridge.notices import NOTICE_HOOK
+from ehcbridge.notices import delivery as notices
 from ehcbridge.retry import parse_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
@@ -112,6 +114,10 @@ class Engine:
 
     def _dispatch_one(self, ev: EventRow, now: datetime) -> bool:
         store = self.app.store
+        if ev.hook == NOTICE_HOOK:  # one notice: only its channel's plugin delivers it
+            store.dispatch(ev.id, notices.plugins_for(self.app, ev), ev.hook, now)
+            return True
+        notices.queue_for_event(self.app, ev, now)  # the notices this event calls for, once
         if ev.hook == "on_review_scheduled":
             case = store.case_by_review(ev.review_id)
             if ev.action != "cancelled":
@@ -157,12 +163,14 @@ class Engine:
         store = self.app.store
         ev = store.event(d.event_id)
         try:
-            event = self.build_event(ev, now)
+            kwargs: dict[str, Any] = ({"notice": notices.notice_for(self.app, ev)}
+                                      if d.hook == NOTICE_HOOK
+                                      else {"event": self.build_event(ev, now)})
         except Exception as exc:  # the case vanished or the data is inconsistent
             log.exception("cannot build event %s", ev.key)
             return self._finish(d, DEAD, d.attempts + 1, now, f"cannot build event: {exc}")
-        outcomes = self.app.plugins.call_each(d.hook, plugins=[d.plugin], event=event,
-                                              ctx=self.app.plugin_context)
+        outcomes = self.app.plugins.call_each(d.hook, plugins=[d.plugin],
+                                              ctx=self.app.plugin_context, **kwargs)
         if not outcomes:
             return self._finish(d, SKIPPED, d.attempts, now, "plugin not loaded")
         outcome = outcomes[0]
@@ -170,6 +178,8 @@ class Engine:
         if outcome.error is None:
             if d.hook == PROVIDER_HOOK:
                 self._store_link(ev, outcome.result, d.plugin)
+            if d.hook == NOTICE_HOOK:
+                notices.delivered(self.app, ev, d.plugin, outcome.result, now)
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
         message = f"{type(error).__name__}: {error}"
@@ -179,6 +189,8 @@ class Engine:
         if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:
                 self._provider_failed(ev, d.plugin, message)
+            if d.hook == NOTICE_HOOK:
+                notices.failed(self.app, ev, d.plugin, message)
             log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
                         d.plugin, attempts)
             return self._finish(d, DEAD, attempts, now, message)

@@ -49,6 +49,13 @@ def on_deadline(event: Any, ctx: Any) -> None:
     action. Return value ignored."""
 
 
+@hookspec
+def deliver_notice(notice: Any, ctx: Any) -> Any:
+    """Deliver one ``ehcbridge.notices.Notice`` (one recipient, one channel: ``notice.channel``
+    is email, letter or sms). Called only on the plugin named for that channel in ``[notices]``,
+    once per notice through the delivery ledger; raise to have it retried. Return a
+    ``NoticeReceipt`` with the channel's own reference, or None."""
+
 # Provider hooks ------------------------------------------------------------------------------
 
 

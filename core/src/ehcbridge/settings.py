@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from ehcbridge.configfile import DEFAULT_CONFIG, SettingsError, config_path_from
 from ehcbridge.invite_rules import InvitationRule
+from ehcbridge.notices.settings import NoticeSettings
 
 __all__ = ["DEFAULT_CONFIG", "SettingsError", "config_path_from", "load_settings"]
 
@@ -128,6 +129,7 @@ class Settings(BaseSettings):
 
     store: StoreSettings = Field(default_factory=StoreSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    notices: NoticeSettings = Field(default_factory=NoticeSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # Set by load_settings; not a setting itself.

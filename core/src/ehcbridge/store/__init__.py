@@ -39,6 +39,7 @@ from ehcbridge.models import (
     ReviewKind,
     ReviewStatus,
     Role,
+    Views,
 )
 from ehcbridge.store import schema as t
 
@@ -319,7 +320,7 @@ class Store:
                 have.add(key)
                 rows.append(dict(review_id=rid, role=inv.role.value, name=inv.name,
                                  email=inv.email, team=inv.team, source=inv.source,
-                                 added_at=now))
+                                 added_at=now, address=inv.address, mobile=inv.mobile))
         _bulk_insert(conn, t.invitees, rows)
         return {row["review_id"] for row in rows}
 
@@ -450,7 +451,8 @@ class Store:
             plan=plan, pupil=pupil, review=review,
             meeting=_meeting(m) if m is not None else None,
             invitees=[Invitee(role=Role(i.role), name=i.name, email=i.email, team=i.team,
-                              source=i.source, response=i.response) for i in inv_rows],
+                              source=i.source, response=i.response, address=i.address,
+                              mobile=i.mobile) for i in inv_rows],
             decision=(Decision(outcome=Outcome(d.outcome), reason=d.reason,
                                decided_on=d.decided_on) if d is not None else None),
             flags={f.flag: f.detail or "" for f in flag_rows},
@@ -928,10 +930,15 @@ class Store:
             cond = and_(t.invitees.c.review_id == review_id,
                         t.invitees.c.role == invitee.role.value,
                         (t.invitees.c.email == match_email) if match_email is not None
-                        else t.invitees.c.email.is_(None))
+                        else and_(t.invitees.c.email.is_(None),
+                                  # without email, a postal address tells two people apart
+                                  t.invitees.c.address.is_(None) if invitee.address is None
+                                  else t.invitees.c.address == invitee.address))
             row = c.execute(select(t.invitees).where(cond)).first()
             values = dict(role=invitee.role.value, name=invitee.name, email=invitee.email,
                           team=invitee.team, source=invitee.source)
+            if invitee.address is not None or invitee.mobile is not None:
+                values.update(address=invitee.address, mobile=invitee.mobile)
             if row is not None and replace_email is not None and invitee.email != replace_email:
                 target = c.execute(select(t.invitees.c.id).where(and_(
                     t.invitees.c.review_id == review_id, t.invitees.c.role == invitee.role.value,
@@ -1132,6 +1139,147 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
 
+
+    # Views received, files kept with a review, notices (issue 13) ----------------------------
+
+    def add_views(self, case_id: str, *, contributor: str, role: str | None, received_on: date,
+                  files: list[tuple[str, str, bytes]], now: datetime | None = None) -> int:
+        """Record views received from ``contributor`` with their files (name, content type,
+        bytes), all in one transaction; returns the views id."""
+        import hashlib
+
+        at = now or utcnow()
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            views_id = _new_id(c.execute(insert(t.views).values(
+                review_id=review_id, contributor=contributor, role=role,
+                received_on=received_on, at=at)))
+            for name, content_type, data in files:
+                c.execute(insert(t.review_files).values(
+                    review_id=review_id, views_id=views_id, kind="views", filename=name,
+                    content_type=content_type, size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(), data=data, at=at))
+            return views_id
+
+    def views(self, case_id: str | None = None, *, review_id: int | None = None
+              ) -> list[Views]:
+        """Views received for a review (the case's current one unless ``review_id``)."""
+        with self.engine.connect() as conn:
+            rid = review_id if review_id is not None else self.review_id_for(conn, str(case_id))
+            rows = conn.execute(select(t.views).where(t.views.c.review_id == rid)
+                                .order_by(t.views.c.id)).all()
+            names: dict[int, list[str]] = {}
+            for f in conn.execute(select(t.review_files.c.views_id, t.review_files.c.filename)
+                                  .where(t.review_files.c.review_id == rid)
+                                  .order_by(t.review_files.c.id)):
+                if f.views_id is not None:
+                    names.setdefault(f.views_id, []).append(f.filename)
+        return [Views(id=r.id, contributor=r.contributor, role=r.role, received=r.received_on,
+                      files=tuple(names.get(r.id, []))) for r in rows]
+
+    def add_file(self, case_id: str, *, kind: str, filename: str, content_type: str,
+                 data: bytes, now: datetime | None = None) -> int:
+        """Keep a file (the review report...) with the current review; returns its id."""
+        import hashlib
+
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            return _new_id(c.execute(insert(t.review_files).values(
+                review_id=review_id, kind=kind, filename=filename, content_type=content_type,
+                size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data,
+                at=now or utcnow())))
+
+    def review_files(self, review_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """Files kept with a review (without their bytes), oldest first."""
+        q = (select(t.review_files.c.id, t.review_files.c.views_id, t.review_files.c.kind,
+                    t.review_files.c.filename, t.review_files.c.content_type,
+                    t.review_files.c.size, t.views.c.contributor, t.views.c.role,
+                    t.views.c.received_on)
+             .outerjoin(t.views, t.views.c.id == t.review_files.c.views_id)
+             .where(t.review_files.c.review_id == review_id).order_by(t.review_files.c.id))
+        if kind is not None:
+            q = q.where(t.review_files.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def file_data(self, file_id: int) -> bytes:
+        """The bytes of a file kept with a review."""
+        with self.engine.connect() as conn:
+            data = conn.execute(select(t.review_files.c.data)
+                                .where(t.review_files.c.id == file_id)).scalar_one_or_none()
+        if data is None:
+            raise StoreError(f"no file with id {file_id}")
+        return bytes(data)
+
+    def queue_notices(self, review_id: int | None, items: list[dict[str, Any]],
+                      now: datetime) -> int:
+        """Write each notice as a ``deliver_notice`` event with its ledger row in ``notices``
+        (keys already present are skipped); returns how many were new. Each item has key,
+        kind, duty, role, channel, plugin and payload. A notice needs a review: the events
+        table keys every event by one."""
+        if review_id is None:
+            raise StoreError("a notice is queued against a review")
+        added = 0
+        with self.begin() as c:
+            for item in items:
+                if not self._add_event(c, key=item["key"], hook="deliver_notice",
+                                       action=item["kind"][:20], review_id=review_id,
+                                       meeting_id=None, at=now, payload=item["payload"]):
+                    continue
+                event_id = c.execute(select(t.events.c.id)
+                                     .where(t.events.c.key == item["key"])).scalar_one()
+                c.execute(insert(t.notices).values(
+                    event_id=event_id, review_id=review_id, kind=item["kind"],
+                    duty=item.get("duty"), role=item.get("role"), channel=item["channel"],
+                    plugin=item.get("plugin"), status="queued", queued_at=now))
+                added += 1
+        return added
+
+    def set_notice_status(self, event_id: int, *, status: str, plugin: str | None = None,
+                          reference: str | None = None, detail: str | None = None,
+                          now: datetime | None = None) -> None:
+        """Record what became of a notice's delivery (sent, delivered, failed)."""
+        values: dict[str, Any] = {"status": status, "detail": detail}
+        if plugin is not None:
+            values["plugin"] = plugin
+        if reference is not None:
+            values["reference"] = reference
+        if status == "sent":
+            values["sent_at"] = now or utcnow()
+        with self.begin() as c:
+            c.execute(update(t.notices).where(t.notices.c.event_id == event_id).values(**values))
+
+    def set_notice_status_by_reference(self, plugin: str, reference: str, status: str,
+                                       detail: str | None = None) -> str | None:
+        """Update a notice by the channel's own reference; returns its case id (or None)."""
+        with self.begin() as c:
+            row = c.execute(select(t.notices.c.id, t.plans.c.case_id)
+                            .join(t.reviews, t.reviews.c.id == t.notices.c.review_id)
+                            .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                            .where(and_(t.notices.c.plugin == plugin,
+                                        t.notices.c.reference == reference))).first()
+            if row is None:
+                return None
+            c.execute(update(t.notices).where(t.notices.c.id == row.id)
+                      .values(status=status, detail=detail))
+            return str(row.case_id)
+
+    def notices(self, *, review_id: int | None = None, case_id: str | None = None,
+                duty: str | None = None) -> list[dict[str, Any]]:
+        """Notice ledger rows: kind, duty, role, channel, plugin, status, reference, dates."""
+        q = (select(t.notices, t.events.c.key, t.plans.c.case_id)
+             .join(t.events, t.events.c.id == t.notices.c.event_id)
+             .join(t.reviews, t.reviews.c.id == t.notices.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .order_by(t.notices.c.id))
+        if review_id is not None:
+            q = q.where(t.notices.c.review_id == review_id)
+        if case_id is not None:
+            q = q.where(t.plans.c.case_id == case_id)
+        if duty is not None:
+            q = q.where(t.notices.c.duty == duty)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
 def _timer_rows(review_id: int, meeting_id: int, start: datetime, end: datetime,
                 fired: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:

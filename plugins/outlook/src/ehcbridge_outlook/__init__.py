@@ -56,6 +56,14 @@ def on_decision(event: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def deliver_notice(notice: Any, ctx: Any) -> Any:
+    """Send a notice (views request, advice pack, report, decision) by email."""
+    from ehcbridge_outlook import notices
+
+    return notices.deliver_notice(notice, ctx)
+
+
+@hookimpl
 def check(ctx: Any) -> Any:
     """Doctor: settings and the mail transport (SMTP handshake and login, nothing sent)."""
     from ehcbridge.events import CheckResult

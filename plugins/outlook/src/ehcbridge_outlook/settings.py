@@ -34,6 +34,7 @@ class OutlookSettings(PluginSettings, MailSettings):
     # Kept short: the engine's own backoff handles longer outages without blocking its loop.
     send_attempts: int = 2
     retry_wait: float = 1.0
+    max_message_mb: float = 20.0  # notices: attachments beyond this are listed, not attached
 
 
     @field_validator("alarm_days_before")

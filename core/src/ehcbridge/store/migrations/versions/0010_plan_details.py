@@ -1,7 +1,7 @@
 """Optional review-list details the invitation rules read: receiving school, outcome services.
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from ehcbridge.store.schema import UTCDateTime
 
 revision = "0010"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,85 @@
+"""``ehcbridge review views`` and the report's sending: the command-line side of notices."""
+
+from __future__ import annotations
+
+import mimetypes
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ehcbridge.app import App
+
+# Views and reports are documents, not archives: refuse anything larger than a big report.
+MAX_FILE_BYTES = 25 * 1024 * 1024
+
+
+def _date(app: App, value: str | None, hint: str) -> date:
+    from ehcbridge.intake import parse_date
+
+    try:
+        return parse_date(value) if value else app.clock.now().date()
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}", param_hint=hint) from None
+
+
+def read_files(paths: tuple[Path, ...]) -> list[tuple[str, str, bytes]]:
+    """(name, content type, bytes) of each file, or a clear error naming the one that fails."""
+    out = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise click.BadParameter(f"{path}: {exc.strerror or exc}",
+                                     param_hint="--file") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise click.BadParameter(f"{path}: {len(data) // (1024 * 1024)} MB is over the "
+                                     f"{MAX_FILE_BYTES // (1024 * 1024)} MB a file may be",
+                                     param_hint="--file")
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        out.append((path.name, kind, data))
+    return out
+
+
+@click.command("views")
+@click.argument("case")
+@click.option("--from", "sender", required=True,
+              help="Email (or name) of who sent the views, as invited.")
+@click.option("--on", "on", help="Date received (default today).")
+@click.option("--file", "files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A document sent with the views (repeat for more).")
+def review_views(case: str, sender: str, on: str | None, files: tuple[Path, ...]) -> None:
+    """Record views or advice received, keeping its files with the review."""
+    from ehcbridge.cli import _store_call, get_app
+
+    app = get_app()
+    received = _date(app, on, "--on")
+    documents = read_files(files)  # all read before anything is stored
+    current = _store_call(app.store.case, case)
+    key = sender.strip().lower()
+    invitee = next((i for i in current.invitees
+                    if key in {(i.email or "").lower(), (i.name or "").lower()}), None)
+    role = invitee.role.value if invitee is not None else None
+    _store_call(app.store.add_views, case, contributor=sender.strip(), role=role,
+                received_on=received, files=documents, now=app.clock.now())
+    who = role.replace("_", " ") if role else "someone not invited"
+    click.echo(f"{case}: views from {who} recorded for {received:%d %b %Y}"
+               + (f" with {len(documents)} file(s)" if documents else ""))
+
+
+def send_report(app: App, case: str, sent_on: date, file: Path | None) -> int:
+    """Keep the report with the review and queue it to everyone invited; the notices queued."""
+    from ehcbridge.cli import _store_call
+    from ehcbridge.notices.delivery import queue_report
+
+    documents = read_files((file,)) if file is not None else []
+    _store_call(app.store.record_report, case, sent_on)
+    file_id = None
+    if documents:
+        name, kind, data = documents[0]
+        file_id = app.store.add_file(case, kind="report", filename=name, content_type=kind,
+                                     data=data, now=app.clock.now())
+    app.start_plugins()
+    return queue_report(app, case, file_id, app.clock.now())
