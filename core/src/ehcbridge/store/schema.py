@@ -242,6 +242,8 @@ plan_details = Table(
     Column("receiving_school", String(254)),
     Column("outcome_services", String(1000)),
     Column("updated_at", UTCDateTime),
+)
+
 # Views and advice received for a review, and the files kept with it (migration 0006).
 views = Table(
     "views", metadata,
