@@ -25,18 +25,17 @@ url = "sqlite:///{db}"
 online_meetings = "teams"      # not configured here: online meetings go out without a link
 max_attempts = 4
 backoff_base_seconds = 60
+# The schools directory and who gets the termly lists (docs/lists-and-returns.md).
+schools_directory = "{schools}"
+lists_health_email = "dco.send@nhs.example.net"
+lists_social_care_email = "dct.reviews@council.example.gov.uk"
 
 [[engine.school_holidays]]
 name = "February half term"
 start = 2027-02-15
 end = 2027-02-19
 
-# Terms (their gaps are holidays too), the schools directory, who gets the termly lists, and
-# who is invited beyond the statutory five (docs/lists-and-returns.md).
-schools_directory = "{schools}"
-lists_health_email = "dco.send@nhs.example.net"
-lists_social_care_email = "dct.reviews@council.example.gov.uk"
-
+# Terms (their gaps are holidays too) and who is invited beyond the statutory five.
 [[engine.terms]]
 name = "Autumn 2026"
 start = 2026-09-02

@@ -245,13 +245,13 @@ def demo_lines(app: App, work: Path, start: date, end: date) -> list[str]:
     from ehcbridge import kpis
     from ehcbridge.kpi_chart import monthly_svg
     from ehcbridge.list_notices import KIND
-    from ehcbridge.store.reports import event_delivery_counts, rule_invitee_counts
+    from ehcbridge.store.reports import event_delivery_counts, flag_count, rule_invitee_counts
 
     store = app.store
     terms = sorted(k.removeprefix("lists:") for k, _ in store.state_items("_engine", "lists:"))
     sent = event_delivery_counts(store, KIND)
     rules = rule_invitee_counts(store)
-    flagged = len(store.list_reviews(flag="la_attendance_suggested"))
+    flagged = flag_count(store, "la_attendance_suggested")
     result = kpis.compute(store, start, end, end)
     rows = [r for r in result.as_rows() if r["school"] == kpis.OVERALL]
     buf = io.StringIO()
@@ -260,7 +260,8 @@ def demo_lines(app: App, work: Path, start: date, end: date) -> list[str]:
     writer.writerows(result.as_rows())
     (work / "kpis.csv").write_text(buf.getvalue(), encoding="utf-8")
     (work / "kpis.svg").write_text(monthly_svg(store, start, end, end), encoding="utf-8")
-    figures = [f"  {r['label']}: {r['count']} of {r['total']}"
+    figures = [f"  {r['label']}: {r['count']}" if r["measure"] == "reviews_due" else
+               f"  {r['label']}: {r['count']} of {r['total']}"
                + (f" ({r['percent']:.1f}%)" if r["percent"] is not None else "") for r in rows]
     return [
         f"Termly lists: queued for {', '.join(terms) or 'no term'}; deliveries "

@@ -128,10 +128,17 @@ def plugins_for(app: App, ev: EventRow) -> list[str]:
     notice = ev.payload.get("notice", {})
     detail = f"no plugin {plugin!r} is loaded to deliver {notice.get('channel')} notices"
     app.store.set_notice_status(ev.id, status="failed", detail=detail)
-    case = app.store.case_by_review(ev.review_id)
-    app.store.flag_review(case.plan.case_id, FAILED_FLAG, f"{ev.action}: {detail}",
-                          raised_by="notices")
+    _flag(app, ev, f"{ev.action}: {detail}")
     return []
+
+
+def _flag(app: App, ev: EventRow, detail: str) -> None:
+    # A notice of no review (a termly list) has no review to flag: the log and ledger say it.
+    if not ev.review_id:
+        log.error("notice %s: %s", ev.key, detail)
+        return
+    case = app.store.case_by_review(ev.review_id)
+    app.store.flag_review(case.plan.case_id, FAILED_FLAG, detail, raised_by="notices")
 
 
 def _payload_plugin(app: App, ev: EventRow) -> str:
@@ -160,7 +167,7 @@ def delivered(app: App, ev: EventRow, plugin: str, result: Any, now: datetime) -
                                 plugin=plugin, reference=receipt.reference if receipt else None,
                                 detail=receipt.detail if receipt else None, now=now)
     duty = ev.payload.get("notice", {}).get("duty")
-    if duty:
+    if duty and ev.review_id:
         meet_if_complete(app, ev.review_id, str(duty), now.date())
 
 
@@ -169,10 +176,8 @@ def failed(app: App, ev: EventRow, plugin: str, message: str) -> None:
     app.store.set_notice_status(ev.id, status="failed", plugin=plugin, detail=message)
     notice = ev.payload.get("notice", {})
     recipient = notice.get("recipient", {})
-    case = app.store.case_by_review(ev.review_id)
-    app.store.flag_review(case.plan.case_id, FAILED_FLAG,
-                          f"{ev.action} to {recipient.get('role')} by {notice.get('channel')} "
-                          f"failed ({plugin}): {message}", raised_by="notices")
+    _flag(app, ev, f"{ev.action} to {recipient.get('role')} by {notice.get('channel')} "
+                   f"failed ({plugin}): {message}")
 
 
 def meet_if_complete(app: App, review_id: int, duty_name: str, on: date) -> bool:

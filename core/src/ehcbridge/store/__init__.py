@@ -98,7 +98,7 @@ class EventRow:
     key: str
     hook: str
     action: str
-    review_id: int
+    review_id: int  # 0 for an event that belongs to no review (a termly list notice)
     meeting_id: int | None
     occurred_at: datetime
     payload: dict[str, Any]
@@ -707,7 +707,8 @@ class Store:
             t.timers.c.review_id == review_id, t.timers.c.meeting_id == meeting_id))).scalars())
         c.execute(insert(t.timers), _timer_rows(review_id, meeting_id, start, end, fired))
 
-    def _add_event(self, c: Connection, *, key: str, hook: str, action: str, review_id: int,
+    def _add_event(self, c: Connection, *, key: str, hook: str, action: str,
+                   review_id: int | None,
                    meeting_id: int | None, at: datetime, payload: dict[str, Any] | None = None
                    ) -> bool:
         exists = c.execute(select(t.events.c.id).where(t.events.c.key == key)).first()
@@ -816,8 +817,9 @@ class Store:
         q = (select(t.deliveries, t.events.c.key.label("event_key"),
                     t.plans.c.case_id.label("case_id"))
              .join(t.events, t.events.c.id == t.deliveries.c.event_id)
-             .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
-             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             # Outer joins: a termly list notice belongs to no review.
+             .outerjoin(t.reviews, t.reviews.c.id == t.events.c.review_id)
+             .outerjoin(t.plans, t.plans.c.id == t.reviews.c.plan_id)
              .order_by(t.deliveries.c.id).limit(limit))
         if status:
             q = q.where(t.deliveries.c.status == status)
@@ -1215,10 +1217,8 @@ class Store:
                       now: datetime) -> int:
         """Write each notice as a ``deliver_notice`` event with its ledger row in ``notices``
         (keys already present are skipped); returns how many were new. Each item has key,
-        kind, duty, role, channel, plugin and payload. A notice needs a review: the events
-        table keys every event by one."""
-        if review_id is None:
-            raise StoreError("a notice is queued against a review")
+        kind, duty, role, channel, plugin and payload. ``review_id`` is None for a notice that
+        belongs to no review (a termly list)."""
         added = 0
         with self.begin() as c:
             for item in items:
@@ -1362,7 +1362,8 @@ def _meeting(m: Any) -> Meeting:
 
 
 def _event_row(r: Any) -> EventRow:
-    return EventRow(id=r.id, key=r.key, hook=r.hook, action=r.action, review_id=r.review_id,
+    return EventRow(id=r.id, key=r.key, hook=r.hook, action=r.action,
+                    review_id=r.review_id or 0,
                     meeting_id=r.meeting_id, occurred_at=r.occurred_at, payload=r.payload or {})
 
 
@@ -1372,7 +1373,7 @@ def _delivery_row(r: Any) -> DeliveryRow:
                        status=m["status"], attempts=m["attempts"],
                        next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
                        created_at=m["created_at"], finished_at=m["finished_at"],
-                       event_key=m.get("event_key", ""), case_id=m.get("case_id", ""))
+                       event_key=m.get("event_key", ""), case_id=m.get("case_id") or "")
 
 
 def _duty(r: Any) -> Duty:

@@ -95,11 +95,9 @@ def sen2_rows(store: Store, census: date) -> list[dict[str, Any]]:
 
 
 def rule_invitee_counts(store: Store) -> dict[str, int]:
-    """Invitees added by each invitation rule (source ``rule:<name>``), on current reviews."""
+    """Invitees added by each invitation rule (source ``rule:<name>``), on every review."""
     q = (select(t.invitees.c.source, func.count())
-         .join(t.reviews, t.reviews.c.id == t.invitees.c.review_id)
-         .where(and_(t.reviews.c.current.is_(True), t.invitees.c.source.like("rule:%")))
-         .group_by(t.invitees.c.source))
+         .where(t.invitees.c.source.like("rule:%")).group_by(t.invitees.c.source))
     with store.engine.connect() as conn:
         return {r[0]: int(r[1]) for r in conn.execute(q)}
 
@@ -111,3 +109,10 @@ def event_delivery_counts(store: Store, action: str) -> dict[str, int]:
          .where(t.events.c.action == action).group_by(t.deliveries.c.status))
     with store.engine.connect() as conn:
         return {r[0]: int(r[1]) for r in conn.execute(q)}
+
+
+def flag_count(store: Store, flag: str) -> int:
+    """How many reviews (current or past) were ever given this flag."""
+    q = select(func.count(func.distinct(t.flags.c.review_id))).where(t.flags.c.flag == flag)
+    with store.engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())

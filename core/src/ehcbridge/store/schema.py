@@ -165,7 +165,8 @@ events = Table(
     Column("key", String(200), nullable=False, unique=True),
     Column("hook", String(40), nullable=False),
     Column("action", String(20), nullable=False),
-    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False, index=True),
+    # Null for an event of no review (a termly list notice, migration 0010).
+    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=True, index=True),
     Column("meeting_id", Integer, ForeignKey("meetings.id")),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("payload", JSON, nullable=False, default=dict),

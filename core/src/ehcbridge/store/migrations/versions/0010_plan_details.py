@@ -1,4 +1,5 @@
-"""Optional review-list details the invitation rules read: receiving school, outcome services.
+"""Optional review-list details the invitation rules read: receiving school, outcome services;
+events that belong to no review (termly list notices).
 
 Revision ID: 0010
 Revises: 0006
@@ -27,5 +28,11 @@ def upgrade() -> None:
     )
 
 
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.alter_column("review_id", existing_type=sa.Integer(), nullable=True)
+
+
 def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.alter_column("review_id", existing_type=sa.Integer(), nullable=False)
     op.drop_table("plan_details")
