@@ -28,6 +28,11 @@ def _attachments(title: str, stem: str, entries: list[ListEntry]) -> tuple[objec
 
 
 def _paragraphs(lists: TermlyLists, entries: list[ListEntry], whose: str) -> tuple[str, ...]:
+    if not entries:
+        return (f"No Education, Health and Care plan reviews of {whose} fall due in the coming "
+                f"term (reviews due {lists.due_from:%d %B %Y} to {lists.due_to:%d %B %Y}). The "
+                "local authority sends this at least two weeks before each term, as the SEND "
+                "Code of Practice asks; the attached list is empty.",)
     pt = sum(e.phase_transfer for e in entries)
     pfa = sum(e.preparing_for_adulthood for e in entries)
     return (
@@ -54,10 +59,12 @@ def build_notices(app: App, lists: TermlyLists, term: Term | None,
     stem = term.slug if term else f"{lists.due_from.isoformat()}-{lists.due_to.isoformat()}"
     sender = app.settings.notices.council_name if hasattr(app.settings, "notices") else ""
     out: list[Notice] = []
-    for urn, entries in lists.by_school.items():
+    # Every school in the directory hears, even with nothing due: "none this term" is news too.
+    for urn in sorted(set(lists.by_school) | set(directory or {})):
         school = (directory or {}).get(urn)
         if school is None:
             continue  # reported by the caller: no one to send it to
+        entries = lists.by_school.get(urn, [])
         recipient = NoticeRecipient(role="headteacher",
                                     name=school.headteacher_name or f"Headteacher, {school.name}",
                                     email=school.headteacher_email, address=school.address)
