@@ -20,9 +20,9 @@ from tenacity import RetryCallState, Retrying, wait_exponential
 from ehcbridge import NotConfigured, PermanentError
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
-from ehcbridge.models import Meeting, MeetingStatus
 from ehcbridge.invite_rules import ensure_rule_invitees
 from ehcbridge.list_notices import queue_due_lists
+from ehcbridge.models import Meeting, MeetingStatus
 from ehcbridge.notices import NOTICE_HOOK
 from ehcbridge.notices import delivery as notices
 from ehcbridge.retry import parse_retry_after

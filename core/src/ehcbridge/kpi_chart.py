@@ -44,9 +44,9 @@ def monthly_svg(store: Store, start: date, end: date, as_of: date) -> str:
     for n, (measure, label, colour) in enumerate(SERIES):
         points = []
         for i, month in enumerate(months):
-            pct = kpis.schools[month][measure].percent
-            if pct is not None:
-                points.append(f"{LEFT + i * step:.1f},{TOP + plot_h * (1 - pct / 100):.1f}")
+            share = kpis.schools[month][measure].percent
+            if share is not None:
+                points.append(f"{LEFT + i * step:.1f},{TOP + plot_h * (1 - share / 100):.1f}")
         if points:
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2.5" '
                          f'points="{" ".join(points)}"/>')

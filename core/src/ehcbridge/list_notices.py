@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ehcbridge.app import App
     from ehcbridge.lists import ListEntry, TermlyLists
-    from ehcbridge.notices.model import Notice
+    from ehcbridge.notices.model import Attachment, Notice
     from ehcbridge.schools import School
     from ehcbridge.terms import Term
 
@@ -19,7 +19,7 @@ KIND = "termly_list"
 STATE_PLUGIN = "_engine"
 
 
-def _attachments(title: str, stem: str, entries: list[ListEntry]) -> tuple[object, ...]:
+def _attachments(title: str, stem: str, entries: list[ListEntry]) -> tuple[Attachment, ...]:
     from ehcbridge.lists import to_csv, to_pdf
     from ehcbridge.notices.model import Attachment
 
@@ -74,7 +74,7 @@ def build_notices(app: App, lists: TermlyLists, term: Term | None,
             channel=EMAIL if school.headteacher_email else LETTER, recipient=recipient,
             subject=f"EHC plan reviews due next term at {school.name}",
             paragraphs=_paragraphs(lists, entries, f"pupils at {school.name}"),
-            attachments=_attachments(title, f"{stem}-{urn}", entries),  # type: ignore[arg-type]
+            attachments=_attachments(title, f"{stem}-{urn}", entries),
             sender=sender))
     whole = lists.entries
     for role, address, name in (("health", engine.lists_health_email, "ICB health services"),
@@ -88,7 +88,7 @@ def build_notices(app: App, lists: TermlyLists, term: Term | None,
             subject=f"EHC plan reviews due next term: the whole list ({len(whole)})",
             paragraphs=_paragraphs(lists, whole, "children and young people in every school"),
             attachments=_attachments(f"{lists.title} - all schools", f"{stem}-all",
-                                     whole),  # type: ignore[arg-type]
+                                     whole),
             sender=sender))
     return out
 

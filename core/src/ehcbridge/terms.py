@@ -80,7 +80,7 @@ def next_term(terms: list[Term], today: date) -> Term | None:
 
 
 def _as_date(value: Any) -> date:
-    return value.date() if isinstance(value, datetime) else value  # type: ignore[no-any-return]
+    return value.date() if isinstance(value, datetime) else value
 
 
 def read_ics(path: Path) -> tuple[list[Term], list[tuple[date, date]]]:
