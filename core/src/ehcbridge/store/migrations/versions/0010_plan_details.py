@@ -26,21 +26,12 @@ def upgrade() -> None:
         sa.Column("outcome_services", sa.String(1000)),
         sa.Column("updated_at", UTCDateTime()),
     )
-
-
-    _defer_foreign_keys()
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.alter_column("review_id", existing_type=sa.Integer(), nullable=True)
 
 
 def downgrade() -> None:
-    _defer_foreign_keys()
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.alter_column("review_id", existing_type=sa.Integer(), nullable=False)
     op.drop_table("plan_details")
 
-
-def _defer_foreign_keys() -> None:
-    # SQLite rebuilds the events table; deliveries point at it, so check references at commit.
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("PRAGMA defer_foreign_keys = ON")
