@@ -27,26 +27,20 @@ def _attachments(title: str, stem: str, entries: list[ListEntry]) -> tuple[Attac
             Attachment.inline(f"{stem}.pdf", to_pdf(title, entries), "application/pdf"))
 
 
-def _paragraphs(lists: TermlyLists, entries: list[ListEntry], whose: str) -> tuple[str, ...]:
-    if not entries:
-        return (f"No Education, Health and Care plan reviews of {whose} fall due in the coming "
-                f"term (reviews due {lists.due_from:%d %B %Y} to {lists.due_to:%d %B %Y}). The "
-                "local authority sends this at least two weeks before each term, as the SEND "
-                "Code of Practice asks; the attached list is empty.",)
-    pt = sum(e.phase_transfer for e in entries)
-    pfa = sum(e.preparing_for_adulthood for e in entries)
-    return (
-        f"Attached is the list of {whose} whose Education, Health and Care plans must be "
-        f"reviewed in the coming term (reviews due {lists.due_from:%d %B %Y} to "
-        f"{lists.due_to:%d %B %Y}), as the SEND Code of Practice asks the local authority to "
-        "send at least two weeks before each term starts.",
-        f"There are {len(entries)} review(s) on the list. {pt} must focus on the move to the "
-        f"next school or college (phase transfer) and {pfa} on preparing for adulthood (Year 9 "
-        "onwards); both are marked in the list.",
-        "Each review's meeting must be held in time for the local authority to decide within "
-        "twelve months of the plan or the last review. The list gives case references and "
-        "initials only; please look up each child in your own records.",
-    )
+def _wording(app: App, lists: TermlyLists, entries: list[ListEntry], whose: str,
+             school: str) -> tuple[str, tuple[str, ...]]:
+    """Subject and paragraphs from the ``termly_list`` template (a council may replace it)."""
+    from ehcbridge.notices.build import long_date
+    from ehcbridge.notices.render import environment, render
+
+    config = app.settings.config_path
+    env = environment(app.settings.notices, config.parent if config is not None else None)
+    subject, paragraphs, _ = render(env, KIND, {
+        "whose": whose, "school": school, "count": len(entries),
+        "phase_transfer": sum(e.phase_transfer for e in entries),
+        "preparing_for_adulthood": sum(e.preparing_for_adulthood for e in entries),
+        "due_from": long_date(lists.due_from), "due_to": long_date(lists.due_to)})
+    return subject, paragraphs
 
 
 def build_notices(app: App, lists: TermlyLists, term: Term | None,
@@ -57,7 +51,7 @@ def build_notices(app: App, lists: TermlyLists, term: Term | None,
 
     engine = app.settings.engine
     stem = term.slug if term else f"{lists.due_from.isoformat()}-{lists.due_to.isoformat()}"
-    sender = app.settings.notices.council_name if hasattr(app.settings, "notices") else ""
+    sender = app.settings.notices.council_name
     out: list[Notice] = []
     # Every school in the directory hears, even with nothing due: "none this term" is news too.
     for urn in sorted(set(lists.by_school) | set(directory or {})):
@@ -69,11 +63,12 @@ def build_notices(app: App, lists: TermlyLists, term: Term | None,
                                     name=school.headteacher_name or f"Headteacher, {school.name}",
                                     email=school.headteacher_email, address=school.address)
         title = f"{lists.title} - {school.name} ({urn})"
+        subject, paragraphs = _wording(app, lists, entries, f"pupils at {school.name}",
+                                       school.name)
         out.append(Notice(
             key=f"{KIND}:{stem}:{urn}", kind=KIND,
             channel=EMAIL if school.headteacher_email else LETTER, recipient=recipient,
-            subject=f"EHC plan reviews due next term at {school.name}",
-            paragraphs=_paragraphs(lists, entries, f"pupils at {school.name}"),
+            subject=subject, paragraphs=paragraphs,
             attachments=_attachments(title, f"{stem}-{urn}", entries),
             sender=sender))
     whole = lists.entries
@@ -82,11 +77,12 @@ def build_notices(app: App, lists: TermlyLists, term: Term | None,
                                  "Social care")):
         if not address:
             continue
+        subject, paragraphs = _wording(app, lists, whole,
+                                       "children and young people in every school", "")
         out.append(Notice(
             key=f"{KIND}:{stem}:{role}", kind=KIND, channel=EMAIL,
             recipient=NoticeRecipient(role=role, name=name, email=address),
-            subject=f"EHC plan reviews due next term: the whole list ({len(whole)})",
-            paragraphs=_paragraphs(lists, whole, "children and young people in every school"),
+            subject=subject, paragraphs=paragraphs,
             attachments=_attachments(f"{lists.title} - all schools", f"{stem}-all",
                                      whole),
             sender=sender))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-KINDS = ("views_request", "advice_reminder", "report", "decision", "text_reminder")
+KINDS = ("views_request", "advice_reminder", "report", "decision", "text_reminder",
+         "termly_list")
 
 
 class NoticeSettings(BaseModel):
