@@ -72,6 +72,15 @@ class PluginStoreFacade:
         self.store.record_invitation(case_id, email, plugin=self.plugin, status=status,
                                      detail=detail)
 
+    def claim_invitation(self, case_id: str, email: str, detail: str = "") -> bool:
+        """Claim ``email`` for this plugin; False when another plugin already invited them."""
+        holder = self.store.claim_invitation(case_id, email, plugin=self.plugin, detail=detail)
+        return holder == self.plugin
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Give up this plugin's claims on ``emails`` after its invitation failed."""
+        self.store.release_invitations(case_id, plugin=self.plugin, emails=emails, detail=detail)
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for the review."""
         return self.store.case(case_id).invitations

@@ -17,11 +17,11 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying, wait_exponential
 
-from ehcbridge import NotConfigured, PermanentError
+from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
-from ehcbridge.retry import parse_retry_after
+from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
 
@@ -48,17 +48,23 @@ class TickReport:
         self.attempts.update(other.attempts)
 
 
-def retry_after_of(exc: BaseException) -> float | None:
+def retry_after_of(exc: BaseException, now: datetime | None = None) -> float | None:
     """A Retry-After carried by an exception: ``retry_after`` or an HTTP response header."""
+    return requested_wait(exc, now)[0]
+
+
+def requested_wait(exc: BaseException, now: datetime | None = None) -> tuple[float | None, bool]:
+    """The wait an exception asks for, clamped to a day, and whether it asked for longer."""
     value = getattr(exc, "retry_after", None)
-    if isinstance(value, int | float):
-        return max(0.0, float(value))
     if value is None:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
         if headers is not None:
-            value = headers.get("Retry-After")
-    return parse_retry_after(value)
+            try:
+                value = headers.get("Retry-After")
+            except Exception:  # a plugin's odd header object must not stop the engine
+                value = None
+    return read_retry_after(value, now)
 
 
 class Engine:
@@ -171,6 +177,8 @@ class Engine:
         message = f"{type(error).__name__}: {error}"
         if isinstance(error, NotConfigured):
             return self._finish(d, SKIPPED, attempts, now, f"not configured: {error}")
+        if isinstance(error, Skipped):
+            return self._finish(d, SKIPPED, attempts, now, str(error))
         max_attempts = self.app.settings.engine.max_attempts
         if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:
@@ -178,7 +186,12 @@ class Engine:
             log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
                         d.plugin, attempts)
             return self._finish(d, DEAD, attempts, now, message)
-        delay = retry_after_of(error)
+        delay, capped = requested_wait(error, now)
+        if capped:
+            # A remote server or plugin asked for longer than a day: wait a day and say so.
+            message += f" (asked to wait longer than {MAX_RETRY_AFTER / 3600:.0f} h; retrying then)"
+            log.warning("delivery %s of %s to %s asked to wait too long; waiting %d s", d.id,
+                        ev.key, d.plugin, MAX_RETRY_AFTER)
         if delay is None:
             state = RetryCallState(retry_object=_RETRYING, fn=None, args=(), kwargs={})
             state.attempt_number = attempts

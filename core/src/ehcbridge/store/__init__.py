@@ -945,6 +945,51 @@ class Store:
                 c.execute(update(t.invitations).where(where).values(status=status, detail=detail,
                                                                     at=utcnow()))
 
+    # One invitation per person per meeting across plugins: the first plugin to claim an
+    # address holds it. The claim is a row keyed by review and address in a reserved state
+    # namespace, so two plugins racing for the same person cannot both win (primary key).
+    _CLAIMS = "_invitations"
+
+    def claim_invitation(self, case_id: str, email: str, *, plugin: str, detail: str = "") -> str:
+        """Claim ``email`` for ``plugin`` unless another plugin holds it; returns the holder
+        (``plugin`` when the claim is, or already was, its own) and records the invitation."""
+        with self.engine.connect() as conn:
+            review_id = self.review_id_for(conn, case_id)
+        key = f"{review_id}:{email.strip().lower()}"
+        try:
+            with self.begin() as c:
+                c.execute(insert(t.plugin_state).values(plugin=self._CLAIMS, key=key,
+                                                        value={"plugin": plugin},
+                                                        updated_at=utcnow()))
+        except IntegrityError:
+            pass  # held already: by this plugin (a retry) or by another
+        holder = (self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin)
+        if holder == plugin:
+            self.record_invitation(case_id, email, plugin=plugin, status="sent", detail=detail)
+        return str(holder)
+
+    def release_invitations(self, case_id: str, *, plugin: str, emails: list[str] | None = None,
+                            detail: str = "") -> None:
+        """Give up ``plugin``'s claims (all, or those ``emails``) after its invitation failed,
+        so another plugin may invite them; the records say ``failed``."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            rows = c.execute(select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
+                t.plugin_state.c.plugin == self._CLAIMS,
+                t.plugin_state.c.key.startswith(f"{review_id}:", autoescape=True)))).all()
+            wanted = {e.strip().lower() for e in emails} if emails is not None else None
+            for key, value in rows:
+                address = key.partition(":")[2]
+                if (value or {}).get("plugin") != plugin or (
+                        wanted is not None and address not in wanted):
+                    continue
+                c.execute(delete(t.plugin_state).where(and_(
+                    t.plugin_state.c.plugin == self._CLAIMS, t.plugin_state.c.key == key)))
+                c.execute(update(t.invitations).where(and_(
+                    t.invitations.c.review_id == review_id, t.invitations.c.plugin == plugin,
+                    func.lower(t.invitations.c.email) == address)).values(
+                        status="failed", detail=detail or "invitation failed", at=utcnow()))
+
     def get_state(self, plugin: str, key: str, default: Any = None) -> Any:
         """A plugin's stored value."""
         with self.engine.connect() as conn:
