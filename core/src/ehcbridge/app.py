@@ -72,10 +72,10 @@ class PluginStoreFacade:
         self.store.record_invitation(case_id, email, plugin=self.plugin, status=status,
                                      detail=detail)
 
-    def claim_invitation(self, case_id: str, email: str, detail: str = "") -> bool:
-        """Claim ``email`` for this plugin; False when another plugin already invited them."""
-        holder = self.store.claim_invitation(case_id, email, plugin=self.plugin, detail=detail)
-        return holder == self.plugin
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim ``email`` for this plugin before inviting; False when another plugin already
+        holds an invitation (or a claim) for them."""
+        return self.store.claim_invitation(case_id, email, plugin=self.plugin) == self.plugin
 
     def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
         """Give up this plugin's claims on ``emails`` after its invitation failed."""
@@ -255,6 +255,11 @@ class App:
             for item in items:
                 if isinstance(item, CheckResult):
                     results.append((outcome.plugin, item))
+        from ehcbridge.online import provider_check
+
+        online = provider_check(self)
+        if online is not None:
+            results.append(("core", online))
         return sorted(results, key=lambda r: r[0])
 
 

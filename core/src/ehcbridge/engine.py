@@ -8,6 +8,7 @@ key, and a failing plugin only ever reschedules its own row.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -21,13 +22,13 @@ from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.online import NO_PROVIDER, NO_PROVIDER_FLAG, PROVIDER_HOOK
 from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
 
 log = logging.getLogger("ehcbridge.engine")
 
-PROVIDER_HOOK = "provide_online_meeting"
 # tenacity computes the waits; the engine schedules them instead of sleeping, so one failing
 # delivery never holds up another.
 _RETRYING = Retrying()
@@ -91,6 +92,7 @@ class Engine:
             report.timers_fired += fired
             if fired < 1000:
                 break
+        self._links_now_possible(now)
         # Provider deliveries unblock their events, so dispatch and deliver until nothing moves.
         for _ in range(3):
             dispatched = self._dispatch(now)
@@ -99,6 +101,15 @@ class Engine:
             if not dispatched and not attempted:
                 break
         return report
+
+    def _links_now_possible(self, now: datetime) -> None:
+        """Meetings that went out without a link for want of a provider get one once a
+        provider is configured: an update event asks it, and the others send the link."""
+        provider = self.app.settings.engine.online_meetings
+        if not provider or provider not in self.app.plugins.implementers(PROVIDER_HOOK):
+            return
+        for row in self.app.store.list_reviews(flag=NO_PROVIDER_FLAG):
+            self.app.store.request_meeting_update(row["case_id"], f"link-{provider}", now=now)
 
     def _dispatch(self, now: datetime) -> int:
         store = self.app.store
@@ -122,6 +133,13 @@ class Engine:
                 ensure_team_invitees(self.app, case.plan.case_id)
             provider = self.app.settings.engine.online_meetings
             meeting = self._meeting(ev)
+            if (not provider and meeting is not None and meeting.online
+                    and ev.action != "cancelled" and not meeting.join_url):
+                # Not silent: the review says why there is no link, and doctor warns.
+                store.set_meeting_link(meeting.id or 0, provider=None, join_url=None,
+                                       external_id=None, error=NO_PROVIDER)
+                store.flag_review(case.plan.case_id, NO_PROVIDER_FLAG, NO_PROVIDER,
+                                  raised_by="engine")
             # A meeting that went in person still has the provider's meeting to remove.
             if provider and meeting is not None and (meeting.online or meeting.external_id):
                 if provider not in self.app.plugins.implementers(PROVIDER_HOOK):
@@ -183,6 +201,10 @@ class Engine:
         if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:
                 self._provider_failed(ev, d.plugin, message)
+            elif d.hook == "on_review_scheduled":  # its unsent invitations are free again
+                store.release_invitations(store.case_by_review(ev.review_id).plan.case_id,
+                                          plugin=d.plugin, detail=message[:200],
+                                          unsent_only=True)
             log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
                         d.plugin, attempts)
             return self._finish(d, DEAD, attempts, now, message)
@@ -210,14 +232,28 @@ class Engine:
             return
         store = self.app.store
         if isinstance(result, OnlineMeeting):
+            before = store.meeting(ev.meeting_id).join_url
             store.set_meeting_link(ev.meeting_id, provider=result.provider,
                                    join_url=result.join_url, external_id=result.external_id)
             case = store.case_by_review(ev.review_id)
             store.clear_flag(case.plan.case_id, "online_meeting_failed")
+            store.clear_flag(case.plan.case_id, NO_PROVIDER_FLAG)
+            if result.join_url != before and self._already_sent(ev, plugin):
+                # The link came after the invitations went out (a retried provider): the
+                # other plugins send it as an update.
+                digest = hashlib.sha256(result.join_url.encode()).hexdigest()[:12]
+                store.request_meeting_update(case.plan.case_id, f"link-{digest}",
+                                             now=self.app.clock.now())
         elif result is None and not store.meeting(ev.meeting_id).online:
             # The provider removed its meeting: nobody should be shown a stale link.
             store.clear_meeting_link(ev.meeting_id)
         self._events.pop(ev.id, None)
+
+    def _already_sent(self, ev: EventRow, provider: str) -> bool:
+        """True when another plugin already handled this event (so it went out linkless)."""
+        return any(d.event_id == ev.id and d.plugin != provider and d.status == DELIVERED
+                   for d in self.app.store.deliveries(case_id=self.app.store.case_by_review(
+                       ev.review_id).plan.case_id))
 
     def _provider_failed(self, ev: EventRow, plugin: str, message: str) -> None:
         store = self.app.store
@@ -227,6 +263,9 @@ class Engine:
         case = store.case_by_review(ev.review_id)
         store.flag_review(case.plan.case_id, "online_meeting_failed", f"{plugin}: {message}",
                           raised_by="engine")
+        # Whoever the provider meant to invite may now be invited by another plugin.
+        store.release_invitations(case.plan.case_id, plugin=plugin, detail=message[:200],
+                                  unsent_only=True)
 
     # Building the event a plugin sees ----------------------------------------------------------
 

@@ -75,19 +75,10 @@ class MemoryPluginStore:
              "detail": detail}
         )
 
-    def claim_invitation(self, case_id: str, email: str, detail: str = "") -> bool:
+    def claim_invitation(self, case_id: str, email: str) -> bool:
         """Claim an address unless another plugin's live invitation holds it."""
-        for r in self.invitations(case_id):
-            if (r["email"].lower() == email.lower() and r["plugin"] != self.plugin
-                    and r["status"] != "failed"):
-                return False
-        mine = [r for r in self.invitations(case_id) if r["plugin"] == self.plugin
-                and r["email"].lower() == email.lower()]
-        if mine:
-            mine[-1]["status"] = "sent"
-        else:
-            self.record_invitation(case_id, email, status="sent", detail=detail)
-        return True
+        return not any(r["email"].lower() == email.lower() and r["plugin"] != self.plugin
+                       and r["status"] != "failed" for r in self.invitations(case_id))
 
     def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
         """Mark this plugin's invitations to ``emails`` failed."""

@@ -608,6 +608,23 @@ class Store:
                 hook="on_review_scheduled", action="updated", review_id=review_id,
                 meeting_id=current.id, at=now or utcnow())
 
+    def request_meeting_update(self, case_id: str, reason: str, *,
+                               now: datetime | None = None) -> bool:
+        """Fire ``on_review_scheduled`` (action ``updated``) for the scheduled meeting, once per
+        ``reason`` and meeting revision (e.g. its online link arrived late); False when there is
+        no scheduled meeting or it was already fired."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            current = c.execute(select(t.meetings).where(and_(
+                t.meetings.c.review_id == review_id,
+                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
+            if current is None:
+                return False
+            return self._add_event(
+                c, key=f"{case_id}/r{review_id}/m{current.id}/updated/{current.sequence}/{reason}",
+                hook="on_review_scheduled", action="updated", review_id=review_id,
+                meeting_id=current.id, at=now or utcnow())
+
     def cancel_meeting(self, case_id: str, *, reason: str = "",
                        now: datetime | None = None) -> None:
         """Cancel the scheduled meeting (the review goes back to due)."""
@@ -948,14 +965,22 @@ class Store:
     # One invitation per person per meeting across plugins: the first plugin to claim an
     # address holds it. The claim is a row keyed by review and address in a reserved state
     # namespace, so two plugins racing for the same person cannot both win (primary key).
+    # Claims are not invitations: a plugin still records what it actually sent.
     _CLAIMS = "_invitations"
 
-    def claim_invitation(self, case_id: str, email: str, *, plugin: str, detail: str = "") -> str:
-        """Claim ``email`` for ``plugin`` unless another plugin holds it; returns the holder
-        (``plugin`` when the claim is, or already was, its own) and records the invitation."""
+    def claim_invitation(self, case_id: str, email: str, *, plugin: str) -> str:
+        """Claim ``email`` for ``plugin`` before inviting them, unless another plugin holds a
+        claim or a live invitation; returns the holder (``plugin`` when the claim is its own)."""
+        address = email.strip().lower()
         with self.engine.connect() as conn:
             review_id = self.review_id_for(conn, case_id)
-        key = f"{review_id}:{email.strip().lower()}"
+            other = conn.execute(select(t.invitations.c.plugin).where(and_(
+                t.invitations.c.review_id == review_id, t.invitations.c.plugin != plugin,
+                func.lower(t.invitations.c.email) == address,
+                t.invitations.c.status != "failed"))).first()
+        if other is not None:
+            return str(other.plugin)
+        key = f"{review_id}:{address}"
         try:
             with self.begin() as c:
                 c.execute(insert(t.plugin_state).values(plugin=self._CLAIMS, key=key,
@@ -963,24 +988,25 @@ class Store:
                                                         updated_at=utcnow()))
         except IntegrityError:
             pass  # held already: by this plugin (a retry) or by another
-        holder = (self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin)
-        if holder == plugin:
-            self.record_invitation(case_id, email, plugin=plugin, status="sent", detail=detail)
-        return str(holder)
+        return str((self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin))
 
     def release_invitations(self, case_id: str, *, plugin: str, emails: list[str] | None = None,
-                            detail: str = "") -> None:
-        """Give up ``plugin``'s claims (all, or those ``emails``) after its invitation failed,
-        so another plugin may invite them; the records say ``failed``."""
+                            detail: str = "", unsent_only: bool = False) -> None:
+        """Give up ``plugin``'s claims (on ``emails``, or all; with ``unsent_only`` those it
+        never recorded as sent) after its invitation failed, so another plugin may invite
+        them; its invitation records to those addresses say ``failed``."""
         with self.begin() as c:
             review_id = self.review_id_for(c, case_id)
             rows = c.execute(select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
                 t.plugin_state.c.plugin == self._CLAIMS,
                 t.plugin_state.c.key.startswith(f"{review_id}:", autoescape=True)))).all()
+            sent = set(c.execute(select(func.lower(t.invitations.c.email)).where(and_(
+                t.invitations.c.review_id == review_id, t.invitations.c.plugin == plugin,
+                t.invitations.c.status == "sent"))).scalars()) if unsent_only else set()
             wanted = {e.strip().lower() for e in emails} if emails is not None else None
             for key, value in rows:
                 address = key.partition(":")[2]
-                if (value or {}).get("plugin") != plugin or (
+                if (value or {}).get("plugin") != plugin or address in sent or (
                         wanted is not None and address not in wanted):
                     continue
                 c.execute(delete(t.plugin_state).where(and_(

@@ -327,8 +327,7 @@ class TeamsCalendar:
         for email, role in attendee_roles(event, organiser).items():
             if email in held:
                 roles[email] = role
-            elif self.store.claim_invitation(case_id, email,
-                                             detail=f"Outlook invitation from {organiser}"):
+            elif self.store.claim_invitation(case_id, email):
                 roles[email] = role
                 claimed.append(email)
             else:
@@ -401,12 +400,11 @@ class TeamsCalendar:
         }
         # Stored at once: a retry after this point PATCHes instead of creating again.
         self.store.set_state(state_key(case_id), state)
-        # Invitations were claimed (and recorded) before the POST; a recovered event's
-        # attendees are recorded here, as the crashed attempt may not have got that far.
-        for email in held:
-            if email and email in state["attendees"]:
-                self.store.claim_invitation(case_id, email,
-                                            detail=f"Outlook invitation from {organiser}")
+        # Also after a recovery: the crashed attempt died before it could record anything.
+        for email in state["attendees"]:
+            self.store.record_invitation(
+                case_id, email, status="sent", detail=f"Outlook invitation from {organiser}"
+            )
         self.store.audit(case_id, "teams.event_adopted" if recovered else "teams.event_created", {
             "event_id": data["id"], "organiser": organiser,
             "attendees": len(state["attendees"]), "sequence": event.meeting.sequence,
@@ -445,6 +443,10 @@ class TeamsCalendar:
                 self.store.set_state(state_key(case_id), {**state, "cancelled": True})
                 return self._create(event)
             new_roles = roles
+            for email in sorted(set(new_roles) - set(state.get("attendees", {}))):
+                self.store.record_invitation(
+                    case_id, email, status="sent", detail=f"Outlook invitation from {organiser}"
+                )
             state = {
                 **state,
                 "fingerprint": new_fp,
