@@ -26,6 +26,12 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert set(plugins["teams"]) == {"skipped"}  # no credentials: reported, not retried
     text = "\n".join(lines)
     assert "Deliveries by status:" in text and "Outbox:" in text
+    # Online meetings with no usable provider are flagged, not silent (issue 16).
+    online = sum(1 for r in _demo_rows()
+                 if r["online"].strip().lower() == "true" and r["meeting_start"])
+    assert online > 0
+    assert f"online meetings without a provider: {online} review(s) flagged " \
+        "no_online_provider" in text
 
     with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
         names = [(r["forename"], r["surname"]) for r in csv.DictReader(fh)]
@@ -42,3 +48,8 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
             if part.get_content_type() == "text/calendar":
                 methods.add(part.get_param("method"))
     assert {"REQUEST", "CANCEL"} <= methods
+
+
+def _demo_rows() -> list[dict[str, str]]:
+    with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
+        return list(csv.DictReader(fh))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehcbridge.models import LONDON, Outcome
+from ehcbridge.online import demo_line as online_demo_line
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -117,6 +118,7 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     summary = _summary(app, total, actions, work, outbox)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
+    echo(online_demo_line(app))
     app.close()
     return summary
 

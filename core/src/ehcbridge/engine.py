@@ -22,7 +22,7 @@ from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
-from ehcbridge.online import NO_PROVIDER, NO_PROVIDER_FLAG, PROVIDER_HOOK
+from ehcbridge.online import NO_PROVIDER_FLAG, PROVIDER_HOOK, no_provider_detail
 from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
@@ -133,13 +133,8 @@ class Engine:
                 ensure_team_invitees(self.app, case.plan.case_id)
             provider = self.app.settings.engine.online_meetings
             meeting = self._meeting(ev)
-            if (not provider and meeting is not None and meeting.online
-                    and ev.action != "cancelled" and not meeting.join_url):
-                # Not silent: the review says why there is no link, and doctor warns.
-                store.set_meeting_link(meeting.id or 0, provider=None, join_url=None,
-                                       external_id=None, error=NO_PROVIDER)
-                store.flag_review(case.plan.case_id, NO_PROVIDER_FLAG, NO_PROVIDER,
-                                  raised_by="engine")
+            if not provider:  # not silent: the review says why, and doctor warns
+                self._no_provider(ev, "engine.online_meetings is not set")
             # A meeting that went in person still has the provider's meeting to remove.
             if provider and meeting is not None and (meeting.online or meeting.external_id):
                 if provider not in self.app.plugins.implementers(PROVIDER_HOOK):
@@ -194,6 +189,8 @@ class Engine:
         error = outcome.error
         message = f"{type(error).__name__}: {error}"
         if isinstance(error, NotConfigured):
+            if d.hook == PROVIDER_HOOK:
+                self._no_provider(ev, f"{d.plugin} is not configured: {error}")
             return self._finish(d, SKIPPED, attempts, now, f"not configured: {error}")
         if isinstance(error, Skipped):
             return self._finish(d, SKIPPED, attempts, now, str(error))
@@ -248,6 +245,18 @@ class Engine:
             # The provider removed its meeting: nobody should be shown a stale link.
             store.clear_meeting_link(ev.meeting_id)
         self._events.pop(ev.id, None)
+
+    def _no_provider(self, ev: EventRow, why: str) -> None:
+        """Flag an online meeting that will go out without a link (not silently)."""
+        store = self.app.store
+        meeting = self._meeting(ev)
+        if meeting is None or not meeting.online or meeting.join_url or ev.action == "cancelled":
+            return
+        detail = no_provider_detail(why)
+        store.set_meeting_link(meeting.id or 0, provider=None, join_url=None, external_id=None,
+                               error=detail)
+        store.flag_review(store.case_by_review(ev.review_id).plan.case_id, NO_PROVIDER_FLAG,
+                          detail, raised_by="engine")
 
     def _already_sent(self, ev: EventRow, provider: str) -> bool:
         """True when another plugin already handled this event (so it went out linkless)."""

@@ -11,8 +11,12 @@ if TYPE_CHECKING:
 
 PROVIDER_HOOK = "provide_online_meeting"
 NO_PROVIDER_FLAG = "no_online_provider"
-NO_PROVIDER = ("the meeting is online but no online meeting provider is configured "
-               "(engine.online_meetings): invitations say the joining link will follow")
+
+
+def no_provider_detail(why: str) -> str:
+    """What ``review show`` says about an online meeting that has no provider to link it."""
+    return (f"online meeting without an online meeting provider ({why}); invitations say the "
+            "joining link will follow, and an update brings it once a provider is configured")
 
 
 def provider_check(app: App) -> CheckResult | None:
@@ -34,3 +38,10 @@ def provider_check(app: App) -> CheckResult | None:
                        f"{waiting} review(s) flagged {NO_PROVIDER_FLAG}: their online meetings "
                        "have no joining link; set engine.online_meetings to teams or zoom and "
                        "configure that plugin, and an update with the link goes out")
+
+
+def demo_line(app: App) -> str:
+    """The demo's line about online meetings that went out without a joining link."""
+    flagged = app.store.flag_count(NO_PROVIDER_FLAG)
+    return (f"  online meetings without a provider: {flagged} review(s) flagged "
+            f"{NO_PROVIDER_FLAG} (invitations say the joining link will follow)")

@@ -939,6 +939,12 @@ class Store:
                 c.execute(update(t.flags).where(t.flags.c.id == row.id)
                           .values(detail=detail, raised_by=raised_by))
 
+    def flag_count(self, flag: str) -> int:
+        """How many reviews (current or past) carry ``flag``."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.flags)
+                                    .where(t.flags.c.flag == flag)).scalar_one())
+
     def clear_flag(self, case_id: str, flag: str) -> None:
         """Clear a flag from the current review."""
         with self.begin() as c:
