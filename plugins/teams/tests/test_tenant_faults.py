@@ -197,3 +197,38 @@ def test_after_a_delivery_retry_nobody_gets_a_second_invitation(fake: Any, cli: 
     assert updates and all(join_url in p.read_bytes().decode(errors="replace")
                            .replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
                            .replace("\r\n ", "") for p in updates)
+
+
+def test_online_meeting_without_a_provider_is_flagged_then_linked_by_an_update(
+        fake: Any, cli: Any, tmp_path: Path) -> None:
+    config = tmp_path / "ehcbridge.toml"
+    with_teams = config.read_text()
+    config.write_text(with_teams.replace('online_meetings = "teams"\n', ""))
+    cli("run", "--once", "--now", NOW)
+
+    shown = review(cli)
+    assert "no_online_provider" in shown["flags"]
+    assert "without an online meeting provider" in shown["meeting"]["link_error"]
+    assert fake.events(ORGANISER) == []
+    sent = invitations_by_email(cli.outbox)
+    assert set(sent) == set(INVITEES)
+    bodies = [p.read_text(errors="replace").replace("=\n", "").replace("=\r\n", "")
+              for p in cli.outbox.glob("*.eml")]
+    assert all("joining link will follow" in body for body in bodies)
+    doctor = CliRunner().invoke(pytest.importorskip("ehcbridge.cli").cli,
+                                ["--config", str(config), "doctor"])
+    assert "no_online_provider" in doctor.output and "warning" in doctor.output
+
+    config.write_text(with_teams)  # the council sets up Teams
+    cli("run", "--once", "--now", "2026-11-23T09:00")
+
+    [event] = fake.events(ORGANISER)
+    join_url = event["onlineMeeting"]["joinUrl"]
+    shown = review(cli)
+    assert shown["meeting"]["join_url"] == join_url
+    assert "no_online_provider" not in shown["flags"]
+    assert not {a["emailAddress"]["address"] for a in event["attendees"]} & set(INVITEES)
+    for address, subjects in invitations_by_email(cli.outbox).items():
+        assert sum(s.startswith("Invitation:") for s in subjects) == 1, (address, subjects)
+        assert sum(s.startswith("Updated invitation:") for s in subjects) == 1, (address,
+                                                                                   subjects)
