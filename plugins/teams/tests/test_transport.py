@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import httpx
 import pluggy
 import pytest
 from ehcbridge import hookspecs
+from ehcbridge.http import ServiceUnavailable
 from ehcbridge.testing import make_event
 from ehcbridge_teams import auth
-from ehcbridge.http import ServiceUnavailable
 from ehcbridge_teams.graph import PREFER_LONDON, GraphClient, GraphError
 from ehcbridge_teams.meetings import make_client
 from ehcbridge_teams_fake_graph import ORGANISER, settings_for

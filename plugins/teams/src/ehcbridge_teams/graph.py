@@ -46,7 +46,7 @@ def mailbox_slot(mailbox: str) -> threading.BoundedSemaphore:
 
 
 class _StaticTokens:
-    """A token provider without renewal (a callable), for tests and simple callers."""
+    """A token provider without renewal (a plain callable), for tests and simple callers."""
 
     def __init__(self, provider: Callable[[], str]) -> None:
         self._provider = provider
@@ -75,9 +75,9 @@ class GraphClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        source = tokens if hasattr(tokens, "renew") else _StaticTokens(tokens)  # type: ignore[arg-type]
+        source: TokenSource = _StaticTokens(tokens) if callable(tokens) else tokens
         self.http = HttpClient(
-            self.base_url, service="Microsoft Graph", tokens=source,  # type: ignore[arg-type]
+            self.base_url, service="Microsoft Graph", tokens=source,
             headers={"Accept": "application/json", "Prefer": PREFER_LONDON},
             timeout=timeout, verify=verify, transport=transport, attempts=max_attempts,
             max_inline_wait=max_wait, now=now,

@@ -18,12 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from ehcbridge import PermanentError, RetryLater
 from ehcbridge.events import CheckResult, LifecycleEvent, OnlineMeeting, PluginStore
-from ehcbridge.models import LONDON, REQUIRED_ROLES, Role
-
-import httpx
 from ehcbridge.http import HttpError, ServiceUnavailable
+from ehcbridge.models import LONDON, REQUIRED_ROLES, Role
 from ehcbridge.retry import parse_retry_after
 
 from ehcbridge_teams.auth import MsalTokens, TokenError, acquire_token, ssl_context
