@@ -183,7 +183,7 @@ class App:
             clock=self.clock,
             store=PluginStoreFacade(self.store, name, self),
             engine_settings=self.settings.engine,
-            extras={"lookup_pupil": self.lookup_pupil},
+            extras={"lookup_pupil": self.lookup_pupil, "limits": self.settings.limits},
         )
 
     def start_plugins(self) -> None:

@@ -326,13 +326,16 @@ def import_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change.")
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool) -> None:
-    """Import a council review list or EHC Hub export (CSV), upserting by case_id."""
+@click.option("--sheet", help="The sheet of an .xlsx workbook to read (default: the first).")
+def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool,
+                       sheet: str | None) -> None:
+    """Import a council review list or EHC Hub export (CSV or .xlsx), upserting by case_id."""
     from ehcbridge.intake import IntakeError, import_reviews, summary
 
     app = get_app()
     try:
-        report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid)
+        report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid,
+                                sheet=sheet)
     except IntakeError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -350,6 +353,8 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
                + (", ".join(f"{n} {k}" for k, n in sorted(report.meetings.items())) or "none"))
     for problem in report.skipped:
         click.echo(f"skipped: {problem}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 # Reviews ------------------------------------------------------------------------------------

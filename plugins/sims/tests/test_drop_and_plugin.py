@@ -132,7 +132,7 @@ def test_run_sync_prints_counts_and_problems(ctx: Any, tmp_path: Path) -> None:
     con, out = console()
     assert run_sync(ctx, [path], api=False, dry_run=False, console=con) == 0
     text = out.getvalue()
-    assert "UPN check letter does not match (skipped)" in text
+    assert "pupil 2 (UPN B801200005002), column UPN: UPN check letter does not match" in text
     assert "added 1, updated 0, unchanged 0, left 0, skipped 1" in text
     assert "1 parent invitee(s) added" in text
     con, out = console()

@@ -8,12 +8,12 @@ from datetime import date
 from typing import Any
 
 from ehcbridge.events import PupilRecord
+from ehcbridge.formats import DEFAULT_LIMITS, Limits, field_problem
+from ehcbridge.formats import parse_date as _parse_date
+from ehcbridge.formats import parse_nc_year as _parse_nc_year
 from ehcbridge.models import Contact, Pupil
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_YEAR = re.compile(r"^(?:Y(?:EAR)?\s*)?(\d{1,2})$")
-# Reception and nursery years as the DfE codes them; "X" (not following the NC) has no number.
-_EARLY_YEARS = {"R": 0, "N2": -1, "N1": -2}
 PROVISIONS = frozenset({"N", "K", "E"})
 
 
@@ -64,15 +64,25 @@ class MisPupil:
     sen_provision: str | None = None
     needs: tuple[str, ...] = ()
     contacts: tuple[MisContact, ...] = field(default_factory=tuple)
+    preferred_forename: str | None = None
+    preferred_surname: str | None = None
+    looked_after: bool | None = None  # CTF LookedAfter/InCare; None when the MIS does not say
+    leaving_date: str | None = None  # ISO date the pupil left the school that sent the data
 
     def data(self) -> dict[str, Any]:
         """The JSON-able snapshot that is stored and compared between syncs."""
-        return {
+        data = {
             "upn": self.upn, "forename": self.forename, "surname": self.surname,
             "dob": self.dob, "sex": self.sex, "nc_year": self.nc_year,
             "school_urn": self.school_urn, "sen_provision": self.sen_provision,
             "needs": list(self.needs), "contacts": [c.data() for c in self.contacts],
         }
+        # Newer fields only when set, so snapshots stored before they existed still compare equal.
+        for name in ("preferred_forename", "preferred_surname", "looked_after", "leaving_date"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> MisPupil:
@@ -136,36 +146,32 @@ class FieldError(ValueError):
 
 
 def parse_nc_year(value: str | int | None, field_name: str = "NCyearActual") -> int | None:
-    """National curriculum year as a number: R is 0, N2 -1, N1 -2, X (not in the NC) None."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    text = value.strip().upper()
-    if not text or text == "X":
-        return None
-    if text in _EARLY_YEARS:
-        return _EARLY_YEARS[text]
-    match = _YEAR.match(text)
-    if match is None or int(match.group(1)) > 14:
-        raise FieldError(field_name, f"{value!r} is not a national curriculum year")
-    return int(match.group(1))
+    """National curriculum year as a number (the core's codes: R 0, N2/E2 -1, N1/E1 -2, X None)."""
+    try:
+        return _parse_nc_year(value)
+    except ValueError as exc:
+        raise FieldError(field_name, str(exc)) from None
 
 
 def parse_date(value: str | None, field_name: str) -> str | None:
-    """An ISO date string from ISO (the CTF schema) or DD/MM/YYYY (seen in hand-made files)."""
+    """An ISO date string from any form the core accepts (ISO in the CTF schema, UK forms)."""
     if value is None or not value.strip():
         return None
     text = value.strip()
+    if len(text) > 10 and text[10] in "T " and text[4:5] == "-":
+        text = text[:10]  # an ISO date-time: the CTF's DOB is a date
     try:
-        if "/" in text:
-            day, month, year = text.split("/")
-            if len(year) != 4:
-                raise ValueError(text)
-            return date(int(year), int(month), int(day)).isoformat()
-        return date.fromisoformat(text[:10]).isoformat()
-    except ValueError:
-        raise FieldError(field_name, f"{value!r} is not a date (YYYY-MM-DD)") from None
+        return _parse_date(text).isoformat()
+    except ValueError as exc:
+        raise FieldError(field_name, str(exc)) from None
+
+
+def check_field(value: str | None, field_name: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """FieldError when a text value is too long to keep or holds a NUL character."""
+    if value is not None:
+        problem = field_problem(value, limits)
+        if problem is not None:
+            raise FieldError(field_name, problem)
 
 
 def parse_bool(value: str | bool | None) -> bool:

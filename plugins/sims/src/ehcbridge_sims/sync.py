@@ -19,6 +19,7 @@ from typing import Any
 
 from ehcbridge import NotConfigured
 from ehcbridge.events import HookContext
+from ehcbridge.formats import DEFAULT_LIMITS, Limits
 from ehcbridge.models import Invitee, Role
 
 from .ctf import CtfError, Problem, file_sha256, read_ctf
@@ -34,6 +35,7 @@ WATERMARK_MARGIN = timedelta(minutes=5)
 FLAG_PFA = "preparing_for_adulthood"
 FLAG_EARLY = "early_review_suggested"
 FLAG_SEN = "sen_provision_changed"
+FLAG_LAC = "looked_after"
 
 Progress = Callable[[int, int], None]
 
@@ -54,7 +56,8 @@ class Change:
         for name, (old, new) in self.fields.items():
             if name == "contacts":
                 parts.append("contacts changed")
-            elif name in {"forename", "surname", "dob"}:
+            elif name in {"forename", "surname", "dob", "preferred_forename",
+                          "preferred_surname", "looked_after"}:
                 parts.append(f"{name} changed")
             else:
                 parts.append(f"{name} {old!r} -> {new!r}")
@@ -158,10 +161,12 @@ def sync_files(
             report.unchanged += int(known.get("pupils", 0))
             report.skipped += int(known.get("skipped", 0))
             continue
-        ctf = read_ctf(path, progress=progress)
+        ctf = read_ctf(path, progress=progress, limits=_limits(ctx))
         batch = batches.setdefault(
             ctf.header.school_key, Batch(school=ctf.header.school_key, source="ctf", full=True)
         )
+        # A partial or leavers file says nothing about the pupils it leaves out.
+        batch.full = batch.full and ctf.full
         for pupil in ctf.pupils:
             batch.pupils[pupil.upn] = pupil
         _note_problems(report, batch, ctf.problems)
@@ -176,6 +181,12 @@ def sync_files(
         }
     _apply(batches.values(), ctx, report, relink=relink)
     return report
+
+
+def _limits(ctx: HookContext) -> Limits:
+    """The core's [limits] settings (the defaults outside an application)."""
+    limits = ctx.extras.get("limits")
+    return limits if isinstance(limits, Limits) else DEFAULT_LIMITS
 
 
 def _note_problems(report: SyncReport, batch: Batch, problems: list[Problem]) -> None:
@@ -279,6 +290,11 @@ def _consequences(change: Change, old: MisPupil | None, new: MisPupil) -> None:
             change.flags.append(
                 (FLAG_SEN, f"MIS: SEN provision is now {new.sen_provision} (was E, EHC plan)")
             )
+    if new.looked_after and (old is None or not old.looked_after):
+        change.flags.append(
+            (FLAG_LAC, "MIS: the pupil is looked after; invite the virtual school and the "
+                       "social worker, and align with the CLA review")
+        )
     before = old.parent_emails() if old is not None else {}
     for email, contact in new.parent_emails().items():
         if email not in before:
@@ -301,6 +317,18 @@ def _apply(batches: Iterable[Batch], ctx: HookContext, report: SyncReport,
     for batch in batches:
         for upn, pupil in batch.pupils.items():
             stored = previous.get(upn)
+            if pupil.leaving_date:
+                # Listed with a leaving date (a leavers CTF, SchoolHistory): off roll now.
+                if stored is not None and not stored.get("left"):
+                    report.left += 1
+                    report.changes.append(Change(upn, "left"))
+                    writes[PUPIL + upn] = {
+                        "source": batch.source, "school": batch.school, "data": pupil.data(),
+                        "left": True, "updated_at": now,
+                    }
+                else:
+                    report.unchanged += 1
+                continue
             old = None if stored is None or stored.get("left") else MisPupil.from_data(
                 stored["data"])
             if old is None:

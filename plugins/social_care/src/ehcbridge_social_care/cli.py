@@ -36,7 +36,7 @@ def social_care() -> None:
 @social_care.command("import")
 @click.argument("source")
 @click.option("--layout", type=click.Choice(LAYOUTS),
-              help="Default: from the URL, the .ics extension or the CSV header.")
+              help="Default: from the URL, the .ics extension, the XML root or the header.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV of social_care_id,upn,dob or the SSDA903 Header table "
                    "(default: the mapping_file setting).")
@@ -45,7 +45,7 @@ def social_care() -> None:
               help="Skip malformed rows instead of refusing the whole file.")
 def import_command(source: str, layout: str | None, mapping: Path | None, dry_run: bool,
                    skip_invalid: bool) -> None:
-    """Import review dates from a CSV extract, an .ics file or an iCalendar URL."""
+    """Import review dates: SSDA903 (CSV, .xlsx or XML), CIN census XML, CSV, .ics or a URL."""
     ctx = plugin_context()
     try:
         report = import_source(ctx, source, layout=layout, mapping=mapping, dry_run=dry_run,
@@ -71,6 +71,8 @@ def format_report(report: ImportReport) -> str:
         f"{verb} dates for {report.children} pupil(s); "
         f"{'would add' if report.dry_run else 'added'} {report.invitees} social care invitee(s)",
     ]
+    if report.encoding not in (None, "UTF-8", "UTF-8 with BOM"):
+        lines.append(f"read as {report.encoding} text")
     lines += [f"unmatched {u}" for u in report.unmatched]
     lines += [f"skipped {e}" for e in report.skipped_invalid]
     if report.dry_run:
