@@ -27,7 +27,7 @@ HEADER = ("case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,last_
 ONLINE = ("EHC-00077,A999268759382,Nico,Dunmore,09/09/2014,7,100004,2025-05-27,2026-06-01,,,,"
           "true,caseworker1@council.example.gov.uk,Parent of N.D.,parent@family.example.net,"
           "senco@school.example.org,sen.team@council.example.gov.uk\n")
-IN_PERSON = ("EHC-00078,A999268759383,Ada,Brook,10/10/2014,7,100004,2025-05-27,2026-06-01,,,,"
+IN_PERSON = ("EHC-00078,A999125581676,Ada,Brook,10/10/2014,7,100004,2025-05-27,2026-06-01,,,,"
              "false,caseworker1@council.example.gov.uk,Parent of A.B.,parent78@family.example.net,"
              "senco@school.example.org,sen.team@council.example.gov.uk\n")
 NOW = "2026-11-22T15:00"
