@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehcbridge.events import CheckResult
@@ -45,3 +47,11 @@ def demo_line(app: App) -> str:
     flagged = app.store.flag_count(NO_PROVIDER_FLAG)
     return (f"  online meetings without a provider: {flagged} review(s) flagged "
             f"{NO_PROVIDER_FLAG} (invitations say the joining link will follow)")
+
+
+def online_wanted(path: Path) -> set[str]:
+    """Case ids whose row in the demo's list asks for an online meeting, so the demo books the
+    planner's proposals for them online (as ``plan --apply --online`` would)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {row["case_id"] for row in csv.DictReader(fh)
+                if (row.get("online") or "").strip().lower() == "true"}
