@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ehcbridge import __version__
+from ehcbridge.invocation import get_app
+from ehcbridge.invocation import plugin_manager as _plugin_manager
+from ehcbridge.scaffold import plugin_group
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -49,48 +52,6 @@ class EhcGroup(click.Group):
             self._add_plugin_commands(ctx)
             command = super().get_command(ctx, cmd_name)
         return command
-
-
-def _plugin_manager(ctx: click.Context) -> Any:
-    """One PluginManager per invocation, made without reading settings through pydantic."""
-    from ehcbridge.configfile import config_path_from
-    from ehcbridge.plugins import PluginManager, quick_plugin_sections
-
-    root = ctx.find_root()
-    manager = root.meta.get("ehcbridge.plugins")
-    if manager is None:
-        try:
-            path = config_path_from(root.params.get("config"))
-        except Exception:  # reported properly when a command builds the App
-            path = None
-        manager = PluginManager(quick_plugin_sections(path), path)
-        root.meta["ehcbridge.plugins"] = manager
-    return manager
-
-
-def get_app(ctx: click.Context | None = None) -> App:
-    """The App for this invocation, built once from --config and the environment."""
-    from ehcbridge.app import App, set_current_app
-    from ehcbridge.configfile import SettingsError
-
-    ctx = ctx or click.get_current_context()
-    root = ctx.find_root()
-    app = root.meta.get("ehcbridge.app")
-    if app is None:
-        from ehcbridge.plugins import PluginLoadError
-
-        try:
-            manager = _plugin_manager(root)
-            app = App(config=root.params.get("config"), plugins=manager)
-            manager.plugin_settings = app.settings.plugins
-            manager.config_path = app.settings.config_path
-            manager.load()
-        except (SettingsError, PluginLoadError) as exc:
-            raise click.ClickException(str(exc)) from None
-        root.meta["ehcbridge.app"] = app
-        set_current_app(app)
-        root.call_on_close(app.close)
-    return app
 
 
 def _json(data: Any) -> None:
@@ -748,6 +709,9 @@ def demo_cmd(directory: Path | None) -> None:
     from ehcbridge.demo import run_demo
 
     run_demo(directory, echo=click.echo)
+
+
+cli.add_command(plugin_group)
 
 
 def main() -> None:

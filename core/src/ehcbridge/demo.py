@@ -70,9 +70,10 @@ def _workspace(directory: Path | None) -> Path:
 def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = print,
              step_days: int = 1) -> dict[str, object]:
     """Import the bundled list, run the engine day by day through a term and print a summary."""
-    from ehcbridge.app import App, set_current_app
+    from ehcbridge.app import App
     from ehcbridge.engine import Engine, TickReport
     from ehcbridge.intake import demo_workbook_check, import_reviews
+    from ehcbridge.invocation import set_current_app
     from ehcbridge.settings import load_settings
 
     work = _workspace(directory)
@@ -123,6 +124,9 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
     echo(online_demo_line(app))
+    from ehcbridge.scaffold import demo_step
+
+    summary["plugin_package"] = str(demo_step(work, echo))
     app.close()
     return summary
 

@@ -8,6 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from ehcbridge.events import HookContext
+from ehcbridge.testing import ContextApp
 from ehcbridge_social_care import cli as cli_module
 from ehcbridge_social_care import register_commands
 
@@ -16,7 +17,7 @@ from .conftest import UPN_A, UPN_NO_REVIEW, CountingStore, context
 
 @pytest.fixture
 def root(monkeypatch: pytest.MonkeyPatch, ctx: HookContext) -> click.Group:
-    monkeypatch.setattr(cli_module, "plugin_context", lambda: ctx)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx))
 
     @click.group()
     def ehcbridge() -> None:
@@ -84,14 +85,11 @@ def test_list(tmp_path: Path, root: click.Group, store: CountingStore) -> None:
     assert bad.exit_code == 2 and "not a valid UPN" in bad.output
 
 
-def test_plugin_context_comes_from_the_app(monkeypatch: pytest.MonkeyPatch,
-                                           store: CountingStore) -> None:
-    import ehcbridge.app as app
-
+def test_plugin_context_comes_from_the_app(store: CountingStore) -> None:
     class FakeApp:
         def plugin_context(self, name: str) -> HookContext:
             assert name == "social_care"
             return context(store)
 
-    monkeypatch.setattr(app, "current_app", lambda: FakeApp())
-    assert cli_module.plugin_context().plugin == "social_care"
+    listed = CliRunner().invoke(cli_module.social_care, ["list"], obj=FakeApp())
+    assert listed.exit_code == 0, listed.output

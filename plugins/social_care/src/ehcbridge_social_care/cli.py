@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from ehcbridge.events import HookContext
+from ehcbridge.invocation import pass_plugin_context
 
 from .importers import (
     LAYOUTS,
@@ -18,14 +19,6 @@ from .importers import (
     settings_of,
 )
 from .records import KIND_LABELS, format_day, occasions
-
-
-def plugin_context() -> HookContext:
-    """This plugin's context from the running application."""
-    from ehcbridge.app import current_app  # the app is only built when a command runs
-
-    context: HookContext = current_app().plugin_context("social_care")
-    return context
 
 
 @click.group("social-care")
@@ -43,10 +36,10 @@ def social_care() -> None:
 @click.option("--dry-run", is_flag=True, help="Read and match, write nothing.")
 @click.option("--skip-invalid", is_flag=True,
               help="Skip malformed rows instead of refusing the whole file.")
-def import_command(source: str, layout: str | None, mapping: Path | None, dry_run: bool,
-                   skip_invalid: bool) -> None:
+@pass_plugin_context("social_care")
+def import_command(ctx: HookContext, source: str, layout: str | None, mapping: Path | None,
+                   dry_run: bool, skip_invalid: bool) -> None:
     """Import review dates: SSDA903 (CSV, .xlsx or XML), CIN census XML, CSV, .ics or a URL."""
-    ctx = plugin_context()
     try:
         report = import_source(ctx, source, layout=layout, mapping=mapping, dry_run=dry_run,
                                skip_invalid=skip_invalid)
@@ -82,9 +75,9 @@ def format_report(report: ImportReport) -> str:
 
 @social_care.command("list")
 @click.option("--upn", help="Only this pupil.")
-def list_command(upn: str | None) -> None:
+@pass_plugin_context("social_care")
+def list_command(ctx: HookContext, upn: str | None) -> None:
     """List known and projected social care review dates by UPN."""
-    ctx = plugin_context()
     if upn is not None:
         try:
             upn = normalise_upn(upn)

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element
 
+from ehcbridge import plugin_settings
 from ehcbridge.events import HookContext
 from ehcbridge.formats import (
     DEFAULT_LIMITS,
@@ -877,7 +878,7 @@ def _pupil_dob(lookup: LookupPupil | None, upn: str) -> date | None:
 
 def settings_of(ctx: HookContext) -> SocialCareSettings:
     """The validated settings, or the defaults when the section is absent (tests, dry runs)."""
-    return ctx.settings if isinstance(ctx.settings, SocialCareSettings) else SocialCareSettings()
+    return plugin_settings.settings_of(ctx, SocialCareSettings, require=False)
 
 
 def limits_of(ctx: HookContext) -> Limits:
