@@ -108,7 +108,7 @@ class Engine:
         provider = self.app.settings.engine.online_meetings
         if not provider or provider not in self.app.plugins.implementers(PROVIDER_HOOK):
             return
-        if not self.app.store.flag_count(NO_PROVIDER_FLAG):  # the usual case: one count
+        if not self.app.store.flag_count(NO_PROVIDER_FLAG, current_only=True):  # one count
             return
         for row in self.app.store.list_reviews(flag=NO_PROVIDER_FLAG):
             self.app.store.request_meeting_update(row["case_id"], f"link-{provider}", now=now)

@@ -939,11 +939,14 @@ class Store:
                 c.execute(update(t.flags).where(t.flags.c.id == row.id)
                           .values(detail=detail, raised_by=raised_by))
 
-    def flag_count(self, flag: str) -> int:
-        """How many reviews (current or past) carry ``flag``."""
+    def flag_count(self, flag: str, *, current_only: bool = False) -> int:
+        """How many reviews carry ``flag`` (past ones too, unless ``current_only``)."""
+        q = select(func.count()).select_from(t.flags).where(t.flags.c.flag == flag)
+        if current_only:
+            q = q.join(t.reviews, t.reviews.c.id == t.flags.c.review_id).where(
+                t.reviews.c.current.is_(True))
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(t.flags)
-                                    .where(t.flags.c.flag == flag)).scalar_one())
+            return int(conn.execute(q).scalar_one())
 
     def clear_flag(self, case_id: str, flag: str) -> None:
         """Clear a flag from the current review."""
