@@ -92,3 +92,20 @@ def test_a_failed_invitation_frees_the_person_for_another_plugin(store: Store) -
     assert not outlook.claim_invitation("EHC-1", "parent@example.net")
     teams.release_invitations("EHC-1", ["parent@example.net"], detail="Graph refused")
     assert outlook.claim_invitation("EHC-1", "parent@example.net")
+
+
+def test_no_provider_flag_comes_and_goes_with_the_online_meeting(store: Store) -> None:
+    calm = Recorder()
+    app = make_app(store, {"calm": calm.module("calm")})
+    add_case(store, online=True)
+    engine = Engine(app)
+    engine.run_once(T0)
+    case = store.case("EHC-1")
+    assert "no_online_provider" in case.flags
+    assert case.meeting is not None and case.meeting.id is not None
+    assert "without an online meeting provider" in (store.meeting_link_error(case.meeting.id)
+                                                     or "")
+    store.schedule_meeting("EHC-1", start=case.meeting.start, end=case.meeting.end,
+                           location="Room 4", online=False, now=T0)
+    engine.run_once(T0 + timedelta(minutes=5))
+    assert "no_online_provider" not in store.case("EHC-1").flags

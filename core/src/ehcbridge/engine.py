@@ -246,6 +246,7 @@ class Engine:
         elif result is None and not store.meeting(ev.meeting_id).online:
             # The provider removed its meeting: nobody should be shown a stale link.
             store.clear_meeting_link(ev.meeting_id)
+            store.clear_flag(store.case_by_review(ev.review_id).plan.case_id, NO_PROVIDER_FLAG)
         self._events.pop(ev.id, None)
 
     def _no_provider(self, ev: EventRow, why: str) -> None:
@@ -253,6 +254,10 @@ class Engine:
         store = self.app.store
         meeting = self._meeting(ev)
         if meeting is None or not meeting.online or meeting.join_url or ev.action == "cancelled":
+            if meeting is None or not meeting.online or ev.action == "cancelled":
+                # In person or cancelled now: no link is owed any more.
+                store.clear_flag(store.case_by_review(ev.review_id).plan.case_id,
+                                 NO_PROVIDER_FLAG)
             return
         detail = no_provider_detail(why)
         store.set_meeting_link(meeting.id or 0, provider=None, join_url=None, external_id=None,
