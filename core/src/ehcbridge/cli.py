@@ -647,10 +647,11 @@ def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None
 
 @deliveries_group.command("retry")
 @click.argument("delivery_id", type=int)
-def deliveries_retry(delivery_id: int) -> None:
+@click.option("--now", "now", help="Queue it as of this time (YYYY-MM-DDTHH:MM).")
+def deliveries_retry(delivery_id: int, now: str | None) -> None:
     """Queue a dead delivery again (the next engine pass attempts it)."""
     app = get_app()
-    row = _store_call(app.store.retry_delivery, delivery_id, app.clock.now())
+    row = _store_call(app.store.retry_delivery, delivery_id, _parse_now(now) or app.clock.now())
     click.echo(f"delivery {row.id} ({row.hook} -> {row.plugin}) queued again")
 
 

@@ -245,13 +245,13 @@ def demo_lines(app: App, work: Path, start: date, end: date) -> list[str]:
     from ehcbridge import kpis
     from ehcbridge.kpi_chart import monthly_svg
     from ehcbridge.list_notices import KIND
-    from ehcbridge.store.reports import event_delivery_counts, flag_count, rule_invitee_counts
+    from ehcbridge.store.reports import event_delivery_counts, rule_invitee_counts
 
     store = app.store
     terms = sorted(k.removeprefix("lists:") for k, _ in store.state_items("_engine", "lists:"))
     sent = event_delivery_counts(store, KIND)
     rules = rule_invitee_counts(store)
-    flagged = flag_count(store, "la_attendance_suggested")
+    flagged = store.flag_count("la_attendance_suggested")
     result = kpis.compute(store, start, end, end)
     rows = [r for r in result.as_rows() if r["school"] == kpis.OVERALL]
     buf = io.StringIO()

@@ -110,9 +110,3 @@ def event_delivery_counts(store: Store, action: str) -> dict[str, int]:
     with store.engine.connect() as conn:
         return {r[0]: int(r[1]) for r in conn.execute(q)}
 
-
-def flag_count(store: Store, flag: str) -> int:
-    """How many reviews (current or past) were ever given this flag."""
-    q = select(func.count(func.distinct(t.flags.c.review_id))).where(t.flags.c.flag == flag)
-    with store.engine.connect() as conn:
-        return int(conn.execute(q).scalar_one())
