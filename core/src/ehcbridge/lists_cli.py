@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def _app_at(now: str | None) -> App:
-    from ehcbridge.cli import _parse_now, get_app
+    from ehcbridge.cli import _parse_now
+    from ehcbridge.invocation import get_app
 
     app = get_app()
     fixed = _parse_now(now)
