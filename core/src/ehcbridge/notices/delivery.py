@@ -170,9 +170,11 @@ def failed(app: App, ev: EventRow, plugin: str, message: str) -> None:
     notice = ev.payload.get("notice", {})
     recipient = notice.get("recipient", {})
     case = app.store.case_by_review(ev.review_id)
+    count = sum(1 for r in app.store.notices(review_id=ev.review_id) if r["status"] == "failed")
     app.store.flag_review(case.plan.case_id, FAILED_FLAG,
-                          f"{ev.action} to {recipient.get('role')} by {notice.get('channel')} "
-                          f"failed ({plugin}): {message}", raised_by="notices")
+                          f"{count} notice(s) failed; latest: {ev.action} to "
+                          f"{recipient.get('role')} by {notice.get('channel')} ({plugin}): "
+                          f"{message}", raised_by="notices")
 
 
 def meet_if_complete(app: App, review_id: int, duty_name: str, on: date) -> bool:
