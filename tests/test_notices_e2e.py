@@ -164,7 +164,7 @@ folder = "{letters.as_posix()}"
     run("run", "--once", "--now", "2027-01-27T09:00")
     requests = handler.notices()
     assert sorted(to for to, _m in requests) == sorted(PROFESSIONALS)
-    for to, message in requests:
+    for _to, message in requests:
         body = _body(message)
         assert "What progress has been made towards each outcome" in body
         assert "short-term targets" in body and "Advice requested" in body
