@@ -178,7 +178,7 @@ folder = "{letters.as_posix()}"
     text = _text(pack)
     assert "Print pack for 27 January 2027" in text and "1 letter(s)" in text
     assert "Ms R Example" in text and "12 Mill Lane" in text and "OK1 2AB" in text
-    assert "Dear Ms R Example" in text and FULL_NAME in text
+    assert "Dear Ms R Example" in text and "annual review of Sam's EHC plan" in text
     assert "personal budget" in text and "What is not working" in text
     assert "What progress has been made towards each outcome" not in text
 

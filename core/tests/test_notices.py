@@ -79,7 +79,7 @@ def test_views_request_reaches_every_invitee_with_the_questions_for_them(store: 
     assert "personal budget" in " ".join(parent.questions)
     assert any("after school or college" in q for q in parent.questions)  # Year 9: PfA
     assert "preparing for adulthood" in " ".join(parent.paragraphs)
-    assert "Sam Example" in parent.subject
+    assert "Sam's EHC plan" in parent.subject and "Sam Example" not in parent.text()
     for pro in (senco, salt):
         text = pro.text() + pro.subject
         assert "Sam" not in text and "SE" in pro.subject
@@ -120,7 +120,7 @@ def test_a_young_person_over_compulsory_school_age_is_addressed_instead_of_the_p
     notices = comp.views_request()
     assert {n.recipient.role for n in notices} == {"young_person", "setting"}
     young = next(n for n in notices if n.recipient.role == "young_person")
-    assert "your EHC plan" in young.subject and "Sam Example's" not in young.text()
+    assert "your EHC plan" in young.subject and "Sam's" not in young.text()
 
 
 def test_a_parent_with_only_a_postal_address_gets_a_letter_and_can_also_get_one(
