@@ -87,8 +87,8 @@ def test_views_request_reaches_every_invitee_with_the_questions_for_them(store: 
         assert any("prepare for adulthood" in q for q in pro.questions)
         assert pro.duty == lifecycle.VIEWS_REQUESTED
     assert "SENCO" in " ".join(senco.paragraphs)
-    assert "Please upload them to the council's EHC Hub" in senco.text()
-    assert "upload them to the council's EHC Hub (https://hub.example.gov.uk) or reply to this " \
+    assert "Please upload it to the council's EHC Hub" in senco.text()
+    assert "upload it to the council's EHC Hub (https://hub.example.gov.uk) or reply to this " \
            "message" in salt.text()
     assert [d.date for d in parent.dates] == ["Wednesday 24 February 2027"]
     engine.run_once(datetime(2027, 1, 28, 9, 0, tzinfo=LONDON))

@@ -231,7 +231,7 @@ class Composer:
                 continue
             seen.add(f["views_id"])
             who = ROLE_LABELS.get(str(f.get("role") or ""), "") or "a contributor"
-            advice.append({"contributor": who[0].upper() + who[1:] if who else who,
+            advice.append({"contributor": who,
                            "received": short_date(f["received_on"]) if f.get("received_on")
                            else ""})
         attachments = tuple(Attachment(filename=f["filename"], content_type=f["content_type"],
