@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehcbridge.models import LONDON, Outcome
+from ehcbridge.notices.demo import demo_notices
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -30,6 +31,11 @@ backoff_base_seconds = 60
 name = "February half term"
 start = 2027-02-15
 end = 2027-02-19
+
+[notices]
+council_name = "Demo County Council SEN Team"
+council_address = ["County Hall", "Demoton", "DE1 0AA"]
+hub_url = "https://ehchub.demo.example.gov.uk"
 
 [plugins.outlook]
 transport = "outbox"
@@ -102,6 +108,7 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
                                    organiser=proposal.coordinator, now=app.clock.now())
     echo(f"  planner: {len(plan.proposals)} more meetings proposed and scheduled, "
          f"{len(plan.overdue)} overdue, {len(plan.unplanned)} left to plan by hand")
+    demo_notices(app, work, START)  # one family without email: their notices go by letter
 
     total = TickReport()
     day = START
@@ -188,6 +195,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         f"Database: {work / 'ehcbridge.sqlite3'}",
         f"Settings: {work / 'ehcbridge.toml'}",
         f"Outbox: {outbox} ({len(emails)} messages)",
+        *demo_notices(app, work, END),
         f"Try: ehcbridge --config {work / 'ehcbridge.toml'} review show "
         f"{store.case_ids()[0]}",
     ]
