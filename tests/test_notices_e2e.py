@@ -56,9 +56,10 @@ class Inbox:
         return "250 Message accepted for delivery"
 
     def notices(self) -> list[tuple[str, EmailMessage]]:
-        """Notice emails (not calendar invitations), as (recipient, message)."""
+        """Notice emails (not calendar invitations or deadline alerts), as (recipient,
+        message)."""
         return [(rcpts[0].lower(), m) for rcpts, m in self.messages
-                if not any(p.get_content_type() == "text/calendar" for p in m.walk())]
+                if ".notice@" in str(m["Message-ID"])]
 
 
 @pytest.fixture

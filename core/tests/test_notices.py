@@ -207,20 +207,22 @@ def test_an_unknown_template_kind_is_a_settings_error() -> None:
         NoticeSettings(templates={"newsletter": Path("x.j2")})
 
 
-def test_a_failed_notice_is_flagged_and_the_duty_stays_unmet(store: Store) -> None:
+def test_a_failed_notice_is_flagged_and_meets_no_duty(store: Store) -> None:
     _case(store)
     review_id = store.case("EHC-1").review.id
     assert review_id is not None
-    store.save_duties(review_id, [Duty(name=lifecycle.VIEWS_REQUESTED, rule="guidance",
-                                       kind="good_practice", due=date(2027, 1, 27),
-                                       owed_by="la", owed_to=("parent",))])
+    if not store.duties("EHC-1"):  # issue 12 computes them; a stand-in otherwise
+        store.save_duties(review_id, [Duty(name=lifecycle.ADVICE_CIRCULATED, rule="reg 20(4)",
+                                           kind="statutory", due=date(2027, 2, 24),
+                                           owed_by="la", owed_to=("parent",))])
     channel = Channel()
     channel.fail = PermanentError("SMTP refused recipients: parent@example.net (550)")
-    Engine(_app(store, channel)).run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))
+    Engine(_app(store, channel)).run_once(datetime(2027, 2, 24, 9, 0, tzinfo=LONDON))
     flag = store.case("EHC-1").flags["notice_failed"]
-    assert flag.startswith("2 notice(s) failed; latest: views_request to ")
+    assert flag.startswith("4 notice(s) failed; latest: ")
     assert "by email (mail): PermanentError: SMTP refused" in flag
-    assert store.duties("EHC-1")[0].status == "pending"
+    advice = next(d for d in store.duties("EHC-1") if d.name == lifecycle.ADVICE_CIRCULATED)
+    assert advice.status != "met" and "notice" not in (advice.evidence or "")
     assert {r["status"] for r in store.notices(case_id="EHC-1")} == {"failed"}
 
 

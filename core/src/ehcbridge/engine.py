@@ -20,7 +20,8 @@ from tenacity import RetryCallState, Retrying, wait_exponential
 from ehcbridge import NotConfigured, PermanentError
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
-from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.lifecycle import HOOK_REVIEW_SCHEDULED
+from ehcbridge.models import Duty, Meeting, MeetingStatus
 from ehcbridge.notices import NOTICE_HOOK
 from ehcbridge.notices import delivery as notices
 from ehcbridge.retry import parse_retry_after
@@ -41,11 +42,13 @@ class TickReport:
 
     timers_fired: int = 0
     events_dispatched: int = 0
+    deadlines: int = 0  # duties that became at risk or missed
     attempts: Counter[str] = field(default_factory=Counter)  # by resulting status
 
     def merge(self, other: TickReport) -> None:
         """Add another pass's figures to this one."""
         self.timers_fired += other.timers_fired
+        self.deadlines += other.deadlines
         self.events_dispatched += other.events_dispatched
         self.attempts.update(other.attempts)
 
@@ -82,11 +85,11 @@ class Engine:
         self._events.clear()
         report = TickReport()
         store = self.app.store
-        while True:
-            fired = store.fire_timers(now)
-            report.timers_fired += fired
-            if fired < 1000:
-                break
+        from ehcbridge import transitions
+
+        policy = transitions.policy_of(self.app)
+        report.timers_fired += transitions.fire_timers(store, now, policy=policy)
+        report.deadlines += transitions.check_deadlines(store, now, policy)
         # Provider deliveries unblock their events, so dispatch and deliver until nothing moves.
         for _ in range(3):
             dispatched = self._dispatch(now)
@@ -115,7 +118,7 @@ class Engine:
             store.dispatch(ev.id, notices.plugins_for(self.app, ev), ev.hook, now)
             return True
         notices.queue_for_event(self.app, ev, now)  # the notices this event calls for, once
-        if ev.hook == "on_review_scheduled":
+        if ev.hook == HOOK_REVIEW_SCHEDULED:
             case = store.case_by_review(ev.review_id)
             if ev.action != "cancelled":
                 ensure_family_invitees(self.app, case.plan.case_id)
@@ -257,6 +260,7 @@ class Engine:
             previous_meeting=previous, invitees=tuple(case.invitees),
             milestones=tuple(milestones), decision=case.decision,
             reason=ev.payload.get("reason") or None,
+            duty=Duty.model_validate(ev.payload["duty"]) if ev.payload.get("duty") else None,
         )
         self._events[ev.id] = event
         return event

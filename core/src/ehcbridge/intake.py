@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ehcbridge.models import LONDON, Invitee, Plan, Pupil, ReviewKind, Role
+from ehcbridge.models import LONDON, Invitee, Plan, Pupil, Role
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -85,6 +85,7 @@ class ImportReport:
     skipped: list[RowProblem] = field(default_factory=list)
     dry_run: bool = False
     path: Path = Path("-")
+    overdue: int = 0  # reviews already past their due date when imported
 
 
 def parse_date(value: str) -> date:
@@ -256,15 +257,14 @@ class _DryRun(Exception):
 
 
 def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None) -> None:
-    from ehcbridge import timeline
+    from ehcbridge import lifecycle, timeline
     from ehcbridge.store import CaseInput, StoreError
 
     items = []
+    policy, today = app.lifecycle_policy(), app.clock.now().date()
     for row in rows:
-        due = app.review_due(row.plan, row.pupil)
-        kind = ReviewKind.ANNUAL
-        if row.pupil.dob is not None and timeline.add_months(row.pupil.dob, 60) > due:
-            kind = ReviewKind.UNDER_FIVE
+        kind, due = lifecycle.open_review(row.plan, row.pupil, policy, as_of=today)
+        report.overdue += due < today  # flagged "overdue" by the lifecycle
         meeting = None
         if row.meeting_start is not None and row.meeting_end is not None:
             meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
@@ -278,11 +278,10 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
         try:
             results = store.import_cases(conn, items, now or app.clock.now())
         except StoreError as exc:
-            bad = by_case.get(str(exc).split(":", 1)[0])
+            bad = by_case.get(exc.case_id or "")
             raise IntakeError(report.path, [RowProblem(
-                str(report.path), bad.row if bad else 0, "meeting_start",
-                bad.meeting_start.isoformat() if bad and bad.meeting_start else "",
-                str(exc).split(": ", 1)[-1])]) from None
+                str(report.path), bad.row if bad else 0, exc.field or "case_id",
+                exc.value or "", str(exc).split(": ", 1)[-1])]) from None
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:
@@ -295,4 +294,5 @@ def summary(report: ImportReport) -> dict[str, Any]:
     """The report as JSON-friendly data."""
     return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
+            "overdue": report.overdue,
             "skipped": [str(p) for p in report.skipped]}

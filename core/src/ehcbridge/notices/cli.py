@@ -69,13 +69,11 @@ def review_views(case: str, sender: str, on: str | None, files: tuple[Path, ...]
                + (f" with {len(documents)} file(s)" if documents else ""))
 
 
-def send_report(app: App, case: str, sent_on: date, file: Path | None) -> int:
-    """Keep the report with the review and queue it to everyone invited; the notices queued."""
-    from ehcbridge.cli import _store_call
+def send_report(app: App, case: str, documents: list[tuple[str, str, bytes]]) -> int:
+    """Keep the report with the review and queue it to everyone invited; the notices queued.
+    (The report's date and duty are recorded by the lifecycle transition before this.)"""
     from ehcbridge.notices.delivery import queue_report
 
-    documents = read_files((file,)) if file is not None else []
-    _store_call(app.store.record_report, case, sent_on)
     file_id = None
     if documents:
         name, kind, data = documents[0]
