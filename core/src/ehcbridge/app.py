@@ -135,6 +135,11 @@ class PluginStoreFacade:
         except StoreError:
             return None
 
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record what became of a notice this plugin delivered, by its reference."""
+        return self.store.set_notice_status_by_reference(self.plugin, reference, status,
+                                                         detail or None)
+
 
 class App:
     """Settings, plugins, store and clock for one process."""

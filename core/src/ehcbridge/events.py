@@ -120,6 +120,10 @@ class PluginStore(Protocol):
     def review(self, case_id: str) -> Review | None:
         """The current review of a case."""
 
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record what became of a notice this plugin delivered (by the reference it returned:
+        ``sent``, ``delivered`` or ``failed``); returns the case id, or None if unknown."""
+
 
 class Clock(Protocol):
     """The engine's notion of now, overridable with ``--now``."""

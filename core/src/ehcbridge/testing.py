@@ -36,6 +36,7 @@ class MemoryPluginStore:
     audits: list[dict[str, Any]] = field(default_factory=list)
     pupils: dict[str, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[str, Review] = field(default_factory=dict)
+    notice_statuses: dict[str, tuple[str, str]] = field(default_factory=dict)
     plugin: str = "test"
 
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -121,6 +122,11 @@ class MemoryPluginStore:
     def review(self, case_id: str) -> Review | None:
         """The review of a case."""
         return self.reviews.get(case_id)
+
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record a notice's status by reference (kept in ``notice_statuses``)."""
+        self.notice_statuses[reference] = (status, detail)
+        return None
 
 
 @dataclass
