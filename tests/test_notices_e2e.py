@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import json
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -257,4 +258,8 @@ folder = "{letters.as_posix()}"
         ("decision", "letter")}
     assert all(r["status"] == "sent" for r in ledger)
     assert len(ledger) == 6 + 6 + 6 + 2
+    shown = json.loads(run("review", "show", CASE, "--json"))
+    assert shown["views"] == [{"contributor": "salt@nhs.example.net", "role": "health",
+                               "received": "2027-02-10", "files": ["salt-advice.pdf"]}]
+    assert len(shown["notices"]) == 20 and "Notices" in run("review", "show", CASE)
     store.close()

@@ -609,6 +609,7 @@ def review_list(due_before: str | None, at_risk: bool, overdue: bool, duty: str 
 def case_json(app: App, case_id: str) -> dict[str, Any]:
     """The review, its meeting, invitees, milestones, flags and deliveries as JSON data."""
     from ehcbridge.lifecycle_cli import duties_json
+    from ehcbridge.notices.cli import notices_json
     from ehcbridge.timeline import milestones_json
 
     case = _store_call(app.store.case, case_id)
@@ -631,6 +632,7 @@ def case_json(app: App, case_id: str) -> dict[str, Any]:
         "deliveries": [{"id": d.id, "hook": d.hook, "plugin": d.plugin, "status": d.status,
                         "attempts": d.attempts, "error": d.last_error, "event": d.event_key}
                        for d in app.store.deliveries(case_id=case_id)],
+        **notices_json(app, case),
     }
 
 
@@ -680,6 +682,9 @@ def review_show(case: str, as_json: bool) -> None:
             dt.add_row(str(d["id"]), d["hook"], d["plugin"], d["status"], str(d["attempts"]),
                        d["error"] or "")
         console.print(dt)
+    from ehcbridge.notices.cli import print_notices
+
+    print_notices(console, data)
 
 
 def _add_lifecycle_commands() -> None:

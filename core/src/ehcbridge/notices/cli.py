@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -81,3 +81,37 @@ def send_report(app: App, case: str, documents: list[tuple[str, str, bytes]]) ->
                                      data=data, now=app.clock.now())
     app.start_plugins()
     return queue_report(app, case, file_id, app.clock.now())
+
+
+def notices_json(app: App, case: object) -> dict[str, object]:
+    """The views received and the notices of a review, for ``review show --json``."""
+    review_id = getattr(getattr(case, "review", None), "id", None)
+    if review_id is None:
+        return {"views": [], "notices": []}
+    views = [{"contributor": v.contributor, "role": v.role,
+              "received": v.received.isoformat() if v.received else None,
+              "files": list(v.files)} for v in app.store.views(review_id=review_id)]
+    notices = [{"kind": r["kind"], "duty": r["duty"], "role": r["role"],
+                "channel": r["channel"], "plugin": r["plugin"], "status": r["status"],
+                "reference": r["reference"], "detail": r["detail"],
+                "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None}
+               for r in app.store.notices(review_id=review_id)]
+    return {"views": views, "notices": notices}
+
+
+def print_notices(console: Any, data: dict[str, Any]) -> None:
+    """The views and notices tables of ``review show``."""
+    from rich.table import Table
+
+    if data.get("views"):
+        table = Table("from", "role", "received", "files", title="Views received")
+        for v in data["views"]:
+            table.add_row(v["contributor"], v["role"] or "", v["received"] or "",
+                          ", ".join(v["files"]))
+        console.print(table)
+    if data.get("notices"):
+        table = Table("notice", "to", "by", "status", "duty", title="Notices")
+        for n in data["notices"]:
+            table.add_row(n["kind"], n["role"] or "", f"{n['channel']} ({n['plugin'] or '-'})",
+                          n["status"], n["duty"] or "")
+        console.print(table)
