@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -21,6 +21,9 @@ from ehcbridge.models import (
     Pupil,
     Review,
 )
+
+if TYPE_CHECKING:
+    from ehcbridge.settings import EngineSettings
 
 
 class LifecycleEvent(Frozen):
@@ -141,7 +144,7 @@ class HookContext:
     logger: logging.Logger
     clock: Clock
     store: PluginStore
-    engine_settings: Any = None
+    engine_settings: EngineSettings | None = None  # the [engine] section (None in unit tests)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

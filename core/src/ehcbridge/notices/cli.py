@@ -17,7 +17,7 @@ MAX_FILE_BYTES = 25 * 1024 * 1024
 
 
 def _date(app: App, value: str | None, hint: str) -> date:
-    from ehcbridge.intake import parse_date
+    from ehcbridge.formats import parse_date
 
     try:
         return parse_date(value) if value else app.clock.now().date()
@@ -52,7 +52,8 @@ def read_files(paths: tuple[Path, ...]) -> list[tuple[str, str, bytes]]:
               help="A document sent with the views (repeat for more).")
 def review_views(case: str, sender: str, on: str | None, files: tuple[Path, ...]) -> None:
     """Record views or advice received, keeping its files with the review."""
-    from ehcbridge.cli import _store_call, get_app
+    from ehcbridge.cli import _store_call
+    from ehcbridge.invocation import get_app
 
     app = get_app()
     received = _date(app, on, "--on")

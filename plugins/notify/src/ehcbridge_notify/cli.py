@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+from ehcbridge.events import HookContext
+from ehcbridge.invocation import pass_plugin_context
 
 
 @click.group("notify")
@@ -11,18 +13,16 @@ def notify() -> None:
 
 
 @notify.command("status")
-def status_cmd() -> None:
+@pass_plugin_context("notify")
+def status_cmd(ctx: HookContext) -> None:
     """Read back the status of every notification not yet final (delivered, failed...)."""
-    from ehcbridge import NotConfigured, PermanentError, RetryLater
-    from ehcbridge.cli import get_app
+    from ehcbridge import PermanentError, RetryLater
 
     from ehcbridge_notify.service import poll
 
-    app = get_app()
-    app.start_plugins()
     try:
-        counts = poll(app.plugin_context("notify"))
-    except (NotConfigured, PermanentError, RetryLater) as exc:
+        counts = poll(ctx)
+    except (PermanentError, RetryLater) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                or "nothing waiting for a status")
