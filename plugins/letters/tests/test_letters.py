@@ -112,24 +112,23 @@ def test_latin1_keeps_accents_and_plain_forms() -> None:
     assert latin1("Zo\u00eb \u201cquoted\u201d \u2014 \u20ac") == 'Zo\u00eb "quoted" - ?'
 
 
-def test_letters_pack_command_rebuilds_a_day(tmp_path: Path) -> None:
+def test_letters_pack_command_rebuilds_a_day(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     settings = LettersSettings(folder=tmp_path / "letters")
     ehcbridge_letters.deliver_notice(notice=_notice(), ctx=make_context("letters", settings,
                                                                          now=DAY))
     pack = tmp_path / "letters" / "print-pack-2027-01-27.pdf"
     pack.unlink()
-    config = tmp_path / "ehcbridge.toml"
-    config.write_text(f'[store]\nurl = "sqlite:///{(tmp_path / "db.sqlite3").as_posix()}"\n'
-                      '[plugins.letters]\nfolder = "letters"\n')
-    from ehcbridge.cli import cli
+    (tmp_path / "ehcbridge.toml").write_text(
+        f'[store]\nurl = "sqlite:///{(tmp_path / "db.sqlite3").as_posix()}"\n'
+        '[plugins.letters]\nfolder = "letters"\n')
+    monkeypatch.chdir(tmp_path)  # ./ehcbridge.toml is the settings file
+    from ehcbridge_letters.cli import letters
 
-    env = {"EHCBRIDGE_LOAD_PLUGINS": "letters"}
-    result = CliRunner().invoke(cli, ["--config", str(config), "letters", "pack", "--date",
-                                      "2027-01-27"], env=env)
+    result = CliRunner().invoke(letters, ["pack", "--date", "2027-01-27"])
     assert result.exit_code == 0, result.output
     assert "1 letter(s) for 27 Jan 2027" in result.output and pack.exists()
-    result = CliRunner().invoke(cli, ["--config", str(config), "letters", "pack", "--date",
-                                      "2027-01-28"], env=env)
+    result = CliRunner().invoke(letters, ["pack", "--date", "2027-01-28"])
     assert result.exit_code == 1 and "no letters for 28 Jan 2027" in result.output
     assert build_pack(settings, date(2027, 1, 27)) == pack
 

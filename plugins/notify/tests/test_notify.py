@@ -160,11 +160,12 @@ def test_through_the_engine_statuses_come_back_and_a_failure_is_flagged(
     store.close()
 
 
-def test_notify_status_command_without_a_key_says_so(tmp_path: Path) -> None:
+def test_notify_status_command_without_a_key_says_so(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
-    from ehcbridge.cli import cli
+    from ehcbridge_notify.cli import notify
 
-    result = CliRunner().invoke(cli, ["notify", "status"], env={
-        "EHCBRIDGE_STORE__URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "EHCBRIDGE_LOAD_PLUGINS": "notify"})
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(notify, ["status"], env={
+        "EHCBRIDGE_STORE__URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
     assert result.exit_code == 1 and "notify: api_key is not set" in result.output
