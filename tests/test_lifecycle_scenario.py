@@ -280,3 +280,17 @@ def test_import_reports_and_flags_reviews_already_overdue(tmp_path: Path) -> Non
     # History is reported by the import, not mailed duty by duty.
     rows = json.loads(ehc("deliveries", "--json").output)
     assert [r for r in rows if r["hook"] == "on_deadline"] == []
+
+
+def test_timeline_and_review_show_read_the_nc_year_the_same_way(tmp_path: Path) -> None:
+    ehc = Council(tmp_path, f"sqlite:///{tmp_path / 'nc.sqlite3'}")
+    reviews_csv = tmp_path / "reviews.csv"
+    reviews_csv.write_text(CSV, encoding="utf-8")
+    ehc("import", "reviews", str(reviews_csv), "--now", "2026-09-07T09:00")
+    shown = {m["name"]: m["date"] for m in json.loads(ehc.review(
+        "2026-09-07", "show", "EHC-F", "--json").output)["milestones"]}
+    printed = {m["name"]: m["date"] for m in json.loads(ehc(
+        "timeline", "--issued", "2024-06-01", "--last-review", "2026-06-01", "--nc-year", "6",
+        "--as-of", "2026-09-07", "--json").output)}
+    assert shown["review_due"] == printed["review_due"] == "2027-02-15"
+    assert shown["meeting_latest"] == printed["meeting_latest"] == "2026-11-23"

@@ -175,3 +175,17 @@ def test_cancel_starts_the_notices_again_and_cease_makes_the_transfer_plan_moot(
     assert Decision(outcome=Outcome.CEASE, reason="moved away",
                     decided_on=date(2027, 2, 1)) == ceased.decision
     assert isinstance(s.meeting, Meeting)
+
+
+def test_hook_names_are_the_hookspecs_and_the_store_names_none() -> None:
+    from pathlib import Path
+
+    from ehcbridge import hookspecs, store
+
+    for hook in lc.LIFECYCLE_HOOKS:
+        assert hasattr(getattr(hookspecs, hook), "ehcbridge_spec"), hook
+    source = Path(store.__file__).read_text()
+    for hook in lc.LIFECYCLE_HOOKS:
+        assert hook not in source, f"store/__init__.py names {hook}"
+    for fragment in ("/views/", "/decision", "/held", "/deadline/", "scheduled/", "/r{"):
+        assert fragment not in source, f"store/__init__.py builds event keys ({fragment})"

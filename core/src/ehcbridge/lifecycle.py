@@ -397,40 +397,50 @@ def next_review(state: ReviewState, decided_on: date, policy: Policy = DEFAULT_P
 def duties(state: ReviewState, policy: Policy = DEFAULT_POLICY, as_of: date | None = None,
            meeting: Meeting | None = None) -> tuple[Duty, ...]:
     """Every duty of the review with its due date now, keeping what was already recorded."""
-    miles = {m.name: m for m in review_milestones(state, policy, as_of, meeting)}
+    miles = tuple(review_milestones(state, policy, as_of, meeting))
     m = meeting if meeting is not None else state.meeting
     has_meeting = m is not None and m.status != MeetingStatus.CANCELLED
-    transfer = miles.get("phase_transfer_deadline")
-    transferring = state.review.kind == ReviewKind.PHASE_TRANSFER or (
-        transfer is not None and transfer.date == miles["review_due"].date)
+    outcome = state.decision.outcome if state.decision is not None else None
+    fresh = _fresh_duties(miles, state.review.kind, state.review.due_by, outcome)
     out: list[Duty] = []
-    for spec in SPECS:
-        if spec.stage == AMEND and (state.decision is None
-                                    or state.decision.outcome != Outcome.AMEND):
-            continue
-        if spec.stage == TRANSFER and not transferring:
-            continue
-        due = _due_of(spec, miles, state, transferring)
-        rule = spec.rule
-        if spec.stage == TRANSFER and transfer is not None:
-            rule = transfer.rule
-        fresh = Duty(name=spec.name, rule=rule, kind=spec.kind, due=due, owed_by=spec.owed_by,
-                     owed_to=spec.owed_to)
-        old = state.duty(spec.name)
-        if spec.meeting_linked and not has_meeting:
+    for duty in fresh:
+        old = state.duty(duty.name)
+        if SPEC[duty.name].meeting_linked and not has_meeting:
             old = None  # no meeting (or it was cancelled): its notices start again
-        out.append(_carry(fresh, old))
-    if state.decision is not None and state.decision.outcome == Outcome.CEASE:
+        out.append(_carry(duty, old))
+    if outcome == Outcome.CEASE:
         out = [d.model_copy(update={"status": DutyStatus.NOT_APPLICABLE, "evidence": "plan ceases"})
                if d.name == PHASE_TRANSFER_FINAL_PLAN and d.met_on is None else d for d in out]
     return tuple(out)
 
 
-def _due_of(spec: DutySpec, miles: dict[str, Milestone], state: ReviewState,
+@lru_cache(maxsize=4096)
+def _fresh_duties(miles: tuple[Milestone, ...], kind: ReviewKind, due_by: date,
+                  outcome: Outcome | None) -> tuple[Duty, ...]:
+    """The duties as the clock dates them, nothing recorded yet. A caseload shares a few
+    hundred clocks, so each set is built once (duties are immutable)."""
+    by_name = {m.name: m for m in miles}
+    transfer = by_name.get("phase_transfer_deadline")
+    transferring = kind == ReviewKind.PHASE_TRANSFER or (
+        transfer is not None and transfer.date == by_name["review_due"].date)
+    out: list[Duty] = []
+    for spec in SPECS:
+        if spec.stage == AMEND and outcome != Outcome.AMEND:
+            continue
+        if spec.stage == TRANSFER and not transferring:
+            continue
+        due = _due_of(spec, by_name, due_by, transferring)
+        rule = transfer.rule if spec.stage == TRANSFER and transfer is not None else spec.rule
+        out.append(Duty(name=spec.name, rule=rule, kind=spec.kind, due=due,
+                        owed_by=spec.owed_by, owed_to=spec.owed_to))
+    return tuple(out)
+
+
+def _due_of(spec: DutySpec, miles: dict[str, Milestone], due_by: date,
             transferring: bool) -> date | None:
     if spec.stage == TRANSFER:
         found = miles.get(spec.milestone)
-        return found.date if found is not None else state.review.due_by
+        return found.date if found is not None else due_by
     found = miles.get(spec.milestone)
     if found is not None:
         return found.date
@@ -461,9 +471,16 @@ def open_duties(state: ReviewState, policy: Policy = DEFAULT_POLICY,
     """Duties of a review as imported, with those already past due recorded missed, and the
     ``overdue`` flag when the review itself is past due (no on_deadline for history)."""
     found = duties(state, policy, today)
-    flags: list[tuple[str, str]] = []
     if today is None:
         return found, ()
+    return imported(found, state.review.due_by, today)
+
+
+def imported(found: tuple[Duty, ...], due_by: date, today: date
+             ) -> tuple[tuple[Duty, ...], tuple[tuple[str, str], ...]]:
+    """Duties of a review imported on ``today``: those already past due are recorded missed
+    (history is reported by the import, not fired as on_deadline) and the review is flagged
+    ``overdue`` when it is past due itself."""
     out = []
     for d in found:
         if d.status == DutyStatus.PENDING and d.due is not None and d.due < today \
@@ -471,10 +488,17 @@ def open_duties(state: ReviewState, policy: Policy = DEFAULT_POLICY,
             d = d.model_copy(update={"status": DutyStatus.MISSED,
                                      "evidence": f"already past due when imported on {today}"})
         out.append(d)
-    if state.review.due_by < today:
-        flags.append((FLAG_OVERDUE, f"the review was due by {state.review.due_by.isoformat()} "
-                                    f"and was not decided when imported on {today.isoformat()}"))
-    return tuple(out), tuple(flags)
+    flags: tuple[tuple[str, str], ...] = ()
+    if due_by < today:
+        flags = ((FLAG_OVERDUE, f"the review was due by {due_by.isoformat()} and was not "
+                                f"decided when imported on {today.isoformat()}"),)
+    return tuple(out), flags
+
+
+def dated(found: tuple[Duty, ...]) -> tuple[Duty, ...]:
+    """The duties worth storing for a new review: those with a date or a status (the others
+    are worked out again from the clock when shown)."""
+    return tuple(d for d in found if d.due is not None or d.status != DutyStatus.PENDING)
 
 
 def _late(duty: Duty, what: str) -> tuple[str, tuple[str, str]]:

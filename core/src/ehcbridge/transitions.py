@@ -249,17 +249,18 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
                 state = ReviewState(review=Review(id=rid, case_id=item.plan.case_id,
                                                   kind=item.kind, due_by=item.review_due),
                                     plan=item.plan, pupil=item.pupil)
-                found, flags = lifecycle.open_duties(state, policy, today)
-                change = Change(duties=found, flags=flags)
-                if item.meeting is not None:
+                if item.meeting is None:
+                    change = Change(duties=lifecycle.duties(state, policy, today))
+                else:
                     begin, end, location, online = item.meeting
                     change = lifecycle.schedule(
-                        replace(state, duties=found), start=begin, end=end, location=location,
-                        online=online, organiser=item.coordinator_email, now=now,
+                        state, start=begin, end=end, location=location, online=online,
+                        organiser=item.coordinator_email, now=now,
                         new_meeting_id=next(meeting_ids), policy=policy)
-                    change = replace(change, flags=change.flags + flags)
                     actions[item.plan.case_id] = change.action
-                fresh.append((rid, change))
+                found, flags = lifecycle.imported(change.duties, item.review_due, today)
+                fresh.append((rid, replace(change, duties=lifecycle.dated(found),
+                                           flags=change.flags + flags)))
         store.insert_changes(conn, fresh, now)  # before any other meeting id is reserved
         for item in chunk:
             case_id = item.plan.case_id
