@@ -279,3 +279,18 @@ def test_cli_records_views_with_files_and_refuses_a_missing_file(tmp_path: Path)
     assert (parent.email, parent.address, parent.mobile) == (None, "3 Bridge St\nOK2 3CD",
                                                              "07700900123")
     store.close()
+
+
+def test_a_plugin_records_views_and_notice_statuses_through_its_store(store: Store) -> None:
+    _case(store)
+    channel = Channel()
+    app = _app(store, channel)
+    facade = app.plugin_context("mail").store
+    facade.record_views("EHC-1", "SENCO@school.example.org", date(2027, 2, 10),
+                        [("advice.pdf", "application/pdf", b"%PDF-1.4")])
+    assert [(v.role, v.files) for v in store.views("EHC-1")] == [("setting", ("advice.pdf",))]
+    Engine(app).run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))
+    reference = channel.notices and store.notices(case_id="EHC-1")[0]["reference"]
+    assert facade.set_notice_status(str(reference), "delivered", "read back") == "EHC-1"
+    assert store.notices(case_id="EHC-1")[0]["status"] == "delivered"
+    assert facade.set_notice_status("no-such-reference", "delivered") is None

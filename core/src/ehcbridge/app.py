@@ -140,6 +140,16 @@ class PluginStoreFacade:
         return self.store.set_notice_status_by_reference(self.plugin, reference, status,
                                                          detail or None)
 
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received (matched to an invitee by address for their role)."""
+        key = contributor.strip().lower()
+        invitee = next((i for i in self.store.case(case_id).invitees
+                        if (i.email or "").lower() == key), None)
+        return self.store.add_views(case_id, contributor=contributor.strip(),
+                                    role=invitee.role.value if invitee else None,
+                                    received_on=received_on, files=files)
+
 
 class App:
     """Settings, plugins, store and clock for one process."""

@@ -127,6 +127,11 @@ class PluginStore(Protocol):
         """Record what became of a notice this plugin delivered (by the reference it returned:
         ``sent``, ``delivered`` or ``failed``); returns the case id, or None if unknown."""
 
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received for the case's current review with their files (name, content
+        type, bytes), as ``ehcbridge review views`` does; returns the views id."""
+
 
 class Clock(Protocol):
     """The engine's notion of now, overridable with ``--now``."""
