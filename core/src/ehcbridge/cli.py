@@ -136,6 +136,9 @@ def cli(config: str | None, verbose: int) -> None:
 
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ehcbridge.redact import install
+
+    install()  # secrets, tokens and addresses never reach the log
 
 
 # Plugins, settings, doctor --------------------------------------------------------------------
@@ -752,6 +755,14 @@ def main() -> None:
         cli(prog_name="ehcbridge")
     except PluginLoadError as exc:  # EHCBRIDGE_STRICT_PLUGINS=1 and a plugin failed
         click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a database error reaches the user as one line, never a traceback
+        from ehcbridge.store.errors import database_error_text
+
+        text = database_error_text(exc)
+        if text is None:
+            raise
+        click.echo(f"Error: {text}", err=True)
         sys.exit(1)
 
 

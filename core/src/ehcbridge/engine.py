@@ -21,6 +21,7 @@ from ehcbridge import NotConfigured, PermanentError
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.redact import redact
 from ehcbridge.retry import parse_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
@@ -168,9 +169,9 @@ class Engine:
                 self._store_link(ev, outcome.result, d.plugin)
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
-        message = f"{type(error).__name__}: {error}"
+        message = redact(f"{type(error).__name__}: {error}")  # stored and shown: no secrets
         if isinstance(error, NotConfigured):
-            return self._finish(d, SKIPPED, attempts, now, f"not configured: {error}")
+            return self._finish(d, SKIPPED, attempts, now, f"not configured: {redact(str(error))}")
         max_attempts = self.app.settings.engine.max_attempts
         if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:

@@ -257,7 +257,7 @@ class _DryRun(Exception):
 
 def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None) -> None:
     from ehcbridge import timeline
-    from ehcbridge.store import CaseInput, StoreError
+    from ehcbridge.store import CaseInput, StoreError, ValueRejected
 
     items = []
     for row in rows:
@@ -277,6 +277,11 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
     with store.begin() as conn:
         try:
             results = store.import_cases(conn, items, now or app.clock.now())
+        except ValueRejected as exc:  # a value the store cannot hold: no value in the message
+            bad = by_case.get(exc.case_id)
+            raise IntakeError(report.path, [RowProblem(
+                str(report.path), bad.row if bad else 0, _csv_column(exc.column), "",
+                exc.problem)]) from None
         except StoreError as exc:
             bad = by_case.get(str(exc).split(":", 1)[0])
             raise IntakeError(report.path, [RowProblem(
@@ -289,6 +294,14 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
                 report.meetings[action] = report.meetings.get(action, 0) + 1
         if report.dry_run:
             raise _DryRun
+
+
+def _csv_column(column: str) -> str:
+    """The review list's name for a store column (``la_sen_officer_email`` is ``sen_officer_email``)."""
+    for prefix, role in INVITEE_COLUMNS.items():
+        if column.startswith(f"{role.value}_"):
+            return prefix + column.removeprefix(role.value)
+    return column
 
 
 def summary(report: ImportReport) -> dict[str, Any]:

@@ -186,6 +186,9 @@ class PluginManager:
 
         try:
             record.settings = validate_section(record.name, models[-1], raw, self.config_path)
+            from ehcbridge.redact import register_settings
+
+            register_settings(record.settings)  # its secrets never reach a log line
         except SettingsError as exc:
             self._fail(record, str(exc))
 

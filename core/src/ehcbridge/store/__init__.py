@@ -39,16 +39,19 @@ from ehcbridge.models import (
     Role,
 )
 from ehcbridge.store import schema as t
+from ehcbridge.store.errors import (
+    StoreDataError,
+    StoreError,
+    ValueRejected,
+    check_case,
+    on_error,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Delivery statuses. "pending" and "retrying" are still to be attempted.
 PENDING, RETRYING, DELIVERED, DEAD, SKIPPED = "pending", "retrying", "delivered", "dead", "skipped"
 OPEN_STATUSES = (PENDING, RETRYING)
-
-
-class StoreError(Exception):
-    """A request the store cannot carry out (unknown case, review already decided...)."""
 
 
 def utcnow() -> datetime:
@@ -132,7 +135,10 @@ class Store:
         elif schema:
             connect_args["options"] = f"-csearch_path={schema}"
         self.url = url
-        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True)
+        # No statement parameter (a child's name, a date of birth) in any error or log line.
+        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True,
+                                            hide_parameters=True)
+        event.listen(self.engine, "handle_error", on_error)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if migrate:
@@ -229,6 +235,8 @@ class Store:
         """Upsert many cases in the caller's transaction; returns (added|updated|unchanged,
         meeting action or '') per item. New cases are written in bulk, so a council's whole
         caseload imports in seconds; existing ones are only written where something changed."""
+        for item in items:  # every value fits its column on either backend, or nothing is written
+            check_case(item)
         results: list[tuple[str, str]] = []
         for chunk in _chunks(items, 500):
             existing = {r.case_id: r for r in conn.execute(
@@ -1190,4 +1198,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseInput", "CaseView",
            "DeliveryRow",
-           "EventRow", "IntegrityError", "Store", "StoreError"]
+           "EventRow", "IntegrityError", "Store", "StoreDataError", "StoreError",
+           "ValueRejected"]
