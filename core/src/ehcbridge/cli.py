@@ -645,14 +645,24 @@ def run_cmd(once: bool, now: str | None) -> None:
 @click.option("--status", type=click.Choice(["pending", "retrying", "delivered", "dead",
                                              "skipped"]))
 @click.option("--case", "case_id", help="Only this case.")
+@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="At most this many rows (0: all).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None,
-                     as_json: bool) -> None:
-    """The delivery ledger: every (event, plugin) pair and its outcome."""
+def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None, limit: int,
+                     offset: int, as_json: bool) -> None:
+    """The delivery ledger: every (event, plugin) pair and its outcome, oldest first."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = get_app().store.deliveries(status=status, case_id=case_id)
+    from ehcbridge.paging import page_notice
+
+    store = get_app().store
+    rows = store.deliveries(status=status, case_id=case_id, limit=limit or None, offset=offset)
+    notice = page_notice(len(rows), offset, limit, store.count_deliveries(status=status,
+                                                                          case_id=case_id))
+    if notice:  # on stderr, so --json stays a plain list
+        ctx.call_on_close(lambda: click.echo(notice, err=True))
     if as_json:
         _json([{"id": d.id, "case_id": d.case_id, "event": d.event_key, "hook": d.hook,
                 "plugin": d.plugin, "status": d.status, "attempts": d.attempts,

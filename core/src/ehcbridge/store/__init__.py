@@ -815,20 +815,33 @@ class Store:
                 last_error=error, finished_at=now if status not in OPEN_STATUSES else None))
 
     def deliveries(self, *, status: str | None = None, case_id: str | None = None,
-                   limit: int = 1000) -> list[DeliveryRow]:
-        """Ledger rows for ``ehcbridge deliveries``."""
+                   limit: int | None = 1000, offset: int = 0) -> list[DeliveryRow]:
+        """Ledger rows for ``ehcbridge deliveries``, oldest first (``limit`` None: all)."""
         q = (select(t.deliveries, t.events.c.key.label("event_key"),
                     t.plans.c.case_id.label("case_id"))
              .join(t.events, t.events.c.id == t.deliveries.c.event_id)
              .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
              .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
-             .order_by(t.deliveries.c.id).limit(limit))
+             .order_by(t.deliveries.c.id).limit(limit).offset(offset or None))
         if status:
             q = q.where(t.deliveries.c.status == status)
         if case_id:
             q = q.where(t.plans.c.case_id == case_id)
         with self.engine.connect() as conn:
             return [_delivery_row(r) for r in conn.execute(q).all()]
+
+    def count_deliveries(self, *, status: str | None = None, case_id: str | None = None) -> int:
+        """How many ledger rows :meth:`deliveries` would list without a limit."""
+        q = select(func.count()).select_from(t.deliveries)
+        if status:
+            q = q.where(t.deliveries.c.status == status)
+        if case_id:
+            q = (q.join(t.events, t.events.c.id == t.deliveries.c.event_id)
+                 .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
+                 .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                 .where(t.plans.c.case_id == case_id))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def delivery_counts(self) -> dict[tuple[str, str, str], int]:
         """Counts by (hook, plugin, status)."""

@@ -1,0 +1,67 @@
+"""Hostile-input and fault tests: a database URL per backend, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_URL = os.environ.get("EHCBRIDGE_TEST_DATABASE_URL")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="EHCBRIDGE_TEST_DATABASE_URL not set"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database for ``EHCBRIDGE_STORE__URL``: an SQLite file, or a fresh PostgreSQL
+    schema (dropped afterwards) chosen through the connection's search_path."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hostile.sqlite3'}"
+        return
+    import sqlalchemy as sa
+    from ehcbridge.settings import driver_url
+
+    assert PG_URL is not None
+    schema = f"h_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(driver_url(PG_URL))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+class Cli:
+    """The real ``ehcbridge`` command line (its ``main``, as the console script runs it) in a
+    subprocess with no developer settings and the test's store."""
+
+    def __init__(self, url: str, cwd: Path) -> None:
+        self.url, self.cwd = url, cwd
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The subprocess environment."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EHCBRIDGE_")}
+        env.update(EHCBRIDGE_STORE__URL=self.url, XDG_DATA_HOME=str(self.cwd / "xdg"), **extra)
+        return env
+
+    def __call__(self, *args: str, timeout: float = 120,
+                 **extra: str) -> subprocess.CompletedProcess[str]:
+        """Run ``ehcbridge ARGS``; the result has text stdout and stderr."""
+        return subprocess.run([sys.executable, "-m", "ehcbridge.cli", *args],
+                              env=self.env(**extra), cwd=self.cwd, capture_output=True,
+                              text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path) -> Cli:
+    """The CLI on this test's database (each backend)."""
+    return Cli(database_url, tmp_path)
