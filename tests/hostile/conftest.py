@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,14 @@ class Cli:
 def cli(database_url: str, tmp_path: Path) -> Cli:
     """The CLI on this test's database (each backend)."""
     return Cli(database_url, tmp_path)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Any]:
+    """The Store on this test's database, as the CLI opens it."""
+    from ehcbridge.settings import driver_url
+    from ehcbridge.store import Store
+
+    opened = Store(driver_url(database_url))
+    yield opened
+    opened.close()

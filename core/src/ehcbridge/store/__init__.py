@@ -43,7 +43,7 @@ from ehcbridge.store.errors import (
     StoreDataError,
     StoreError,
     ValueRejected,
-    check_case,
+    check_cases,
     on_error,
 )
 
@@ -235,8 +235,7 @@ class Store:
         """Upsert many cases in the caller's transaction; returns (added|updated|unchanged,
         meeting action or '') per item. New cases are written in bulk, so a council's whole
         caseload imports in seconds; existing ones are only written where something changed."""
-        for item in items:  # every value fits its column on either backend, or nothing is written
-            check_case(item)
+        check_cases(items)  # every value fits its column on either backend, or nothing is written
         results: list[tuple[str, str]] = []
         for chunk in _chunks(items, 500):
             existing = {r.case_id: r for r in conn.execute(

@@ -12,10 +12,9 @@ column, like any other row problem.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
-from sqlalchemy import Date, Integer, String, Table
+from sqlalchemy import Integer, String, Table
 from sqlalchemy.engine import ExceptionContext
 
 # PostgreSQL SQLSTATE classes (appendix A of the PostgreSQL manual), described without values.
@@ -35,13 +34,14 @@ class StoreDataError(StoreError):
 
 
 class ValueRejected(StoreError):
-    """A value does not fit the store's schema; names the case and the column, never the value."""
+    """Values that do not fit the store's schema, as (case id, column, problem): names the case
+    and the column, never the value."""
 
-    def __init__(self, case_id: str, column: str, problem: str) -> None:
-        self.case_id = case_id
-        self.column = column
-        self.problem = problem
-        super().__init__(f"{case_id}: {column} {problem}")
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        self.problems = problems
+        case_id, column, problem = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{case_id}: {column} {problem}{more}")
 
 
 def misfits(table: Table, values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -60,12 +60,8 @@ def misfits(table: Table, values: dict[str, Any]) -> list[tuple[str, str]]:
                 out.append((name, "contains a NUL byte"))
             elif isinstance(kind, String) and kind.length and len(value) > kind.length:
                 out.append((name, f"is longer than {kind.length} characters"))
-        elif isinstance(value, bool):
-            continue
-        elif isinstance(value, int) and isinstance(kind, Integer) \
-                and not _INT_MIN <= value <= _INT_MAX:
-            out.append((name, "is out of range"))
-        elif isinstance(value, date) and isinstance(kind, Date) and value.year < 1:
+        elif (isinstance(value, int) and not isinstance(value, bool)
+              and isinstance(kind, Integer) and not _INT_MIN <= value <= _INT_MAX):
             out.append((name, "is out of range"))
     return out
 
@@ -113,27 +109,31 @@ def on_error(ctx: ExceptionContext) -> BaseException | None:
     return None
 
 
-def check_case(item: Any) -> None:
-    """Raise :class:`ValueRejected` for the first value of a case to import that the schema
+def check_cases(items: list[Any]) -> None:
+    """Raise :class:`ValueRejected` listing every value of the cases to import that the schema
     cannot hold, named as the review list names it (``school_urn``, ``parent_email``...)."""
     from ehcbridge.store import schema as t
 
-    pupil, plan = item.pupil, item.plan
-    checks: list[tuple[Table, dict[str, Any], str]] = [
-        (t.pupils, dict(upn=pupil.upn, forename=pupil.forename, surname=pupil.surname,
-                        dob=pupil.dob, nc_year=pupil.nc_year, school_urn=pupil.school_urn), ""),
-        (t.plans, dict(case_id=plan.case_id, plan_type=plan.plan_type,
-                       coordinator_email=item.coordinator_email), ""),
-    ]
-    for invitee in item.invitees:
-        checks.append((t.invitees, dict(name=invitee.name, email=invitee.email,
-                                        team=invitee.team), f"{invitee.role.value}_"))
-    if item.meeting is not None:
-        checks.append((t.meetings, dict(location=item.meeting[2]), ""))
-    for table, values, prefix in checks:
-        for column, problem in misfits(table, values):
-            raise ValueRejected(plan.case_id if len(plan.case_id) <= 64 else "-",
-                                prefix + column, problem)
+    problems: list[tuple[str, str, str]] = []
+    for item in items:
+        pupil, plan = item.pupil, item.plan
+        checks: list[tuple[Table, dict[str, Any], str]] = [
+            (t.pupils, dict(upn=pupil.upn, forename=pupil.forename, surname=pupil.surname,
+                            dob=pupil.dob, nc_year=pupil.nc_year, school_urn=pupil.school_urn),
+             ""),
+            (t.plans, dict(case_id=plan.case_id, plan_type=plan.plan_type,
+                           coordinator_email=item.coordinator_email), ""),
+        ]
+        for invitee in item.invitees:
+            checks.append((t.invitees, dict(name=invitee.name, email=invitee.email,
+                                            team=invitee.team), f"{invitee.role.value}_"))
+        if item.meeting is not None:
+            checks.append((t.meetings, dict(location=item.meeting[2]), ""))
+        for table, values, prefix in checks:
+            problems += [(plan.case_id, prefix + column, problem)
+                         for column, problem in misfits(table, values)]
+    if problems:
+        raise ValueRejected(problems)
 
 
 def database_error_text(exc: BaseException) -> str | None:
