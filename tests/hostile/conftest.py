@@ -61,6 +61,20 @@ class Cli:
                               env=self.env(**extra), cwd=self.cwd, capture_output=True,
                               text=True, timeout=timeout)
 
+    def quick(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        """Run ``ehcbridge ARGS`` in this process (click's runner): for listings, where a
+        subprocess would only add start-up time."""
+        from click.testing import CliRunner
+        from ehcbridge.cli import cli
+
+        env = {k: None for k in os.environ if k.startswith("EHCBRIDGE_")
+               and k != "EHCBRIDGE_TEST_DATABASE_URL"}
+        result = CliRunner().invoke(cli, list(args), env={**env, **self.env(**extra)})
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout,
+                                           result.stderr)
+
 
 @pytest.fixture
 def cli(database_url: str, tmp_path: Path) -> Cli:
@@ -77,3 +91,9 @@ def store(database_url: str) -> Iterator[Any]:
     opened = Store(driver_url(database_url))
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def sqlite_cli(tmp_path: Path) -> Cli:
+    """The CLI on an SQLite file, for tests where the backend does not matter."""
+    return Cli(f"sqlite:///{tmp_path / 'cli.sqlite3'}", tmp_path)

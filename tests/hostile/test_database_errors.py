@@ -43,7 +43,7 @@ def test_values_the_store_cannot_hold_are_row_errors(cli: Any, tmp_path: Path) -
     for private in PRIVATE:
         assert private not in shown
     # Nothing half-applied: the good row is not stored either.
-    listing = cli("review", "list", "--json")
+    listing = cli.quick("review", "list", "--json")
     assert listing.returncode == 0 and listing.stdout.strip() == "[]"
     # --skip-invalid imports the good row and reports the others, still without their values.
     result = cli("import", "reviews", str(source), "--skip-invalid")
@@ -91,7 +91,7 @@ def test_cli_reports_a_database_refusal_in_one_line(cli: Any, tmp_path: Path) ->
     """A value only the database checks (a 600-character location) gives one error line."""
     source = tmp_path / "list.csv"
     source.write_text(HEADER + GOOD)
-    assert cli("import", "reviews", str(source)).returncode == 0
+    assert cli.quick("import", "reviews", str(source)).returncode == 0
     place = "Room of Zebedee Quixotic " + "x" * 600
     result = cli("review", "schedule", "EHC-1", "--start", "2027-03-10T10:00",
                  "--location", place)
