@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,8 +51,11 @@ class Cli:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The subprocess environment."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EHCBRIDGE_")}
-        env.update(EHCBRIDGE_STORE__URL=self.url, XDG_DATA_HOME=str(self.cwd / "xdg"), **extra)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EHCBRIDGE_")
+               and k != "PYTHONDONTWRITEBYTECODE"}  # start-up without compiling every module
+        env.update(EHCBRIDGE_STORE__URL=self.url, XDG_DATA_HOME=str(self.cwd / "xdg"),
+                   PYTHONPYCACHEPREFIX=str(Path(tempfile.gettempdir()) / "ehcbridge-tests-pycache"),
+                   **extra)
         return env
 
     def __call__(self, *args: str, timeout: float = 120,
