@@ -101,3 +101,65 @@ def store(database_url: str) -> Iterator[Any]:
 def sqlite_cli(tmp_path: Path) -> Cli:
     """The CLI on an SQLite file, for tests where the backend does not matter."""
     return Cli(f"sqlite:///{tmp_path / 'cli.sqlite3'}", tmp_path)
+
+
+@pytest.fixture
+def scheduled_case(store: Any) -> str:
+    """Case EHC-1 with a meeting on 10 March 2027: one on_review_scheduled event in the outbox."""
+    from datetime import date, datetime, timedelta
+
+    from ehcbridge.models import LONDON, Plan, Pupil, ReviewKind
+
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(forename="Sam", surname="Ex", dob=date(2014, 5, 2)),
+                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
+                          coordinator_email=None, review_due=date(2027, 3, 31),
+                          kind=ReviewKind.ANNUAL, pfa=False)
+    start = datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
+    store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
+    return "EHC-1"
+
+
+class Loopback:
+    """A loopback HTTP server answering every GET with ``body`` and recording each path."""
+
+    def __init__(self, body: bytes) -> None:
+        import http.server
+        import threading
+
+        hits: list[str] = []
+        self.hits = hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def loopback() -> Iterator[Any]:
+    """Start :class:`Loopback` servers (``loopback(body)``); all are stopped afterwards."""
+    servers: list[Loopback] = []
+
+    def start(body: bytes) -> Loopback:
+        servers.append(Loopback(body))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from ehcbridge.models import LONDON, Plan, Pupil, ReviewKind
 from ehcbridge.store import Store
 
 ROWS = 2845  # the ledger the issue found cut to 1,000 without a word
 
 
-def _ledger(store: Store, rows: int) -> None:
-    with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(forename="Sam", surname="Ex", dob=date(2014, 5, 2)),
-                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
-                          coordinator_email=None, review_due=date(2027, 3, 31),
-                          kind=ReviewKind.ANNUAL, pfa=False)
-    start = datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
-    store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
+def test_deliveries_pages_and_says_how_many_more(store: Store, scheduled_case: str,
+                                                 cli: Any) -> None:
     (event,) = store.undispatched_events()
-    store.dispatch(event.id, [f"plugin{n:04d}" for n in range(rows)], event.hook,
+    store.dispatch(event.id, [f"plugin{n:04d}" for n in range(ROWS)], event.hook,
                    datetime(2027, 1, 4, tzinfo=UTC))
-
-
-def test_deliveries_pages_and_says_how_many_more(store: Store, cli: Any) -> None:
-    _ledger(store, ROWS)
     first = cli.quick("deliveries", "--json")
     assert first.returncode == 0, first.stderr
     assert len(json.loads(first.stdout)) == 1000

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import logging
-import threading
-from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
 from ehcbridge import hookimpl
 from ehcbridge.engine import Engine
-from ehcbridge.models import LONDON, Plan, Pupil, ReviewKind
+from ehcbridge.models import LONDON
 from ehcbridge.plugin_settings import PluginSettings
 from ehcbridge.redact import SECRET, RedactingFilter, redact, register_settings, secret_values
 from ehcbridge.store import Store
@@ -25,26 +22,9 @@ ICS = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nEND:VCALENDAR\r
 
 
 @pytest.fixture
-def feed() -> Iterator[str]:
+def feed(loopback: Any) -> str:
     """A loopback calendar feed whose URL carries a token, as councils' case systems give."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/calendar")
-            self.send_header("Content-Length", str(len(ICS)))
-            self.end_headers()
-            self.wfile.write(ICS)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/{TOKEN}/reviews.ics?key=k-{TOKEN}"
-    server.shutdown()
-    server.server_close()
+    return f"{loopback(ICS).origin}/{TOKEN}/reviews.ics?key=k-{TOKEN}"
 
 
 @pytest.mark.parametrize("verbosity", ["-v", "-vv"])
@@ -133,7 +113,8 @@ class LeakySettings(PluginSettings):
     api_key: SecretStr = SecretStr("")
 
 
-def test_plugin_exception_messages_are_redacted_before_they_are_stored(store: Store) -> None:
+def test_plugin_exception_messages_are_redacted_before_they_are_stored(
+        store: Store, scheduled_case: str) -> None:
     @hookimpl
     def register_settings(register: Any) -> None:
         register(LeakySettings)
@@ -146,13 +127,6 @@ def test_plugin_exception_messages_are_redacted_before_they_are_stored(store: St
     app = make_app(store, {"leaky": plugin_module("leaky", register_settings=register_settings,
                                                   on_review_scheduled=on_review_scheduled)},
                    settings={"plugins": {"leaky": {"api_key": "K3Y-very-secret"}}})
-    with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(forename="Sam", surname="Ex", dob=date(2014, 5, 2)),
-                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
-                          coordinator_email=None, review_due=date(2027, 3, 31),
-                          kind=ReviewKind.ANNUAL, pfa=False)
-    start = datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
-    store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
     Engine(app).run_once(datetime(2027, 1, 4, 8, 0, tzinfo=LONDON))
     (row,) = store.deliveries()
     assert row.status == "retrying"

@@ -3,11 +3,9 @@ reader quickly, with the reader's own error naming the file, and nothing is ever
 
 from __future__ import annotations
 
-import http.server
 import importlib
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,28 +46,10 @@ ATTACKS = list(_attacks(Path("/m"), "http://h"))
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[str, list[str]]]:
+def listener(loopback: Any) -> tuple[str, list[str]]:
     """A loopback server recording every request: an attack that fetches anything shows here."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            body = f'<!ENTITY leak "{MARKER}">'.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", hits
-    server.shutdown()
-    server.server_close()
+    server = loopback(f'<!ENTITY leak "{MARKER}">'.encode())
+    return server.origin, server.hits
 
 
 def _load(ref: str) -> Any:
