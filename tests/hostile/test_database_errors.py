@@ -102,3 +102,37 @@ def test_cli_reports_a_database_refusal_in_one_line(cli: Any, tmp_path: Path) ->
     else:
         assert result.returncode == 1
         assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+
+
+CTF = """<?xml version="1.0" encoding="UTF-8"?>
+<CTfile><Header><DocumentName>Common Transfer File</DocumentName><CTFversion>19.0</CTFversion>
+<DateTime>2025-07-18T15:02:11</DateTime><DocumentQualifier>full</DocumentQualifier>
+<SupplierID>SIMS</SupplierID><SourceSchool><LEA>938</LEA><Estab>2345</Estab><URN>125678</URN>
+<SchoolName>Hillside</SchoolName><AcademicYear>2024</AcademicYear></SourceSchool>
+<DestSchool><LEA>938</LEA><Estab>4001</Estab></DestSchool></Header>
+<CTFpupilData><Pupil><UPN>{upn}</UPN><Surname>Quixotic{tail}</Surname>
+<Forename>Zebedee</Forename><DOB>2015-03-04</DOB><Gender>M</Gender>
+<BasicDetails><NCyearActual>6</NCyearActual></BasicDetails></Pupil></CTFpupilData></CTfile>
+"""
+
+
+def test_mis_update_the_database_refuses_prints_no_names(cli: Any, tmp_path: Path) -> None:
+    """A plugin's write that PostgreSQL refuses (a 158-character surname from a CTF) reaches
+    the user as one line without the child's names, through the CLI's top-level handler."""
+    from ehcbridge_sims.upn import make_upn
+
+    upn = make_upn("938234514001")
+    source = tmp_path / "list.csv"
+    source.write_text(f"case_id,upn,forename,surname,plan_issued\nEHC-9,{upn},Zoe,Smith,"
+                      "2024-01-10\n")
+    assert cli.quick("import", "reviews", str(source)).returncode == 0
+    ctf = tmp_path / "pupils.xml"
+    ctf.write_text(CTF.format(upn=upn, tail="x" * 150))
+    result = cli("sims", "sync", "--file", str(ctf))
+    shown = result.stdout + result.stderr
+    assert "Traceback" not in shown
+    for private in PRIVATE:
+        assert private not in shown
+    if "postgresql" in cli.url:
+        assert result.returncode == 1
+        assert "Error: the database refused a value" in result.stderr
