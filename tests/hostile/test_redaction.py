@@ -133,3 +133,21 @@ def test_plugin_exception_messages_are_redacted_before_they_are_stored(
     assert row.last_error is not None and row.last_error.startswith("RuntimeError: 550")
     for leaked in ("jo.parent", "K3Y-very-secret", "abcDEF1234567890"):
         assert leaked not in row.last_error
+
+
+def test_plugin_trace_redacts_exception_text(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from ehcbridge.plugins import PluginManager
+    from ehcbridge.testing import FakeEntryPoint
+
+    @hookimpl
+    def on_review_scheduled(event: Any, ctx: Any) -> None:
+        raise RuntimeError("no mailbox jo.parent@example.net (Bearer abcDEF1234567890)")
+
+    monkeypatch.setenv("EHCBRIDGE_TRACE_PLUGINS", "1")
+    module = plugin_module("tracer", on_review_scheduled=on_review_scheduled)
+    manager = PluginManager({}, None, entry_points=[FakeEntryPoint("tracer", module)])
+    manager.call_each("on_review_scheduled", event=None, ctx=None)
+    err = capsys.readouterr().err
+    assert "on_review_scheduled <- tracer raised RuntimeError: no mailbox" in err
+    assert "jo.parent" not in err and "abcDEF1234567890" not in err

@@ -278,7 +278,9 @@ class PluginManager:
         else:
             outcome = Outcome(name, result=result, seconds=time.perf_counter() - started)
         if self.trace:
-            shown = (f"raised {type(outcome.error).__name__}: {outcome.error}"
+            from ehcbridge.redact import redact
+
+            shown = (redact(f"raised {type(outcome.error).__name__}: {outcome.error}")
                      if outcome.error else f"returned {type(outcome.result).__name__}")
             print(f"ehcbridge trace: {hook} <- {name} {shown} ({outcome.seconds * 1000:.1f} ms)",
                   file=sys.stderr)
