@@ -151,3 +151,22 @@ def test_plugin_trace_redacts_exception_text(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert "on_review_scheduled <- tracer raised RuntimeError: no mailbox" in err
     assert "jo.parent" not in err and "abcDEF1234567890" not in err
+
+
+@pytest.mark.parametrize(("text", "hidden"), [
+    ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+    ("{'Authorization': 'Bearer opaque'}", "opaque"),
+    ("login failed: password=hunter22 for the relay", "hunter22"),
+    ('client_secret: "xyz987abc"', "xyz987abc"),
+    ("GET /meetings?api_key=k-12345&page=2", "k-12345"),
+])
+def test_credentials_are_hidden_in_any_text(text: str, hidden: str) -> None:
+    assert hidden not in redact(text)
+    assert "[redacted]" in redact(text)
+
+
+@pytest.mark.parametrize("text", ["token refreshed successfully", "basic information missing",
+                                  "the key is missing", "no authorization needed",
+                                  "https://api.example.org/v1/users/me"])
+def test_plain_words_are_left_alone(text: str) -> None:
+    assert redact(text) == text

@@ -4,9 +4,10 @@ Secrets are found generically, never by a list of plugins: every settings field 
 pydantic ``SecretStr`` (or ``SecretBytes``), and every field marked ``Field(json_schema_extra=
 SECRET)``, is registered when its settings are validated. A secret that is a URL (a calendar
 feed whose path carries a token) hides the path and query of any URL on its host; any other
-secret is replaced wherever it appears. Whatever the settings, bearer and basic credentials,
-JSON web tokens, passwords in URLs and token-like query parameters are replaced too, and email
-addresses lose their local part at INFO and above.
+secret is replaced wherever it appears. Whatever the settings, ``Authorization`` values, bearer
+credentials, JSON web tokens, passwords in URLs, token-like query parameters and assignments
+(``password=...``, ``client_secret: ...``) are replaced too, and email addresses lose their
+local part at INFO and above.
 
 :class:`RedactingFilter` applies this to every log record (message, arguments and traceback);
 the CLI installs it on the root handlers when it sets up logging.
@@ -30,11 +31,17 @@ HIDDEN = "[redacted]"
 _lock = threading.Lock()
 _literals: set[str] = set()
 _hosts: set[str] = set()  # scheme://netloc of secret URLs, lower-case
-_MIN_SECRET = 4  # shorter values ("1", "yes") would blank unrelated text
+_MIN_SECRET = 6  # shorter values ("yes", "test") would blank unrelated words
 
 _URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#\"'<>]+)([/?#][^\s\"'<>]*)?")
 _USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@\"'<>]*:)[^\s/@\"'<>]+@")
-_AUTH = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9\-._~+/]{8,}=*")
+# A credential after its scheme; the lookahead (a digit or symbol) spares English ("basic rules").
+_AUTH = re.compile(r"\b([Bb]earer|BEARER|Basic|token)(\s+)"
+                   r"(?=[A-Za-z._~+/-]*[0-9._~+/=-])[A-Za-z0-9\-._~+/]{8,}=*")
+_AUTHORIZATION = re.compile(r"(?i)\b((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?"
+                            r"(?:[a-z]+\s+)?)[^\s'\",;]+")
+_ASSIGNED = re.compile(r"(?i)\b((?:access_|refresh_|api_?|client_)?(?:token|key|secret)|password"
+                       r"|passwd)(\s*[=:]\s*['\"]?)[^\s'\",;&]{4,}")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _QUERY = re.compile(r"(?i)([?&;](?:access_token|refresh_token|id_token|token|api_?key|key|"
                     r"secret|client_secret|password|passwd|pwd|sig|signature|code|auth)=)"
@@ -119,7 +126,9 @@ def redact(text: str, *, emails: bool = True) -> str:
         if secret in text:
             text = text.replace(secret, HIDDEN)
     text = _USERINFO.sub(rf"\g<1>{HIDDEN}@", text)
+    text = _AUTHORIZATION.sub(rf"\g<1>{HIDDEN}", text)
     text = _AUTH.sub(rf"\g<1>\g<2>{HIDDEN}", text)
+    text = _ASSIGNED.sub(rf"\g<1>\g<2>{HIDDEN}", text)
     text = _JWT.sub(HIDDEN, text)
     text = _QUERY.sub(rf"\g<1>{HIDDEN}", text)
     if emails:
