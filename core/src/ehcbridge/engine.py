@@ -23,6 +23,7 @@ from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.models import Meeting, MeetingStatus
 from ehcbridge.online import NO_PROVIDER_FLAG, PROVIDER_HOOK, no_provider_detail
+from ehcbridge.redact import redact
 from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
@@ -189,13 +190,13 @@ class Engine:
                 self._store_link(ev, outcome.result, d.plugin)
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
-        message = f"{type(error).__name__}: {error}"
+        message = redact(f"{type(error).__name__}: {error}")  # stored and shown: no secrets
         if isinstance(error, NotConfigured):
             if d.hook == PROVIDER_HOOK:
                 self._no_provider(ev, f"{d.plugin} is not configured: {error}")
-            return self._finish(d, SKIPPED, attempts, now, f"not configured: {error}")
+            return self._finish(d, SKIPPED, attempts, now, f"not configured: {redact(str(error))}")
         if isinstance(error, Skipped):
-            return self._finish(d, SKIPPED, attempts, now, str(error))
+            return self._finish(d, SKIPPED, attempts, now, redact(str(error)))
         max_attempts = self.app.settings.engine.max_attempts
         if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:

@@ -39,16 +39,19 @@ from ehcbridge.models import (
     Role,
 )
 from ehcbridge.store import schema as t
+from ehcbridge.store.errors import (
+    StoreDataError,
+    StoreError,
+    ValueRejected,
+    check_cases,
+    on_error,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Delivery statuses. "pending" and "retrying" are still to be attempted.
 PENDING, RETRYING, DELIVERED, DEAD, SKIPPED = "pending", "retrying", "delivered", "dead", "skipped"
 OPEN_STATUSES = (PENDING, RETRYING)
-
-
-class StoreError(Exception):
-    """A request the store cannot carry out (unknown case, review already decided...)."""
 
 
 def utcnow() -> datetime:
@@ -132,7 +135,10 @@ class Store:
         elif schema:
             connect_args["options"] = f"-csearch_path={schema}"
         self.url = url
-        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True)
+        # No statement parameter (a child's name, a date of birth) in any error or log line.
+        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True,
+                                            hide_parameters=True)
+        event.listen(self.engine, "handle_error", on_error)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if migrate:
@@ -229,6 +235,7 @@ class Store:
         """Upsert many cases in the caller's transaction; returns (added|updated|unchanged,
         meeting action or '') per item. New cases are written in bulk, so a council's whole
         caseload imports in seconds; existing ones are only written where something changed."""
+        check_cases(items)  # every value fits its column on either backend, or nothing is written
         results: list[tuple[str, str]] = []
         for chunk in _chunks(items, 500):
             existing = {r.case_id: r for r in conn.execute(
@@ -824,20 +831,33 @@ class Store:
                 last_error=error, finished_at=now if status not in OPEN_STATUSES else None))
 
     def deliveries(self, *, status: str | None = None, case_id: str | None = None,
-                   limit: int = 1000) -> list[DeliveryRow]:
-        """Ledger rows for ``ehcbridge deliveries``."""
+                   limit: int | None = 1000, offset: int = 0) -> list[DeliveryRow]:
+        """Ledger rows for ``ehcbridge deliveries``, oldest first (``limit`` None: all)."""
         q = (select(t.deliveries, t.events.c.key.label("event_key"),
                     t.plans.c.case_id.label("case_id"))
              .join(t.events, t.events.c.id == t.deliveries.c.event_id)
              .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
              .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
-             .order_by(t.deliveries.c.id).limit(limit))
+             .order_by(t.deliveries.c.id).limit(limit).offset(offset or None))
         if status:
             q = q.where(t.deliveries.c.status == status)
         if case_id:
             q = q.where(t.plans.c.case_id == case_id)
         with self.engine.connect() as conn:
             return [_delivery_row(r) for r in conn.execute(q).all()]
+
+    def count_deliveries(self, *, status: str | None = None, case_id: str | None = None) -> int:
+        """How many ledger rows :meth:`deliveries` would list without a limit."""
+        q = select(func.count()).select_from(t.deliveries)
+        if status:
+            q = q.where(t.deliveries.c.status == status)
+        if case_id:
+            q = (q.join(t.events, t.events.c.id == t.deliveries.c.event_id)
+                 .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
+                 .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                 .where(t.plans.c.case_id == case_id))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def delivery_counts(self) -> dict[tuple[str, str, str], int]:
         """Counts by (hook, plugin, status)."""
@@ -1270,4 +1290,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseInput", "CaseView",
            "DeliveryRow",
-           "EventRow", "IntegrityError", "Store", "StoreError"]
+           "EventRow", "IntegrityError", "Store", "StoreDataError", "StoreError",
+           "ValueRejected"]
