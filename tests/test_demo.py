@@ -35,6 +35,12 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     counts = {k: int(n) for n, k in (part.split(" ") for part in duties[8:].split(", "))}
     assert counts["met"] > 100 and counts["late"] > 0 and counts["missed"] > 0
     assert hooks.get("on_deadline", 0) > 0
+    # Online meetings with no usable provider are flagged, not silent (issue 16).
+    online = sum(1 for r in _demo_rows() if r["online"].strip().lower() == "true")
+    assert online == 29  # booked ones and the planner's proposals alike
+    assert online > 0
+    assert f"online meetings without a provider: {online} review(s) flagged " \
+        "no_online_provider" in text
 
     with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
         names = [(r["forename"], r["surname"]) for r in csv.DictReader(fh)]
@@ -59,3 +65,8 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
 
     first = "\n".join(p.extract_text() for p in PdfReader(packs[0]).pages)
     assert "Ms A Parent" in first and "DE1 1AA" in first
+
+
+def _demo_rows() -> list[dict[str, str]]:
+    with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
+        return list(csv.DictReader(fh))
