@@ -520,9 +520,11 @@ class Store:
 
     def request_meeting_update(self, case_id: str, reason: str, *,
                                now: datetime | None = None) -> bool:
-        """Fire ``on_review_scheduled`` (action ``updated``) for the scheduled meeting, once per
+        """Fire the scheduling hook (action ``updated``) for the scheduled meeting, once per
         ``reason`` and meeting revision (e.g. its online link arrived late); False when there is
         no scheduled meeting or it was already fired."""
+        from ehcbridge import lifecycle  # the lifecycle names hooks and keys, not the store
+
         with self.begin() as c:
             review_id = self.review_id_for(c, case_id)
             current = c.execute(select(t.meetings).where(and_(
@@ -530,10 +532,11 @@ class Store:
                 t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
             if current is None:
                 return False
+            key = lifecycle.meeting_key(case_id, review_id, current.id, "updated",
+                                        current.sequence) + f"/{reason}"
             return self._add_event(
-                c, key=f"{case_id}/r{review_id}/m{current.id}/updated/{current.sequence}/{reason}",
-                hook="on_review_scheduled", action="updated", review_id=review_id,
-                meeting_id=current.id, at=now or utcnow())
+                c, key=key, hook=lifecycle.HOOK_REVIEW_SCHEDULED, action="updated",
+                review_id=review_id, meeting_id=current.id, at=now or utcnow())
 
     def cancel_meeting(self, case_id: str, *, reason: str = "",
                        now: datetime | None = None) -> None:
