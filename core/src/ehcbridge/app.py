@@ -72,6 +72,15 @@ class PluginStoreFacade:
         self.store.record_invitation(case_id, email, plugin=self.plugin, status=status,
                                      detail=detail)
 
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim ``email`` for this plugin before inviting; False when another plugin already
+        holds an invitation (or a claim) for them."""
+        return self.store.claim_invitation(case_id, email, plugin=self.plugin) == self.plugin
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Give up this plugin's claims on ``emails`` after its invitation failed."""
+        self.store.release_invitations(case_id, plugin=self.plugin, emails=emails, detail=detail)
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for the review."""
         return self.store.case(case_id).invitations
@@ -174,7 +183,7 @@ class App:
             clock=self.clock,
             store=PluginStoreFacade(self.store, name, self),
             engine_settings=self.settings.engine,
-            extras={"lookup_pupil": self.lookup_pupil},
+            extras={"lookup_pupil": self.lookup_pupil, "limits": self.settings.limits},
         )
 
     def start_plugins(self) -> None:
@@ -248,26 +257,9 @@ class App:
             for item in items:
                 if isinstance(item, CheckResult):
                     results.append((outcome.plugin, item))
+        from ehcbridge.online import provider_check
+
+        online = provider_check(self)
+        if online is not None:
+            results.append(("core", online))
         return sorted(results, key=lambda r: r[0])
-
-
-_CURRENT: dict[str, App] = {}
-
-
-def set_current_app(app: App) -> None:
-    """Make ``app`` what :func:`current_app` returns (done by the CLI)."""
-    _CURRENT["app"] = app
-
-
-def current_app() -> App:
-    """The App of this process: the CLI invocation's (honouring --config) or one made from the
-    default settings."""
-    import click
-
-    if click.get_current_context(silent=True) is not None:
-        from ehcbridge.cli import get_app
-
-        return get_app()
-    if "app" not in _CURRENT:
-        _CURRENT["app"] = App()
-    return _CURRENT["app"]

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ehcbridge import __version__
+from ehcbridge.invocation import get_app
+from ehcbridge.invocation import plugin_manager as _plugin_manager
 from ehcbridge.lifecycle import DUTY_NAMES
+from ehcbridge.scaffold import plugin_group
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -50,48 +53,6 @@ class EhcGroup(click.Group):
             self._add_plugin_commands(ctx)
             command = super().get_command(ctx, cmd_name)
         return command
-
-
-def _plugin_manager(ctx: click.Context) -> Any:
-    """One PluginManager per invocation, made without reading settings through pydantic."""
-    from ehcbridge.configfile import config_path_from
-    from ehcbridge.plugins import PluginManager, quick_plugin_sections
-
-    root = ctx.find_root()
-    manager = root.meta.get("ehcbridge.plugins")
-    if manager is None:
-        try:
-            path = config_path_from(root.params.get("config"))
-        except Exception:  # reported properly when a command builds the App
-            path = None
-        manager = PluginManager(quick_plugin_sections(path), path)
-        root.meta["ehcbridge.plugins"] = manager
-    return manager
-
-
-def get_app(ctx: click.Context | None = None) -> App:
-    """The App for this invocation, built once from --config and the environment."""
-    from ehcbridge.app import App, set_current_app
-    from ehcbridge.configfile import SettingsError
-
-    ctx = ctx or click.get_current_context()
-    root = ctx.find_root()
-    app = root.meta.get("ehcbridge.app")
-    if app is None:
-        from ehcbridge.plugins import PluginLoadError
-
-        try:
-            manager = _plugin_manager(root)
-            app = App(config=root.params.get("config"), plugins=manager)
-            manager.plugin_settings = app.settings.plugins
-            manager.config_path = app.settings.config_path
-            manager.load()
-        except (SettingsError, PluginLoadError) as exc:
-            raise click.ClickException(str(exc)) from None
-        root.meta["ehcbridge.app"] = app
-        set_current_app(app)
-        root.call_on_close(app.close)
-    return app
 
 
 def _json(data: Any) -> None:
@@ -137,6 +98,9 @@ def cli(config: str | None, verbose: int) -> None:
 
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ehcbridge.redact import install
+
+    install()  # secrets, tokens and addresses never reach the log
 
 
 # Plugins, settings, doctor --------------------------------------------------------------------
@@ -332,10 +296,11 @@ def import_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change.")
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--sheet", help="The sheet of an .xlsx workbook to read (default: the first).")
 @click.option("--now", "now", help="Import as if it were this time (overdue reviews, NC years).")
 def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool,
-                       now: str | None) -> None:
-    """Import a council review list or EHC Hub export (CSV), upserting by case_id."""
+                       sheet: str | None, now: str | None) -> None:
+    """Import a council review list or EHC Hub export (CSV or .xlsx), upserting by case_id."""
     from ehcbridge.intake import IntakeError, import_reviews, summary
 
     app = get_app()
@@ -343,7 +308,8 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
     if fixed is not None:
         app.clock.fixed = fixed
     try:
-        report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid)
+        report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid,
+                                sheet=sheet)
     except IntakeError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -365,6 +331,8 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
                    "list --flag overdue)")
     for problem in report.skipped:
         click.echo(f"skipped: {problem}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 # Reviews ------------------------------------------------------------------------------------
@@ -711,14 +679,24 @@ def run_cmd(once: bool, now: str | None) -> None:
 @click.option("--status", type=click.Choice(["pending", "retrying", "delivered", "dead",
                                              "skipped"]))
 @click.option("--case", "case_id", help="Only this case.")
+@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="At most this many rows (0: all).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None,
-                     as_json: bool) -> None:
-    """The delivery ledger: every (event, plugin) pair and its outcome."""
+def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None, limit: int,
+                     offset: int, as_json: bool) -> None:
+    """The delivery ledger: every (event, plugin) pair and its outcome, oldest first."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = get_app().store.deliveries(status=status, case_id=case_id)
+    from ehcbridge.paging import page_notice
+
+    store = get_app().store
+    rows = store.deliveries(status=status, case_id=case_id, limit=limit or None, offset=offset)
+    notice = page_notice(len(rows), offset, limit, store.count_deliveries(status=status,
+                                                                          case_id=case_id))
+    if notice:  # on stderr, so --json stays a plain list
+        ctx.call_on_close(lambda: click.echo(notice, err=True))
     if as_json:
         _json([{"id": d.id, "case_id": d.case_id, "event": d.event_key, "hook": d.hook,
                 "plugin": d.plugin, "status": d.status, "attempts": d.attempts,
@@ -736,10 +714,11 @@ def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None
 
 @deliveries_group.command("retry")
 @click.argument("delivery_id", type=int)
-def deliveries_retry(delivery_id: int) -> None:
+@click.option("--now", "now", help="Queue it as of this time (YYYY-MM-DDTHH:MM).")
+def deliveries_retry(delivery_id: int, now: str | None) -> None:
     """Queue a dead delivery again (the next engine pass attempts it)."""
     app = get_app()
-    row = _store_call(app.store.retry_delivery, delivery_id, app.clock.now())
+    row = _store_call(app.store.retry_delivery, delivery_id, _parse_now(now) or app.clock.now())
     click.echo(f"delivery {row.id} ({row.hook} -> {row.plugin}) queued again")
 
 
@@ -815,6 +794,9 @@ def demo_cmd(directory: Path | None) -> None:
     run_demo(directory, echo=click.echo)
 
 
+cli.add_command(plugin_group)
+
+
 def main() -> None:
     """Console script entry point."""
     from ehcbridge.plugins import PluginLoadError
@@ -823,6 +805,14 @@ def main() -> None:
         cli(prog_name="ehcbridge")
     except PluginLoadError as exc:  # EHCBRIDGE_STRICT_PLUGINS=1 and a plugin failed
         click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a database error reaches the user as one line, never a traceback
+        from ehcbridge.store.errors import database_error_text
+
+        text = database_error_text(exc)
+        if text is None:
+            raise
+        click.echo(f"Error: {text}", err=True)
         sys.exit(1)
 
 

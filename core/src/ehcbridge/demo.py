@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehcbridge.models import LONDON, Outcome
+from ehcbridge.online import demo_line as online_demo_line
+from ehcbridge.online import online_wanted
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -68,9 +70,10 @@ def _workspace(directory: Path | None) -> Path:
 def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = print,
              step_days: int = 1) -> dict[str, object]:
     """Import the bundled list, run the engine day by day through a term and print a summary."""
-    from ehcbridge.app import App, set_current_app
+    from ehcbridge.app import App
     from ehcbridge.engine import Engine, TickReport
-    from ehcbridge.intake import import_reviews
+    from ehcbridge.intake import demo_workbook_check, import_reviews
+    from ehcbridge.invocation import set_current_app
     from ehcbridge.settings import load_settings
 
     work = _workspace(directory)
@@ -94,12 +97,15 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
             echo(f"  plugin {record.name}: {record.status} ({record.reason})")
     report = import_reviews(app, reviews_csv, now=app.clock.now())
     echo(f"  imported {report.added} plans, {sum(report.meetings.values())} meetings scheduled")
+    demo_workbook_check(app, reviews_csv, echo)
     from ehcbridge.plan_cli import build_plan
 
     plan = build_plan(app, today=START)
-    for proposal in plan.proposals:  # what `ehcbridge plan --apply` does
+    wanted_online = online_wanted(reviews_csv)
+    for proposal in plan.proposals:  # what `ehcbridge plan --apply [--online]` does
         app.store.schedule_meeting(proposal.case_id, start=proposal.start, end=proposal.end,
-                                   organiser=proposal.coordinator, now=app.clock.now())
+                                   organiser=proposal.coordinator, now=app.clock.now(),
+                                   online=proposal.case_id in wanted_online)
     echo(f"  planner: {len(plan.proposals)} more meetings proposed and scheduled, "
          f"{len(plan.overdue)} overdue, {len(plan.unplanned)} left to plan by hand")
 
@@ -117,6 +123,10 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     summary = _summary(app, total, actions, work, outbox)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
+    echo(online_demo_line(app))
+    from ehcbridge.scaffold import demo_step
+
+    summary["plugin_package"] = str(demo_step(work, echo))
     app.close()
     return summary
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -21,6 +21,9 @@ from ehcbridge.models import (
     Pupil,
     Review,
 )
+
+if TYPE_CHECKING:
+    from ehcbridge.settings import EngineSettings
 
 
 class LifecycleEvent(Frozen):
@@ -87,6 +90,13 @@ class PluginStore(Protocol):
     ) -> None:
         """Record that this plugin invited ``email`` (status ``sent``, ``failed``...)."""
 
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim ``email`` for this plugin before inviting them (then ``record_invitation``
+        what was sent); False when another plugin already holds an invitation for them."""
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Give up this plugin's claims on ``emails`` (its invitation failed)."""
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for this review."""
 
@@ -137,7 +147,7 @@ class HookContext:
     logger: logging.Logger
     clock: Clock
     store: PluginStore
-    engine_settings: Any = None
+    engine_settings: EngineSettings | None = None  # the [engine] section (None in unit tests)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -23,7 +23,8 @@ def _on(app: App, value: str | None) -> date:
 
 
 def _run(func: Any, case: str, **kwargs: Any) -> Any:
-    from ehcbridge.cli import _store_call, _warn, get_app
+    from ehcbridge.cli import _store_call, _warn
+    from ehcbridge.invocation import get_app
 
     app = get_app()
     change = _store_call(func, app.store, case, now=app.clock.now(),
