@@ -26,15 +26,15 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert set(plugins["teams"]) == {"skipped"}  # no credentials: reported, not retried
     text = "\n".join(lines)
     assert "Deliveries by status:" in text and "Outbox:" in text
-    assert "Your own plugin: ehcbridge plugin new hello" in text
-    assert (Path(str(summary["plugin_package"])) / "tests" / "test_hello.py").is_file()
-    assert ("the same list as an Excel workbook (sheet 'Reviews'): 50 plans unchanged, "
-            "50 UPNs passed the DfE check letter, 0 warning(s)") in text
     # Duties of every review, checked by the lifecycle: some met, some late, some missed.
     duties = next(line for line in lines if line.startswith("Duties: "))
     counts = {k: int(n) for n, k in (part.split(" ") for part in duties[8:].split(", "))}
     assert counts["met"] > 100 and counts["late"] > 0 and counts["missed"] > 0
     assert hooks.get("on_deadline", 0) > 0
+    assert "Your own plugin: ehcbridge plugin new hello" in text
+    assert (Path(str(summary["plugin_package"])) / "tests" / "test_hello.py").is_file()
+    assert ("the same list as an Excel workbook (sheet 'Reviews'): 50 plans unchanged, "
+            "50 UPNs passed the DfE check letter, 0 warning(s)") in text
     # Online meetings with no usable provider are flagged, not silent (issue 16).
     online = sum(1 for r in _demo_rows() if r["online"].strip().lower() == "true")
     assert online == 29  # booked ones and the planner's proposals alike

@@ -29,13 +29,13 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
 CSV = """\
 case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,last_review,coordinator_email,parent_email,sen_officer_email
 EHC-A,Q999000000011,Alex,One,2014-03-02,7,100001,2026-04-01,,senco.a@school.example.org,a.parent@example.net,sen.a@la.example.gov.uk
-EHC-B,T999000000022,Bea,Two,2014-03-02,7,100001,2026-04-01,,senco.b@school.example.org,b.parent@example.net,sen.b@la.example.gov.uk
-EHC-C,V999000000033,Cal,Three,2014-03-02,7,100001,2026-04-01,,senco.c@school.example.org,c.parent@example.net,sen.c@la.example.gov.uk
-EHC-D,X999000000044,Dee,Four,2014-03-02,7,100001,2026-04-01,,senco.d@school.example.org,d.parent@example.net,sen.d@la.example.gov.uk
-EHC-E,Z999000000055,Eli,Five,2014-03-02,7,100001,2026-04-01,,senco.e@school.example.org,e.parent@example.net,sen.e@la.example.gov.uk
-EHC-F,B999000000066,Fay,Six,2015-10-02,6,100006,2024-06-01,2026-06-01,senco.f@school.example.org,f.parent@example.net,sen.f@la.example.gov.uk
-EHC-G,D999000000077,Gus,Seven,2023-01-10,,100007,2026-05-01,,senco.g@school.example.org,g.parent@example.net,sen.g@la.example.gov.uk
-EHC-H,F999000000088,Hal,Eight,2014-03-02,7,100008,2026-04-01,,senco.h@school.example.org,h.parent@example.net,sen.h@la.example.gov.uk
+EHC-B,E999000000012,Bea,Two,2014-03-02,7,100001,2026-04-01,,senco.b@school.example.org,b.parent@example.net,sen.b@la.example.gov.uk
+EHC-C,U999000000013,Cal,Three,2014-03-02,7,100001,2026-04-01,,senco.c@school.example.org,c.parent@example.net,sen.c@la.example.gov.uk
+EHC-D,H999000000014,Dee,Four,2014-03-02,7,100001,2026-04-01,,senco.d@school.example.org,d.parent@example.net,sen.d@la.example.gov.uk
+EHC-E,X999000000015,Eli,Five,2014-03-02,7,100001,2026-04-01,,senco.e@school.example.org,e.parent@example.net,sen.e@la.example.gov.uk
+EHC-F,L999000000016,Fay,Six,2015-10-02,6,100006,2024-06-01,2026-06-01,senco.f@school.example.org,f.parent@example.net,sen.f@la.example.gov.uk
+EHC-G,A999000000017,Gus,Seven,2023-01-10,,100007,2026-05-01,,senco.g@school.example.org,g.parent@example.net,sen.g@la.example.gov.uk
+EHC-H,P999000000018,Hal,Eight,2014-03-02,7,100008,2026-04-01,,senco.h@school.example.org,h.parent@example.net,sen.h@la.example.gov.uk
 """
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from ehcbridge import lifecycle as lc
@@ -189,3 +189,14 @@ def test_hook_names_are_the_hookspecs_and_the_store_names_none() -> None:
         assert hook not in source, f"store/__init__.py names {hook}"
     for fragment in ("/views/", "/decision", "/held", "/deadline/", "scheduled/", "/r{"):
         assert fragment not in source, f"store/__init__.py builds event keys ({fragment})"
+
+
+def test_the_deadline_horizon_covers_every_duty_at_risk_even_across_holidays() -> None:
+    summer = lc.Policy(school_holidays=((date(2027, 7, 23), date(2027, 9, 1)),))
+    today = date(2027, 7, 19)
+    horizon = lc.deadline_horizon(today, summer)
+    assert horizon == date(2027, 9, 6)  # 3 days before the holiday, 2 after, then one more
+    for offset in range(60):
+        due = today + timedelta(days=offset)
+        at_risk = lc.at_risk_from(due, 5, summer.school_holidays) <= today
+        assert not at_risk or due <= horizon, due

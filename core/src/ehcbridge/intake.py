@@ -107,10 +107,10 @@ class ImportReport:
     skipped: list[RowProblem] = field(default_factory=list)
     dry_run: bool = False
     path: Path = Path("-")
-    overdue: int = 0  # reviews already past their due date when imported
     warnings: list[str] = field(default_factory=list)
     encoding: str | None = None
     sheet: str | None = None
+    overdue: int = 0  # reviews already past their due date when imported
 
 
 @dataclass
@@ -338,9 +338,8 @@ def summary(report: ImportReport) -> dict[str, Any]:
     """The report as JSON-friendly data."""
     return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
-            "overdue": report.overdue,
             "skipped": [str(p) for p in report.skipped], "warnings": list(report.warnings),
-            "encoding": report.encoding, "sheet": report.sheet}
+            "encoding": report.encoding, "sheet": report.sheet, "overdue": report.overdue}
 
 
 def demo_workbook_check(app: App, csv_path: Path, echo: Any) -> ImportReport:

@@ -302,8 +302,9 @@ class ReviewState:
 
 
 def meeting_key(case_id: str, review_id: int, meeting_id: int, action: str, sequence: int,
-                invitees: int | None = None) -> str:
-    """Key of an on_review_scheduled event."""
+                invitees: int | str | None = None) -> str:
+    """Key of an on_review_scheduled event (``updated``: with the number of invitees, or the
+    reason an update was requested)."""
     key = f"{case_id}/r{review_id}/m{meeting_id}/{action}/{sequence}"
     return key if invitees is None else f"{key}/{invitees}"
 
@@ -395,9 +396,12 @@ def next_review(state: ReviewState, decided_on: date, policy: Policy = DEFAULT_P
 
 
 def duties(state: ReviewState, policy: Policy = DEFAULT_POLICY, as_of: date | None = None,
-           meeting: Meeting | None = None) -> tuple[Duty, ...]:
-    """Every duty of the review with its due date now, keeping what was already recorded."""
-    miles = tuple(review_milestones(state, policy, as_of, meeting))
+           meeting: Meeting | None = None, miles: tuple[Milestone, ...] | None = None
+           ) -> tuple[Duty, ...]:
+    """Every duty of the review with its due date now, keeping what was already recorded
+    (``miles``: the review's milestones, when the caller has them already)."""
+    if miles is None:
+        miles = tuple(review_milestones(state, policy, as_of, meeting))
     m = meeting if meeting is not None else state.meeting
     has_meeting = m is not None and m.status != MeetingStatus.CANCELLED
     outcome = state.decision.outcome if state.decision is not None else None
@@ -431,8 +435,10 @@ def _fresh_duties(miles: tuple[Milestone, ...], kind: ReviewKind, due_by: date,
             continue
         due = _due_of(spec, by_name, due_by, transferring)
         rule = transfer.rule if spec.stage == TRANSFER and transfer is not None else spec.rule
-        out.append(Duty(name=spec.name, rule=rule, kind=spec.kind, due=due,
-                        owed_by=spec.owed_by, owed_to=spec.owed_to))
+        # Built from the specs above (already valid): skip validation, a caseload builds many.
+        out.append(Duty.model_construct(name=spec.name, rule=rule, kind=spec.kind, due=due,
+                                        owed_by=spec.owed_by, owed_to=spec.owed_to,
+                                        status=DutyStatus.PENDING, met_on=None, evidence=None))
     return tuple(out)
 
 
@@ -554,8 +560,9 @@ def schedule(state: ReviewState, *, start: datetime, end: datetime, location: st
     assert meeting.id is not None
     today = _day(now)
     scheduled = replace(state, meeting=meeting)
-    miles = {m.name: m for m in review_milestones(scheduled, policy, today)}
-    found = duties(scheduled, policy, today)
+    clock = tuple(review_milestones(scheduled, policy, today))
+    miles = {m.name: m for m in clock}
+    found = duties(scheduled, policy, today, miles=clock)
     evidence = f"invitations for the meeting {action} on {today.isoformat()}"
     changed = [meet(d, today, evidence) for d in found
                if d.name in (INVITATIONS_SENT, INVITATIONS_GOOD_PRACTICE)]
@@ -622,6 +629,18 @@ def invite(state: ReviewState) -> Change | None:
         return None
     key = meeting_key(state.case_id, state.review_id, current.id, "updated", current.sequence,
                       state.invitee_count)
+    return Change(action="updated", events=(NewEvent(key, HOOK_REVIEW_SCHEDULED, "updated",
+                                                     current.id),))
+
+
+def request_update(state: ReviewState, reason: str) -> Change | None:
+    """Ask calendar plugins to update the meeting already set (e.g. its online link arrived
+    late): once per reason and meeting revision; None when there is no scheduled meeting."""
+    current = state.scheduled_meeting
+    if current is None or current.id is None:
+        return None
+    key = meeting_key(state.case_id, state.review_id, current.id, "updated", current.sequence,
+                      reason)
     return Change(action="updated", events=(NewEvent(key, HOOK_REVIEW_SCHEDULED, "updated",
                                                      current.id),))
 
@@ -891,10 +910,15 @@ def deadline(duty: Duty, today: date, policy: Policy = DEFAULT_POLICY
 
 
 def deadline_horizon(today: date, policy: Policy = DEFAULT_POLICY) -> date:
-    """The latest due date a duty can have and already be at risk on ``today``."""
-    # School days are at most 5 in 7 days; holidays only push the horizon further, so look ahead
-    # generously and let deadline() decide.
-    return today + timedelta(days=policy.at_risk_school_days * 3 + 30)
+    """The latest due date a duty can have and already be at risk on ``today``: one school day
+    past the ``at_risk_school_days``-th after today (school holidays push it further)."""
+    opts = _clock_options(policy.school_holidays, False)
+    day, counted = today, 0
+    while counted <= policy.at_risk_school_days:
+        day += timedelta(days=1)
+        if timeline.is_school_day(day, opts):
+            counted += 1
+    return day
 
 
 def check_deadlines(rows: list[tuple[str, int, Duty]], today: date,

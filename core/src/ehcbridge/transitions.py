@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from ehcbridge import lifecycle
 from ehcbridge.lifecycle import DEFAULT_POLICY, Change, LifecycleError, Policy, ReviewState
-from ehcbridge.models import LONDON, DutyStatus, Outcome, Review
+from ehcbridge.models import LONDON, DutyStatus, Outcome, Review, ReviewStatus
 from ehcbridge.store import CaseInput, CaseView, Store, StoreError
 
 if TYPE_CHECKING:
@@ -111,6 +111,19 @@ def cancel(store: Store, case_id: str, *, reason: str, now: datetime,
 def invite(store: Store, case_id: str, *, now: datetime, conn: Connection | None = None) -> bool:
     """New invitees of a meeting already set: calendar plugins invite them (False: no meeting)."""
     return _apply(store, case_id, now, conn, lambda c, s: lifecycle.invite(s)) is not None
+
+
+def request_update(store: Store, case_id: str, reason: str, *, now: datetime) -> bool:
+    """Calendar plugins update the meeting once per ``reason`` and revision; False when there
+    is no scheduled meeting or it was already asked."""
+
+    def decide(c: Connection, state: ReviewState) -> Change | None:
+        change = lifecycle.request_update(state, reason)
+        if change is None or store.event_exists(c, change.events[0].key):
+            return None
+        return change
+
+    return _apply(store, case_id, now, None, decide) is not None
 
 
 def held(store: Store, case_id: str, *, now: datetime, policy: Policy = DEFAULT_POLICY) -> Change:
@@ -246,8 +259,11 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
         for item in new:
             with _refused():
                 rid = review_ids[item.plan.case_id]
-                state = ReviewState(review=Review(id=rid, case_id=item.plan.case_id,
-                                                  kind=item.kind, due_by=item.review_due),
+                review = Review.model_construct(  # from validated input: no second check
+                    id=rid, case_id=item.plan.case_id, kind=item.kind, due_by=item.review_due,
+                    status=ReviewStatus.DUE, preparing_for_adulthood=item.pfa,
+                    coordinator_email=item.coordinator_email, flags=(), report_sent_on=None)
+                state = ReviewState(review=review,
                                     plan=item.plan, pupil=item.pupil)
                 if item.meeting is None:
                     change = Change(duties=lifecycle.duties(state, policy, today))

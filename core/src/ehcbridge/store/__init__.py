@@ -254,6 +254,8 @@ class Store:
         from ehcbridge.transitions import import_cases
 
         check_cases(items)  # every value fits its column on either backend, or nothing is written
+
+        check_cases(items)  # every value fits its column on either backend, or nothing is written
         return import_cases(self, conn, items, now)
 
     def insert_cases(self, conn: Connection, items: list[CaseInput], now: datetime
@@ -520,23 +522,12 @@ class Store:
 
     def request_meeting_update(self, case_id: str, reason: str, *,
                                now: datetime | None = None) -> bool:
-        """Fire the scheduling hook (action ``updated``) for the scheduled meeting, once per
+        """Have calendar plugins update the scheduled meeting (action ``updated``), once per
         ``reason`` and meeting revision (e.g. its online link arrived late); False when there is
         no scheduled meeting or it was already fired."""
-        from ehcbridge import lifecycle  # the lifecycle names hooks and keys, not the store
+        from ehcbridge import transitions
 
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
-            current = c.execute(select(t.meetings).where(and_(
-                t.meetings.c.review_id == review_id,
-                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
-            if current is None:
-                return False
-            key = lifecycle.meeting_key(case_id, review_id, current.id, "updated",
-                                        current.sequence) + f"/{reason}"
-            return self._add_event(
-                c, key=key, hook=lifecycle.HOOK_REVIEW_SCHEDULED, action="updated",
-                review_id=review_id, meeting_id=current.id, at=now or utcnow())
+        return transitions.request_update(self, case_id, reason, now=now or utcnow())
 
     def cancel_meeting(self, case_id: str, *, reason: str = "",
                        now: datetime | None = None) -> None:
@@ -710,6 +701,11 @@ class Store:
         else:
             c.execute(update(t.flags).where(t.flags.c.id == row.id)
                       .values(detail=detail, raised_by=raised_by))
+
+    def event_exists(self, conn: Connection, key: str) -> bool:
+        """True when an event with this key is already in the outbox."""
+        return conn.execute(select(t.events.c.id).where(t.events.c.key == key)).first() \
+            is not None
 
     def _add_event(self, c: Connection, *, key: str, hook: str, action: str, review_id: int,
                    meeting_id: int | None, at: datetime, payload: dict[str, Any] | None = None
@@ -1427,7 +1423,7 @@ def _duty_order(d: Duty) -> tuple[date, str]:
 
 def _duty_values(review_id: int, d: Duty, now: datetime) -> dict[str, Any]:
     return dict(review_id=review_id, name=d.name, rule=d.rule, kind=d.kind, due=d.due,
-                owed_by=d.owed_by, owed_to=list(d.owed_to), status=d.status.value,
+                owed_by=d.owed_by, owed_to=d.owed_to, status=d.status.value,
                 met_on=d.met_on, evidence=d.evidence, updated_at=now)
 
 
