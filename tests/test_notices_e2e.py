@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import json
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,9 +57,10 @@ class Inbox:
         return "250 Message accepted for delivery"
 
     def notices(self) -> list[tuple[str, EmailMessage]]:
-        """Notice emails (not calendar invitations), as (recipient, message)."""
+        """Notice emails (not calendar invitations or deadline alerts), as (recipient,
+        message)."""
         return [(rcpts[0].lower(), m) for rcpts, m in self.messages
-                if not any(p.get_content_type() == "text/calendar" for p in m.walk())]
+                if ".notice@" in str(m["Message-ID"])]
 
 
 @pytest.fixture
@@ -164,7 +166,7 @@ folder = "{letters.as_posix()}"
     run("run", "--once", "--now", "2027-01-27T09:00")
     requests = handler.notices()
     assert sorted(to for to, _m in requests) == sorted(PROFESSIONALS)
-    for to, message in requests:
+    for _to, message in requests:
         body = _body(message)
         assert "What progress has been made towards each outcome" in body
         assert "short-term targets" in body and "Advice requested" in body
@@ -178,7 +180,7 @@ folder = "{letters.as_posix()}"
     text = _text(pack)
     assert "Print pack for 27 January 2027" in text and "1 letter(s)" in text
     assert "Ms R Example" in text and "12 Mill Lane" in text and "OK1 2AB" in text
-    assert "Dear Ms R Example" in text and FULL_NAME in text
+    assert "Dear Ms R Example" in text and "annual review of Sam's EHC plan" in text
     assert "personal budget" in text and "What is not working" in text
     assert "What progress has been made towards each outcome" not in text
 
@@ -256,4 +258,8 @@ folder = "{letters.as_posix()}"
         ("decision", "letter")}
     assert all(r["status"] == "sent" for r in ledger)
     assert len(ledger) == 6 + 6 + 6 + 2
+    shown = json.loads(run("review", "show", CASE, "--json"))
+    assert shown["views"] == [{"contributor": "salt@nhs.example.net", "role": "health",
+                               "received": "2027-02-10", "files": ["salt-advice.pdf"]}]
+    assert len(shown["notices"]) == 20 and "Notices" in run("review", "show", CASE)
     store.close()

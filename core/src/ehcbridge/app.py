@@ -144,6 +144,21 @@ class PluginStoreFacade:
         except StoreError:
             return None
 
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record what became of a notice this plugin delivered, by its reference."""
+        return self.store.set_notice_status_by_reference(self.plugin, reference, status,
+                                                         detail or None)
+
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received (matched to an invitee by address for their role)."""
+        key = contributor.strip().lower()
+        invitee = next((i for i in self.store.case(case_id).invitees
+                        if (i.email or "").lower() == key), None)
+        return self.store.add_views(case_id, contributor=contributor.strip(),
+                                    role=invitee.role.value if invitee else None,
+                                    received_on=received_on, files=files)
+
 
 class App:
     """Settings, plugins, store and clock for one process."""
@@ -220,15 +235,17 @@ class App:
 
     def milestones(self, case: Any, meeting: Any = None) -> list[Any]:
         """The statutory clock for a case (with its meeting and decision, when known)."""
-        from ehcbridge import timeline
+        from ehcbridge import lifecycle, transitions
 
-        meeting = meeting if meeting is not None else case.meeting
-        start = meeting.start if meeting is not None and meeting.status != "cancelled" else None
         # The MIS gives this year's NC year, so the clock reads it as of today.
-        return list(timeline.milestones(case.plan, meeting_start=start, pupil=case.pupil,
-                                        decision=case.decision,
-                                        options=self.clock_options(case.pupil),
-                                        as_of=self.clock.now().date()))
+        return lifecycle.review_milestones(transitions.state_of(case), self.lifecycle_policy(),
+                                           self.clock.now().date(), meeting)
+
+    def lifecycle_policy(self) -> Any:
+        """The lifecycle's settings (``ehcbridge.lifecycle.Policy``) from ``[engine]``."""
+        from ehcbridge.transitions import policy_of
+
+        return policy_of(self)
 
     def review_due(self, plan: Any, pupil: Any) -> Any:
         """When the review of ``plan`` is due, with the pupil's NC year read as of today."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehcbridge.models import LONDON, Outcome
+from ehcbridge.notices.demo import demo_notices
 from ehcbridge.online import demo_line as online_demo_line
 from ehcbridge.online import online_wanted
 
@@ -70,6 +71,11 @@ name = "la-sen-team"
 role = "la_sen_officer"
 team = "SEN team"
 email = "sen.team@council.example.gov.uk"
+
+[notices]
+council_name = "Demo County Council SEN Team"
+council_address = ["County Hall", "Demoton", "DE1 0AA"]
+hub_url = "https://ehchub.demo.example.gov.uk"
 
 [plugins.outlook]
 transport = "outbox"
@@ -149,6 +155,7 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
                                    online=proposal.case_id in wanted_online)
     echo(f"  planner: {len(plan.proposals)} more meetings proposed and scheduled, "
          f"{len(plan.overdue)} overdue, {len(plan.unplanned)} left to plan by hand")
+    demo_notices(app, work, START)  # one family without email: their notices go by letter
 
     total = TickReport()
     day = START
@@ -180,6 +187,10 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
 def _caseworker_actions(app: App, day: date, decided: set[str],
                         actions: Counter[str]) -> None:
     """What people do during the term: move one meeting, cancel one, decide after meetings."""
+    from ehcbridge import transitions
+    from ehcbridge.lifecycle_cli import demo_day
+
+    demo_day(app, day)  # schools circulate advice and send reports (issue 12)
     store = app.store
     if day == date(2026, 12, 1):
         for row in store.list_reviews():
@@ -206,17 +217,17 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
             if case.meeting is None or case.meeting.start.date() > day - timedelta(days=14):
                 continue
             outcome = (Outcome.AMEND, Outcome.MAINTAIN)[len(decided) % 2]
-            plan = case.plan.model_copy(update={"last_review_decision": day})
-            store.decide(row["case_id"], outcome=outcome,
-                         reason="Outcomes reviewed at the annual review meeting",
-                         decided_on=day, now=app.clock.now(),
-                         next_review_due=app.review_due(plan, case.pupil))
+            transitions.decide(store, row["case_id"], outcome=outcome,
+                               reason="Outcomes reviewed at the annual review meeting",
+                               on=day, now=app.clock.now(), policy=app.lifecycle_policy())
             decided.add(row["case_id"])
             actions[f"decided ({outcome.value})"] += 1
 
 
 def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
              outbox: Path) -> dict[str, object]:
+    from ehcbridge.lifecycle_cli import duties_line
+
     store = app.store
     counts = store.delivery_counts()
     by_hook: Counter[str] = Counter()
@@ -240,10 +251,12 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         *[f"  {p}: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
           for p, c in sorted(by_plugin.items())],
         "Deliveries by status: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
+        duties_line(store),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",
         f"Settings: {work / 'ehcbridge.toml'}",
         f"Outbox: {outbox} ({len(emails)} messages)",
+        *demo_notices(app, work, END),
         f"Try: ehcbridge --config {work / 'ehcbridge.toml'} review show "
         f"{store.case_ids()[0]}",
     ]

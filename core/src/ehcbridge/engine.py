@@ -22,11 +22,13 @@ from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.invite_rules import ensure_rule_invitees
+from ehcbridge.lifecycle import HOOK_REVIEW_SCHEDULED
 from ehcbridge.list_notices import queue_due_lists
-from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.models import Duty, Meeting, MeetingStatus
 from ehcbridge.notices import NOTICE_HOOK
 from ehcbridge.notices import delivery as notices
 from ehcbridge.online import NO_PROVIDER_FLAG, PROVIDER_HOOK, no_provider_detail
+from ehcbridge.redact import redact
 from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
@@ -44,11 +46,13 @@ class TickReport:
 
     timers_fired: int = 0
     events_dispatched: int = 0
+    deadlines: int = 0  # duties that became at risk or missed
     attempts: Counter[str] = field(default_factory=Counter)  # by resulting status
 
     def merge(self, other: TickReport) -> None:
         """Add another pass's figures to this one."""
         self.timers_fired += other.timers_fired
+        self.deadlines += other.deadlines
         self.events_dispatched += other.events_dispatched
         self.attempts.update(other.attempts)
 
@@ -91,11 +95,11 @@ class Engine:
         self._events.clear()
         report = TickReport()
         store = self.app.store
-        while True:
-            fired = store.fire_timers(now)
-            report.timers_fired += fired
-            if fired < 1000:
-                break
+        from ehcbridge import transitions
+
+        policy = transitions.policy_of(self.app)
+        report.timers_fired += transitions.fire_timers(store, now, policy=policy)
+        report.deadlines += transitions.check_deadlines(store, now, policy)
         queue_due_lists(self.app, now)  # the termly lists, once per term, before it starts
         self._links_now_possible(now)
         # Provider deliveries unblock their events, so dispatch and deliver until nothing moves.
@@ -137,7 +141,7 @@ class Engine:
             store.dispatch(ev.id, notices.plugins_for(self.app, ev), ev.hook, now)
             return True
         notices.queue_for_event(self.app, ev, now)  # the notices this event calls for, once
-        if ev.hook == "on_review_scheduled":
+        if ev.hook == HOOK_REVIEW_SCHEDULED:
             case = store.case_by_review(ev.review_id)
             if ev.action != "cancelled":
                 ensure_family_invitees(self.app, case.plan.case_id)
@@ -203,23 +207,23 @@ class Engine:
                 notices.delivered(self.app, ev, d.plugin, outcome.result, now)
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
-        message = f"{type(error).__name__}: {error}"
+        message = redact(f"{type(error).__name__}: {error}")  # stored and shown: no secrets
         if isinstance(error, NotConfigured):
             if d.hook == PROVIDER_HOOK:
                 self._no_provider(ev, f"{d.plugin} is not configured: {error}")
-            return self._finish(d, SKIPPED, attempts, now, f"not configured: {error}")
+            return self._finish(d, SKIPPED, attempts, now, f"not configured: {redact(str(error))}")
         if isinstance(error, Skipped):
-            return self._finish(d, SKIPPED, attempts, now, str(error))
+            return self._finish(d, SKIPPED, attempts, now, redact(str(error)))
         max_attempts = self.app.settings.engine.max_attempts
         if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:
                 self._provider_failed(ev, d.plugin, message)
-            if d.hook == NOTICE_HOOK:
-                notices.failed(self.app, ev, d.plugin, message)
             elif d.hook == "on_review_scheduled":  # its unsent invitations are free again
                 store.release_invitations(store.case_by_review(ev.review_id).plan.case_id,
                                           plugin=d.plugin, detail=message[:200],
                                           unsent_only=True)
+            elif d.hook == NOTICE_HOOK:
+                notices.failed(self.app, ev, d.plugin, message)
             log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
                         d.plugin, attempts)
             return self._finish(d, DEAD, attempts, now, message)
@@ -329,6 +333,7 @@ class Engine:
             previous_meeting=previous, invitees=tuple(case.invitees),
             milestones=tuple(milestones), decision=case.decision,
             reason=ev.payload.get("reason") or None,
+            duty=Duty.model_validate(ev.payload["duty"]) if ev.payload.get("duty") else None,
         )
         self._events[ev.id] = event
         return event

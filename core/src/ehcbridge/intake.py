@@ -13,7 +13,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ehcbridge.invite_rules import PlanDetails, check_receiving_school, parse_services
 from ehcbridge.formats import (
     DEFAULT_LIMITS,
     InvalidUPN,
@@ -26,7 +25,8 @@ from ehcbridge.formats import (
     read_table,
     validate_upn,
 )
-from ehcbridge.models import Invitee, Plan, Pupil, ReviewKind, Role
+from ehcbridge.invite_rules import PlanDetails, check_receiving_school, parse_services
+from ehcbridge.models import Invitee, Plan, Pupil, Role
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -115,6 +115,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     encoding: str | None = None
     sheet: str | None = None
+    overdue: int = 0  # reviews already past their due date when imported
 
 
 @dataclass
@@ -280,7 +281,7 @@ def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid:
     report = ImportReport(skipped=read.problems, dry_run=dry_run, path=path,
                           warnings=read.warnings, encoding=read.encoding, sheet=read.sheet)
     with contextlib.suppress(_DryRun):
-        _apply(app, read.rows, report, now)
+        _apply(app, read.rows, report, now, skip_invalid)
     return report
 
 
@@ -288,16 +289,16 @@ class _DryRun(Exception):
     """Raised inside the import transaction so a dry run rolls everything back."""
 
 
-def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None) -> None:
-    from ehcbridge import timeline
-    from ehcbridge.store import CaseInput, StoreError
+def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None,
+           skip_invalid: bool = False) -> None:
+    from ehcbridge import lifecycle, timeline
+    from ehcbridge.store import CaseInput, StoreError, ValueRejected
 
     items = []
+    policy, today = app.lifecycle_policy(), app.clock.now().date()
     for row in rows:
-        due = app.review_due(row.plan, row.pupil)
-        kind = ReviewKind.ANNUAL
-        if row.pupil.dob is not None and timeline.add_months(row.pupil.dob, 60) > due:
-            kind = ReviewKind.UNDER_FIVE
+        kind, due = lifecycle.open_review(row.plan, row.pupil, policy, as_of=today)
+        report.overdue += due < today  # flagged "overdue" by the lifecycle
         meeting = None
         if row.meeting_start is not None and row.meeting_end is not None:
             meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
@@ -309,13 +310,25 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
     store = app.store
     with store.begin() as conn:
         try:
-            results = store.import_cases(conn, items, now or app.clock.now())
+            try:
+                results = store.import_cases(conn, items, now or app.clock.now())
+            except ValueRejected as exc:  # values the store cannot hold: no value shown
+                rejected = [RowProblem(str(report.path), by_case[case_id].row
+                                       if case_id in by_case else 0, _csv_column(column), "",
+                                       problem, sheet=report.sheet)
+                            for case_id, column, problem in exc.problems]
+                if not skip_invalid:
+                    raise IntakeError(report.path, rejected) from None
+                report.skipped += rejected  # checked before any write: import the rest
+                refused = {case_id for case_id, _, _ in exc.problems}
+                results = store.import_cases(
+                    conn, [i for i in items if i.plan.case_id not in refused],
+                    now or app.clock.now())
         except StoreError as exc:
-            bad = by_case.get(str(exc).split(":", 1)[0])
+            bad = by_case.get(exc.case_id or "")
             raise IntakeError(report.path, [RowProblem(
-                str(report.path), bad.row if bad else 0, "meeting_start",
-                bad.meeting_start.isoformat() if bad and bad.meeting_start else "",
-                str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
+                str(report.path), bad.row if bad else 0, exc.field or "case_id",
+                exc.value or "", str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
         from ehcbridge.invite_rules import save_details
 
         save_details(conn, {r.plan.case_id: r.details for r in rows if r.details is not None})
@@ -327,12 +340,20 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
             raise _DryRun
 
 
+def _csv_column(column: str) -> str:
+    """The review list column a store column comes from (``sen_officer_email``...)."""
+    for prefix, role in INVITEE_COLUMNS.items():
+        if column.startswith(f"{role.value}_"):
+            return prefix + column.removeprefix(role.value)
+    return column
+
+
 def summary(report: ImportReport) -> dict[str, Any]:
     """The report as JSON-friendly data."""
     return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
             "skipped": [str(p) for p in report.skipped], "warnings": list(report.warnings),
-            "encoding": report.encoding, "sheet": report.sheet}
+            "encoding": report.encoding, "sheet": report.sheet, "overdue": report.overdue}
 
 
 def demo_workbook_check(app: App, csv_path: Path, echo: Any) -> ImportReport:

@@ -4,36 +4,47 @@ The core builds each notice (recipient, subject, paragraphs, questions, dates, c
 attachments, the duty it meets) from lifecycle events, with wording from Jinja2 templates a
 council can replace. Channel plugins deliver them through the ``deliver_notice`` hook; the core
 knows no mail server, printer or messaging service. See docs/notices.md.
+
+Names load on first use, so importing this package (as the CLI does) costs nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from ehcbridge.notices.model import (
-    CHANNELS,
-    EMAIL,
-    LETTER,
-    SMS,
-    Attachment,
-    Notice,
-    NoticeContact,
-    NoticeDate,
-    NoticeReceipt,
-    NoticeRecipient,
-)
-from ehcbridge.notices.settings import NoticeSettings
+if TYPE_CHECKING:
+    from ehcbridge.notices.delivery import deliver_now, queue, send
+    from ehcbridge.notices.model import (
+        CHANNELS,
+        EMAIL,
+        LETTER,
+        SMS,
+        Attachment,
+        Notice,
+        NoticeContact,
+        NoticeDate,
+        NoticeReceipt,
+        NoticeRecipient,
+    )
+    from ehcbridge.notices.settings import NoticeSettings
 
 NOTICE_HOOK = "deliver_notice"
 
+_HOMES = {
+    **dict.fromkeys(("deliver_now", "queue", "send"), "delivery"),
+    **dict.fromkeys(("CHANNELS", "EMAIL", "LETTER", "SMS", "Attachment", "Notice",
+                     "NoticeContact", "NoticeDate", "NoticeReceipt", "NoticeRecipient"), "model"),
+    "NoticeSettings": "settings",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # The delivery functions pull in Jinja2: loaded on first use so `ehcbridge --help` stays fast.
-    if name in ("deliver_now", "queue", "send"):
-        from ehcbridge.notices import delivery
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(name)
+    return getattr(import_module(f"ehcbridge.notices.{home}"), name)
 
-        return getattr(delivery, name)
-    raise AttributeError(name)
 
 __all__ = ["CHANNELS", "EMAIL", "LETTER", "NOTICE_HOOK", "SMS", "Attachment", "Notice",
            "NoticeContact", "NoticeDate", "NoticeReceipt", "NoticeRecipient", "NoticeSettings",

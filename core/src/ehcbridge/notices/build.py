@@ -124,8 +124,11 @@ class Composer:
         pupil = case.pupil
         family = invitee.role in FAMILY
         young_person = invitee.role == Role.YOUNG_PERSON
-        named = family or s.include_names_for_professionals
-        child = f"{pupil.forename} {pupil.surname}".strip() if named else pupil.initials
+        # Families read the child's first name; a professional reads initials unless the council
+        # allows names. The full name is only there for templates that need it, for a family.
+        full_name = f"{pupil.forename} {pupil.surname}".strip()
+        child = pupil.forename if family else full_name if s.include_names_for_professionals \
+            else pupil.initials
         meeting = case.meeting
         when, short = "on a date to be confirmed", "soon"
         if meeting is not None:
@@ -145,6 +148,8 @@ class Composer:
             "professional": not family, "young_person": young_person,
             "by_letter": channel == LETTER,
             "child": child, "child_possessive": "your" if young_person else f"{child}'s",
+            "child_full_name": full_name if family or s.include_names_for_professionals
+            else pupil.initials,
             "young_person_word": "young person" if (pupil.nc_year or 0) >= 12 else "child",
             "case_id": case.plan.case_id,
             "review_kind": REVIEW_KINDS.get(case.review.kind.value, "review"),
@@ -226,7 +231,7 @@ class Composer:
                 continue
             seen.add(f["views_id"])
             who = ROLE_LABELS.get(str(f.get("role") or ""), "") or "a contributor"
-            advice.append({"contributor": who[0].upper() + who[1:] if who else who,
+            advice.append({"contributor": who,
                            "received": short_date(f["received_on"]) if f.get("received_on")
                            else ""})
         attachments = tuple(Attachment(filename=f["filename"], content_type=f["content_type"],

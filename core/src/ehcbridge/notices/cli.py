@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,7 +17,7 @@ MAX_FILE_BYTES = 25 * 1024 * 1024
 
 
 def _date(app: App, value: str | None, hint: str) -> date:
-    from ehcbridge.intake import parse_date
+    from ehcbridge.formats import parse_date
 
     try:
         return parse_date(value) if value else app.clock.now().date()
@@ -52,7 +52,8 @@ def read_files(paths: tuple[Path, ...]) -> list[tuple[str, str, bytes]]:
               help="A document sent with the views (repeat for more).")
 def review_views(case: str, sender: str, on: str | None, files: tuple[Path, ...]) -> None:
     """Record views or advice received, keeping its files with the review."""
-    from ehcbridge.cli import _store_call, get_app
+    from ehcbridge.cli import _store_call
+    from ehcbridge.invocation import get_app
 
     app = get_app()
     received = _date(app, on, "--on")
@@ -69,13 +70,11 @@ def review_views(case: str, sender: str, on: str | None, files: tuple[Path, ...]
                + (f" with {len(documents)} file(s)" if documents else ""))
 
 
-def send_report(app: App, case: str, sent_on: date, file: Path | None) -> int:
-    """Keep the report with the review and queue it to everyone invited; the notices queued."""
-    from ehcbridge.cli import _store_call
+def send_report(app: App, case: str, documents: list[tuple[str, str, bytes]]) -> int:
+    """Keep the report with the review and queue it to everyone invited; the notices queued.
+    (The report's date and duty are recorded by the lifecycle transition before this.)"""
     from ehcbridge.notices.delivery import queue_report
 
-    documents = read_files((file,)) if file is not None else []
-    _store_call(app.store.record_report, case, sent_on)
     file_id = None
     if documents:
         name, kind, data = documents[0]
@@ -83,3 +82,37 @@ def send_report(app: App, case: str, sent_on: date, file: Path | None) -> int:
                                      data=data, now=app.clock.now())
     app.start_plugins()
     return queue_report(app, case, file_id, app.clock.now())
+
+
+def notices_json(app: App, case: object) -> dict[str, object]:
+    """The views received and the notices of a review, for ``review show --json``."""
+    review_id = getattr(getattr(case, "review", None), "id", None)
+    if review_id is None:
+        return {"views": [], "notices": []}
+    views = [{"contributor": v.contributor, "role": v.role,
+              "received": v.received.isoformat() if v.received else None,
+              "files": list(v.files)} for v in app.store.views(review_id=review_id)]
+    notices = [{"kind": r["kind"], "duty": r["duty"], "role": r["role"],
+                "channel": r["channel"], "plugin": r["plugin"], "status": r["status"],
+                "reference": r["reference"], "detail": r["detail"],
+                "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None}
+               for r in app.store.notices(review_id=review_id)]
+    return {"views": views, "notices": notices}
+
+
+def print_notices(console: Any, data: dict[str, Any]) -> None:
+    """The views and notices tables of ``review show``."""
+    from rich.table import Table
+
+    if data.get("views"):
+        table = Table("from", "role", "received", "files", title="Views received")
+        for v in data["views"]:
+            table.add_row(v["contributor"], v["role"] or "", v["received"] or "",
+                          ", ".join(v["files"]))
+        console.print(table)
+    if data.get("notices"):
+        table = Table("notice", "to", "by", "status", "duty", title="Notices")
+        for n in data["notices"]:
+            table.add_row(n["kind"], n["role"] or "", f"{n['channel']} ({n['plugin'] or '-'})",
+                          n["status"], n["duty"] or "")
+        console.print(table)

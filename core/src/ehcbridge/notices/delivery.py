@@ -176,8 +176,10 @@ def failed(app: App, ev: EventRow, plugin: str, message: str) -> None:
     app.store.set_notice_status(ev.id, status="failed", plugin=plugin, detail=message)
     notice = ev.payload.get("notice", {})
     recipient = notice.get("recipient", {})
-    _flag(app, ev, f"{ev.action} to {recipient.get('role')} by {notice.get('channel')} "
-                   f"failed ({plugin}): {message}")
+    count = sum(1 for r in app.store.notices(review_id=ev.review_id) if r["status"] == "failed") \
+        if ev.review_id else 1
+    _flag(app, ev, f"{count} notice(s) failed; latest: {ev.action} to {recipient.get('role')} "
+                   f"by {notice.get('channel')} ({plugin}): {message}")
 
 
 def meet_if_complete(app: App, review_id: int, duty_name: str, on: date) -> bool:
@@ -192,10 +194,12 @@ def meet_if_complete(app: App, review_id: int, duty_name: str, on: date) -> bool
     found = [d for _cid, rid, d in store.duty_rows(name=duty_name,
                                                     case_ids=[case.plan.case_id])
              if rid == review_id]
-    if not found or found[0].status in ("met", "late"):
+    if not found or "notice(s) by" in (found[0].evidence or ""):
         return False
     channels = sorted({f"{r['channel']}" for r in rows})
     evidence = (f"{len(rows)} notice(s) by {', '.join(channels)}: deliveries of events "
                 f"{', '.join(str(r['event_id']) for r in rows)}")
+    # A transition may have marked the duty met when it was triggered (the views stage fired,
+    # the decision was recorded); the day everyone was actually sent it is the better record.
     store.save_duties(review_id, [lifecycle.meet(found[0], on, evidence)])
     return True

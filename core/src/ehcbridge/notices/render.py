@@ -56,12 +56,15 @@ def environment(settings: NoticeSettings, config_dir: Path | None = None
 def render(env: SandboxedEnvironment, kind: str, context: dict[str, Any]
            ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """Subject, paragraphs and questions of one notice kind for one reader."""
+    template = None
     try:
-        text = env.get_template(f"{kind}.j2").render(**context)
+        template = env.get_template(f"{kind}.j2")
+        text = template.render(**context)
     except TemplateProblem:
         raise
     except Exception as exc:  # syntax errors, unknown variables in a council's template
-        where = getattr(exc, "filename", None) or f"{kind}.j2"
+        where = (getattr(exc, "filename", None)
+                 or (template.filename if template is not None else None) or f"{kind}.j2")
         line = getattr(exc, "lineno", None)
         raise TemplateProblem(f"notice template {where}"
                               + (f" line {line}" if line else "")

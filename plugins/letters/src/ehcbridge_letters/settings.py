@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator
 class LettersSettings(PluginSettings):
     """Settings of [plugins.letters]."""
 
-    folder: Path = Field(default=Path("letters"),
+    folder: Path = Field(default=Path("letters"), validate_default=True,
                          description="Where each day's letters and print pack are written")
     large_print: bool = False
     font_size: float = Field(default=11.0, ge=8, le=24)
