@@ -216,3 +216,78 @@ def test_a_school_year_of_termly_lists_and_invitation_rules(
     assert "la_attendance_suggested" in year6["flags"]
     shown = run("review", "show", "EHC-4")[0]
     assert "rule:pfa-team" in shown and "rule:csw-group" in shown
+
+
+KPI_REVIEWS = """case_id,forename,surname,dob,nc_year,school_urn,plan_issued
+K-1,Kit,One,2017-01-01,4,100001,2026-04-01
+K-2,Kay,Two,2017-02-01,4,100001,2026-04-20
+K-3,Kim,Three,2017-03-01,4,100002,2026-02-01
+"""
+
+
+def test_report_kpis_counts_known_on_time_and_late_reviews(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """K-1 does everything on time, K-2 everything late, K-3 has no meeting and is overdue."""
+    (tmp_path / "reviews.csv").write_text(KPI_REVIEWS, encoding="utf-8")
+    config = tmp_path / "ehcbridge.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{(tmp_path / "db.sqlite3").as_posix()}"\n',
+                      encoding="utf-8")
+    monkeypatch.setenv("EHCBRIDGE_LOAD_PLUGINS", "none")  # the figures need no plugin
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, ["--config", str(config), *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    run("import", "reviews", str(tmp_path / "reviews.csv"), "--now", "2027-01-04T09:00")
+    reason = ("--reason", "Outcomes reviewed")
+    # K-1: invited five weeks ahead, advice out in time, report in a week, decision in 19 days.
+    run("review", "--now", "2027-01-04T09:00", "schedule", "K-1", "--start", "2027-02-10T10:00")
+    run("review", "--now", "2027-01-25T09:00", "advice", "K-1", "--on", "2027-01-25")
+    run("review", "--now", "2027-02-10T12:00", "held", "K-1")
+    run("review", "--now", "2027-02-17T09:00", "report", "K-1", "--on", "2027-02-17")
+    run("review", "--now", "2027-03-01T09:00", "decide", "K-1", "maintain", *reason,
+        "--on", "2027-03-01")
+    # K-2: invited ten days ahead, then late advice, report and decision (still within 12 months).
+    run("review", "--now", "2027-01-10T09:00", "schedule", "K-2", "--start", "2027-01-20T10:00")
+    run("review", "--now", "2027-01-15T09:00", "advice", "K-2", "--on", "2027-01-15")
+    run("review", "--now", "2027-01-20T12:00", "held", "K-2")
+    run("review", "--now", "2027-02-10T09:00", "report", "K-2", "--on", "2027-02-10")
+    run("review", "--now", "2027-02-24T09:00", "decide", "K-2", "maintain", *reason,
+        "--on", "2027-02-24")
+    run("run", "--once", "--now", "2027-03-01T09:00")
+
+    out = run("report", "kpis", "--from", "2027-01-01", "--to", "2027-06-30", "--json",
+              "--now", "2027-03-01T09:00")
+    rows = json.loads(out)["figures"]
+    overall = {r["measure"]: (r["count"], r["total"], r["percent"]) for r in rows
+               if r["school"] == "all schools"}
+    assert overall == {
+        "reviews_due": (3, 3, 100.0),
+        "concluded_in_12_months": (2, 3, 66.7),  # K-3 is past due with no decision
+        "decision_in_4_weeks": (1, 3, 33.3),  # K-3's decision, due with the review, is missed
+        "invitations_2_weeks": (1, 2, 50.0),
+        "advice_circulated": (1, 2, 50.0),
+        "report_in_2_weeks": (1, 2, 50.0),
+        "transfer_by_deadline": (0, 0, None),
+        "overdue_now": (1, 3, 33.3),
+    }
+    oak = {r["measure"]: (r["count"], r["total"]) for r in rows if r["school"] == "100001"}
+    assert oak["decision_in_4_weeks"] == (1, 2) and oak["overdue_now"] == (0, 2)
+    elm = {r["measure"]: (r["count"], r["total"]) for r in rows if r["school"] == "100002"}
+    assert elm["overdue_now"] == (1, 1) and elm["reviews_due"] == (1, 1)
+
+    table = run("report", "kpis", "--from", "2027-01-01", "--to", "2027-06-30",
+                "--now", "2027-03-01T09:00", "--chart", str(tmp_path / "kpis.svg"))
+    assert "Decisions within 4 weeks of the meeting" in table and "50.0" in table
+    svg = (tmp_path / "kpis.svg").read_text(encoding="utf-8")
+    assert svg.startswith("<svg") and "Decisions within 4 weeks" in svg and "2027-02" in svg
+    csv_out = run("report", "kpis", "--from", "2027-01-01", "--to", "2027-06-30", "--csv",
+                  "--now", "2027-03-01T09:00")
+    assert csv_out.splitlines()[0] == "school,measure,label,rule,count,total,percent"
+
+    sen2 = list(csv.DictReader(io.StringIO(run("report", "sen2", "--year", "2028", "--csv"))))
+    k1 = next(r for r in sen2 if r["case_id"] == "K-1")
+    assert (k1["review_meeting_date"], k1["review_decision"], k1["review_decision_date"]) == (
+        "2027-02-10", "maintain", "2027-03-01")
