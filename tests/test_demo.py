@@ -27,15 +27,21 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     text = "\n".join(lines)
     assert "Deliveries by status:" in text and "Outbox:" in text
     assert "Dashboard: ehcbridge --config" in text and " serve --now " in text
-    assert "Your own plugin: ehcbridge plugin new hello" in text
-    assert (Path(str(summary["plugin_package"])) / "tests" / "test_hello.py").is_file()
-    assert ("the same list as an Excel workbook (sheet 'Reviews'): 50 plans unchanged, "
-            "50 UPNs passed the DfE check letter, 0 warning(s)") in text
     # Duties of every review, checked by the lifecycle: some met, some late, some missed.
     duties = next(line for line in lines if line.startswith("Duties: "))
     counts = {k: int(n) for n, k in (part.split(" ") for part in duties[8:].split(", "))}
     assert counts["met"] > 100 and counts["late"] > 0 and counts["missed"] > 0
     assert hooks.get("on_deadline", 0) > 0
+    assert "Your own plugin: ehcbridge plugin new hello" in text
+    assert (Path(str(summary["plugin_package"])) / "tests" / "test_hello.py").is_file()
+    assert ("the same list as an Excel workbook (sheet 'Reviews'): 50 plans unchanged, "
+            "50 UPNs passed the DfE check letter, 0 warning(s)") in text
+    # Online meetings with no usable provider are flagged, not silent (issue 16).
+    online = sum(1 for r in _demo_rows() if r["online"].strip().lower() == "true")
+    assert online == 29  # booked ones and the planner's proposals alike
+    assert online > 0
+    assert f"online meetings without a provider: {online} review(s) flagged " \
+        "no_online_provider" in text
 
     with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
         names = [(r["forename"], r["surname"]) for r in csv.DictReader(fh)]
@@ -52,3 +58,16 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
             if part.get_content_type() == "text/calendar":
                 methods.add(part.get_param("method"))
     assert {"REQUEST", "CANCEL"} <= methods
+    # Notices (issue 13): everyone heard, and the family without email got letters in print packs.
+    assert "Notices by status:" in text and "views_request by letter" in text
+    packs = sorted((Path(str(summary["workspace"])) / "letters").glob("print-pack-*.pdf"))
+    assert packs and "Print packs: " in text
+    from pypdf import PdfReader
+
+    first = "\n".join(p.extract_text() for p in PdfReader(packs[0]).pages)
+    assert "Ms A Parent" in first and "DE1 1AA" in first
+
+
+def _demo_rows() -> list[dict[str, str]]:
+    with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
+        return list(csv.DictReader(fh))

@@ -72,6 +72,15 @@ class PluginStoreFacade:
         self.store.record_invitation(case_id, email, plugin=self.plugin, status=status,
                                      detail=detail)
 
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim ``email`` for this plugin before inviting; False when another plugin already
+        holds an invitation (or a claim) for them."""
+        return self.store.claim_invitation(case_id, email, plugin=self.plugin) == self.plugin
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Give up this plugin's claims on ``emails`` after its invitation failed."""
+        self.store.release_invitations(case_id, plugin=self.plugin, emails=emails, detail=detail)
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for the review."""
         return self.store.case(case_id).invitations
@@ -134,6 +143,21 @@ class PluginStoreFacade:
             return self.store.case(case_id).review
         except StoreError:
             return None
+
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record what became of a notice this plugin delivered, by its reference."""
+        return self.store.set_notice_status_by_reference(self.plugin, reference, status,
+                                                         detail or None)
+
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received (matched to an invitee by address for their role)."""
+        key = contributor.strip().lower()
+        invitee = next((i for i in self.store.case(case_id).invitees
+                        if (i.email or "").lower() == key), None)
+        return self.store.add_views(case_id, contributor=contributor.strip(),
+                                    role=invitee.role.value if invitee else None,
+                                    received_on=received_on, files=files)
 
 
 class App:
@@ -200,11 +224,12 @@ class App:
 
     def clock_options(self, pupil: Any) -> Any:
         """The statutory clock's options for this pupil (school holidays, infant school)."""
+        from ehcbridge.terms import school_holidays
         from ehcbridge.timeline import ClockOptions
 
         engine = self.settings.engine
         return ClockOptions(
-            school_holidays=tuple((h.start, h.end) for h in engine.school_holidays),
+            school_holidays=school_holidays(engine),
             infant_school=bool(pupil is not None and pupil.school_urn in engine.infant_schools),
         )
 
@@ -248,4 +273,9 @@ class App:
             for item in items:
                 if isinstance(item, CheckResult):
                     results.append((outcome.plugin, item))
+        from ehcbridge.online import provider_check
+
+        online = provider_check(self)
+        if online is not None:
+            results.append(("core", online))
         return sorted(results, key=lambda r: r[0])

@@ -99,6 +99,9 @@ def cli(config: str | None, verbose: int) -> None:
 
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ehcbridge.redact import install
+
+    install()  # secrets, tokens and addresses never reach the log
 
 
 # Plugins, settings, doctor --------------------------------------------------------------------
@@ -295,10 +298,10 @@ def import_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change.")
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--now", "now", help="Import as if it were this time (overdue reviews, NC years).")
 @click.option("--sheet", help="The sheet of an .xlsx workbook to read (default: the first).")
+@click.option("--now", "now", help="Import as if it were this time (overdue reviews, NC years).")
 def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool,
-                       now: str | None, sheet: str | None) -> None:
+                       sheet: str | None, now: str | None) -> None:
     """Import a council review list or EHC Hub export (CSV or .xlsx), upserting by case_id."""
     from ehcbridge.intake import IntakeError, import_reviews, summary
 
@@ -436,15 +439,20 @@ def review_cancel(case: str, reason: str) -> None:
 @click.option("--email", help="Address (a team mailbox for professionals).")
 @click.option("--name", help="Name or team.")
 @click.option("--team", help="Team or service (e.g. SALT, CAMHS).")
+@click.option("--address", help="Postal address, lines separated by commas (letters go there "
+              "when there is no email).")
+@click.option("--mobile", help="Mobile number for text reminders.")
 def review_invite(case: str, role: str, email: str | None, name: str | None,
-                  team: str | None) -> None:
+                  team: str | None, address: str | None, mobile: str | None) -> None:
     """Add someone to invite (professionals are routed to their team when a router is installed)."""
     from ehcbridge.models import Invitee, Role
 
     app = get_app()
     app.start_plugins()
+    lines = [p.strip() for p in (address or "").replace("\n", ",").split(",") if p.strip()]
     _store_call(app.add_invitee, case, Invitee(role=Role(role), email=email, name=name,
-                                               team=team))
+                                               team=team, address="\n".join(lines) or None,
+                                               mobile=mobile))
     click.echo(f"{case}: {role} invited")
 
 
@@ -463,9 +471,12 @@ def review_held(case: str) -> None:
 @review_group.command("report")
 @click.argument("case")
 @click.option("--on", "on", help="Date the report was sent (default today).")
-def review_report(case: str, on: str | None) -> None:
-    """Record that the review report went to everyone invited (due 2 weeks after the meeting)."""
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The report: kept with the review and sent to everyone invited.")
+def review_report(case: str, on: str | None, file: Path | None) -> None:
+    """Record the review report and send it to everyone invited (due 2 weeks after the meeting)."""
     from ehcbridge.intake import parse_date
+    from ehcbridge.notices.cli import read_files, send_report
 
     app = get_app()
     try:
@@ -474,9 +485,17 @@ def review_report(case: str, on: str | None) -> None:
         raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
     from ehcbridge import transitions
 
+    documents = read_files((file,)) if file is not None else []  # before anything is stored
     change = _store_call(transitions.report, app.store, case, on=sent_on, **_lifecycle(app))
-    click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}")
+    queued = send_report(app, case, documents)
+    click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}"
+               + (f"; {queued} notice(s) queued for the engine to deliver" if queued else ""))
     _warn(change)
+
+
+from ehcbridge.notices.cli import review_views  # noqa: E402
+
+review_group.add_command(review_views)
 
 
 @review_group.command("decide")
@@ -544,6 +563,7 @@ def review_list(due_before: str | None, at_risk: bool, overdue: bool, duty: str 
 def case_json(app: App, case_id: str) -> dict[str, Any]:
     """The review, its meeting, invitees, milestones, flags and deliveries as JSON data."""
     from ehcbridge.lifecycle_cli import duties_json
+    from ehcbridge.notices.cli import notices_json
     from ehcbridge.timeline import milestones_json
 
     case = _store_call(app.store.case, case_id)
@@ -566,6 +586,7 @@ def case_json(app: App, case_id: str) -> dict[str, Any]:
         "deliveries": [{"id": d.id, "hook": d.hook, "plugin": d.plugin, "status": d.status,
                         "attempts": d.attempts, "error": d.last_error, "event": d.event_key}
                        for d in app.store.deliveries(case_id=case_id)],
+        **notices_json(app, case),
     }
 
 
@@ -615,6 +636,9 @@ def review_show(case: str, as_json: bool) -> None:
             dt.add_row(str(d["id"]), d["hook"], d["plugin"], d["status"], str(d["attempts"]),
                        d["error"] or "")
         console.print(dt)
+    from ehcbridge.notices.cli import print_notices
+
+    print_notices(console, data)
 
 
 def _add_lifecycle_commands() -> None:
@@ -662,14 +686,24 @@ def run_cmd(once: bool, now: str | None) -> None:
 @click.option("--status", type=click.Choice(["pending", "retrying", "delivered", "dead",
                                              "skipped"]))
 @click.option("--case", "case_id", help="Only this case.")
+@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="At most this many rows (0: all).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None,
-                     as_json: bool) -> None:
-    """The delivery ledger: every (event, plugin) pair and its outcome."""
+def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None, limit: int,
+                     offset: int, as_json: bool) -> None:
+    """The delivery ledger: every (event, plugin) pair and its outcome, oldest first."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = get_app().store.deliveries(status=status, case_id=case_id)
+    from ehcbridge.paging import page_notice
+
+    store = get_app().store
+    rows = store.deliveries(status=status, case_id=case_id, limit=limit or None, offset=offset)
+    notice = page_notice(len(rows), offset, limit, store.count_deliveries(status=status,
+                                                                          case_id=case_id))
+    if notice:  # on stderr, so --json stays a plain list
+        ctx.call_on_close(lambda: click.echo(notice, err=True))
     if as_json:
         _json([{"id": d.id, "case_id": d.case_id, "event": d.event_key, "hook": d.hook,
                 "plugin": d.plugin, "status": d.status, "attempts": d.attempts,
@@ -687,10 +721,11 @@ def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None
 
 @deliveries_group.command("retry")
 @click.argument("delivery_id", type=int)
-def deliveries_retry(delivery_id: int) -> None:
+@click.option("--now", "now", help="Queue it as of this time (YYYY-MM-DDTHH:MM).")
+def deliveries_retry(delivery_id: int, now: str | None) -> None:
     """Queue a dead delivery again (the next engine pass attempts it)."""
     app = get_app()
-    row = _store_call(app.store.retry_delivery, delivery_id, app.clock.now())
+    row = _store_call(app.store.retry_delivery, delivery_id, _parse_now(now) or app.clock.now())
     click.echo(f"delivery {row.id} ({row.hook} -> {row.plugin}) queued again")
 
 
@@ -770,6 +805,17 @@ cli.add_command(plugin_group)
 register_serve(cli)  # serve and users
 
 
+def _add_la_commands() -> None:
+    # Termly lists and figures live in their own module (docs/lists-and-returns.md).
+    from ehcbridge.lists_cli import lists_group, report_group
+
+    cli.add_command(lists_group)
+    cli.add_command(report_group)
+
+
+_add_la_commands()
+
+
 def main() -> None:
     """Console script entry point."""
     from ehcbridge.plugins import PluginLoadError
@@ -778,6 +824,14 @@ def main() -> None:
         cli(prog_name="ehcbridge")
     except PluginLoadError as exc:  # EHCBRIDGE_STRICT_PLUGINS=1 and a plugin failed
         click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a database error reaches the user as one line, never a traceback
+        from ehcbridge.store.errors import database_error_text
+
+        text = database_error_text(exc)
+        if text is None:
+            raise
+        click.echo(f"Error: {text}", err=True)
         sys.exit(1)
 
 

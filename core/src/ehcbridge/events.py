@@ -90,6 +90,13 @@ class PluginStore(Protocol):
     ) -> None:
         """Record that this plugin invited ``email`` (status ``sent``, ``failed``...)."""
 
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim ``email`` for this plugin before inviting them (then ``record_invitation``
+        what was sent); False when another plugin already holds an invitation for them."""
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Give up this plugin's claims on ``emails`` (its invitation failed)."""
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for this review."""
 
@@ -122,6 +129,15 @@ class PluginStore(Protocol):
 
     def review(self, case_id: str) -> Review | None:
         """The current review of a case."""
+
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record what became of a notice this plugin delivered (by the reference it returned:
+        ``sent``, ``delivered`` or ``failed``); returns the case id, or None if unknown."""
+
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received for the case's current review with their files (name, content
+        type, bytes), as ``ehcbridge review views`` does; returns the views id."""
 
 
 class Clock(Protocol):

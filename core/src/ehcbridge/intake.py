@@ -25,6 +25,7 @@ from ehcbridge.formats import (
     read_table,
     validate_upn,
 )
+from ehcbridge.invite_rules import PlanDetails, check_receiving_school, parse_services
 from ehcbridge.models import Invitee, Plan, Pupil, Role
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ INVITEE_COLUMNS = {
     "parent": Role.PARENT, "young_person": Role.YOUNG_PERSON, "setting": Role.SETTING,
     "sen_officer": Role.LA_SEN_OFFICER, "health": Role.HEALTH, "social_care": Role.SOCIAL_CARE,
 }
+# Optional columns the invitation rules read (docs/lists-and-returns.md).
+DETAIL_COLUMNS = ("receiving_school", "outcome_services")
 REQUIRED = ("case_id", "forename", "surname", "plan_issued")
 TRUE, FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
 # Other names councils' lists and Hub exports use (after case, spaces, "_" and "-" are
@@ -65,7 +68,8 @@ ALIASES = {
 }
 # Longest value each column may hold (what the store keeps); longer is a row error.
 COLUMN_CHARS = {"case_id": 64, "forename": 100, "surname": 100, "school_urn": 10,
-                "location": 500, "coordinator_email": 254}
+                "location": 500, "coordinator_email": 254, "receiving_school": 254,
+                "outcome_services": 1000}
 
 
 class IntakeError(Exception):
@@ -94,6 +98,7 @@ class IntakeRow:
     location: str | None
     online: bool
     invitees: list[Invitee] = field(default_factory=list)
+    details: PlanDetails | None = None
 
 
 @dataclass
@@ -107,10 +112,10 @@ class ImportReport:
     skipped: list[RowProblem] = field(default_factory=list)
     dry_run: bool = False
     path: Path = Path("-")
-    overdue: int = 0  # reviews already past their due date when imported
     warnings: list[str] = field(default_factory=list)
     encoding: str | None = None
     sheet: str | None = None
+    overdue: int = 0  # reviews already past their due date when imported
 
 
 @dataclass
@@ -247,6 +252,10 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
                 bad(f"{prefix}_name", "is longer than 200 characters")
                 continue
             invitees.append(Invitee(role=role, email=address, name=name, source="import"))
+    receiving = v.get("receiving_school") or None
+    if receiving is not None and (why := check_receiving_school(receiving)):
+        bad("receiving_school", why)
+    services = parse_services(v.get("outcome_services", ""))
     if problems or issued is None:
         return None
     return IntakeRow(
@@ -256,6 +265,8 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
         plan=Plan(case_id=v["case_id"], issued_on=issued, last_review_decision=last),
         coordinator_email=email, meeting_start=start, meeting_end=end,
         location=v.get("location") or None, online=online_raw in TRUE, invitees=invitees,
+        details=PlanDetails(receiving, services) if "receiving_school" in v
+        or "outcome_services" in v else None,
     )
 
 
@@ -270,7 +281,7 @@ def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid:
     report = ImportReport(skipped=read.problems, dry_run=dry_run, path=path,
                           warnings=read.warnings, encoding=read.encoding, sheet=read.sheet)
     with contextlib.suppress(_DryRun):
-        _apply(app, read.rows, report, now)
+        _apply(app, read.rows, report, now, skip_invalid)
     return report
 
 
@@ -297,9 +308,10 @@ class _DryRun(Exception):
     """Raised inside the import transaction so a dry run rolls everything back."""
 
 
-def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None) -> None:
+def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None,
+           skip_invalid: bool = False) -> None:
     from ehcbridge import lifecycle, timeline
-    from ehcbridge.store import CaseInput, StoreError
+    from ehcbridge.store import CaseInput, StoreError, ValueRejected
 
     items = []
     policy, today = app.lifecycle_policy(), app.clock.now().date()
@@ -317,12 +329,28 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
     store = app.store
     with store.begin() as conn:
         try:
-            results = store.import_cases(conn, items, now or app.clock.now())
+            try:
+                results = store.import_cases(conn, items, now or app.clock.now())
+            except ValueRejected as exc:  # values the store cannot hold: no value shown
+                rejected = [RowProblem(str(report.path), by_case[case_id].row
+                                       if case_id in by_case else 0, _csv_column(column), "",
+                                       problem, sheet=report.sheet)
+                            for case_id, column, problem in exc.problems]
+                if not skip_invalid:
+                    raise IntakeError(report.path, rejected) from None
+                report.skipped += rejected  # checked before any write: import the rest
+                refused = {case_id for case_id, _, _ in exc.problems}
+                results = store.import_cases(
+                    conn, [i for i in items if i.plan.case_id not in refused],
+                    now or app.clock.now())
         except StoreError as exc:
             bad = by_case.get(exc.case_id or "")
             raise IntakeError(report.path, [RowProblem(
                 str(report.path), bad.row if bad else 0, exc.field or "case_id",
                 exc.value or "", str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
+        from ehcbridge.invite_rules import save_details
+
+        save_details(conn, {r.plan.case_id: r.details for r in rows if r.details is not None})
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:
@@ -331,13 +359,20 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
             raise _DryRun
 
 
+def _csv_column(column: str) -> str:
+    """The review list column a store column comes from (``sen_officer_email``...)."""
+    for prefix, role in INVITEE_COLUMNS.items():
+        if column.startswith(f"{role.value}_"):
+            return prefix + column.removeprefix(role.value)
+    return column
+
+
 def summary(report: ImportReport) -> dict[str, Any]:
     """The report as JSON-friendly data."""
     return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
-            "overdue": report.overdue,
             "skipped": [str(p) for p in report.skipped], "warnings": list(report.warnings),
-            "encoding": report.encoding, "sheet": report.sheet}
+            "encoding": report.encoding, "sheet": report.sheet, "overdue": report.overdue}
 
 
 def demo_workbook_check(app: App, csv_path: Path, echo: Any) -> ImportReport:

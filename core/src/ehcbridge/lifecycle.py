@@ -302,8 +302,9 @@ class ReviewState:
 
 
 def meeting_key(case_id: str, review_id: int, meeting_id: int, action: str, sequence: int,
-                invitees: int | None = None) -> str:
-    """Key of an on_review_scheduled event."""
+                invitees: int | str | None = None) -> str:
+    """Key of an on_review_scheduled event (``updated``: with the number of invitees, or the
+    reason an update was requested)."""
     key = f"{case_id}/r{review_id}/m{meeting_id}/{action}/{sequence}"
     return key if invitees is None else f"{key}/{invitees}"
 
@@ -628,6 +629,18 @@ def invite(state: ReviewState) -> Change | None:
         return None
     key = meeting_key(state.case_id, state.review_id, current.id, "updated", current.sequence,
                       state.invitee_count)
+    return Change(action="updated", events=(NewEvent(key, HOOK_REVIEW_SCHEDULED, "updated",
+                                                     current.id),))
+
+
+def request_update(state: ReviewState, reason: str) -> Change | None:
+    """Ask calendar plugins to update the meeting already set (e.g. its online link arrived
+    late): once per reason and meeting revision; None when there is no scheduled meeting."""
+    current = state.scheduled_meeting
+    if current is None or current.id is None:
+        return None
+    key = meeting_key(state.case_id, state.review_id, current.id, "updated", current.sequence,
+                      reason)
     return Change(action="updated", events=(NewEvent(key, HOOK_REVIEW_SCHEDULED, "updated",
                                                      current.id),))
 

@@ -22,6 +22,8 @@ from pydantic_settings import (
 
 from ehcbridge.configfile import DEFAULT_CONFIG, SettingsError, config_path_from
 from ehcbridge.formats.limits import Limits
+from ehcbridge.invite_rules import InvitationRule
+from ehcbridge.notices.settings import NoticeSettings
 
 __all__ = ["DEFAULT_CONFIG", "SettingsError", "config_path_from", "load_settings"]
 
@@ -85,6 +87,16 @@ class StoreSettings(BaseModel):
         return driver_url(self.url)
 
 
+class TermRange(BaseModel):
+    """A school term, both ends inclusive (``[[engine.terms]]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    start: date
+    end: date
+
+
 class EngineSettings(BaseModel):
     """``[engine]``: how lifecycle events are fired and retried."""
 
@@ -100,6 +112,18 @@ class EngineSettings(BaseModel):
     max_meetings_per_day: int = Field(default=3, ge=1)
     meeting_start_time: str = "09:30"
     meeting_minutes: int = Field(default=60, ge=15)
+    # Termly lists, figures and invitation rules (docs/lists-and-returns.md).
+    terms: list[TermRange] = Field(default_factory=list)
+    term_dates_ics: Path | None = Field(
+        default=None, description="A published term-dates calendar (terms and holidays)")
+    schools_directory: Path | None = Field(
+        default=None, description="CSV of schools: urn, name, headteacher_email, senco_email")
+    lists_health_email: str | None = Field(
+        default=None, description="The ICB's (DCO service's) address for the whole termly list")
+    lists_social_care_email: str | None = Field(
+        default=None, description="Social care's address for the whole termly list")
+    lists_days_before_term: int = Field(default=14, ge=14, le=120)
+    invitation_rules: list[InvitationRule] = Field(default_factory=list)
     at_risk_school_days: int = Field(default=5, ge=0, description="on_deadline at_risk: school "
                                      "days before a duty's due date")
     under_five_review_months: int = Field(default=6, ge=3, le=6, description="months from the "
@@ -145,6 +169,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    notices: NoticeSettings = Field(default_factory=NoticeSettings)
     limits: Limits = Field(default_factory=Limits)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -41,6 +41,9 @@ class MemoryPluginStore:
     audits: list[dict[str, Any]] = field(default_factory=list)
     pupils: dict[str, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[str, Review] = field(default_factory=dict)
+    notice_statuses: dict[str, tuple[str, str]] = field(default_factory=dict)
+    views_received: list[tuple[str, str, Any, list[tuple[str, str, bytes]]]] = field(
+        default_factory=list)
     plugin: str = "test"
 
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -84,6 +87,19 @@ class MemoryPluginStore:
             {"case_id": case_id, "email": email, "plugin": self.plugin, "status": status,
              "detail": detail}
         )
+
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim an address unless another plugin's live invitation holds it."""
+        return not any(r["email"].lower() == email.lower() and r["plugin"] != self.plugin
+                       and r["status"] != "failed" for r in self.invitations(case_id))
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Mark this plugin's invitations to ``emails`` failed."""
+        wanted = {e.lower() for e in emails}
+        for r in self.invitation_records:
+            if (r["case_id"] == case_id and r["plugin"] == self.plugin
+                    and r["email"].lower() in wanted):
+                r["status"], r["detail"] = "failed", detail
 
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records for a review."""
@@ -137,6 +153,17 @@ class MemoryPluginStore:
     def review(self, case_id: str) -> Review | None:
         """The review of a case."""
         return self.reviews.get(case_id)
+
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record a notice's status by reference (kept in ``notice_statuses``)."""
+        self.notice_statuses[reference] = (status, detail)
+        return None
+
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received (kept in ``views_received``)."""
+        self.views_received.append((case_id, contributor, received_on, files))
+        return len(self.views_received)
 
 
 @dataclass

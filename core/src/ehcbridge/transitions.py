@@ -113,6 +113,19 @@ def invite(store: Store, case_id: str, *, now: datetime, conn: Connection | None
     return _apply(store, case_id, now, conn, lambda c, s: lifecycle.invite(s)) is not None
 
 
+def request_update(store: Store, case_id: str, reason: str, *, now: datetime) -> bool:
+    """Calendar plugins update the meeting once per ``reason`` and revision; False when there
+    is no scheduled meeting or it was already asked."""
+
+    def decide(c: Connection, state: ReviewState) -> Change | None:
+        change = lifecycle.request_update(state, reason)
+        if change is None or store.event_exists(c, change.events[0].key):
+            return None
+        return change
+
+    return _apply(store, case_id, now, None, decide) is not None
+
+
 def held(store: Store, case_id: str, *, now: datetime, policy: Policy = DEFAULT_POLICY) -> Change:
     """The meeting took place."""
     return _one(store, case_id, now, None,

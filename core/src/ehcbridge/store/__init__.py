@@ -39,28 +39,22 @@ from ehcbridge.models import (
     ReviewKind,
     ReviewStatus,
     Role,
+    Views,
 )
 from ehcbridge.store import schema as t
+from ehcbridge.store.errors import (
+    StoreDataError,
+    StoreError,
+    ValueRejected,
+    check_cases,
+    on_error,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Delivery statuses. "pending" and "retrying" are still to be attempted.
 PENDING, RETRYING, DELIVERED, DEAD, SKIPPED = "pending", "retrying", "delivered", "dead", "skipped"
 OPEN_STATUSES = (PENDING, RETRYING)
-
-
-class StoreError(Exception):
-    """A request the store cannot carry out (unknown case, review already decided...).
-
-    ``case_id``, ``field`` and ``value`` say where, so an import can name the row and column
-    without reading the message."""
-
-    def __init__(self, message: str, *, case_id: str | None = None, field: str | None = None,
-                 value: str | None = None) -> None:
-        super().__init__(message)
-        self.case_id = case_id
-        self.field = field
-        self.value = value
 
 
 def utcnow() -> datetime:
@@ -109,7 +103,7 @@ class EventRow:
     key: str
     hook: str
     action: str
-    review_id: int
+    review_id: int  # 0 for an event that belongs to no review (a termly list notice)
     meeting_id: int | None
     occurred_at: datetime
     payload: dict[str, Any]
@@ -157,7 +151,10 @@ class Store:
         elif schema:
             connect_args["options"] = f"-csearch_path={schema}"
         self.url = url
-        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True)
+        # No statement parameter (a child's name, a date of birth) in any error or log line.
+        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True,
+                                            hide_parameters=True)
+        event.listen(self.engine, "handle_error", on_error)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if migrate:
@@ -175,9 +172,19 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as conn:
+            # SQLite rebuilds a table to alter it; with foreign keys on, dropping a table others
+            # point at fails. The pragma only takes effect outside a transaction.
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
     def revision(self) -> str | None:
         """The schema revision the database is at."""
@@ -256,6 +263,9 @@ class Store:
         means (``ehcbridge.transitions.import_cases``); the store only writes it."""
         from ehcbridge.transitions import import_cases
 
+        check_cases(items)  # every value fits its column on either backend, or nothing is written
+
+        check_cases(items)  # every value fits its column on either backend, or nothing is written
         return import_cases(self, conn, items, now)
 
     def insert_cases(self, conn: Connection, items: list[CaseInput], now: datetime
@@ -317,7 +327,7 @@ class Store:
                 have.add(key)
                 rows.append(dict(review_id=rid, role=inv.role.value, name=inv.name,
                                  email=inv.email, team=inv.team, source=inv.source,
-                                 added_at=now))
+                                 added_at=now, address=inv.address, mobile=inv.mobile))
         _bulk_insert(conn, t.invitees, rows)
         return {row["review_id"] for row in rows}
 
@@ -402,7 +412,8 @@ class Store:
             plan=plan, pupil=pupil, review=review,
             meeting=_meeting(m) if m is not None else None,
             invitees=[Invitee(role=Role(i.role), name=i.name, email=i.email, team=i.team,
-                              source=i.source, response=i.response) for i in inv_rows],
+                              source=i.source, response=i.response, address=i.address,
+                              mobile=i.mobile) for i in inv_rows],
             decision=(Decision(outcome=Outcome(d.outcome), reason=d.reason,
                                decided_on=d.decided_on) if d is not None else None),
             flags={f.flag: f.detail or "" for f in flag_rows},
@@ -518,6 +529,15 @@ class Store:
         from ehcbridge import transitions
 
         return transitions.invite(self, case_id, now=now or utcnow(), conn=conn)
+
+    def request_meeting_update(self, case_id: str, reason: str, *,
+                               now: datetime | None = None) -> bool:
+        """Have calendar plugins update the scheduled meeting (action ``updated``), once per
+        ``reason`` and meeting revision (e.g. its online link arrived late); False when there is
+        no scheduled meeting or it was already fired."""
+        from ehcbridge import transitions
+
+        return transitions.request_update(self, case_id, reason, now=now or utcnow())
 
     def cancel_meeting(self, case_id: str, *, reason: str = "",
                        now: datetime | None = None) -> None:
@@ -692,7 +712,13 @@ class Store:
             c.execute(update(t.flags).where(t.flags.c.id == row.id)
                       .values(detail=detail, raised_by=raised_by))
 
-    def _add_event(self, c: Connection, *, key: str, hook: str, action: str, review_id: int,
+    def event_exists(self, conn: Connection, key: str) -> bool:
+        """True when an event with this key is already in the outbox."""
+        return conn.execute(select(t.events.c.id).where(t.events.c.key == key)).first() \
+            is not None
+
+    def _add_event(self, c: Connection, *, key: str, hook: str, action: str,
+                   review_id: int | None,
                    meeting_id: int | None, at: datetime, payload: dict[str, Any] | None = None
                    ) -> bool:
         exists = c.execute(select(t.events.c.id).where(t.events.c.key == key)).first()
@@ -772,20 +798,34 @@ class Store:
                 last_error=error, finished_at=now if status not in OPEN_STATUSES else None))
 
     def deliveries(self, *, status: str | None = None, case_id: str | None = None,
-                   limit: int = 1000) -> list[DeliveryRow]:
-        """Ledger rows for ``ehcbridge deliveries``."""
+                   limit: int | None = 1000, offset: int = 0) -> list[DeliveryRow]:
+        """Ledger rows for ``ehcbridge deliveries``, oldest first (``limit`` None: all)."""
         q = (select(t.deliveries, t.events.c.key.label("event_key"),
                     t.plans.c.case_id.label("case_id"))
              .join(t.events, t.events.c.id == t.deliveries.c.event_id)
-             .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
-             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
-             .order_by(t.deliveries.c.id).limit(limit))
+             # Outer joins: a termly list notice belongs to no review.
+             .outerjoin(t.reviews, t.reviews.c.id == t.events.c.review_id)
+             .outerjoin(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .order_by(t.deliveries.c.id).limit(limit).offset(offset or None))
         if status:
             q = q.where(t.deliveries.c.status == status)
         if case_id:
             q = q.where(t.plans.c.case_id == case_id)
         with self.engine.connect() as conn:
             return [_delivery_row(r) for r in conn.execute(q).all()]
+
+    def count_deliveries(self, *, status: str | None = None, case_id: str | None = None) -> int:
+        """How many ledger rows :meth:`deliveries` would list without a limit."""
+        q = select(func.count()).select_from(t.deliveries)
+        if status:
+            q = q.where(t.deliveries.c.status == status)
+        if case_id:
+            q = (q.join(t.events, t.events.c.id == t.deliveries.c.event_id)
+                 .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
+                 .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                 .where(t.plans.c.case_id == case_id))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def delivery_counts(self) -> dict[tuple[str, str, str], int]:
         """Counts by (hook, plugin, status)."""
@@ -899,10 +939,15 @@ class Store:
             cond = and_(t.invitees.c.review_id == review_id,
                         t.invitees.c.role == invitee.role.value,
                         (t.invitees.c.email == match_email) if match_email is not None
-                        else t.invitees.c.email.is_(None))
+                        else and_(t.invitees.c.email.is_(None),
+                                  # without email, a postal address tells two people apart
+                                  t.invitees.c.address.is_(None) if invitee.address is None
+                                  else t.invitees.c.address == invitee.address))
             row = c.execute(select(t.invitees).where(cond)).first()
             values = dict(role=invitee.role.value, name=invitee.name, email=invitee.email,
                           team=invitee.team, source=invitee.source)
+            if invitee.address is not None or invitee.mobile is not None:
+                values.update(address=invitee.address, mobile=invitee.mobile)
             if row is not None and replace_email is not None and invitee.email != replace_email:
                 target = c.execute(select(t.invitees.c.id).where(and_(
                     t.invitees.c.review_id == review_id, t.invitees.c.role == invitee.role.value,
@@ -932,6 +977,15 @@ class Store:
         with self.begin() as c:
             self._flag(c, self.review_id_for(c, case_id), flag, detail, raised_by)
 
+    def flag_count(self, flag: str, *, current_only: bool = False) -> int:
+        """How many reviews carry ``flag`` (past ones too, unless ``current_only``)."""
+        q = select(func.count()).select_from(t.flags).where(t.flags.c.flag == flag)
+        if current_only:
+            q = q.join(t.reviews, t.reviews.c.id == t.flags.c.review_id).where(
+                t.reviews.c.current.is_(True))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def clear_flag(self, case_id: str, flag: str) -> None:
         """Clear a flag from the current review."""
         with self.begin() as c:
@@ -954,6 +1008,60 @@ class Store:
             else:  # keep the latest status per plugin and address
                 c.execute(update(t.invitations).where(where).values(status=status, detail=detail,
                                                                     at=utcnow()))
+
+    # One invitation per person per meeting across plugins: the first plugin to claim an
+    # address holds it. The claim is a row keyed by review and address in a reserved state
+    # namespace, so two plugins racing for the same person cannot both win (primary key).
+    # Claims are not invitations: a plugin still records what it actually sent.
+    _CLAIMS = "_invitations"
+
+    def claim_invitation(self, case_id: str, email: str, *, plugin: str) -> str:
+        """Claim ``email`` for ``plugin`` before inviting them, unless another plugin holds a
+        claim or a live invitation; returns the holder (``plugin`` when the claim is its own)."""
+        address = email.strip().lower()
+        with self.engine.connect() as conn:
+            review_id = self.review_id_for(conn, case_id)
+            other = conn.execute(select(t.invitations.c.plugin).where(and_(
+                t.invitations.c.review_id == review_id, t.invitations.c.plugin != plugin,
+                func.lower(t.invitations.c.email) == address,
+                t.invitations.c.status != "failed"))).first()
+        if other is not None:
+            return str(other.plugin)
+        key = f"{review_id}:{address}"
+        try:
+            with self.begin() as c:
+                c.execute(insert(t.plugin_state).values(plugin=self._CLAIMS, key=key,
+                                                        value={"plugin": plugin},
+                                                        updated_at=utcnow()))
+        except IntegrityError:
+            pass  # held already: by this plugin (a retry) or by another
+        return str((self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin))
+
+    def release_invitations(self, case_id: str, *, plugin: str, emails: list[str] | None = None,
+                            detail: str = "", unsent_only: bool = False) -> None:
+        """Give up ``plugin``'s claims (on ``emails``, or all; with ``unsent_only`` those it
+        never recorded as sent) after its invitation failed, so another plugin may invite
+        them; its invitation records to those addresses say ``failed``."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            rows = c.execute(select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
+                t.plugin_state.c.plugin == self._CLAIMS,
+                t.plugin_state.c.key.startswith(f"{review_id}:", autoescape=True)))).all()
+            sent = set(c.execute(select(func.lower(t.invitations.c.email)).where(and_(
+                t.invitations.c.review_id == review_id, t.invitations.c.plugin == plugin,
+                t.invitations.c.status == "sent"))).scalars()) if unsent_only else set()
+            wanted = {e.strip().lower() for e in emails} if emails is not None else None
+            for key, value in rows:
+                address = key.partition(":")[2]
+                if (value or {}).get("plugin") != plugin or address in sent or (
+                        wanted is not None and address not in wanted):
+                    continue
+                c.execute(delete(t.plugin_state).where(and_(
+                    t.plugin_state.c.plugin == self._CLAIMS, t.plugin_state.c.key == key)))
+                c.execute(update(t.invitations).where(and_(
+                    t.invitations.c.review_id == review_id, t.invitations.c.plugin == plugin,
+                    func.lower(t.invitations.c.email) == address)).values(
+                        status="failed", detail=detail or "invitation failed", at=utcnow()))
 
     def get_state(self, plugin: str, key: str, default: Any = None) -> Any:
         """A plugin's stored value."""
@@ -1095,6 +1203,145 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
 
+    # Views received, files kept with a review, notices (issue 13) ----------------------------
+
+    def add_views(self, case_id: str, *, contributor: str, role: str | None, received_on: date,
+                  files: list[tuple[str, str, bytes]], now: datetime | None = None) -> int:
+        """Record views received from ``contributor`` with their files (name, content type,
+        bytes), all in one transaction; returns the views id."""
+        import hashlib
+
+        at = now or utcnow()
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            views_id = _new_id(c.execute(insert(t.views).values(
+                review_id=review_id, contributor=contributor, role=role,
+                received_on=received_on, at=at)))
+            for name, content_type, data in files:
+                c.execute(insert(t.review_files).values(
+                    review_id=review_id, views_id=views_id, kind="views", filename=name,
+                    content_type=content_type, size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(), data=data, at=at))
+            return views_id
+
+    def views(self, case_id: str | None = None, *, review_id: int | None = None
+              ) -> list[Views]:
+        """Views received for a review (the case's current one unless ``review_id``)."""
+        with self.engine.connect() as conn:
+            rid = review_id if review_id is not None else self.review_id_for(conn, str(case_id))
+            rows = conn.execute(select(t.views).where(t.views.c.review_id == rid)
+                                .order_by(t.views.c.id)).all()
+            names: dict[int, list[str]] = {}
+            for f in conn.execute(select(t.review_files.c.views_id, t.review_files.c.filename)
+                                  .where(t.review_files.c.review_id == rid)
+                                  .order_by(t.review_files.c.id)):
+                if f.views_id is not None:
+                    names.setdefault(f.views_id, []).append(f.filename)
+        return [Views(id=r.id, contributor=r.contributor, role=r.role, received=r.received_on,
+                      files=tuple(names.get(r.id, []))) for r in rows]
+
+    def add_file(self, case_id: str, *, kind: str, filename: str, content_type: str,
+                 data: bytes, now: datetime | None = None) -> int:
+        """Keep a file (the review report...) with the current review; returns its id."""
+        import hashlib
+
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            return _new_id(c.execute(insert(t.review_files).values(
+                review_id=review_id, kind=kind, filename=filename, content_type=content_type,
+                size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data,
+                at=now or utcnow())))
+
+    def review_files(self, review_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """Files kept with a review (without their bytes), oldest first."""
+        q = (select(t.review_files.c.id, t.review_files.c.views_id, t.review_files.c.kind,
+                    t.review_files.c.filename, t.review_files.c.content_type,
+                    t.review_files.c.size, t.views.c.contributor, t.views.c.role,
+                    t.views.c.received_on)
+             .outerjoin(t.views, t.views.c.id == t.review_files.c.views_id)
+             .where(t.review_files.c.review_id == review_id).order_by(t.review_files.c.id))
+        if kind is not None:
+            q = q.where(t.review_files.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def file_data(self, file_id: int) -> bytes:
+        """The bytes of a file kept with a review."""
+        with self.engine.connect() as conn:
+            data = conn.execute(select(t.review_files.c.data)
+                                .where(t.review_files.c.id == file_id)).scalar_one_or_none()
+        if data is None:
+            raise StoreError(f"no file with id {file_id}")
+        return bytes(data)
+
+    def queue_notices(self, review_id: int | None, items: list[dict[str, Any]],
+                      now: datetime) -> int:
+        """Write each notice as a ``deliver_notice`` event with its ledger row in ``notices``
+        (keys already present are skipped); returns how many were new. Each item has key,
+        kind, duty, role, channel, plugin and payload. ``review_id`` is None for a notice that
+        belongs to no review (a termly list)."""
+        added = 0
+        with self.begin() as c:
+            for item in items:
+                if not self._add_event(c, key=item["key"], hook="deliver_notice",
+                                       action=item["kind"][:20], review_id=review_id,
+                                       meeting_id=None, at=now, payload=item["payload"]):
+                    continue
+                event_id = c.execute(select(t.events.c.id)
+                                     .where(t.events.c.key == item["key"])).scalar_one()
+                c.execute(insert(t.notices).values(
+                    event_id=event_id, review_id=review_id, kind=item["kind"],
+                    duty=item.get("duty"), role=item.get("role"), channel=item["channel"],
+                    plugin=item.get("plugin"), status="queued", queued_at=now))
+                added += 1
+        return added
+
+    def set_notice_status(self, event_id: int, *, status: str, plugin: str | None = None,
+                          reference: str | None = None, detail: str | None = None,
+                          now: datetime | None = None) -> None:
+        """Record what became of a notice's delivery (sent, delivered, failed)."""
+        values: dict[str, Any] = {"status": status, "detail": detail}
+        if plugin is not None:
+            values["plugin"] = plugin
+        if reference is not None:
+            values["reference"] = reference
+        if status == "sent":
+            values["sent_at"] = now or utcnow()
+        with self.begin() as c:
+            c.execute(update(t.notices).where(t.notices.c.event_id == event_id).values(**values))
+
+    def set_notice_status_by_reference(self, plugin: str, reference: str, status: str,
+                                       detail: str | None = None) -> str | None:
+        """Update a notice by the channel's own reference; returns its case id (or None)."""
+        with self.begin() as c:
+            row = c.execute(select(t.notices.c.id, t.plans.c.case_id)
+                            .join(t.reviews, t.reviews.c.id == t.notices.c.review_id)
+                            .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                            .where(and_(t.notices.c.plugin == plugin,
+                                        t.notices.c.reference == reference))).first()
+            if row is None:
+                return None
+            c.execute(update(t.notices).where(t.notices.c.id == row.id)
+                      .values(status=status, detail=detail))
+            return str(row.case_id)
+
+    def notices(self, *, review_id: int | None = None, case_id: str | None = None,
+                duty: str | None = None) -> list[dict[str, Any]]:
+        """Notice ledger rows: kind, duty, role, channel, plugin, status, reference, dates."""
+        q = (select(t.notices, t.events.c.key, t.plans.c.case_id)
+             .join(t.events, t.events.c.id == t.notices.c.event_id)
+             .join(t.reviews, t.reviews.c.id == t.notices.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .order_by(t.notices.c.id))
+        if review_id is not None:
+            q = q.where(t.notices.c.review_id == review_id)
+        if case_id is not None:
+            q = q.where(t.plans.c.case_id == case_id)
+        if duty is not None:
+            q = q.where(t.notices.c.duty == duty)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
@@ -1161,7 +1408,8 @@ def _meeting(m: Any) -> Meeting:
 
 
 def _event_row(r: Any) -> EventRow:
-    return EventRow(id=r.id, key=r.key, hook=r.hook, action=r.action, review_id=r.review_id,
+    return EventRow(id=r.id, key=r.key, hook=r.hook, action=r.action,
+                    review_id=r.review_id or 0,
                     meeting_id=r.meeting_id, occurred_at=r.occurred_at, payload=r.payload or {})
 
 
@@ -1171,7 +1419,7 @@ def _delivery_row(r: Any) -> DeliveryRow:
                        status=m["status"], attempts=m["attempts"],
                        next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
                        created_at=m["created_at"], finished_at=m["finished_at"],
-                       event_key=m.get("event_key", ""), case_id=m.get("case_id", ""))
+                       event_key=m.get("event_key", ""), case_id=m.get("case_id") or "")
 
 
 def _duty(r: Any) -> Duty:
@@ -1200,4 +1448,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseInput", "CaseView",
            "DeliveryRow",
-           "EventRow", "IntegrityError", "Store", "StoreError", "TimerRow"]
+           "EventRow", "IntegrityError", "Store", "StoreDataError", "StoreError", "TimerRow",
+           "ValueRejected"]

@@ -1,7 +1,7 @@
 """ehcbridge serve: dashboard users, sign-in sessions and webhook event ids (issue 19).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"  # re-chained after issue 12's duties
+down_revision = "0006"  # re-chained after issue 12's duties
 branch_labels = None
 depends_on = None
 
