@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # types only: importing events here at run time would load py
         Route,
     )
     from ehcbridge.models import Invitee, Pupil, Review
-    from ehcbridge.web.app import RouteRegistry
     from ehcbridge.notices import Notice, NoticeReceipt
+    from ehcbridge.web.app import RouteRegistry
 
 # What the registering hooks receive, for a plugin's annotations (``from ehcbridge.hookspecs
 # import RegisterSettings``); strings, so importing them costs nothing at run time.
