@@ -101,7 +101,7 @@ def compute(store: Store, start: date, end: date, as_of: date, *,
             by: str = "school") -> Kpis:
     """The figures for reviews and duties due between ``start`` and ``end`` (inclusive),
     grouped by school URN (``by="school"``) or by the month of the due date (``by="month"``)."""
-    from ehcbridge.store.reports import review_facts, schools_by_case
+    from ehcbridge.store.reports import duty_outcomes, review_facts, schools_by_case
 
     kpis = Kpis(period=(start, end), as_of=as_of)
     kpis.figure(OVERALL, "reviews_due")  # overall is present even on an empty store
@@ -122,13 +122,9 @@ def compute(store: Store, start: date, end: date, as_of: date, *,
                 kpis.figure(key, "overdue_now").count += 1
                 kpis.figure(OVERALL, "overdue_now").count += 1
     by_duty = {m.duty: m.name for m in MEASURES if m.duty}
-    for case_id, _review_id, duty in store.duty_rows():
-        measure = by_duty.get(duty.name)
-        if measure is None or duty.due is None or not start <= duty.due <= end:
-            continue
-        if duty.status not in DONE:
-            continue
-        kpis.add(group(case_id, duty.due), measure, duty.status == DutyStatus.MET)
+    for case_id, name, due, status in duty_outcomes(store, list(by_duty),
+                                                    [d.value for d in DONE], start, end):
+        kpis.add(group(case_id, due), by_duty[name], status == DutyStatus.MET.value)
     # "Overdue now" is out of every review due in the period.
     for figures in kpis.schools.values():
         figures["overdue_now"].total = figures["reviews_due"].count

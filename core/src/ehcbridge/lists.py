@@ -149,17 +149,33 @@ def to_pdf(title: str, entries: list[ListEntry]) -> bytes:
     pdf.ln(2)
     headings = ("School", "Case", "Initials", "NC year", "Due by", "Meeting", "PT", "PfA")
     widths = (70, 40, 20, 18, 28, 40, 14, 14)
-    with pdf.table(col_widths=widths, text_align="LEFT", first_row_as_headings=True) as table:
-        table.row(headings)
-        for e in entries:
-            cells = e.row()
-            table.row((_latin1(f"{e.school_name or '(not in directory)'} {e.school_urn}"),
-                       _latin1(e.case_id), e.initials, cells["nc_year"], cells["due_by"],
-                       cells["meeting"], "PT" if e.phase_transfer else "",
-                       "PfA" if e.preparing_for_adulthood else ""))
+    # Plain fixed-width cells: fpdf2's table layout takes seconds for a council's whole list.
+    pdf.set_font("Helvetica", "B", 9)
+    for heading, width in zip(headings, widths, strict=True):
+        pdf.cell(width, 6, heading, border=1)
+    pdf.ln()
+    pdf.set_font("Helvetica", size=9)
+    for e in entries:
+        cells = e.row()
+        school = f"{e.school_name or '(not in directory)'} {e.school_urn}"
+        values = (school, e.case_id, e.initials, cells["nc_year"], cells["due_by"],
+                  cells["meeting"], "PT" if e.phase_transfer else "",
+                  "PfA" if e.preparing_for_adulthood else "")
+        for value, width in zip(values, widths, strict=True):
+            pdf.cell(width, 5, _fit(pdf, _latin1(value), width - 2), border=1)
+        pdf.ln()
     if not entries:
         pdf.cell(0, 8, "No reviews fall due this term.")
     return bytes(pdf.output())
+
+
+def _fit(pdf: Any, text: str, width: float) -> str:
+    """The text cut to fit ``width`` mm, with an ellipsis when cut."""
+    if pdf.get_string_width(text) <= width:
+        return text
+    while text and pdf.get_string_width(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
 
 
 def _latin1(text: str) -> str:
