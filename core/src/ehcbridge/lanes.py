@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ehcbridge.engine")
 
-BATCH = 100  # deliveries a lane claims at a time
+BATCH = 25  # deliveries a lane claims at a time: small, so workers share a backlog
 MAX_STUCK = 4  # threads of one plugin still stuck in a call before no new lane is started
 
 
