@@ -235,8 +235,13 @@ class Store:
                 select(t.plans).where(t.plans.c.case_id.in_([i.plan.case_id for i in chunk])))}
             new = [i for i in chunk if i.plan.case_id not in existing]
             review_ids = self._insert_new_cases(conn, new, now) if new else {}
+            known = _update_existing_cases(conn, [i for i in chunk
+                                                  if i.plan.case_id in existing], existing)
             for item in chunk:
-                if item.plan.case_id in existing:
+                if item.plan.case_id in known:
+                    status, review_id = known[item.plan.case_id]
+                    review_ids[item.plan.case_id] = review_id
+                elif item.plan.case_id in existing:  # no current review: the careful path
                     status, review_id = self.upsert_case(
                         conn, pupil=item.pupil, plan=item.plan,
                         coordinator_email=item.coordinator_email, review_due=item.review_due,
@@ -343,6 +348,9 @@ class Store:
                                  "nothing to schedule")
             if rid in current or item.plan.case_id in existing:
                 start, end, location, online = item.meeting
+                if rid in current and _same_meeting(current[rid], item.meeting):
+                    actions[item.plan.case_id] = "unchanged"  # as schedule_meeting would say
+                    continue
                 actions[item.plan.case_id] = self.schedule_meeting(
                     item.plan.case_id, start=start, end=end, location=location, online=online,
                     organiser=item.coordinator_email, now=now, conn=conn)
@@ -956,22 +964,10 @@ class Store:
         """Store several keys of a plugin's state in one transaction."""
         if not items:
             return
-        now = utcnow()
+        from ehcbridge.store.queue import upsert_state
+
         with self.begin() as c:
-            existing = set(c.execute(select(t.plugin_state.c.key).where(and_(
-                t.plugin_state.c.plugin == plugin,
-                t.plugin_state.c.key.in_(list(items))))).scalars()) if len(items) < 5000 else \
-                set(c.execute(select(t.plugin_state.c.key)
-                              .where(t.plugin_state.c.plugin == plugin)).scalars())
-            new = [dict(plugin=plugin, key=k, value=v, updated_at=now)
-                   for k, v in items.items() if k not in existing]
-            if new:
-                c.execute(insert(t.plugin_state), new)
-            for k, v in items.items():
-                if k in existing:
-                    c.execute(update(t.plugin_state).where(and_(
-                        t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == k))
-                        .values(value=v, updated_at=now))
+            upsert_state(c, plugin, items, utcnow())
 
     def delete_state(self, plugin: str, key: str) -> None:
         """Remove a key from a plugin's state."""
@@ -1084,6 +1080,59 @@ class Store:
                                                  ReviewStatus.HELD.value]))))
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
+
+
+def _update_existing_cases(conn: Connection, items: list[CaseInput], plans: dict[str, Any]
+                           ) -> dict[str, tuple[str, int]]:
+    """Compare existing cases with the list in two reads and write only what changed; returns
+    (updated|unchanged, current review id) per case id, leaving out cases with no current
+    review. Re-importing an unchanged list then costs reads, not a transaction per row."""
+    if not items:
+        return {}
+    now = utcnow()
+    pupils = {r.id: r for r in conn.execute(select(t.pupils).where(
+        t.pupils.c.id.in_({plans[i.plan.case_id].pupil_id for i in items})))}
+    reviews: dict[int, Any] = {}
+    for r in conn.execute(select(t.reviews).where(and_(
+            t.reviews.c.plan_id.in_([plans[i.plan.case_id].id for i in items]),
+            t.reviews.c.current.is_(True))).order_by(t.reviews.c.id)):
+        reviews[r.plan_id] = r  # the newest current review wins, as in upsert_case
+    out: dict[str, tuple[str, int]] = {}
+    for item in items:
+        plan_row = plans[item.plan.case_id]
+        review_row = reviews.get(plan_row.id)
+        if review_row is None:
+            continue
+        changed = False
+        pupil_values = dict(upn=item.pupil.upn, forename=item.pupil.forename,
+                            surname=item.pupil.surname, dob=item.pupil.dob,
+                            nc_year=item.pupil.nc_year, school_urn=item.pupil.school_urn)
+        pupil_row = pupils[plan_row.pupil_id]
+        if any(getattr(pupil_row, k) != v for k, v in pupil_values.items()):
+            conn.execute(update(t.pupils).where(t.pupils.c.id == pupil_row.id)
+                         .values(updated_at=now, **pupil_values))
+            changed = True
+        plan_values = dict(issued_on=item.plan.issued_on,
+                           last_review_decision=item.plan.last_review_decision,
+                           plan_type=item.plan.plan_type,
+                           coordinator_email=item.coordinator_email)
+        if any(getattr(plan_row, k) != v for k, v in plan_values.items()):
+            conn.execute(update(t.plans).where(t.plans.c.id == plan_row.id).values(**plan_values))
+            changed = True
+        if (review_row.due_by, bool(review_row.preparing_for_adulthood), review_row.kind) != (
+                item.review_due, item.pfa, item.kind.value):
+            conn.execute(update(t.reviews).where(t.reviews.c.id == review_row.id).values(
+                due_by=item.review_due, preparing_for_adulthood=item.pfa, kind=item.kind.value))
+            changed = True
+        out[item.plan.case_id] = ("updated" if changed else "unchanged", int(review_row.id))
+    return out
+
+
+def _same_meeting(row: Any, meeting: tuple[datetime, datetime, str | None, bool]) -> bool:
+    """True when the scheduled meeting row already is the meeting the list gives."""
+    start, end, location, online = meeting
+    return (row.start == start.astimezone(UTC) and row.end == end.astimezone(UTC)
+            and row.location == location and bool(row.online) == online)
 
 
 def _timer_rows(review_id: int, meeting_id: int, start: datetime, end: datetime,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 
 from ehcbridge.store import schema as t
@@ -196,6 +196,21 @@ class DeliveryQueue:
         """Note that this worker finished a pass (``_engine``/``last_tick`` in plugin_state)."""
         self.store.set_state_many(ENGINE_STATE, {LAST_TICK: {"at": at.isoformat(),
                                                              "worker": self.worker}})
+
+
+def upsert_state(conn: Connection, plugin: str, items: dict[str, Any], now: datetime) -> None:
+    """Insert or replace plugin_state rows in one statement per 500 keys (ON CONFLICT DO
+    UPDATE, which SQLite and PostgreSQL both have): plugins write state on every delivery."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    rows = [dict(plugin=plugin, key=k, value=v, updated_at=now) for k, v in items.items()]
+    for i in range(0, len(rows), 500):
+        stmt = dialect_insert(t.plugin_state).values(rows[i:i + 500])
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=[t.plugin_state.c.plugin, t.plugin_state.c.key],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
 
 
 def last_tick(store: Store) -> datetime | None:

@@ -142,3 +142,16 @@ def undispatched_after(store: Store, after_id: int, limit: int = 500) -> list[Ev
                                                         t.events.c.id > after_id))
                             .order_by(t.events.c.id).limit(limit)).all()
     return [_event_row(r) for r in rows]
+
+
+def invitations(store: Store, case_id: str) -> list[dict[str, Any]]:
+    """The current review's invitation records (as :attr:`CaseView.invitations`), in one query
+    instead of a whole case view: calendar plugins ask on every delivery."""
+    current = (select(t.reviews.c.id).join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+               .where(and_(t.plans.c.case_id == case_id, t.reviews.c.current.is_(True)))
+               .order_by(t.reviews.c.id.desc()).limit(1).scalar_subquery())
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(t.invitations).where(t.invitations.c.review_id == current)
+                            .order_by(t.invitations.c.id)).all()
+    return [{"plugin": i.plugin, "email": i.email, "status": i.status, "detail": i.detail or "",
+             "at": i.at.isoformat()} for i in rows]
