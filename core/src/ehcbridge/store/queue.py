@@ -193,9 +193,11 @@ class DeliveryQueue:
     # Engine state readable by others (serve's /readyz) -------------------------------------
 
     def record_tick(self, at: datetime) -> None:
-        """Note that this worker finished a pass (``_engine``/``last_tick`` in plugin_state)."""
-        self.store.set_state_many(ENGINE_STATE, {LAST_TICK: {"at": at.isoformat(),
-                                                             "worker": self.worker}})
+        """Note that this worker finished a pass: ``_engine``/``last_tick`` (any worker) and
+        ``_engine``/``worker:<name>`` (this one) in plugin_state."""
+        value = {"at": at.isoformat(), "worker": self.worker}
+        self.store.set_state_many(ENGINE_STATE, {LAST_TICK: value,
+                                                 f"worker:{self.worker}": value})
 
 
 def upsert_state(conn: Connection, plugin: str, items: dict[str, Any], now: datetime) -> None:
@@ -219,6 +221,12 @@ def last_tick(store: Store) -> datetime | None:
     if not isinstance(value, dict) or "at" not in value:
         return None
     return datetime.fromisoformat(value["at"])
+
+
+def workers_seen(store: Store, since: datetime) -> list[str]:
+    """Workers that finished a pass at or after ``since``."""
+    return sorted(v["worker"] for _, v in store.state_items(ENGINE_STATE, "worker:")
+                  if isinstance(v, dict) and datetime.fromisoformat(v["at"]) >= since)
 
 
 class EngineLock:
