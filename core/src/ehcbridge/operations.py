@@ -276,9 +276,12 @@ def quiet_alembic(verbose: int) -> None:
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
-def private_path(path: Path, *, directory: bool = False) -> None:
-    """Make a file 0600 (a folder 0700): it holds children's data."""
-    try:
-        os.chmod(path, 0o700 if directory else 0o600)
-    except OSError:  # not ours to change (a shared folder): leave it
-        pass
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (empty, mode 0600) and any missing folders above it (mode 0700), leaving
+    an existing file and existing folders as they are: they hold children's data."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is narrowed by the umask, never widened
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

@@ -127,7 +127,9 @@ class Store:
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                from ehcbridge.operations import create_private_file
+
+                create_private_file(Path(parsed.database))  # children's data: 0700 and 0600
             connect_args["timeout"] = 30
         elif schema:
             connect_args["options"] = f"-csearch_path={schema}"
