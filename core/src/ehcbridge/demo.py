@@ -159,6 +159,16 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
             actions[f"decided ({outcome.value})"] += 1
 
 
+def command_line(*args: str) -> str:
+    """A command to paste into any shell: this installation's ``ehcbridge`` by its full path
+    (under ``uv run`` it is not on the shell's PATH), its arguments quoted."""
+    import shlex
+    import sys
+
+    script = Path(sys.executable).parent / "ehcbridge"
+    return shlex.join([str(script) if script.exists() else "ehcbridge", *args])
+
+
 def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
              outbox: Path) -> dict[str, object]:
     store = app.store
@@ -188,8 +198,8 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         f"Database: {work / 'ehcbridge.sqlite3'}",
         f"Settings: {work / 'ehcbridge.toml'}",
         f"Outbox: {outbox} ({len(emails)} messages)",
-        f"Try: ehcbridge --config {work / 'ehcbridge.toml'} review show "
-        f"{store.case_ids()[0]}",
+        "Try: " + command_line("--config", str((work / "ehcbridge.toml").resolve()),
+                               "review", "show", store.case_ids()[0]),
     ]
     return {"lines": lines, "deliveries": dict(by_status), "hooks": dict(by_hook),
             "plugins": {p: dict(c) for p, c in by_plugin.items()}, "events": events,

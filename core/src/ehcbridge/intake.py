@@ -257,6 +257,7 @@ class _DryRun(Exception):
 
 def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None) -> None:
     from ehcbridge import timeline
+    from ehcbridge.operations import reporter
     from ehcbridge.store import CaseInput, StoreError
 
     items = []
@@ -276,7 +277,8 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
     store = app.store
     with store.begin() as conn:
         try:
-            results = store.import_cases(conn, items, now or app.clock.now())
+            results = store.import_cases(conn, items, now or app.clock.now(),
+                                         progress=reporter(f"importing {report.path.name}"))
         except StoreError as exc:
             bad = by_case.get(str(exc).split(":", 1)[0])
             raise IntakeError(report.path, [RowProblem(

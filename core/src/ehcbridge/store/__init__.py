@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -226,13 +226,17 @@ class Store:
             changed = True
         return ("updated" if changed else "unchanged"), int(review_row.id)
 
-    def import_cases(self, conn: Connection, items: list[CaseInput], now: datetime
+    def import_cases(self, conn: Connection, items: list[CaseInput], now: datetime,
+                     progress: Callable[[int, int], None] | None = None
                      ) -> list[tuple[str, str]]:
         """Upsert many cases in the caller's transaction; returns (added|updated|unchanged,
         meeting action or '') per item. New cases are written in bulk, so a council's whole
-        caseload imports in seconds; existing ones are only written where something changed."""
+        caseload imports in seconds; existing ones are only written where something changed.
+        ``progress`` is called with (cases done, cases in all) after each chunk."""
         results: list[tuple[str, str]] = []
         for chunk in _chunks(items, 500):
+            if progress is not None and results:
+                progress(len(results), len(items))
             existing = {r.case_id: r for r in conn.execute(
                 select(t.plans).where(t.plans.c.case_id.in_([i.plan.case_id for i in chunk])))}
             new = [i for i in chunk if i.plan.case_id not in existing]
@@ -264,6 +268,8 @@ class Store:
                 ("updated" if status == "unchanged" and review_ids[item.plan.case_id] in gained
                  else status, meeting_actions.get(item.plan.case_id, ""))
                 for (status, _), item in zip(results[-len(chunk):], chunk, strict=True)]
+        if progress is not None:
+            progress(len(results), len(items))
         return results
 
     def _insert_new_cases(self, conn: Connection, items: list[CaseInput], now: datetime
