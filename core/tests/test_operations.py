@@ -137,3 +137,13 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one(
     quiet.start()
     quiet.update(10)
     quiet.stop()
+
+
+def test_long_listings_are_plain_aligned_columns() -> None:
+    out: list[str] = []
+    rows = [(f"EHC-{n:04d}", "annual" if n % 2 else "under_five") for n in range(201)]
+    assert operations.echo_columns(("case", "kind"), rows, out.append)
+    lines = out[0].splitlines()
+    assert lines[0] == "case      kind" and lines[1] == "--------  ----------"
+    assert lines[2] == "EHC-0000  under_five" and len(lines) == 203
+    assert not operations.echo_columns(("case", "kind"), rows[:200], out.append)

@@ -517,13 +517,18 @@ def review_list(due_before: str | None, at_risk: bool, flag: str | None, as_json
         return
     from rich.table import Table
 
-    table = Table("case", "kind", "due by", "status", "meeting", "flags")
-    for r in rows:
-        meeting = r["meeting_start"].astimezone(LONDON).strftime("%d %b %Y %H:%M") \
-            if r["meeting_start"] and r["meeting_status"] == "scheduled" else ""
-        table.add_row(r["case_id"], r["kind"], f"{r['due_by']:%d %b %Y}", r["status"], meeting,
-                      ", ".join(r["flags"]))
-    _console().print(table)
+    from ehcbridge.operations import echo_columns
+
+    headers = ("case", "kind", "due by", "status", "meeting", "flags")
+    cells = [(r["case_id"], r["kind"], f"{r['due_by']:%d %b %Y}", r["status"],
+              r["meeting_start"].astimezone(LONDON).strftime("%d %b %Y %H:%M")
+              if r["meeting_start"] and r["meeting_status"] == "scheduled" else "",
+              ", ".join(r["flags"])) for r in rows]
+    if not echo_columns(headers, cells, click.echo):  # a short list: a rich table
+        table = Table(*headers)
+        for row in cells:
+            table.add_row(*row)
+        _console().print(table)
     click.echo(f"{len(rows)} review(s)")
 
 
