@@ -107,9 +107,8 @@ def test_a_hanging_plugin_does_not_delay_the_others(store: Store, tmp_path: Any)
 
 
 def _claimed_by(store: Store, delivery_id: int) -> str | None:
-    from sqlalchemy import select
-
     from ehcbridge.store import schema as t
+    from sqlalchemy import select
 
     with store.engine.connect() as conn:
         return conn.execute(select(t.deliveries.c.claimed_by)

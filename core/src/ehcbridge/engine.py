@@ -35,8 +35,8 @@ from ehcbridge.store import (
     CaseView,
     DeliveryRow,
     EventRow,
+    reads,
 )
-from ehcbridge.store import reads
 from ehcbridge.store.queue import DeliveryQueue, wall_clock, worker_name
 
 log = logging.getLogger("ehcbridge.engine")

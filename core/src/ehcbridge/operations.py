@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,14 +202,14 @@ def run_engine(engine: Engine, *, once: bool, as_json: bool, echo: Callable[...,
 RICH_ROWS = 200  # above this a rich table takes seconds to lay out; plain columns take ms
 
 
-def echo_columns(headers: tuple[str, ...], rows: list[tuple[str, ...]],
+def echo_columns(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]],
                  echo: Callable[..., Any]) -> bool:
     """Print a long listing as plain aligned columns and return True; False (nothing printed)
     when the listing is short enough for a rich table."""
     if len(rows) <= RICH_ROWS:
         return False
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*headers).rstrip(), "  ".join("-" * w for w in widths)]
     out += [line.format(*r).rstrip() for r in rows]
     echo("\n".join(out))

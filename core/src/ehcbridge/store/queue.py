@@ -203,10 +203,10 @@ class DeliveryQueue:
 def upsert_state(conn: Connection, plugin: str, items: dict[str, Any], now: datetime) -> None:
     """Insert or replace plugin_state rows in one statement per 500 keys (ON CONFLICT DO
     UPDATE, which SQLite and PostgreSQL both have): plugins write state on every delivery."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect_insert: Any = (postgresql.insert if conn.dialect.name == "postgresql"
+                           else sqlite.insert)
     rows = [dict(plugin=plugin, key=k, value=v, updated_at=now) for k, v in items.items()]
     for i in range(0, len(rows), 500):
         stmt = dialect_insert(t.plugin_state).values(rows[i:i + 500])
