@@ -53,6 +53,7 @@ def test_the_command_the_demo_prints_works_as_printed(tmp_path: Path) -> None:
 
     lines: list[str] = []
     run_demo(tmp_path / "demo", echo=lines.append, step_days=7)
+    assert any(line.startswith("Engine: worker ") and "own lane" in line for line in lines)
     [advice] = [line for line in lines if line.startswith("Try: ")]
     command = shlex.split(advice.removeprefix("Try: "))
     env = {k: v for k, v in os.environ.items() if not k.startswith("EHCBRIDGE_")}

@@ -159,6 +159,15 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
             actions[f"decided ({outcome.value})"] += 1
 
 
+def engine_line(app: App) -> str:
+    """How the engine ran: its worker, lanes and time limit (issue 17)."""
+    from ehcbridge.store.queue import ENGINE_STATE, LAST_TICK
+
+    tick = app.store.get_state(ENGINE_STATE, LAST_TICK) or {}
+    return (f"Engine: worker {tick.get('worker', '?')}, each plugin in its own lane, calls "
+            f"limited to {app.settings.engine.call_timeout_seconds:g} s")
+
+
 def command_line(*args: str) -> str:
     """A command to paste into any shell: this installation's ``ehcbridge`` by its full path
     (under ``uv run`` it is not on the shell's PATH), its arguments quoted."""
@@ -194,6 +203,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         *[f"  {p}: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
           for p, c in sorted(by_plugin.items())],
         "Deliveries by status: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
+        engine_line(app),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",
         f"Settings: {work / 'ehcbridge.toml'}",

@@ -95,7 +95,7 @@ class Engine:
         self._report = TickReport()
         self._report_lock = threading.Lock()
         self._wake = threading.Event()  # a provider answered: its events can go out now
-        # Called with (attempted so far, due at the start) while a pass delivers.
+        # Called with (deliveries attempted so far, 0) from the lanes while a pass delivers.
         self.progress: Callable[[int, int], None] | None = None
 
     # One pass --------------------------------------------------------------------------------
@@ -208,6 +208,9 @@ class Engine:
             ready.append(ev)
         self.queue.dispatch_many([(ev.id, plugins.implementers(ev.hook), ev.hook)
                                   for ev in ready], now)
+        for ev in scheduled:  # routing may have changed these cases since the lanes read them
+            self._cases.pop(ev.review_id, None)
+            self._meetings.pop(ev.meeting_id or 0, None)
         return len(ready)
 
     def _deliver(self, now: datetime, wait: bool) -> int:
