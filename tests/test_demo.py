@@ -26,6 +26,10 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert set(plugins["teams"]) == {"skipped"}  # no credentials: reported, not retried
     text = "\n".join(lines)
     assert "Deliveries by status:" in text and "Outbox:" in text
+    assert "Your own plugin: ehcbridge plugin new hello" in text
+    assert (Path(str(summary["plugin_package"])) / "tests" / "test_hello.py").is_file()
+    assert ("the same list as an Excel workbook (sheet 'Reviews'): 50 plans unchanged, "
+            "50 UPNs passed the DfE check letter, 0 warning(s)") in text
 
     with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
         names = [(r["forename"], r["surname"]) for r in csv.DictReader(fh)]

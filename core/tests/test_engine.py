@@ -58,7 +58,7 @@ class Recorder:
 def add_case(store: Store, case_id: str = "EHC-1", online: bool = False,
              meeting: datetime | None = MEETING) -> None:
     with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Ex",
+        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam", surname="Ex",
                                             dob=date(2014, 5, 2), nc_year=7),
                           plan=Plan(case_id=case_id, issued_on=date(2026, 4, 1)),
                           coordinator_email="senco@school.example.org",
@@ -297,7 +297,7 @@ def test_parents_from_the_mis_are_invited_when_the_list_named_none(store: Store)
     app = make_app(store, {"mis": plugin_module("mis", lookup_pupil=lookup_pupil),
                            "seen": seen.module("seen")})
     with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Ex"),
+        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam", surname="Ex"),
                           plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
                           coordinator_email=None, review_due=date(2027, 3, 31),
                           kind=ReviewKind.ANNUAL, pfa=False)

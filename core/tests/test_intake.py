@@ -14,7 +14,7 @@ from ehcbridge.testing import make_app
 HEADER = ("Case_ID,UPN,Forename,Surname,DOB,NC_Year,School_URN,Plan_Issued,Last_Review,"
           "Meeting_Start,Meeting_End,Location,Online,Coordinator_Email,Notes\n")
 GOOD = [
-    "EHC-1,A999000000001,Sam,Ex,02/05/2014,7,100001,2026-04-01,,2027-03-10T10:00,"
+    "EHC-1,C999000000001,Sam,Ex,02/05/2014,7,100001,2026-04-01,,2027-03-10T10:00,"
     "2027-03-10T11:00,Room 4,false,senco@school.example.org,ignored\n",
     "EHC-2,,Alex,Ample,2012-01-09,9,100001,15/06/2023,20/06/2026,,,,true,,\n",
 ]
@@ -87,7 +87,8 @@ def test_dry_run_writes_nothing(store: Store, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("row", "column", "message"), [
     (GOOD[0].replace("EHC-1,", ","), "case_id", "is required"),
-    (GOOD[0].replace("A999000000001", "A99"), "upn", "is not a UPN"),
+    (GOOD[0].replace("C999000000001", "A99"), "upn", "is not a valid UPN"),
+    (GOOD[0].replace("C999000000001", "A999000000001"), "upn", "check letter does not match"),
     (GOOD[0].replace(",7,", ",Y22,"), "nc_year", "is not an NC year"),
     (GOOD[0].replace("2027-03-10T11:00", "2027-03-10T09:00"), "meeting_end", "is not after"),
     (GOOD[0].replace("senco@school.example.org", "senco"), "coordinator_email", "not an email"),
@@ -100,13 +101,13 @@ def test_each_kind_of_bad_value(store: Store, tmp_path: Path, row: str, column: 
     assert any(p.column == column and message in p.message for p in caught.value.problems)
 
 
-def test_missing_required_column_and_non_utf8(store: Store, tmp_path: Path) -> None:
+def test_missing_required_column_and_binary(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("case_id,forename\nA,B\n")
     with pytest.raises(IntakeError, match="column surname: column is missing"):
         import_reviews(make_app(store), path)
-    path.write_bytes(HEADER.encode() + "EHC-9,,Zo\xeb".encode("latin-1"))
-    with pytest.raises(IntakeError, match="is not UTF-8"):
+    path.write_bytes(HEADER.encode() + b"EHC-9,\x00\x81\x8d\x00")
+    with pytest.raises(IntakeError, match="is not a text file"):
         import_reviews(make_app(store), path)
 
 

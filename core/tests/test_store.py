@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 def seed(store: Store) -> None:
     with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Ex"),
+        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam", surname="Ex"),
                           plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
                           coordinator_email=None, review_due=date(2027, 3, 31),
                           kind=ReviewKind.ANNUAL, pfa=False)
@@ -90,7 +90,7 @@ def test_upgrade_from_the_first_schema_keeps_every_row(tmp_path: Path) -> None:
         command.upgrade(cfg, "0001")
         # Rows as a 0001 installation wrote them.
         for sql in (
-            "insert into pupils (id, upn, forename, surname) values (1, 'A999000000001', 'S', 'E')",
+            "insert into pupils (id, upn, forename, surname) values (1, 'C999000000001', 'S', 'E')",
             "insert into plans (id, case_id, pupil_id, issued_on, plan_type) "
             "values (1, 'EHC-1', 1, '2026-04-01', 'ehcp')",
             "insert into reviews (id, plan_id, kind, due_by, status, preparing_for_adulthood, "

@@ -176,7 +176,7 @@ class App:
             clock=self.clock,
             store=PluginStoreFacade(self.store, name, self),
             engine_settings=self.settings.engine,
-            extras={"lookup_pupil": self.lookup_pupil},
+            extras={"lookup_pupil": self.lookup_pupil, "limits": self.settings.limits},
         )
 
     def start_plugins(self) -> None:
@@ -249,25 +249,3 @@ class App:
                 if isinstance(item, CheckResult):
                     results.append((outcome.plugin, item))
         return sorted(results, key=lambda r: r[0])
-
-
-_CURRENT: dict[str, App] = {}
-
-
-def set_current_app(app: App) -> None:
-    """Make ``app`` what :func:`current_app` returns (done by the CLI)."""
-    _CURRENT["app"] = app
-
-
-def current_app() -> App:
-    """The App of this process: the CLI invocation's (honouring --config) or one made from the
-    default settings."""
-    import click
-
-    if click.get_current_context(silent=True) is not None:
-        from ehcbridge.cli import get_app
-
-        return get_app()
-    if "app" not in _CURRENT:
-        _CURRENT["app"] = App()
-    return _CURRENT["app"]

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ehcbridge import __version__
+from ehcbridge.invocation import get_app
+from ehcbridge.invocation import plugin_manager as _plugin_manager
+from ehcbridge.scaffold import plugin_group
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -49,52 +52,6 @@ class EhcGroup(click.Group):
             self._add_plugin_commands(ctx)
             command = super().get_command(ctx, cmd_name)
         return command
-
-
-def _plugin_manager(ctx: click.Context) -> Any:
-    """One PluginManager per invocation, made without reading settings through pydantic."""
-    from ehcbridge.configfile import config_path_from
-    from ehcbridge.plugins import PluginManager, quick_plugin_sections
-
-    root = ctx.find_root()
-    manager = root.meta.get("ehcbridge.plugins")
-    if manager is None:
-        try:
-            path = config_path_from(root.params.get("config"))
-        except Exception:  # reported properly when a command builds the App
-            path = None
-        manager = PluginManager(quick_plugin_sections(path), path)
-        root.meta["ehcbridge.plugins"] = manager
-    return manager
-
-
-def get_app(ctx: click.Context | None = None) -> App:
-    """The App for this invocation, built once from --config and the environment."""
-    from ehcbridge.app import App, set_current_app
-    from ehcbridge.configfile import SettingsError
-
-    ctx = ctx or click.get_current_context()
-    root = ctx.find_root()
-    app = root.meta.get("ehcbridge.app")
-    if app is None:
-        from ehcbridge.plugins import PluginLoadError
-
-        try:
-            manager = _plugin_manager(root)
-            app = App(config=root.params.get("config"), plugins=manager)
-            manager.plugin_settings = app.settings.plugins
-            manager.config_path = app.settings.config_path
-            manager.load()
-        except (SettingsError, PluginLoadError) as exc:
-            raise click.ClickException(str(exc)) from None
-        root.meta["ehcbridge.app"] = app
-        from ehcbridge.operations import unknown_plugin_sections
-
-        for warning in unknown_plugin_sections(app):
-            click.echo(warning, err=True)
-        set_current_app(app)
-        root.call_on_close(app.close)
-    return app
 
 
 def _json(data: Any) -> None:
@@ -317,13 +274,16 @@ def import_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change.")
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool) -> None:
-    """Import a council review list or EHC Hub export (CSV), upserting by case_id."""
+@click.option("--sheet", help="The sheet of an .xlsx workbook to read (default: the first).")
+def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool,
+                       sheet: str | None) -> None:
+    """Import a council review list or EHC Hub export (CSV or .xlsx), upserting by case_id."""
     from ehcbridge.intake import IntakeError, import_reviews, summary
 
     app = get_app()
     try:
-        report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid)
+        report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid,
+                                sheet=sheet)
     except IntakeError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -341,6 +301,8 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
                + (", ".join(f"{n} {k}" for k, n in sorted(report.meetings.items())) or "none"))
     for problem in report.skipped:
         click.echo(f"skipped: {problem}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 # Reviews ------------------------------------------------------------------------------------
@@ -730,6 +692,9 @@ def demo_cmd(directory: Path | None) -> None:
     from ehcbridge.demo import run_demo
 
     run_demo(directory, echo=click.echo)
+
+
+cli.add_command(plugin_group)
 
 
 def main() -> None:

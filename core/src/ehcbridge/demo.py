@@ -68,9 +68,10 @@ def _workspace(directory: Path | None) -> Path:
 def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = print,
              step_days: int = 1) -> dict[str, object]:
     """Import the bundled list, run the engine day by day through a term and print a summary."""
-    from ehcbridge.app import App, set_current_app
+    from ehcbridge.app import App
     from ehcbridge.engine import Engine, TickReport
-    from ehcbridge.intake import import_reviews
+    from ehcbridge.intake import demo_workbook_check, import_reviews
+    from ehcbridge.invocation import set_current_app
     from ehcbridge.settings import load_settings
 
     work = _workspace(directory)
@@ -94,6 +95,7 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
             echo(f"  plugin {record.name}: {record.status} ({record.reason})")
     report = import_reviews(app, reviews_csv, now=app.clock.now())
     echo(f"  imported {report.added} plans, {sum(report.meetings.values())} meetings scheduled")
+    demo_workbook_check(app, reviews_csv, echo)
     from ehcbridge.plan_cli import build_plan
 
     plan = build_plan(app, today=START)
@@ -117,6 +119,9 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     summary = _summary(app, total, actions, work, outbox)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
+    from ehcbridge.scaffold import demo_step
+
+    summary["plugin_package"] = str(demo_step(work, echo))
     app.close()
     return summary
 

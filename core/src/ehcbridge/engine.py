@@ -400,7 +400,7 @@ class Engine:
                 _jobs.append(Schedule(name, cron, func))
 
             outcomes = self.app.plugins.call_each("register_schedules", plugins=[record.name],
-                                                  register=register)
+                                                  register=register, ctx=self.app.plugin_context)
             for outcome in outcomes:
                 if outcome.error is not None:
                     log.error("plugin %s could not register schedules: %s", record.name,

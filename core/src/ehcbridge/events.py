@@ -6,11 +6,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from ehcbridge.models import Decision, Frozen, Invitee, Meeting, Milestone, Plan, Pupil, Review
+
+if TYPE_CHECKING:
+    from ehcbridge.settings import EngineSettings
 
 
 class LifecycleEvent(Frozen):
@@ -126,7 +129,7 @@ class HookContext:
     logger: logging.Logger
     clock: Clock
     store: PluginStore
-    engine_settings: Any = None
+    engine_settings: EngineSettings | None = None  # the [engine] section (None in unit tests)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -7,9 +7,34 @@ delivery ledger and retried on its own, so one plugin's failure never stops anot
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 import pluggy
+
+if TYPE_CHECKING:  # types only: importing events here at run time would load pydantic early
+    import click
+    from pydantic import BaseModel
+
+    from ehcbridge.events import (
+        CheckResult,
+        DateConstraint,
+        HookContext,
+        LifecycleEvent,
+        OnlineMeeting,
+        PupilRecord,
+        Route,
+    )
+    from ehcbridge.models import Invitee, Pupil, Review
+
+# What the registering hooks receive, for a plugin's annotations (``from ehcbridge.hookspecs
+# import RegisterSettings``); strings, so importing them costs nothing at run time.
+RegisterSettings: TypeAlias = "Callable[[type[BaseModel]], None]"
+"""``register_settings`` receives this: call it with the settings model class."""
+ScheduledJob: TypeAlias = "Callable[[HookContext], object]"
+"""A periodic job: called with the plugin's context when its cron time comes."""
+RegisterSchedule: TypeAlias = "Callable[[str, str, ScheduledJob], None]"
+"""``register_schedules`` receives this: ``register(name, cron, func)``."""
 
 hookspec = pluggy.HookspecMarker("ehcbridge")
 
@@ -18,26 +43,26 @@ hookspec = pluggy.HookspecMarker("ehcbridge")
 
 
 @hookspec
-def on_review_scheduled(event: Any, ctx: Any) -> None:
+def on_review_scheduled(event: LifecycleEvent, ctx: HookContext) -> None:
     """A review meeting was set, moved or cancelled (``event.action``: scheduled, rescheduled,
     cancelled). Fires after the online meeting provider, so ``event.meeting.join_url`` is set for an
     online meeting. Return value ignored; raise to have the delivery retried."""
 
 
 @hookspec
-def on_views_due(event: Any, ctx: Any) -> None:
+def on_views_due(event: LifecycleEvent, ctx: HookContext) -> None:
     """A views stage was reached (``event.action``: ``request`` six weeks before the meeting,
     ``reminder`` and ``due`` two weeks before, reg 20(4)). Return value ignored."""
 
 
 @hookspec
-def on_meeting_held(event: Any, ctx: Any) -> None:
+def on_meeting_held(event: LifecycleEvent, ctx: HookContext) -> None:
     """The meeting was recorded as held, or its end time passed (``event.action``: ``recorded``
     or ``ended``). The report is due two weeks later (reg 20(7)). Return value ignored."""
 
 
 @hookspec
-def on_decision(event: Any, ctx: Any) -> None:
+def on_decision(event: LifecycleEvent, ctx: HookContext) -> None:
     """The LA recorded its decision (``event.decision``: maintain, amend or cease). Return value
     ignored."""
 
@@ -46,57 +71,60 @@ def on_decision(event: Any, ctx: Any) -> None:
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Called when the CLI is built; add click commands or groups to ``cli``. Import vendor
     libraries inside the commands, not at module level, so ``ehcbridge --help`` stays fast."""
 
 
 @hookspec
-def register_settings(register: Any) -> None:
+def register_settings(register: RegisterSettings) -> None:
     """Called once at load; call ``register(Model)`` with the pydantic model that validates this
     plugin's ``[plugins.<name>]`` section. The validated instance arrives as ``ctx.settings``."""
 
 
 @hookspec
-def startup(ctx: Any) -> None:
+def startup(ctx: HookContext) -> None:
     """Called once after settings are validated, before any other hook; raise to fail fast (the
     plugin is marked failed with the reason, the others carry on)."""
 
 
 @hookspec
-def check(ctx: Any) -> Any:
+def check(ctx: HookContext) -> CheckResult | Sequence[CheckResult] | None:
     """Called by ``ehcbridge doctor``; return a ``CheckResult`` or a list of them (status ``ok``,
     ``warning``, ``failed`` or ``not configured``). Raising counts as failed."""
 
 
 @hookspec
-def register_schedules(register: Any) -> None:
+def register_schedules(register: RegisterSchedule, ctx: HookContext) -> None:
     """Called when the engine starts its loop; call ``register(name, cron, func)`` for each periodic
-    job. ``func(ctx)`` runs in the engine process when the cron expression comes due."""
+    job (``ctx.settings`` says which). ``func(ctx)`` runs in the engine process when the cron
+    expression comes due."""
 
 
 # Lookups (first non-None answer wins) --------------------------------------------------------
 
 
 @hookspec(firstresult=True)
-def provide_online_meeting(event: Any, ctx: Any) -> Any:
+def provide_online_meeting(event: LifecycleEvent, ctx: HookContext) -> OnlineMeeting | None:
     """Asked before ``on_review_scheduled`` for an online meeting, only of the provider named in
     ``engine.online_meetings``. Create, move or (for ``cancelled``) remove the online meeting and
     return an ``OnlineMeeting`` (provider, join_url, external_id), or None when cancelled."""
 
 
 @hookspec(firstresult=True)
-def route_invite(review: Any, pupil: Any, invitee: Any, ctx: Any) -> Any:
+def route_invite(review: Review, pupil: Pupil, invitee: Invitee, ctx: HookContext
+                 ) -> Route | None:
     """Asked for each professional invitee before any plugin sees it; return a ``Route`` (team,
     mailbox, the rule that matched and why) or None to leave the invitee as it is."""
 
 
 @hookspec(firstresult=True)
-def lookup_pupil(upn: str, ctx: Any) -> Any:
+def lookup_pupil(upn: str, ctx: HookContext) -> PupilRecord | None:
     """Return a ``PupilRecord`` for the UPN (pupil, contacts, SEN provision, needs) or None."""
 
 
 @hookspec
-def meeting_constraints(review: Any, pupil: Any, ctx: Any) -> Any:
+def meeting_constraints(review: Review, pupil: Pupil, ctx: HookContext
+                        ) -> Sequence[DateConstraint] | None:
     """Asked by the planner for a review without a meeting; return a list of ``DateConstraint``
     (preferred dates with a weight and a reason, or blocked dates)."""

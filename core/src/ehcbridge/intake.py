@@ -1,23 +1,37 @@
-"""Review lists in: a council's termly list or an EHC Hub export, as CSV.
+"""Review lists in: a council's termly list or an EHC Hub export, as CSV or an Excel workbook.
 
-The whole file is validated before anything is written; a bad row is reported with its row
-number, column and value, and (without ``skip_invalid``) nothing from the file is stored.
+The whole file is validated before anything is written; a bad row is reported with its file,
+sheet, row number, column and value, and (without ``skip_invalid``) nothing from the file is
+stored. Values are read through :mod:`ehcbridge.formats`, shared with every other importer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ehcbridge.models import LONDON, Invitee, Plan, Pupil, ReviewKind, Role
+from ehcbridge.formats import (
+    DEFAULT_LIMITS,
+    InvalidUPN,
+    Limits,
+    RowProblem,
+    TableError,
+    parse_date,
+    parse_datetime,
+    parse_nc_year,
+    read_table,
+    validate_upn,
+)
+from ehcbridge.models import Invitee, Plan, Pupil, ReviewKind, Role
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
+
+__all__ = ["ALIASES", "COLUMNS", "ImportReport", "IntakeError", "IntakeRow", "RowProblem",
+           "import_reviews", "parse_date", "parse_datetime", "read_reviews", "summary"]
 
 COLUMNS = ("case_id", "upn", "forename", "surname", "dob", "nc_year", "school_urn",
            "plan_issued", "last_review", "meeting_start", "meeting_end", "location", "online",
@@ -29,6 +43,29 @@ INVITEE_COLUMNS = {
 }
 REQUIRED = ("case_id", "forename", "surname", "plan_issued")
 TRUE, FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
+# Other names councils' lists and Hub exports use (after case, spaces, "_" and "-" are
+# normalised); listed in docs/intake.md.
+ALIASES = {
+    "case_ref": "case_id", "case_reference": "case_id", "ehc_case_id": "case_id",
+    "ehcp_id": "case_id", "hub_case_id": "case_id", "case_number": "case_id",
+    "unique_pupil_number": "upn", "pupil_upn": "upn",
+    "first_name": "forename", "forenames": "forename", "given_name": "forename",
+    "legal_forename": "forename",
+    "last_name": "surname", "family_name": "surname", "legal_surname": "surname",
+    "date_of_birth": "dob", "birth_date": "dob",
+    "year_group": "nc_year", "ncyear": "nc_year", "ncyearactual": "nc_year",
+    "nc_year_actual": "nc_year", "year": "nc_year",
+    "urn": "school_urn", "school": "school_urn",
+    "plan_issue_date": "plan_issued", "date_plan_issued": "plan_issued",
+    "plan_issued_date": "plan_issued", "ehcp_issued": "plan_issued", "issued": "plan_issued",
+    "last_review_date": "last_review", "last_annual_review": "last_review",
+    "meeting_date": "meeting_start", "meeting": "meeting_start", "review_meeting": "meeting_start",
+    "meeting_finish": "meeting_end", "venue": "location",
+    "coordinator": "coordinator_email", "caseworker_email": "coordinator_email",
+}
+# Longest value each column may hold (what the store keeps); longer is a row error.
+COLUMN_CHARS = {"case_id": 64, "forename": 100, "surname": 100, "school_urn": 10,
+                "location": 500, "coordinator_email": 254}
 
 
 class IntakeError(Exception):
@@ -42,21 +79,6 @@ class IntakeError(Exception):
         rows = len({p.row for p in problems})
         super().__init__(f"{path}: {len(problems)} problem(s) in {rows} row(s), nothing imported: "
                          f"{shown}{more}")
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    """One bad value: where it is and what is wrong."""
-
-    path: str
-    row: int
-    column: str
-    value: str
-    message: str
-
-    def __str__(self) -> str:
-        shown = f" {self.value!r}" if self.value else ""
-        return f"{self.path} row {self.row}, column {self.column}:{shown} {self.message}"
 
 
 @dataclass
@@ -85,83 +107,72 @@ class ImportReport:
     skipped: list[RowProblem] = field(default_factory=list)
     dry_run: bool = False
     path: Path = Path("-")
+    warnings: list[str] = field(default_factory=list)
+    encoding: str | None = None
+    sheet: str | None = None
 
 
-def parse_date(value: str) -> date:
-    """ISO (2026-03-10) or UK (10/03/2026) date."""
-    value = value.strip()
+@dataclass
+class ReadResult:
+    """A review list read and validated: good rows, problems and what to warn about."""
+
+    rows: list[IntakeRow]
+    problems: list[RowProblem]
+    warnings: list[str] = field(default_factory=list)
+    encoding: str | None = None
+    sheet: str | None = None
+
+    def __iter__(self) -> Any:
+        """Unpack as ``rows, problems`` (the older two-value form)."""
+        return iter((self.rows, self.problems))
+
+
+def read_reviews(path: Path, *, meeting_minutes: int = 60, sheet: str | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> ReadResult:
+    """Parse and validate a review list (CSV or .xlsx); returns good rows and every problem."""
     try:
-        if len(value) == 10 and value[4] == "-" and value[7] == "-":
-            return date.fromisoformat(value)
-        day, month, year = value.split("/")
-        if len(year) == 4 and len(month) <= 2 and len(day) <= 2:
-            return date(int(year), int(month), int(day))
-    except ValueError:
-        pass
-    raise ValueError("is not a date (use YYYY-MM-DD or DD/MM/YYYY)")
-
-
-def parse_datetime(value: str) -> datetime:
-    """ISO or UK date and time, read as Europe/London unless an offset is given."""
-    value = value.strip()
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        for fmt in ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S"):
-            try:
-                parsed = datetime.strptime(value, fmt)
-                break
-            except ValueError:
-                continue
-        else:
-            raise ValueError("is not a date and time (use YYYY-MM-DDTHH:MM or "
-                             "DD/MM/YYYY HH:MM)") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=LONDON)
-    return parsed.astimezone(LONDON)
-
-
-def read_reviews(path: Path, *, meeting_minutes: int = 60
-                 ) -> tuple[list[IntakeRow], list[RowProblem]]:
-    """Parse and validate a review list; returns good rows and every problem found."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # Excel writes a BOM
-    except UnicodeDecodeError as exc:
-        raise IntakeError(path, [RowProblem(str(path), 0, "-", "",
-                                            f"is not UTF-8 text ({exc.reason})")]) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise IntakeError(path, [RowProblem(str(path), 1, "-", "", "has no header row")])
-    header = {name: (name or "").strip().lower() for name in reader.fieldnames}
-    missing = [c for c in REQUIRED if c not in header.values()]
+        table = read_table(path, sheet=sheet, aliases=ALIASES, limits=limits)
+    except TableError as exc:
+        raise IntakeError(path, exc.problems) from None
+    missing = [c for c in REQUIRED if c not in table.header]
     if missing:
-        raise IntakeError(path, [RowProblem(str(path), 1, c, "", "column is missing")
-                                 for c in missing])
+        raise IntakeError(path, [table.problem(1, c, "", "column is missing") for c in missing])
     rows: list[IntakeRow] = []
-    problems: list[RowProblem] = []
+    problems: list[RowProblem] = list(table.problems)
+    bad_rows = {p.row for p in problems}
     seen: dict[str, int] = {}
-    for number, raw in enumerate(reader, start=2):
-        values = {header[k]: (v or "").strip() for k, v in raw.items() if k is not None}
-        if not any(values.values()):
-            continue
+    upns: dict[str, list[tuple[int, str]]] = {}
+    for number, values in table.rows:
         row_problems: list[RowProblem] = []
-        parsed = _parse_row(str(path), number, values, row_problems, meeting_minutes)
+        parsed = _parse_row(table.problem, number, values, row_problems, meeting_minutes)
         case_id = values.get("case_id", "")
         if case_id and case_id in seen:
-            row_problems.append(RowProblem(str(path), number, "case_id", case_id,
-                                           f"repeats row {seen[case_id]}"))
+            row_problems.append(table.problem(number, "case_id", case_id,
+                                              f"repeats row {seen[case_id]}"))
         seen.setdefault(case_id, number)
-        if row_problems or parsed is None:
+        if row_problems or parsed is None or number in bad_rows:
             problems.extend(row_problems)
         else:
             rows.append(parsed)
-    return rows, problems
+            if parsed.pupil.upn:
+                upns.setdefault(parsed.pupil.upn, []).append((number, parsed.plan.case_id))
+    problems.sort(key=lambda p: p.row)
+    warnings = [
+        f"{table.path}: rows {', '.join(str(n) for n, _ in found)} (case ids "
+        f"{', '.join(c for _, c in found)}) share one UPN: they will be one pupil with "
+        f"{len(found)} plans; check the list if they are different children"
+        for found in upns.values() if len(found) > 1
+    ]
+    if table.encoding not in (None, "UTF-8", "UTF-8 with BOM"):
+        warnings.insert(0, f"{table.path}: read as {table.encoding} text; check accented "
+                           "names, or save the list as CSV UTF-8")
+    return ReadResult(rows, problems, warnings, table.encoding, table.sheet)
 
 
-def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProblem],
+def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowProblem],
                meeting_minutes: int) -> IntakeRow | None:
     def bad(column: str, message: str) -> None:
-        problems.append(RowProblem(path, number, column, v.get(column, ""), message))
+        problems.append(locate(number, column, v.get(column, ""), message))
 
     def get_date(column: str, required: bool = False) -> date | None:
         if not v.get(column):
@@ -177,20 +188,26 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
     for column in ("case_id", "forename", "surname"):
         if not v.get(column):
             bad(column, "is required")
+    for column, chars in COLUMN_CHARS.items():
+        if len(v.get(column, "")) > chars:
+            bad(column, f"is longer than {chars} characters")
     issued = get_date("plan_issued", required=True)
     last = get_date("last_review")
     dob = get_date("dob")
     nc_year: int | None = None
-    if v.get("nc_year"):
+    try:
+        nc_year = parse_nc_year(v.get("nc_year"))
+    except ValueError as exc:
+        bad("nc_year", str(exc))
+    upn: str | None = None
+    if v.get("upn"):
         try:
-            nc_year = int(v["nc_year"].upper().removeprefix("Y").removeprefix("R") or "0")
-            if not -2 <= nc_year <= 14:
-                raise ValueError
-        except ValueError:
-            bad("nc_year", "is not an NC year (R, 1 to 14)")
-    upn = v.get("upn", "").upper() or None
-    if upn is not None and (len(upn) != 13 or not upn[0].isalpha() or not upn[1:12].isdigit()):
-        bad("upn", "is not a UPN (13 characters: a letter, 11 digits, a letter or digit)")
+            upn = validate_upn(v["upn"])
+        except InvalidUPN as exc:
+            bad("upn", "is not a valid UPN: " + str(exc).removeprefix("UPN "))
+    urn = v.get("school_urn") or None
+    if urn is not None and not (urn.isascii() and urn.isdigit()):
+        bad("school_urn", "is not a school URN (digits)")
     start = end = None
     for column in ("meeting_start", "meeting_end"):
         if v.get(column):
@@ -203,9 +220,9 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
                 start = value
             else:
                 end = value
-    if end is not None and start is None:
+    if end is not None and start is None and not v.get("meeting_start"):
         bad("meeting_end", "is given without meeting_start")
-    if start is not None and end is None:
+    if start is not None and end is None and not v.get("meeting_end"):
         end = start + timedelta(minutes=meeting_minutes)
     if start is not None and end is not None and end <= start:
         bad("meeting_end", "is not after meeting_start")
@@ -220,18 +237,21 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
     invitees = []
     for prefix, role in INVITEE_COLUMNS.items():
         address = v.get(f"{prefix}_email")
+        name = v.get(f"{prefix}_name") or None
         if address:
-            if "@" not in address:
+            if "@" not in address or len(address) > 254:
                 bad(f"{prefix}_email", "is not an email address")
                 continue
-            invitees.append(Invitee(role=role, email=address,
-                                    name=v.get(f"{prefix}_name") or None, source="import"))
+            if name is not None and len(name) > 200:
+                bad(f"{prefix}_name", "is longer than 200 characters")
+                continue
+            invitees.append(Invitee(role=role, email=address, name=name, source="import"))
     if problems or issued is None:
         return None
     return IntakeRow(
         row=number,
         pupil=Pupil(upn=upn, forename=v["forename"], surname=v["surname"], dob=dob,
-                    nc_year=nc_year, school_urn=v.get("school_urn") or None),
+                    nc_year=nc_year, school_urn=urn),
         plan=Plan(case_id=v["case_id"], issued_on=issued, last_review_decision=last),
         coordinator_email=email, meeting_start=start, meeting_end=end,
         location=v.get("location") or None, online=online_raw in TRUE, invitees=invitees,
@@ -239,15 +259,17 @@ def _parse_row(path: str, number: int, v: dict[str, str], problems: list[RowProb
 
 
 def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid: bool = False,
-                   now: datetime | None = None) -> ImportReport:
+                   now: datetime | None = None, sheet: str | None = None) -> ImportReport:
     """Validate then upsert a review list by case_id, all in one transaction."""
 
-    rows, problems = read_reviews(path, meeting_minutes=app.settings.engine.meeting_minutes)
-    if problems and not skip_invalid:
-        raise IntakeError(path, problems)
-    report = ImportReport(skipped=problems, dry_run=dry_run, path=path)
+    read = read_reviews(path, meeting_minutes=app.settings.engine.meeting_minutes, sheet=sheet,
+                        limits=app.settings.limits)
+    if read.problems and not skip_invalid:
+        raise IntakeError(path, read.problems)
+    report = ImportReport(skipped=read.problems, dry_run=dry_run, path=path,
+                          warnings=read.warnings, encoding=read.encoding, sheet=read.sheet)
     with contextlib.suppress(_DryRun):
-        _apply(app, rows, report, now)
+        _apply(app, read.rows, report, now)
     return report
 
 
@@ -284,7 +306,7 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
             raise IntakeError(report.path, [RowProblem(
                 str(report.path), bad.row if bad else 0, "meeting_start",
                 bad.meeting_start.isoformat() if bad and bad.meeting_start else "",
-                str(exc).split(": ", 1)[-1])]) from None
+                str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:
@@ -297,4 +319,32 @@ def summary(report: ImportReport) -> dict[str, Any]:
     """The report as JSON-friendly data."""
     return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
-            "skipped": [str(p) for p in report.skipped]}
+            "skipped": [str(p) for p in report.skipped], "warnings": list(report.warnings),
+            "encoding": report.encoding, "sheet": report.sheet}
+
+
+def demo_workbook_check(app: App, csv_path: Path, echo: Any) -> ImportReport:
+    """Demo step: the bundled list saved as an Excel workbook, read back through the same path.
+
+    A dry run, so it writes nothing: every plan should come back unchanged, showing the workbook
+    and the CSV give the same data (dates, years, UPN check letters).
+    """
+    import openpyxl
+
+    read = read_reviews(csv_path, limits=app.settings.limits)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Reviews"
+    table = read_table(csv_path, aliases=ALIASES)
+    sheet.append(table.header)
+    for _, values in table.rows:
+        sheet.append([values.get(column, "") for column in table.header])
+    path = csv_path.with_suffix(".xlsx")
+    book.save(path)
+    report = import_reviews(app, path, dry_run=True, sheet="Reviews")
+    upns = sum(1 for row in read.rows if row.pupil.upn)
+    echo(f"  the same list as an Excel workbook (sheet {report.sheet!r}): {report.unchanged} "
+         f"plans unchanged, {upns} UPNs passed the DfE check letter, "
+         f"{len(report.warnings)} warning(s)")
+    return report

@@ -2,13 +2,17 @@
 
 Pluggy calls every implementation in one loop and stops at the first exception. ehcbridge instead
 loads each plugin on its own (an import error, a bad signature, a misspelt hook, a settings error or
-a failing ``startup`` fails only that plugin) and calls each implementation on its own.
+a failing ``startup`` fails only that plugin) and calls each plugin on its own, through a pluggy
+hook caller narrowed to that one plugin (``subset_hook_caller``), so pluggy checks the arguments,
+and tracing is pluggy's hook-call monitoring. Hook wrappers cannot wrap other plugins when each is
+called on its own, so a plugin declaring one is refused at load; ``optionalhook`` is honoured.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -104,6 +108,8 @@ class PluginManager:
         self._started = False
         self.strict = _truthy(os.environ.get("EHCBRIDGE_STRICT_PLUGINS", ""))
         self.trace = _truthy(os.environ.get("EHCBRIDGE_TRACE_PLUGINS", ""))
+        if self.trace:
+            self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
 
     # Loading -------------------------------------------------------------------------------
 
@@ -148,12 +154,22 @@ class PluginManager:
             self._fail(record, f"{type(exc).__name__}: {exc}")
             return
         record.module = module
-        unknown = [hc.name for hc in self.pm.get_hookcallers(module) or [] if not hc.has_spec()]
-        record.hooks = sorted(impl_name for impl_name in self._hook_names(module))
+        callers = self.pm.get_hookcallers(module) or []
+        impls = [impl for hc in callers for impl in hc.get_hookimpls() if impl.plugin is module]
+        # An optionalhook names a hook this core may not have (a newer one): not an error.
+        unknown = [hc.name for hc in callers if not hc.has_spec()
+                   and not all(i.optionalhook for i in hc.get_hookimpls() if i.plugin is module)]
+        record.hooks = sorted(hc.name for hc in callers if hc.has_spec())
         if unknown:
-            self.pm.unregister(module)
             self._fail(record, f"unknown hook {', '.join(sorted(unknown))} "
                                "(misspelt? see docs/hooks.md)")
+            return
+        wrappers = sorted(impl.function.__name__ for impl in impls
+                          if impl.wrapper or impl.hookwrapper)
+        if wrappers:
+            self._fail(record, f"hook wrapper {', '.join(wrappers)} is not supported: ehcbridge "
+                               "calls each plugin on its own, so a wrapper has nothing to wrap "
+                               "(drop wrapper=True/hookwrapper=True)")
             return
 
     def configure(self) -> None:
@@ -168,9 +184,6 @@ class PluginManager:
         for record in list(self.records.values()):
             if record.status == LOADED:
                 self._register_settings(record, self.plugin_settings.get(record.name, {}))
-
-    def _hook_names(self, module: Any) -> list[str]:
-        return [hc.name for hc in self.pm.get_hookcallers(module) or []]
 
     def _register_settings(self, record: PluginRecord, raw: dict[str, Any]) -> None:
         models: list[type[BaseModel]] = []
@@ -256,30 +269,56 @@ class PluginManager:
 
     def _call_plugin(self, name: str, hook: str, kwargs: dict[str, Any]) -> Outcome | None:
         caller = getattr(self.pm.hook, hook)
-        impl = next((i for i in caller.get_hookimpls() if i.plugin_name == name), None)
-        if impl is None:
+        plugin = self.pm.get_plugin(name)
+        if plugin is None or not any(i.plugin is plugin for i in caller.get_hookimpls()):
             return None
-        args = []
-        for arg in impl.argnames:
-            value = kwargs.get(arg)
-            if arg == "ctx" and callable(value):
-                value = value(name)
-            args.append(value)
-        if self.trace:
-            print(f"ehcbridge trace: {hook} -> {name}", file=sys.stderr)
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        one = self.pm.subset_hook_caller(hook, others)
+        # pluggy wants every argument of the spec; a caller may leave some out (None).
+        call_kwargs = {arg: kwargs.get(arg) for arg in (caller.spec.argnames if caller.spec
+                                                        else kwargs)}
+        ctx_for = call_kwargs.get("ctx")
+        if callable(ctx_for):  # each plugin gets its own context
+            call_kwargs["ctx"] = ctx_for(name)
         started = time.perf_counter()
         try:
-            result = impl.function(*args)
+            result = one(**call_kwargs)
         except Exception as exc:
-            outcome = Outcome(name, error=exc, seconds=time.perf_counter() - started)
-        else:
-            outcome = Outcome(name, result=result, seconds=time.perf_counter() - started)
-        if self.trace:
-            shown = (f"raised {type(outcome.error).__name__}: {outcome.error}"
-                     if outcome.error else f"returned {type(outcome.result).__name__}")
-            print(f"ehcbridge trace: {hook} <- {name} {shown} ({outcome.seconds * 1000:.1f} ms)",
-                  file=sys.stderr)
-        return outcome
+            return Outcome(name, error=exc, seconds=time.perf_counter() - started)
+        if isinstance(result, list) and not (caller.spec and caller.spec.opts.get("firstresult")):
+            # A plain hook returns the list of its implementations' results: here just one.
+            result = result[0] if result else None
+        return Outcome(name, result=result, seconds=time.perf_counter() - started)
+
+
+def _trace_before(hook: str, impls: Any, kwargs: Any) -> None:
+    names = ", ".join(i.plugin_name for i in impls)
+    print(f"ehcbridge trace: {hook} -> {names}", file=sys.stderr)
+    _started().append(time.perf_counter())
+
+
+def _trace_after(outcome: pluggy.Result[Any], hook: str, impls: Any, kwargs: Any) -> None:
+    stack = _started()
+    seconds = time.perf_counter() - (stack.pop() if stack else 0.0)
+    names = ", ".join(i.plugin_name for i in impls)
+    error = outcome.exception
+    result = None if error is not None else outcome.get_result()
+    if isinstance(result, list) and len(result) <= 1:  # one plugin's answer to a plain hook
+        result = result[0] if result else None
+    shown = (f"raised {type(error).__name__}: {error}" if error is not None
+             else f"returned {type(result).__name__}")
+    print(f"ehcbridge trace: {hook} <- {names} {shown} ({seconds * 1000:.1f} ms)",
+          file=sys.stderr)
+
+
+_TRACE = threading.local()  # plugins may be called from several threads at once
+
+
+def _started() -> list[float]:
+    if not hasattr(_TRACE, "started"):
+        _TRACE.started = []
+    stack: list[float] = _TRACE.started
+    return stack
 
 
 def _unmet_core_requirement(dist: metadata.Distribution | None) -> str:

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from ehcbridge.configfile import DEFAULT_CONFIG, SettingsError, config_path_from
+from ehcbridge.formats.limits import Limits
 
 __all__ = ["DEFAULT_CONFIG", "SettingsError", "config_path_from", "load_settings"]
 
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
 
     store: StoreSettings = Field(default_factory=StoreSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    limits: Limits = Field(default_factory=Limits)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # Set by load_settings; not a setting itself.

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"  # the DfE check-letter alphabet (no I, O or S)
+from ehcbridge.formats.upn import check_letter
+
 FORENAMES = ("Alex", "Bailey", "Casey", "Devon", "Eden", "Finley", "Harley", "Jordan", "Kai",
              "Logan", "Morgan", "Nico", "Parker", "Quinn", "Riley", "Sage", "Taylor", "Wren")
 SURNAMES = ("Ashdown", "Brookfield", "Carrow", "Dunmore", "Elmsworth", "Fernlea", "Greyholt",
@@ -22,21 +23,11 @@ HEADER = ["case_id", "upn", "forename", "surname", "dob", "nc_year", "school_urn
           "sen_officer_email"]
 
 
-def upn_check_letter(body: str) -> str:
-    """The DfE check letter for the 12 characters after it (weights 2 to 13, modulo 23)."""
-    total = sum(int(ch) * weight for weight, ch in enumerate(body[:11], start=2))
-    if body[11].isdigit():
-        total += int(body[11]) * 13
-    else:
-        total += UPN_LETTERS.index(body[11]) * 13
-    return UPN_LETTERS[total % 23]
-
-
 def make_upn(rng: random.Random, la: str = "999") -> str:
     """A valid synthetic UPN (LA 999 is not a real authority)."""
     body = la + f"{rng.randrange(10000):04d}" + f"{rng.randrange(100):02d}" + \
         f"{rng.randrange(1000):03d}"
-    return upn_check_letter(body) + body
+    return check_letter(body) + body
 
 
 def rows(count: int, *, seed: int = 2027, term_start: date = date(2027, 1, 4),

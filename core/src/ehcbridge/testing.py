@@ -1,4 +1,9 @@
-"""Helpers for plugin authors' tests: build events and contexts without a store or an engine."""
+"""Helpers for plugin authors' tests: build events and contexts without a store or an engine.
+
+For tests on a real store and engine, use the fixtures of the pytest plugin
+(``ehcbridge.pytest_plugin``). ``MemoryPluginStore`` behaves as the store a plugin sees; a shared
+contract test (core/tests/test_plugin_store_contract.py) runs the same checks on both.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +74,12 @@ class MemoryPluginStore:
     def record_invitation(
         self, case_id: str, email: str, *, status: str = "sent", detail: str = ""
     ) -> None:
-        """Record an invitation."""
+        """Record an invitation (the latest status per plugin and address, as the store keeps)."""
+        for record in self.invitation_records:
+            if (record["case_id"], record["plugin"], record["email"].lower()) == (
+                    case_id, self.plugin, email.lower()):
+                record.update(status=status, detail=detail)
+                return
         self.invitation_records.append(
             {"case_id": case_id, "email": email, "plugin": self.plugin, "status": status,
              "detail": detail}
@@ -84,8 +94,14 @@ class MemoryPluginStore:
         self.responses[(case_id, email.lower())] = response
 
     def add_invitee(self, case_id: str, invitee: Invitee) -> None:
-        """Add an invitee."""
-        self.invitees.setdefault(case_id, []).append(invitee)
+        """Add an invitee, or update the one with the same role and email (as the store does;
+        no router runs here)."""
+        found = self.invitees.setdefault(case_id, [])
+        for i, known in enumerate(found):
+            if (known.role, known.email) == (invitee.role, invitee.email):
+                found[i] = invitee
+                return
+        found.append(invitee)
 
     def set_meeting_link(
         self, case_id: str, *, provider: str, join_url: str | None, external_id: str | None
@@ -196,6 +212,21 @@ def make_event(
     )
     fields.update(overrides)
     return LifecycleEvent(**fields)
+
+
+@dataclass
+class ContextApp:
+    """Stands in for the App of a plugin command in a test: every plugin gets ``ctx``.
+
+    ``CliRunner().invoke(command, args, obj=ContextApp(ctx))``, or monkeypatch
+    ``ehcbridge.invocation.current_app`` to return it.
+    """
+
+    ctx: HookContext
+
+    def plugin_context(self, name: str) -> HookContext:
+        """The context given (whatever the plugin name)."""
+        return self.ctx
 
 
 @dataclass

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from ehcbridge import NotConfigured, PermanentError, RetryLater
 from ehcbridge.events import HookContext, LifecycleEvent
 from ehcbridge.models import LONDON, Invitee, Role
-from ehcbridge.testing import MemoryPluginStore, make_event
+from ehcbridge.testing import ContextApp, MemoryPluginStore, make_event
 from ehcbridge_health_referrals import cli, on_views_due, route_invite
 from ehcbridge_health_referrals.routing import area_key
 from ehcbridge_health_referrals.settings import HealthReferralsSettings
@@ -159,7 +159,7 @@ def test_reminded_once_then_flagged_overdue_until_received(
     on_views_due(event=views_event("request"), ctx=ctx)
 
     ctx_later = context(now=START - timedelta(weeks=2, days=3))
-    monkeypatch.setattr(cli, "context_factory", lambda: ctx_later)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx_later))
     result = CliRunner().invoke(cli.group, ["received", "EHC-0001", "--team", "bristol camhs"])
     assert result.exit_code == 0, result.output
     assert "advice from Bristol CAMHS recorded as received 2026-02-21" in result.output
@@ -210,7 +210,7 @@ def test_received_for_an_unknown_team_lists_the_teams(
         context: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = context()
     route_all(ctx, views_event("request"), TEAMS[:1])
-    monkeypatch.setattr(cli, "context_factory", lambda: ctx)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx))
     result = CliRunner().invoke(cli.group, ["received", "EHC-0001", "--team", "Podiatry"])
     assert result.exit_code == 1
     assert "no team 'Podiatry' on review EHC-0001 (teams: Bristol SALT)" in result.output
@@ -267,7 +267,7 @@ def test_next_years_review_does_not_inherit_last_years_teams(
 
     # The store's current review is now review 2; explain shows its routes.
     store.reviews["EHC-0001"] = next_year.review
-    monkeypatch.setattr(cli, "context_factory", lambda: ctx)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx))
     out = CliRunner().invoke(cli.group, ["explain", "EHC-0001"]).output
     assert "Bristol SALT" in out and "CAMHS" not in out
     store.reviews["EHC-0001"] = next_year.review.model_copy(update={"id": 3})

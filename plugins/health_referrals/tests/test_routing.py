@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from ehcbridge.events import HookContext, PupilRecord, Route
 from ehcbridge.models import Invitee, Pupil, Role
-from ehcbridge.testing import MemoryPluginStore, make_event
+from ehcbridge.testing import ContextApp, MemoryPluginStore, make_event
 from ehcbridge_health_referrals import cli, route_invite
 from ehcbridge_health_referrals.routing import area_key
 from ehcbridge_health_referrals.settings import HealthReferralsSettings
@@ -248,7 +248,7 @@ def test_explain_lists_each_team_rule_and_reason(context: Ctx, store: MemoryPlug
     routed(ctx, Role.HEALTH, team="SALT")
     routed(ctx, Role.SOCIAL_CARE)
     routed(ctx, Role.HEALTH, team="Dietetics")
-    monkeypatch.setattr(cli, "context_factory", lambda: ctx)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx))
     result = CliRunner().invoke(cli.group, ["explain", "EHC-0001"])
     assert result.exit_code == 0, result.output
     out = result.output
@@ -261,7 +261,7 @@ def test_explain_lists_each_team_rule_and_reason(context: Ctx, store: MemoryPlug
 
 
 def test_explain_for_an_unrouted_case(context: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "context_factory", lambda: context())
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(context()))
     result = CliRunner().invoke(cli.group, ["explain", "EHC-9999"])
     assert result.exit_code == 0
     assert "EHC-9999: no invitee has been routed yet" in result.output
@@ -270,7 +270,7 @@ def test_explain_for_an_unrouted_case(context: Ctx, monkeypatch: pytest.MonkeyPa
 def test_set_area_then_route_by_postcode(context: Ctx, store: MemoryPluginStore,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = context()
-    monkeypatch.setattr(cli, "context_factory", lambda: ctx)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx))
     bad = CliRunner().invoke(cli.group, ["set-area", "EHC-0001", "--postcode-district", "BS5 6AB"])
     assert bad.exit_code != 0 and "is not a postcode district" in bad.output
     ok = CliRunner().invoke(cli.group, ["set-area", "EHC-0001", "--postcode-district", "bs4"])
@@ -280,7 +280,7 @@ def test_set_area_then_route_by_postcode(context: Ctx, store: MemoryPluginStore,
 
 
 def test_rules_command_lists_the_table(context: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "context_factory", lambda: context())
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(context()))
     result = CliRunner().invoke(cli.group, ["rules"])
     assert result.exit_code == 0
     lines = result.output.splitlines()

@@ -40,7 +40,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def _case(store: Store, meeting: datetime = MEETING, now: datetime = T0) -> None:
     issued = meeting.date() - timedelta(days=340)
     with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Example",
+        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam", surname="Example",
                                             dob=date(2014, 5, 2), nc_year=7),
                           plan=Plan(case_id="EHC-1", issued_on=issued),
                           coordinator_email="senco@school.example.org",

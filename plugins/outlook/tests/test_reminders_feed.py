@@ -165,7 +165,7 @@ def test_feed_for_a_team_and_for_nobody(tools: Any) -> None:
 
 def test_feed_command_writes_the_file(tools: Any, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import ehcbridge.app
+    import ehcbridge.invocation
 
     _schedule_two_cases(tools)
 
@@ -174,7 +174,7 @@ def test_feed_command_writes_the_file(tools: Any, tmp_path: Path,
             assert name == "outlook"
             return tools.ctx()
 
-    monkeypatch.setattr(ehcbridge.app, "current_app", lambda: FakeApp())
+    monkeypatch.setattr(ehcbridge.invocation, "current_app", lambda: FakeApp())
     target = tmp_path / "feed.ics"
     result = CliRunner().invoke(outlook, ["feed", "--coordinator", COORDINATOR, "-o",
                                           str(target)])

@@ -47,6 +47,10 @@ class GenPupil:
     needs: tuple[tuple[str, int], ...] = (("ASD", 1), ("SLCN", 2))
     contacts: tuple[GenContact, ...] = field(default_factory=lambda: (GenContact(),))
     noise: bool = True  # sections the plugin must not keep
+    preferred_forename: str | None = None
+    preferred_surname: str | None = None
+    in_care: bool | None = None  # LookedAfter/InCare
+    leaving_date: str | None = None  # SchoolHistory entry for the sending school (801/2000)
 
     def but(self, **changes: object) -> GenPupil:
         """A copy with some fields changed."""
@@ -94,11 +98,24 @@ def pupil_xml(p: GenPupil) -> str:
         _el("Sex", p.sex),
         "<BasicDetails>",
         _el("MiddleNames", "Middle") if p.noise else "",
+        _el("PreferredForename", p.preferred_forename),
+        _el("PreferredSurname", p.preferred_surname),
         _el("NCyearActual", p.nc_year),
         _el("Ethnicity", "WBRI") if p.noise else "",
         _el("EnrolStatus", "C"),
         "</BasicDetails>",
     ]
+    if p.in_care is not None:
+        parts.append(f"<LookedAfter>{_el('InCare', 'true' if p.in_care else 'false')}"
+                     f"{_el('CareAuthority', '801') if p.in_care else ''}</LookedAfter>")
+    if p.leaving_date or p.noise:
+        parts.append(
+            "<SchoolHistory><School><SchoolName>Previous Primary</SchoolName><LEA>801</LEA>"
+            "<Estab>3000</Estab><EntryDate>2016-09-01</EntryDate><LeavingDate>2019-07-20"
+            "</LeavingDate><LeavingReason>MOV</LeavingReason></School>"
+            "<School><SchoolName>Example Academy</SchoolName><LEA>801</LEA><Estab>2000</Estab>"
+            "<EntryDate>2019-09-01</EntryDate>" + _el("LeavingDate", p.leaving_date)
+            + "</School></SchoolHistory>")
     if p.noise:
         parts.append("<FSMhistory><FSMinstance><FSMstartDate>2019-09-01</FSMstartDate>"
                      "<UKcountry>ENG</UKcountry></FSMinstance></FSMhistory>")
@@ -140,13 +157,13 @@ def pupil_xml(p: GenPupil) -> str:
 
 def header_xml(
     *, version: str = "21.0", urn: str | None = "100001", lea: str = "801", estab: str = "2000",
-    school: str = "Example Academy",
+    school: str = "Example Academy", qualifier: str | None = "full",
 ) -> str:
     """The ``<Header>`` element."""
     return (
         "<Header><DocumentName>Common Transfer File</DocumentName>"
         f"{_el('CTFversion', version)}<DateTime>2026-01-05T08:30:00</DateTime>"
-        "<DocumentQualifier>partial</DocumentQualifier><SupplierID>TestGen</SupplierID>"
+        f"{_el('DocumentQualifier', qualifier)}<SupplierID>TestGen</SupplierID>"
         f"<SourceSchool>{_el('LEA', lea)}{_el('Estab', estab)}{_el('URN', urn)}"
         f"{_el('SchoolName', school)}<AcademicYear>2025</AcademicYear></SourceSchool>"
         "<DestSchool><LEA>801</LEA><Estab>2001</Estab></DestSchool></Header>"

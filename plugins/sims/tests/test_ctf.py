@@ -179,7 +179,9 @@ ARCIO_STYLE = """<CTfile>
 
 
 def test_snapshot_has_every_field() -> None:
-    assert [f.name for f in fields(MisPupil)] == list(MisPupil("A", "b", "c").data())
+    full = MisPupil("A", "b", "c", preferred_forename="d", preferred_surname="e",
+                    looked_after=True, leaving_date="2026-01-01")
+    assert [f.name for f in fields(MisPupil)] == list(full.data())
     assert [f.name for f in fields(MisContact)] == list(MisContact().data())
     p = MisPupil("A", "b", "c", needs=("ASD",), contacts=(MisContact(email="x@y.z"),))
     assert MisPupil.from_data(p.data()) == p
@@ -260,10 +262,10 @@ def test_bad_pupils_are_reported_and_skipped(tmp_path: Path) -> None:
     ctf = read_ctf(path)
     assert [p.upn for p in ctf.pupils] == [upn_for(0), upn_for(7), upn_for(8)]
     messages = [str(p) for p in ctf.problems]
-    assert messages[0] == f"mixed.xml: pupil 2 (UPN {bad_upn}): UPN: UPN check letter does not " \
-                          "match (skipped)"
+    assert messages[0] == f"mixed.xml pupil 2 (UPN {bad_upn}), column UPN: UPN check letter " \
+                          "does not match"
     assert "pupil 3" in messages[1] and "appears twice" in messages[1]
-    assert "pupil 4" in messages[2] and "DOB" in messages[2] and "2013-13-01" in messages[2]
+    assert "pupil 4" in messages[2] and "DOB" in messages[2] and "is not a date" in messages[2]
     assert "pupil 5" in messages[3] and "NCyearActual" in messages[3]
     assert "pupil 6" in messages[4] and "Surname: is missing" in messages[4]
     assert "Contact/Email" in messages[5] and "field ignored" in messages[5]

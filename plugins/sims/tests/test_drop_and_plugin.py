@@ -6,7 +6,6 @@ import io
 import os
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import ehcbridge_sims
 import pytest
 from click.testing import CliRunner
 from ctfgen import BILLION_LAUGHS, pupil, upn_for, write_ctf
-from ehcbridge.testing import MemoryPluginStore, make_context
+from ehcbridge.testing import ContextApp, MemoryPluginStore, make_context
 from ehcbridge_sims import SimsSettings
 from ehcbridge_sims.cli import run_sync, show_status, sims
 from ehcbridge_sims.doctor import run_checks
@@ -84,7 +83,6 @@ def test_scheduled_sync_reads_api_and_drop_folder(fake_mis: FakeMis, store: Memo
 
 
 def test_settings_and_schedules(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(ehcbridge_sims, "_settings", None)
     with pytest.raises(ValidationError, match="cron"):
         SimsSettings(schedule="every night")
     with pytest.raises(ValidationError, match="https"):
@@ -93,10 +91,9 @@ def test_settings_and_schedules(tmp_path: Path, monkeypatch: Any) -> None:
         SimsSettings(shedule="0 2 * * *")  # typo: unknown keys are refused
     settings = SimsSettings(token="s3cret", drop_dir=tmp_path, schedule="30 1 * * *")
     assert "s3cret" not in repr(settings)
-    ehcbridge_sims.startup(make_context("sims", settings))
     registered: list[tuple[str, str, Any]] = []
     ehcbridge_sims.register_schedules(lambda name, cron, func: registered.append(
-        (name, cron, func)))
+        (name, cron, func)), make_context("sims", settings))
     assert [(n, c) for n, c, _ in registered] == [("sims-sync", "30 1 * * *"),
                                                   ("sims-drop-folder", "* * * * *")]
     models: list[type] = []
@@ -132,7 +129,7 @@ def test_run_sync_prints_counts_and_problems(ctx: Any, tmp_path: Path) -> None:
     con, out = console()
     assert run_sync(ctx, [path], api=False, dry_run=False, console=con) == 0
     text = out.getvalue()
-    assert "UPN check letter does not match (skipped)" in text
+    assert "pupil 2 (UPN B801200005002), column UPN: UPN check letter does not match" in text
     assert "added 1, updated 0, unchanged 0, left 0, skipped 1" in text
     assert "1 parent invitee(s) added" in text
     con, out = console()
@@ -151,10 +148,7 @@ def test_run_sync_refuses_a_bomb_and_usage_errors(ctx: Any, tmp_path: Path) -> N
 
 
 def test_cli_command_through_click(ctx: Any, monkeypatch: Any, tmp_path: Path) -> None:
-    app = types.SimpleNamespace(plugin_context=lambda name: ctx)
-    fake = types.ModuleType("ehcbridge.app")
-    fake.current_app = lambda: app  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ehcbridge.app", fake)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx))
     path = write_ctf(tmp_path / "a.xml", 3)
     runner = CliRunner()
     dry = runner.invoke(sims, ["sync", "--file", str(path), "--dry-run"])
@@ -201,7 +195,7 @@ def test_hooks_match_the_specs_and_load_lazily() -> None:
     pm.register(ehcbridge_sims, "sims")  # raises on a misspelt hook or argument
     assert {h.name for h in pm.get_hookcallers(ehcbridge_sims) or []} == {
         "check", "lookup_pupil", "register_commands", "register_schedules",
-        "register_settings", "startup"}
+        "register_settings"}
     code = ("import sys, ehcbridge_sims; print(sorted(m for m in ('httpx', 'defusedxml', "
             "'stdnum', 'tenacity', 'croniter', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

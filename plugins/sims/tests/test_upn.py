@@ -41,3 +41,23 @@ def test_check_letter_is_weighted_sum_mod_23() -> None:
     body = "801200005001"
     total = sum(w * int(c) for w, c in zip(range(2, 14), body, strict=True))
     assert make_upn(body)[0] == "ABCDEFGHJKLMNPQRTUVWXYZ"[total % 23]
+
+
+@pytest.mark.parametrize("upn", ["B838200121009", "I838200005001", "9000000000000"])
+def test_the_plugin_no_longer_accepts_unknown_las_with_any_letter(upn: str) -> None:
+    # python-stdnum raised InvalidComponent for LA numbers it did not know, and that was taken
+    # as valid; the plugin now uses the core's DfE rule, which knows every LA number.
+    assert not is_valid_upn(upn)
+    assert is_valid_upn("P838200121009")
+
+
+def test_wrong_check_letters_from_newer_las_are_all_refused() -> None:
+    import random
+
+    rng = random.Random(838)
+    for _ in range(300):
+        body = rng.choice(["838", "839", "940", "941", "942", "943"]) + "".join(
+            rng.choice("0123456789") for _ in range(9))
+        right = make_upn(body)
+        wrong = rng.choice([c for c in "ABCDEFGHJKLMNPQRTUVWXYZ" if c != right[0]]) + body
+        assert is_valid_upn(right) and not is_valid_upn(wrong)

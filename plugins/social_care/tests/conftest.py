@@ -14,10 +14,10 @@ from ehcbridge.testing import MemoryPluginStore, make_context
 from ehcbridge_social_care.settings import SocialCareSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=LONDON)
-UPN_A = "A823000000011"
-UPN_B = "B823000000022"
-UPN_C = "C823000000033"
-UPN_NO_REVIEW = "D823000000044"
+UPN_A = "P823000000011"
+UPN_B = "R823000000022"
+UPN_C = "U823000000033"
+UPN_NO_REVIEW = "W823000000044"
 DOB_A = date(2014, 5, 2)
 DOB_B = date(2012, 1, 30)
 DOB_C = date(2015, 9, 9)

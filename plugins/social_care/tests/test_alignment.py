@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ehcbridge.events import DateConstraint
+from ehcbridge.formats import make_upn
 from ehcbridge.models import Pupil, Review
 from ehcbridge.planner import PlannerOptions, PlanningItem, propose
 from ehcbridge.testing import MemoryPluginStore
@@ -71,7 +72,7 @@ def test_school_of_120_plans_every_social_care_child_is_aligned(tmp_path: Path) 
     """The issue's acceptance: 120 plans, 15 children with social care reviews, all aligned."""
     store = CountingStore(plugin="social_care")
     today = NOW.date()
-    upns = [f"A8230000{n:05d}" for n in range(120)]
+    upns = [make_upn(f"8230000{n:05d}") for n in range(120)]
     social = {upns[n * 8]: n for n in range(15)}
     rows, expected = ["upn,review_type,review_date,period_start,team"], {}
     reviews = {}

@@ -8,6 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from ehcbridge.events import HookContext
+from ehcbridge.testing import ContextApp
 from ehcbridge_social_care import cli as cli_module
 from ehcbridge_social_care import register_commands
 
@@ -16,7 +17,7 @@ from .conftest import UPN_A, UPN_NO_REVIEW, CountingStore, context
 
 @pytest.fixture
 def root(monkeypatch: pytest.MonkeyPatch, ctx: HookContext) -> click.Group:
-    monkeypatch.setattr(cli_module, "plugin_context", lambda: ctx)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(ctx))
 
     @click.group()
     def ehcbridge() -> None:
@@ -54,10 +55,10 @@ def test_dry_run_says_so(tmp_path: Path, root: click.Group, store: CountingStore
 def test_refused_file_exits_1_and_lists_problems(tmp_path: Path, root: click.Group,
                                                  store: CountingStore) -> None:
     path = tmp_path / "x.csv"
-    path.write_text(f"upn,review_type,review_date\n{UPN_A},cla,12-03-2027\n")
+    path.write_text(f"upn,review_type,review_date\n{UPN_A},cla,31-02-2027\n")
     result = CliRunner().invoke(root, ["social-care", "import", str(path)])
     assert result.exit_code == 1
-    assert f"{path}: row 2, column review_date: '12-03-2027' is not a date" in result.output
+    assert f"{path} row 2, column review_date: '31-02-2027' is not a date" in result.output
     assert "nothing was imported" in result.output
     assert store.state == {}
     unknown = tmp_path / "y.csv"
@@ -81,17 +82,14 @@ def test_list(tmp_path: Path, root: click.Group, store: CountingStore) -> None:
     assert lines[1].startswith(f"{UPN_A}  15 Mar 2027  CLA review            projected: 6 months")
     assert len(lines) == 3
     bad = CliRunner().invoke(root, ["social-care", "list", "--upn", "nope"])
-    assert bad.exit_code == 2 and "not a UPN" in bad.output
+    assert bad.exit_code == 2 and "not a valid UPN" in bad.output
 
 
-def test_plugin_context_comes_from_the_app(monkeypatch: pytest.MonkeyPatch,
-                                           store: CountingStore) -> None:
-    import ehcbridge.app as app
-
+def test_plugin_context_comes_from_the_app(store: CountingStore) -> None:
     class FakeApp:
         def plugin_context(self, name: str) -> HookContext:
             assert name == "social_care"
             return context(store)
 
-    monkeypatch.setattr(app, "current_app", lambda: FakeApp())
-    assert cli_module.plugin_context().plugin == "social_care"
+    listed = CliRunner().invoke(cli_module.social_care, ["list"], obj=FakeApp())
+    assert listed.exit_code == 0, listed.output

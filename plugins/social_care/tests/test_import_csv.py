@@ -94,9 +94,9 @@ def test_bad_row_refuses_the_whole_file_and_names_file_row_and_column(
         import_source(context(store), str(source), mapping=mapping)
     messages = [str(e) for e in refused.value.errors]
     assert messages == [
-        f"{source}: row 7, column REVIEW: '31/02/2026' is not a date (use YYYY-MM-DD or "
+        f"{source} row 7, column REVIEW: '31/02/2026' is not a date (use YYYY-MM-DD or "
         "DD/MM/YYYY)",
-        f"{source}: row 8, column REVIEW_CODE: 'XX9' is not a participation code PN0-PN7",
+        f"{source} row 8, column REVIEW_CODE: 'XX9' is not a participation code PN0-PN7",
     ]
     assert store.state == {} and store.invitees == {} and store.bulk_writes == 0
 
@@ -116,7 +116,7 @@ def test_missing_header_column_is_reported_as_row_one(tmp_path: Path, store: Cou
     source = write(tmp_path, "reviews.csv", "CHILD,REVIEW\nLA001,15/09/2026\n")
     with pytest.raises(ImportRefused) as refused:
         import_source(context(store), str(source), mapping=mapping, layout="ssda903")
-    assert str(refused.value) == f"{source}: row 1, column DOB: column missing from the header"
+    assert str(refused.value) == f"{source} row 1, column DOB: column missing from the header"
 
 
 def test_mapping_without_dob_uses_the_pupils_record(tmp_path: Path, store: CountingStore) -> None:
@@ -146,9 +146,8 @@ def test_bad_mapping_file_refuses_the_import(tmp_path: Path, store: CountingStor
     with pytest.raises(ImportRefused) as refused:
         import_source(context(store), str(source), mapping=mapping)
     assert [str(e) for e in refused.value.errors] == [
-        f"{mapping}: row 3, column upn: not a UPN (13 characters: a letter, 11 digits, a digit "
-        "or letter)",
-        f"{mapping}: row 4, column social_care_id: maps to a different pupil than row 2",
+        f"{mapping} row 3, column upn: '12345' not a valid UPN: must be 13 characters",
+        f"{mapping} row 4, column social_care_id: 'LA001' maps to a different pupil than row 2",
     ]
     assert store.state == {}
 

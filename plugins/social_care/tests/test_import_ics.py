@@ -127,12 +127,12 @@ def test_bad_events_name_the_event_and_property(tmp_path: Path, store: CountingS
     with pytest.raises(ImportRefused) as refused:
         import_source(context(store), str(path))
     assert [str(e) for e in refused.value.errors] == [
-        f"{path}: event 1, column CATEGORIES: needs exactly one of cla, cp, cin (or "
+        f"{path} event 1, column CATEGORIES: needs exactly one of cla, cp, cin (or "
         "X-EHCBRIDGE-REVIEW-TYPE)",
-        f"{path}: event 2, column CATEGORIES: has more than one review type: cla, cp",
-        f"{path}: event 3, column X-EHCBRIDGE-UPN: not a UPN (13 characters: a letter, 11 "
-        "digits, a digit or letter)",
-        f"{path}: event 4, column X-EHCBRIDGE-REVIEW-TYPE: 'lac' is not one of cla, cp, cin",
+        f"{path} event 2, column CATEGORIES: has more than one review type: cla, cp",
+        f"{path} event 3, column X-EHCBRIDGE-UPN: 'nope' not a valid UPN: must be 13 "
+        "characters",
+        f"{path} event 4, column X-EHCBRIDGE-REVIEW-TYPE: 'lac' is not one of cla, cp, cin",
     ]
     assert store.state == {}
 

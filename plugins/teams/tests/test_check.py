@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from typing import Any
 
 import ehcbridge_teams as plugin
@@ -85,7 +86,8 @@ def test_unreachable_authority_is_reported(tmp_path: Any) -> None:
 
 @pytest.fixture
 def cli_ctx(monkeypatch: pytest.MonkeyPatch, ctx: Any) -> Any:
-    monkeypatch.setattr(cli, "_context", lambda: ctx)
+    app = types.SimpleNamespace(plugin_context=lambda name: ctx)
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: app)
     return ctx
 
 

@@ -11,7 +11,7 @@ import pluggy
 import pytest
 from click.testing import CliRunner
 from ehcbridge import hookspecs
-from ehcbridge.testing import make_context
+from ehcbridge.testing import ContextApp, make_context
 from ehcbridge_zoom import cli
 from ehcbridge_zoom.settings import ZoomSettings
 from pydantic import SecretStr, ValidationError
@@ -23,7 +23,7 @@ def test_defaults() -> None:
     assert s.waiting_room and not s.join_before_host and s.mute_upon_entry
     assert not s.meeting_authentication
     assert s.topic_template == "EHCP annual review: {initials} ({case_id})"
-    assert s.missing == ["account_id", "client_id", "client_secret", "host"]
+    assert s.missing() == ["account_id", "client_id", "client_secret", "host"]
 
 
 def test_plain_http_only_for_loopback() -> None:
@@ -73,7 +73,8 @@ def test_check_bad_secret_fails_without_leaking(zoom: Any, settings: ZoomSetting
 
 
 def test_cli_check(zoom: Any, settings: ZoomSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_load_context", lambda: make_context("zoom", settings))
+    monkeypatch.setattr("ehcbridge.invocation.current_app",
+                        lambda: ContextApp(make_context("zoom", settings)))
     result = CliRunner().invoke(cli.zoom, ["check"])
     assert result.exit_code == 0, result.output
     assert "zoom token: ok" in result.output and f"host {zoom.host}" in result.output
@@ -83,7 +84,8 @@ def test_cli_check(zoom: Any, settings: ZoomSettings, monkeypatch: pytest.Monkey
 def test_cli_check_failure_exit_code(zoom: Any, settings: ZoomSettings,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     wrong = settings.model_copy(update={"host": "gone@la.example.gov.uk"})
-    monkeypatch.setattr(cli, "_load_context", lambda: make_context("zoom", wrong))
+    monkeypatch.setattr("ehcbridge.invocation.current_app",
+                        lambda: ContextApp(make_context("zoom", wrong)))
     result = CliRunner().invoke(cli.zoom, ["check"])
     assert result.exit_code == 1 and "zoom host: failed" in result.output
 
@@ -95,14 +97,16 @@ def test_cli_meetings_lists_ours(zoom: Any, settings: ZoomSettings,
     zoom.add_meeting(zoom.host, "Staff", datetime(2026, 4, 1, 9, 0))
     zoom.add_meeting(zoom.host, "Review", datetime(2026, 4, 2, 9, 0),
                      agenda="[ehcbridge:EHC-0009:review-4]\nEHCP annual review")
-    monkeypatch.setattr(cli, "_load_context", lambda: make_context("zoom", settings))
+    monkeypatch.setattr("ehcbridge.invocation.current_app",
+                        lambda: ContextApp(make_context("zoom", settings)))
     result = CliRunner().invoke(cli.zoom, ["meetings"])
     assert result.exit_code == 0, result.output
     assert "ehcbridge:EHC-0009:review-4" in result.output and "Staff" not in result.output
 
 
 def test_cli_meetings_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_load_context", lambda: make_context("zoom", ZoomSettings()))
+    monkeypatch.setattr("ehcbridge.invocation.current_app",
+                        lambda: ContextApp(make_context("zoom", ZoomSettings())))
     result = CliRunner().invoke(cli.zoom, ["meetings"])
     assert result.exit_code == 1 and "not configured" in result.output
 

@@ -43,7 +43,7 @@ def test_zoom_link_reaches_outlook_invitations_and_follows_every_change(
         zoom: Any, settings: ZoomSettings, tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="A999000000001", forename="Sam", surname="Ex",
+        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam", surname="Ex",
                                             dob=date(2014, 5, 2), nc_year=7),
                           plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
                           coordinator_email="senco@school.example.org",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ehcbridge import NotConfigured, hookimpl
+from ehcbridge.plugin_settings import settings_of
 
 if TYPE_CHECKING:
     from ehcbridge.events import CheckResult, HookContext
@@ -18,10 +19,10 @@ if TYPE_CHECKING:
 def _settings(ctx: HookContext) -> HealthReferralsSettings | None:
     from .settings import HealthReferralsSettings
 
-    settings = ctx.settings
-    if isinstance(settings, HealthReferralsSettings) and settings.configured:
-        return settings
-    return None
+    try:
+        return settings_of(ctx, HealthReferralsSettings)
+    except NotConfigured:
+        return None
 
 
 @hookimpl
@@ -37,8 +38,8 @@ def startup(ctx: HookContext) -> None:
     """Fail fast on a routing table that cannot be loaded (bad row, ambiguous rules)."""
     from .settings import HealthReferralsSettings
 
-    settings = ctx.settings
-    if isinstance(settings, HealthReferralsSettings) and settings.enabled:
+    settings = settings_of(ctx, HealthReferralsSettings, require=False)
+    if settings.enabled:
         settings.load_table()
 
 
@@ -87,8 +88,8 @@ def on_review_scheduled(event: Any, ctx: HookContext) -> None:
     """Statutory watch: flag a meeting whose reg 20(2) invitees or notice fall short."""
     from .settings import HealthReferralsSettings
 
-    settings = ctx.settings
-    if isinstance(settings, HealthReferralsSettings) and not settings.enabled:
+    settings = settings_of(ctx, HealthReferralsSettings, require=False)
+    if not settings.enabled:
         raise NotConfigured("health_referrals is disabled")
     from . import watch
 
@@ -101,12 +102,9 @@ def on_views_due(event: Any, ctx: HookContext) -> None:
     from . import watch
     from .settings import HealthReferralsSettings
 
-    settings = ctx.settings
-    if isinstance(settings, HealthReferralsSettings) and settings.enabled:
+    if settings_of(ctx, HealthReferralsSettings, require=False).enabled:
         watch.check(event, ctx)
-    configured = _settings(ctx)
-    if configured is None:
-        raise NotConfigured("health_referrals: no dco_mailbox, so no advice requests are sent")
+    configured = settings_of(ctx, HealthReferralsSettings)
     from .advice import handle_views_due
 
     handle_views_due(event, ctx, configured)

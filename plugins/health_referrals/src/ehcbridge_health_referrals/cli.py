@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import click
+from ehcbridge.invocation import pass_plugin_context
 
 if TYPE_CHECKING:  # imported in the commands, so building the CLI stays cheap
     from ehcbridge.events import HookContext
@@ -16,22 +16,12 @@ if TYPE_CHECKING:  # imported in the commands, so building the CLI stays cheap
 PLUGIN = "health_referrals"
 
 
-def _app_context() -> HookContext:
-    from ehcbridge.app import current_app
-
-    return current_app().plugin_context(PLUGIN)
-
-
-# Replaced in tests with a function returning a memory-backed context.
-context_factory: Callable[[], HookContext] = _app_context
-
-
 def _settings(ctx: HookContext) -> HealthReferralsSettings:
+    from ehcbridge.plugin_settings import settings_of
+
     from .settings import HealthReferralsSettings
 
-    if not isinstance(ctx.settings, HealthReferralsSettings):
-        raise click.ClickException("[plugins.health_referrals] is not configured")
-    return ctx.settings
+    return settings_of(ctx, HealthReferralsSettings, require=False)
 
 
 def explain_lines(ctx: HookContext, case_id: str) -> list[str]:
@@ -90,9 +80,9 @@ def group() -> None:
 
 @group.command()
 @click.argument("case_id", metavar="CASE")
-def explain(case_id: str) -> None:
+@pass_plugin_context(PLUGIN)
+def explain(ctx: HookContext, case_id: str) -> None:
     """Show each team invited to CASE, the rule that matched and why."""
-    ctx = context_factory()
     for line in explain_lines(ctx, case_id):
         click.echo(line)
 
@@ -102,11 +92,11 @@ def explain(case_id: str) -> None:
 @click.option("--team", "team", required=True, help="Team name (or mailbox) as routed.")
 @click.option("--on", "on", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Date the advice arrived (default: today).")
-def received(case_id: str, team: str, on: Any) -> None:
+@pass_plugin_context(PLUGIN)
+def received(ctx: HookContext, case_id: str, team: str, on: Any) -> None:
     """Record that TEAM has returned its advice for CASE."""
     from .advice import UnknownTeam, record_received
 
-    ctx = context_factory()
     review = ctx.store.review(case_id)
     if review is None:
         raise click.ClickException(f"no review for case {case_id}")
@@ -119,9 +109,9 @@ def received(case_id: str, team: str, on: Any) -> None:
 
 
 @group.command()
-def rules() -> None:
+@pass_plugin_context(PLUGIN)
+def rules(ctx: HookContext) -> None:
     """List the routing table (validating it) and the DCO fallback."""
-    ctx = context_factory()
     for line in rule_lines(_settings(ctx)):
         click.echo(line)
 
@@ -130,14 +120,15 @@ def rules() -> None:
 @click.argument("case_id", metavar="CASE")
 @click.option("--postcode-district", default=None, help="Outward code of the home, e.g. BS5.")
 @click.option("--la-code", default=None, help="Three-digit DfE LA number, if not the default.")
-def set_area(case_id: str, postcode_district: str | None, la_code: str | None) -> None:
+@pass_plugin_context(PLUGIN)
+def set_area(ctx: HookContext, case_id: str, postcode_district: str | None,
+             la_code: str | None) -> None:
     """Record the area facts used by postcode_district / la_code rules for CASE."""
     from pydantic import ValidationError
 
     from .routing import area_key
     from .rules import RoutingRule
 
-    ctx = context_factory()
     try:  # reuse the rule validators so the same spellings are accepted
         checked = RoutingRule(name="area", team="-", mailbox="x@example.org",
                               postcode_district=postcode_district, la_code=la_code)

@@ -122,6 +122,10 @@ class HealthReferralsSettings(PluginSettings, MailSettings):
         """True when there is somewhere to route to (a DCO mailbox at least)."""
         return self.enabled and self.dco_mailbox is not None
 
+    def missing(self) -> list[str]:
+        """``dco_mailbox`` until it is set: without it no advice request has anywhere to go."""
+        return [] if self.dco_mailbox is not None else ["dco_mailbox"]
+
     def mail_settings(self) -> MailSettings:
         """The shared transport's settings, taken from this section's flat mail keys."""
         return MailSettings(**{k: getattr(self, k) for k in MailSettings.model_fields})

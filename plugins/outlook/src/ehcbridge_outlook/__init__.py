@@ -59,11 +59,12 @@ def on_decision(event: Any, ctx: Any) -> None:
 def check(ctx: Any) -> Any:
     """Doctor: settings and the mail transport (SMTP handshake and login, nothing sent)."""
     from ehcbridge.events import CheckResult
+    from ehcbridge.plugin_settings import settings_of
 
     from ehcbridge_outlook import service
     from ehcbridge_outlook.settings import OutlookSettings
 
-    settings = ctx.settings if isinstance(ctx.settings, OutlookSettings) else OutlookSettings()
+    settings = settings_of(ctx, OutlookSettings, require=False)
     results = [CheckResult("outlook invitations", "ok",
                            f"invite = {settings.invite}, reminders = {settings.reminders}")]
     results.append(service.check_transport(settings))

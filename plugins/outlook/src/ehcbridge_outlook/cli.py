@@ -4,23 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
-
-
-def _app() -> Any:
-    """The App of this invocation, honouring ``ehcbridge --config``."""
-    root = click.get_current_context().find_root()
-    if "config" in root.params:
-        # Under the ehcbridge CLI: get_app builds the App from --config (and makes it current);
-        # current_app() on its own would fall back to the default settings.
-        from ehcbridge.cli import get_app
-
-        return get_app()
-    from ehcbridge.app import current_app
-
-    return current_app()
+from ehcbridge.events import HookContext
+from ehcbridge.invocation import pass_plugin_context
 
 
 @click.group(name="outlook")
@@ -34,15 +21,18 @@ def outlook() -> None:
               "is invited to.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the .ics here (default: standard output).")
-def feed(coordinator: str | None, team: str | None, output: Path | None) -> None:
+@pass_plugin_context("outlook")
+def feed(ctx: HookContext, coordinator: str | None, team: str | None,
+         output: Path | None) -> None:
     """Write a subscribable calendar (METHOD:PUBLISH) of upcoming meetings and deadlines."""
     if coordinator and team:
         raise click.UsageError("give --coordinator or --team, not both")
+    from ehcbridge.plugin_settings import settings_of
+
     from ehcbridge_outlook import service
     from ehcbridge_outlook.settings import OutlookSettings
 
-    ctx = _app().plugin_context("outlook")
-    settings = ctx.settings if isinstance(ctx.settings, OutlookSettings) else OutlookSettings()
+    settings = settings_of(ctx, OutlookSettings, require=False)
     data = service.build_feed(
         ctx.store.state_items("feed:"), now=ctx.clock.now(), coordinator=coordinator, team=team,
         alarm_days_before=settings.alarm_days_before if settings.reminders else None)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ehcbridge import NotConfigured, PermanentError, RetryLater
+from ehcbridge import PermanentError, RetryLater, plugin_settings
 from ehcbridge.events import CheckResult, HookContext, LifecycleEvent
 from ehcbridge.mail import send
 from ehcbridge.models import LONDON, MeetingStatus, Outcome
@@ -59,10 +59,7 @@ KEEP_AFTER = timedelta(days=120)
 
 def settings_of(ctx: HookContext) -> OutlookSettings:
     """This plugin's settings, or NotConfigured when SMTP is chosen without a server."""
-    settings = ctx.settings if isinstance(ctx.settings, OutlookSettings) else OutlookSettings()
-    if not settings.configured:
-        raise NotConfigured("outlook: transport is smtp but smtp_host is not set")
-    return settings
+    return plugin_settings.settings_of(ctx, OutlookSettings)
 
 
 @dataclass(frozen=True)

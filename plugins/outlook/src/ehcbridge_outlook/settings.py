@@ -70,6 +70,10 @@ class OutlookSettings(PluginSettings, MailSettings):
         """False when SMTP is chosen but no server is named."""
         return self.transport == "outbox" or bool(self.smtp_host)
 
+    def missing(self) -> list[str]:
+        """``smtp_host`` when SMTP is chosen without a server."""
+        return [] if self.configured else ["smtp_host (transport is smtp)"]
+
     def mail(self) -> MailSettings:
         """The core mail transport settings built from the flat keys."""
         values = {key: getattr(self, key) for key in MAIL_KEYS}

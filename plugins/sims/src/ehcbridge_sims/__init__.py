@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from ehcbridge import hookimpl
 from ehcbridge.events import CheckResult, HookContext
-from ehcbridge.plugin_settings import PluginSettings
+from ehcbridge.plugin_settings import PluginSettings, settings_of
 from pydantic import Field, SecretStr, field_validator
 
 
@@ -51,10 +51,6 @@ class SimsSettings(PluginSettings):
                     and self.school_ids)
 
 
-# The engine calls register_schedules without a context, so startup remembers the settings.
-_settings: SimsSettings | None = None
-
-
 @hookimpl
 def register_settings(register: Any) -> None:
     """Register this plugin's settings model."""
@@ -62,19 +58,11 @@ def register_settings(register: Any) -> None:
 
 
 @hookimpl
-def startup(ctx: HookContext) -> None:
-    """Remember the validated settings for register_schedules."""
-    global _settings
-    if isinstance(ctx.settings, SimsSettings):
-        _settings = ctx.settings
-
-
-@hookimpl
-def register_schedules(register: Any) -> None:
+def register_schedules(register: Any, ctx: HookContext) -> None:
     """The nightly sync (API and drop folder) and the drop-folder poll."""
     from .sync import scheduled_drop, scheduled_sync
 
-    settings = _settings or SimsSettings()
+    settings = settings_of(ctx, SimsSettings, require=False)
     if not settings.enabled:
         return
     register("sims-sync", settings.schedule, scheduled_sync)

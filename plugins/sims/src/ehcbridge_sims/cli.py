@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from ehcbridge import NotConfigured
 from ehcbridge.events import HookContext
+from ehcbridge.invocation import pass_plugin_context
 
 if TYPE_CHECKING:  # rich is imported when a command runs, keeping `ehcbridge --help` light
     from rich.console import Console
@@ -28,12 +29,12 @@ def sims() -> None:
 @click.option("--relink", is_flag=True,
               help="Send every pupil and parent to the core again, not only the changes "
                    "(after importing new plans).")
-def sync_command(files: tuple[Path, ...], api: bool, dry_run: bool, relink: bool) -> None:
+@pass_plugin_context("sims")
+def sync_command(ctx: HookContext, files: tuple[Path, ...], api: bool, dry_run: bool,
+                 relink: bool) -> None:
     """Upsert pupils and contacts and print added, updated, unchanged and left."""
-    from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
     from rich.console import Console
 
-    ctx = current_app().plugin_context("sims")
     code = run_sync(ctx, files, api=api, dry_run=dry_run, relink=relink,
                     console=Console(soft_wrap=True))
     if code:
@@ -41,12 +42,12 @@ def sync_command(files: tuple[Path, ...], api: bool, dry_run: bool, relink: bool
 
 
 @sims.command("status")
-def status_command() -> None:
+@pass_plugin_context("sims")
+def status_command(ctx: HookContext) -> None:
     """Show the schools synced, when, and how many pupils are on roll."""
-    from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
     from rich.console import Console
 
-    show_status(current_app().plugin_context("sims"), Console(soft_wrap=True))
+    show_status(ctx, Console(soft_wrap=True))
 
 
 @contextmanager

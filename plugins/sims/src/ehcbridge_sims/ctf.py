@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import IO, Any
 from xml.etree.ElementTree import Element, ParseError
 
+from ehcbridge.formats import DEFAULT_LIMITS, Limits, RowProblem, TooLarge, check_file_size
+
 from .records import (
     PROVISIONS,
     FieldError,
     MisContact,
     MisPupil,
+    check_field,
     clean_email,
     clean_text,
     parse_bool,
@@ -29,6 +32,7 @@ from .records import (
 from .upn import InvalidUPN, validate_upn
 
 MIN_VERSION = 18
+NAME_CHARS = 100  # what the core keeps of a pupil's forename and surname
 Progress = Callable[[int, int], None]
 
 
@@ -38,7 +42,7 @@ class CtfError(Exception):
 
 @dataclass(frozen=True)
 class CtfHeader:
-    """The CTF ``Header``: version, export time and the school that sent it."""
+    """The CTF ``Header``: version, export time, whether it is full, and who sent it to whom."""
 
     version: str
     datetime: str | None = None
@@ -46,6 +50,9 @@ class CtfHeader:
     estab: str | None = None
     urn: str | None = None
     school_name: str | None = None
+    qualifier: str | None = None  # DocumentQualifier: "full" or "partial"
+    dest_lea: str | None = None
+    dest_estab: str | None = None
 
     @property
     def school_key(self) -> str:
@@ -54,27 +61,28 @@ class CtfHeader:
             return f"urn:{self.urn}"
         return f"dfe:{self.lea or ''}{self.estab or ''}"
 
+    @property
+    def partial(self) -> bool:
+        """The header says the file is partial: it cannot tell who is no longer on roll."""
+        return (self.qualifier or "").strip().lower() == "partial"
 
-@dataclass(frozen=True)
-class Problem:
-    """A pupil that was skipped (or a field that was dropped) with the reason."""
 
-    source: str
-    pupil_no: int
-    field: str
-    message: str
-    upn: str | None = None
-    skipped: bool = True
+class Problem(RowProblem):
+    """A pupil that was skipped (or a field that was dropped): the core's RowProblem.
 
-    def __str__(self) -> str:
-        who = f"pupil {self.pupil_no}" + (f" (UPN {self.upn})" if self.upn else "")
-        verdict = "skipped" if self.skipped else "field ignored"
-        return f"{self.source}: {who}: {self.field}: {self.message} ({verdict})"
+    Only a constructor in the older argument order (``upn=`` is the value), so callers written
+    for it keep working; every problem is a :class:`ehcbridge.formats.RowProblem`.
+    """
 
-    def redacted(self) -> str:
-        """The same without the UPN, for logs."""
-        verdict = "skipped" if self.skipped else "field ignored"
-        return f"{self.source}: pupil {self.pupil_no}: {self.field}: {self.message} ({verdict})"
+    def __init__(self, source: str, pupil_no: int, field: str, message: str,
+                 upn: str | None = None, skipped: bool = True) -> None:
+        super().__init__(source, pupil_no, field, "", message, unit="pupil",
+                         skipped=skipped, key=f"UPN {upn}" if upn else "")
+
+    @property
+    def upn(self) -> str | None:
+        """The pupil's UPN as given (may be invalid), or None."""
+        return self.key.removeprefix("UPN ") or None
 
 
 @dataclass
@@ -86,6 +94,20 @@ class CtfFile:
     sha256: str
     pupils: list[MisPupil] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def leavers_only(self) -> bool:
+        """Every pupil in the file has left the sending school (a leavers CTF)."""
+        return bool(self.pupils) and all(p.leaving_date for p in self.pupils)
+
+    @property
+    def full(self) -> bool:
+        """A whole roll: pupils of the school missing from it have left.
+
+        Not so for a file the header calls partial, nor for a leavers file (from its contents),
+        which lists only the pupils who left.
+        """
+        return not self.header.partial and not self.leavers_only
 
 
 class _Reader:
@@ -116,7 +138,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_ctf(path: Path | str, progress: Progress | None = None) -> CtfFile:
+def read_ctf(path: Path | str, progress: Progress | None = None,
+             limits: Limits = DEFAULT_LIMITS) -> CtfFile:
     """Read and validate a whole CTF; raise CtfError when the file must be refused."""
     path = Path(path)
     header: CtfHeader | None = None
@@ -128,7 +151,8 @@ def read_ctf(path: Path | str, progress: Progress | None = None) -> CtfFile:
         header = h
 
     digest: list[str] = []
-    for item in iter_ctf(path, on_header=keep_header, progress=progress, digest=digest):
+    for item in iter_ctf(path, on_header=keep_header, progress=progress, digest=digest,
+                         limits=limits):
         if isinstance(item, Problem):
             problems.append(item)
         else:
@@ -143,6 +167,7 @@ def iter_ctf(
     on_header: Callable[[CtfHeader], None] | None = None,
     progress: Progress | None = None,
     digest: list[str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[MisPupil | Problem]:
     """Yield each pupil (or the problem that made it skipped) as the file is read.
 
@@ -156,14 +181,17 @@ def iter_ctf(
     path = Path(path)
     name = path.name
     try:
+        size = check_file_size(path, limits.max_file_bytes)
         raw = path.open("rb")
+    except TooLarge as exc:
+        raise CtfError(f"{name}: refused, {exc}; nothing was imported") from None
     except OSError as exc:
         raise CtfError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     with raw:
-        reader = _Reader(raw, path.stat().st_size, progress)
+        reader = _Reader(raw, size, progress)
         events = iterparse(reader, events=("start", "end"), forbid_dtd=True)
         try:
-            yield from _walk(events, name, on_header)
+            yield from _walk(events, name, on_header, limits)
         except ParseError as exc:
             line, column = getattr(exc, "position", (0, 0))
             reason = str(exc).split(":")[0]
@@ -190,6 +218,7 @@ def _walk(
     events: Iterator[tuple[str, Element]],
     name: str,
     on_header: Callable[[CtfHeader], None] | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[MisPupil | Problem]:
     # Only the top three levels matter (CTfile, Header/CTFpupilData, Pupil), so tag names are
     # looked at there only: this loop runs for every element of the file.
@@ -219,7 +248,10 @@ def _walk(
             if container is not None and _local(elem.tag) == "Pupil":
                 count += 1
                 assert header is not None
-                yield from _pupil(elem, header, name, count, seen)
+                if count > limits.max_rows:
+                    raise CtfError(f"{name}: refused, more than {limits.max_rows:,} pupils "
+                                   "(limits.max_rows); nothing was imported")
+                yield from _pupil(elem, header, name, count, seen, limits)
                 container.clear()  # drop what has been read: flat memory
         elif depth == 1:
             tag = _local(elem.tag)
@@ -266,21 +298,33 @@ def _header(elem: Element, name: str) -> CtfHeader:
         )
     school = kids.get("SourceSchool")
     skids = _kids(school[0]) if school else {}
+    urn = _text(skids, "URN")
+    if urn is not None and not (urn.isascii() and urn.isdigit() and len(urn) <= 10):
+        raise CtfError(f"{name}: Header/SourceSchool/URN is not a school URN (up to 10 digits); "
+                       "nothing was imported")
+    dest = kids.get("DestSchool")
+    dkids = _kids(dest[0]) if dest else {}
     return CtfHeader(
         version=version,
         datetime=_text(kids, "DateTime"),
         lea=_text(skids, "LEA"),
         estab=_text(skids, "Estab"),
-        urn=_text(skids, "URN"),
+        urn=urn,
         school_name=_text(skids, "SchoolName"),
+        qualifier=_text(kids, "DocumentQualifier"),
+        dest_lea=_text(dkids, "LEA"),
+        dest_estab=_text(dkids, "Estab"),
     )
 
 
 def _pupil(
-    elem: Element, header: CtfHeader, name: str, number: int, seen: set[str]
+    elem: Element, header: CtfHeader, name: str, number: int, seen: set[str],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[MisPupil | Problem]:
     kids = _kids(elem)
     raw_upn = _text(kids, "UPN")
+    if raw_upn is not None and len(raw_upn) > 64:
+        return [Problem(name, number, "UPN", "is not a UPN (too long)")]
     try:
         upn = validate_upn(raw_upn)
     except InvalidUPN as exc:
@@ -288,44 +332,109 @@ def _pupil(
     if upn in seen:
         return [Problem(name, number, "UPN", "appears twice in the file; first kept", upn=upn)]
     seen.add(upn)
-    forename = _text(kids, "Forename")
-    surname = _text(kids, "Surname")
+    basic = _kids(kids["BasicDetails"][0]) if "BasicDetails" in kids else {}
+
+    def text(tag: str) -> str | None:
+        # CTF 18+ puts most fields in BasicDetails; some suppliers write them on Pupil itself.
+        return _text(kids, tag) or _text(basic, tag)
+
+    names = {tag: text(tag) for tag in ("Forename", "Surname", "PreferredForename",
+                                        "PreferredSurname")}
+    try:
+        for tag, value in names.items():
+            check_field(value, tag, limits)
+    except FieldError as exc:
+        return [Problem(name, number, exc.field, str(exc).split(": ", 1)[1], upn=upn)]
+    forename, surname = names["Forename"], names["Surname"]
+    for tag in ("Forename", "Surname"):
+        if len(names[tag] or "") > NAME_CHARS:
+            return [Problem(name, number, tag, f"is longer than {NAME_CHARS} characters",
+                            upn=upn)]
     if not forename or not surname:
         missing = "Forename" if not forename else "Surname"
         return [Problem(name, number, missing, "is missing", upn=upn)]
-    basic = _kids(kids["BasicDetails"][0]) if "BasicDetails" in kids else {}
     try:
         dob = parse_date(_text(kids, "DOB"), "DOB")
-        nc_year = parse_nc_year(
-            _text(basic, "NCyearActual") or _text(kids, "NCyearActual"), "NCyearActual"
-        )
+        nc_year = parse_nc_year(text("NCyearActual"), "NCyearActual")
+        leaving = _leaving_date(kids, header)
     except FieldError as exc:
         return [Problem(name, number, exc.field, str(exc).split(": ", 1)[1], upn=upn)]
     out: list[MisPupil | Problem] = []
     sens, needs = _sen_parts(kids)
     provision = _current_provision(sens)
     if provision is not None and provision not in PROVISIONS:
-        out.append(Problem(name, number, "SENprovision", f"{provision!r} is not N, K or E",
+        out.append(Problem(name, number, "SENprovision", "is not N, K or E",
                            upn=upn, skipped=False))
     contacts = []
     for contact, raw_email in _contacts(kids):
         if raw_email and contact.email is None:
             out.append(Problem(name, number, "Contact/Email", "is not an email address",
                                upn=upn, skipped=False))
+        try:
+            for value in contact.data().values():
+                if isinstance(value, str):
+                    check_field(value, "Contact", limits)
+        except FieldError as exc:
+            out.append(Problem(name, number, exc.field, str(exc).split(": ", 1)[1], upn=upn,
+                               skipped=False))
+            continue
         contacts.append(contact)
     pupil = MisPupil(
         upn=upn,
         forename=forename,
         surname=surname,
         dob=dob,
-        sex=_text(kids, "Sex") or _text(kids, "Gender"),
+        sex=_short(text("Sex") or text("Gender")),
         nc_year=nc_year,
         school_urn=header.urn,
         sen_provision=provision if provision in PROVISIONS else None,
         needs=_needs(needs),
         contacts=tuple(contacts),
+        preferred_forename=_other(names["PreferredForename"], forename),
+        preferred_surname=_other(names["PreferredSurname"], surname),
+        looked_after=_looked_after(kids),
+        leaving_date=leaving,
     )
     return [pupil, *out]
+
+
+def _short(value: str | None) -> str | None:
+    return value[:10] if value else None
+
+
+def _other(preferred: str | None, legal: str) -> str | None:
+    """A preferred name only when it differs from the legal one."""
+    return preferred if preferred and preferred != legal else None
+
+
+def _looked_after(kids: dict[str, list[Element]]) -> bool | None:
+    """``LookedAfter/InCare`` (true/false), or None when the file does not say."""
+    found = kids.get("LookedAfter")
+    if not found:
+        return None
+    value = _text(_kids(found[0]), "InCare")
+    return None if value is None else parse_bool(value)
+
+
+def _leaving_date(kids: dict[str, list[Element]], header: CtfHeader) -> str | None:
+    """The date the pupil left the sending school, from ``SchoolHistory/School/LeavingDate``.
+
+    The entry for the sending school is the one with its LA and establishment number; an entry
+    without them counts when it is the last one (the most recent school).
+    """
+    schools: list[Element] = []
+    for history in kids.get("SchoolHistory", []):
+        schools += [e for e in history if _local(e.tag) == "School"]
+    for position, school in enumerate(schools):
+        skids = _kids(school)
+        lea, estab = _text(skids, "LEA"), _text(skids, "Estab")
+        ours = (lea, estab) == (header.lea, header.estab) if lea and estab \
+            else position == len(schools) - 1
+        if ours:
+            left = parse_date(_text(skids, "LeavingDate"), "SchoolHistory/LeavingDate")
+            if left is not None:
+                return left
+    return None
 
 
 def _sen_parts(kids: dict[str, list[Element]]) -> tuple[list[Element], list[Element]]:

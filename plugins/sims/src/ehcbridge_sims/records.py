@@ -1,130 +1,20 @@
-"""What the plugin keeps of a MIS pupil: only the fields the review cycle needs."""
+"""Field parsing for CTF and API pupils; the records themselves are the core's MIS kit
+(``ehcbridge.mis``), re-exported here so ``from ehcbridge_sims.records import MisPupil`` works."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import date
-from typing import Any
 
-from ehcbridge.events import PupilRecord
-from ehcbridge.models import Contact, Pupil
+from ehcbridge.formats import DEFAULT_LIMITS, Limits, field_problem
+from ehcbridge.formats import parse_date as _parse_date
+from ehcbridge.formats import parse_nc_year as _parse_nc_year
+from ehcbridge.mis import MisContact, MisPupil
+
+__all__ = ["PROVISIONS", "FieldError", "MisContact", "MisPupil", "check_field", "clean_email",
+           "clean_text", "parse_bool", "parse_date", "parse_nc_year"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_YEAR = re.compile(r"^(?:Y(?:EAR)?\s*)?(\d{1,2})$")
-# Reception and nursery years as the DfE codes them; "X" (not following the NC) has no number.
-_EARLY_YEARS = {"R": 0, "N2": -1, "N1": -2}
 PROVISIONS = frozenset({"N", "K", "E"})
-
-
-@dataclass(frozen=True)
-class MisContact:
-    """A pupil's contact as the MIS has it."""
-
-    order: int | None = None
-    title: str | None = None
-    forename: str | None = None
-    surname: str | None = None
-    relationship: str | None = None
-    parental_responsibility: bool = False
-    email: str | None = None
-    phone: str | None = None
-
-    @property
-    def display_name(self) -> str | None:
-        """Title, forename and surname as one name, or None when the MIS has none."""
-        name = " ".join(p for p in (self.title, self.forename, self.surname) if p)
-        return name or None
-
-    def data(self) -> dict[str, Any]:
-        """JSON-able fields (written out: ``dataclasses.asdict`` deep-copies and is slow)."""
-        return {
-            "order": self.order, "title": self.title, "forename": self.forename,
-            "surname": self.surname, "relationship": self.relationship,
-            "parental_responsibility": self.parental_responsibility, "email": self.email,
-            "phone": self.phone,
-        }
-
-    def to_model(self) -> Contact:
-        """The core Contact model."""
-        return Contact(**self.data())
-
-
-@dataclass(frozen=True)
-class MisPupil:
-    """One pupil as read from a CTF or the aggregator API (already validated)."""
-
-    upn: str
-    forename: str
-    surname: str
-    dob: str | None = None  # ISO date
-    sex: str | None = None
-    nc_year: int | None = None
-    school_urn: str | None = None
-    sen_provision: str | None = None
-    needs: tuple[str, ...] = ()
-    contacts: tuple[MisContact, ...] = field(default_factory=tuple)
-
-    def data(self) -> dict[str, Any]:
-        """The JSON-able snapshot that is stored and compared between syncs."""
-        return {
-            "upn": self.upn, "forename": self.forename, "surname": self.surname,
-            "dob": self.dob, "sex": self.sex, "nc_year": self.nc_year,
-            "school_urn": self.school_urn, "sen_provision": self.sen_provision,
-            "needs": list(self.needs), "contacts": [c.data() for c in self.contacts],
-        }
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> MisPupil:
-        """Rebuild from a stored snapshot."""
-        values = dict(data)
-        values["needs"] = tuple(values.get("needs") or ())
-        values["contacts"] = tuple(MisContact(**c) for c in values.get("contacts") or ())
-        return cls(**values)
-
-    def core_fields(self) -> dict[str, Any]:
-        """The fields the core Pupil keeps, for ``store.update_pupil``.
-
-        A field the MIS left out (no URN in the header, no year group) is not sent: missing
-        data never clears what the core already knows.
-        """
-        fields = {
-            "forename": self.forename,
-            "surname": self.surname,
-            "dob": self.dob,
-            "nc_year": self.nc_year,
-            "school_urn": self.school_urn,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
-
-    def parent_emails(self) -> dict[str, MisContact]:
-        """Contacts with parental responsibility and an email, by lower-cased email."""
-        return {
-            c.email.lower(): c for c in self.contacts if c.parental_responsibility and c.email
-        }
-
-    def to_record(self, source: str) -> PupilRecord:
-        """The PupilRecord that ``lookup_pupil`` returns."""
-        pupil = Pupil(
-            upn=self.upn,
-            forename=self.forename,
-            surname=self.surname,
-            dob=date.fromisoformat(self.dob) if self.dob else None,
-            nc_year=self.nc_year,
-            school_urn=self.school_urn,
-        )
-        contacts = tuple(c.to_model() for c in sorted(self.contacts, key=_contact_order))
-        return PupilRecord(
-            pupil=pupil,
-            contacts=contacts,
-            sen_provision=self.sen_provision,
-            needs=self.needs,
-            source=source,
-        )
-
-
-def _contact_order(contact: MisContact) -> int:
-    return contact.order if contact.order is not None else 99
 
 
 class FieldError(ValueError):
@@ -136,36 +26,32 @@ class FieldError(ValueError):
 
 
 def parse_nc_year(value: str | int | None, field_name: str = "NCyearActual") -> int | None:
-    """National curriculum year as a number: R is 0, N2 -1, N1 -2, X (not in the NC) None."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    text = value.strip().upper()
-    if not text or text == "X":
-        return None
-    if text in _EARLY_YEARS:
-        return _EARLY_YEARS[text]
-    match = _YEAR.match(text)
-    if match is None or int(match.group(1)) > 14:
-        raise FieldError(field_name, f"{value!r} is not a national curriculum year")
-    return int(match.group(1))
+    """National curriculum year as a number (the core's codes: R 0, N2/E2 -1, N1/E1 -2, X None)."""
+    try:
+        return _parse_nc_year(value)
+    except ValueError as exc:
+        raise FieldError(field_name, str(exc)) from None
 
 
 def parse_date(value: str | None, field_name: str) -> str | None:
-    """An ISO date string from ISO (the CTF schema) or DD/MM/YYYY (seen in hand-made files)."""
+    """An ISO date string from any form the core accepts (ISO in the CTF schema, UK forms)."""
     if value is None or not value.strip():
         return None
     text = value.strip()
+    if len(text) > 10 and text[10] in "T " and text[4:5] == "-":
+        text = text[:10]  # an ISO date-time: the CTF's DOB is a date
     try:
-        if "/" in text:
-            day, month, year = text.split("/")
-            if len(year) != 4:
-                raise ValueError(text)
-            return date(int(year), int(month), int(day)).isoformat()
-        return date.fromisoformat(text[:10]).isoformat()
-    except ValueError:
-        raise FieldError(field_name, f"{value!r} is not a date (YYYY-MM-DD)") from None
+        return _parse_date(text).isoformat()
+    except ValueError as exc:
+        raise FieldError(field_name, str(exc)) from None
+
+
+def check_field(value: str | None, field_name: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """FieldError when a text value is too long to keep or holds a NUL character."""
+    if value is not None:
+        problem = field_problem(value, limits)
+        if problem is not None:
+            raise FieldError(field_name, problem)
 
 
 def parse_bool(value: str | bool | None) -> bool:

@@ -1,9 +1,10 @@
 """Keep the MIS snapshot in step and tell the core what changed.
 
-A sync reads and validates everything first, then compares with the stored snapshot, applies the
-changes the core must see (idempotent: pupil fields, review flags, parent invitees) and finally
-stores the new snapshot in one ``set_state_many`` call. A failure before that call leaves the old
-snapshot, so the next run finds the same differences and applies them again.
+The sims plugin supplies the readers (CTF files, the aggregator API, the drop folder); the core's
+MIS kit (``ehcbridge.mis``) compares with the stored snapshot, applies the changes the core must
+see (idempotent: pupil fields, review flags, parent invitees) and finally stores the new snapshot
+in one ``set_state_many`` call. A failure before that call leaves the old snapshot, so the next
+run finds the same differences and applies them again.
 """
 
 from __future__ import annotations
@@ -12,116 +13,44 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ehcbridge import NotConfigured
+from ehcbridge import NotConfigured, mis
 from ehcbridge.events import HookContext
-from ehcbridge.models import Invitee, Role
+from ehcbridge.formats import DEFAULT_LIMITS, Limits
+from ehcbridge.mis import (  # the MIS kit: records, diff, flags; re-exported for callers
+    FLAG_EARLY,
+    FLAG_LAC,
+    FLAG_PFA,
+    FLAG_SEN,
+    PUPIL,
+    Batch,
+    Change,
+    SyncReport,
+)
 
 from .ctf import CtfError, Problem, file_sha256, read_ctf
-from .records import MisPupil
 
-PUPIL = "pupil:"
+__all__ = ["FLAG_EARLY", "FLAG_LAC", "FLAG_PFA", "FLAG_SEN", "PUPIL", "Batch", "Change",
+           "SyncReport", "lookup", "scheduled_drop", "scheduled_sync", "sync_api", "sync_files"]
 SCHOOL = "school:"
 CTF_FILE = "ctf:file:"
 WATERMARK = "api:watermark:"
 # Re-read a little before the last run started: overlapping is harmless, a gap loses changes.
 WATERMARK_MARGIN = timedelta(minutes=5)
 
-FLAG_PFA = "preparing_for_adulthood"
-FLAG_EARLY = "early_review_suggested"
-FLAG_SEN = "sen_provision_changed"
-
 Progress = Callable[[int, int], None]
 
 
-@dataclass
-class Change:
-    """One pupil that was added, updated or left, with what changed and what follows from it."""
-
-    upn: str
-    kind: str  # added, updated, left
-    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    flags: list[tuple[str, str]] = field(default_factory=list)
-    new_parents: list[tuple[str | None, str]] = field(default_factory=list)  # (name, email)
-
-    def describe(self) -> str:
-        """A one-line account for ``--dry-run`` and the CLI."""
-        parts = [f"{self.kind:<8} {self.upn}"]
-        for name, (old, new) in self.fields.items():
-            if name == "contacts":
-                parts.append("contacts changed")
-            elif name in {"forename", "surname", "dob"}:
-                parts.append(f"{name} changed")
-            else:
-                parts.append(f"{name} {old!r} -> {new!r}")
-        if self.new_parents:
-            parts.append(f"{len(self.new_parents)} new parent email(s)")
-        parts += [f"flag {flag}" for flag, _ in self.flags]
-        return "; ".join(parts)
-
-
-@dataclass
-class SyncReport:
-    """What a sync found and did."""
-
-    source: str
-    dry_run: bool = False
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    left: int = 0
-    skipped: int = 0
-    changes: list[Change] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    flags_raised: int = 0
-    invitees_added: int = 0
-
-    def summary(self) -> str:
-        """``added 1, updated 2, unchanged 3, left 0`` (and skipped pupils, if any)."""
-        text = (
-            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"left {self.left}"
-        )
-        if self.skipped:
-            text += f", skipped {self.skipped}"
-        if self.dry_run:
-            text += " (dry run: nothing written)"
-        return text
-
-    def merge(self, other: SyncReport) -> None:
-        """Add another report's counts to this one."""
-        for name in ("added", "updated", "unchanged", "left", "skipped", "flags_raised",
-                     "invitees_added"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.changes += other.changes
-        self.problems += other.problems
-        self.warnings += other.warnings
-        self.files += other.files
-
-
-@dataclass
-class Batch:
-    """The pupils one school sent in one sync."""
-
-    school: str
-    source: str  # "ctf" or "api"
-    full: bool  # a full list: pupils of this school not in it have left
-    pupils: dict[str, MisPupil] = field(default_factory=dict)
-    kept: set[str] = field(default_factory=set)  # valid UPNs skipped for a field error
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 def _settings(ctx: HookContext) -> Any:
+    from ehcbridge.plugin_settings import settings_of
+
     from . import SimsSettings
 
-    settings = ctx.settings
-    return settings if isinstance(settings, SimsSettings) else SimsSettings()
+    return settings_of(ctx, SimsSettings, require=False)
 
 
 def _now_iso(ctx: HookContext) -> str:
@@ -158,10 +87,12 @@ def sync_files(
             report.unchanged += int(known.get("pupils", 0))
             report.skipped += int(known.get("skipped", 0))
             continue
-        ctf = read_ctf(path, progress=progress)
+        ctf = read_ctf(path, progress=progress, limits=_limits(ctx))
         batch = batches.setdefault(
             ctf.header.school_key, Batch(school=ctf.header.school_key, source="ctf", full=True)
         )
+        # A partial or leavers file says nothing about the pupils it leaves out.
+        batch.full = batch.full and ctf.full
         for pupil in ctf.pupils:
             batch.pupils[pupil.upn] = pupil
         _note_problems(report, batch, ctf.problems)
@@ -174,8 +105,14 @@ def sync_files(
             "ctf_version": ctf.header.version, "exported_at": ctf.header.datetime,
             "sha256": ctf.sha256, "file": path.name,
         }
-    _apply(batches.values(), ctx, report, relink=relink)
+    mis.apply(batches.values(), ctx, report, relink=relink)
     return report
+
+
+def _limits(ctx: HookContext) -> Limits:
+    """The core's [limits] settings (the defaults outside an application)."""
+    limits = ctx.extras.get("limits")
+    return limits if isinstance(limits, Limits) else DEFAULT_LIMITS
 
 
 def _note_problems(report: SyncReport, batch: Batch, problems: list[Problem]) -> None:
@@ -251,134 +188,8 @@ def sync_api(
     finally:
         if own_client:
             client.close()
-    _apply(batches, ctx, report, relink=relink)
+    mis.apply(batches, ctx, report, relink=relink)
     return report
-
-
-# Diff and apply -------------------------------------------------------------------------------
-
-
-def _diff(old: MisPupil, new: MisPupil) -> dict[str, tuple[Any, Any]]:
-    old_data, new_data = old.data(), new.data()
-    return {k: (old_data[k], v) for k, v in new_data.items() if old_data.get(k) != v}
-
-
-def _consequences(change: Change, old: MisPupil | None, new: MisPupil) -> None:
-    if old is not None:
-        if (old.nc_year is None or old.nc_year < 9) and (new.nc_year or 0) >= 9:
-            change.flags.append(
-                (FLAG_PFA, f"MIS: now in Year {new.nc_year}; the review must cover preparing "
-                           "for adulthood")
-            )
-        if old.school_urn and new.school_urn and old.school_urn != new.school_urn:
-            change.flags.append(
-                (FLAG_EARLY, f"MIS: school changed (URN {old.school_urn} -> {new.school_urn}); "
-                             "consider an early review")
-            )
-        if old.sen_provision == "E" and new.sen_provision in {"N", "K"}:
-            change.flags.append(
-                (FLAG_SEN, f"MIS: SEN provision is now {new.sen_provision} (was E, EHC plan)")
-            )
-    before = old.parent_emails() if old is not None else {}
-    for email, contact in new.parent_emails().items():
-        if email not in before:
-            change.new_parents.append((contact.display_name, contact.email or email))
-
-
-def _apply(batches: Iterable[Batch], ctx: HookContext, report: SyncReport,
-           relink: bool = False) -> None:
-    store = ctx.store
-    now = _now_iso(ctx)
-    batches = list(batches)
-    if not batches:
-        return
-    previous: dict[str, dict[str, Any]] = {
-        key[len(PUPIL):]: value for key, value in store.state_items(PUPIL)
-    }
-    writes: dict[str, Any] = {}
-    to_core: dict[str, MisPupil] = {}
-    to_reviews: dict[str, tuple[MisPupil, Change]] = {}
-    for batch in batches:
-        for upn, pupil in batch.pupils.items():
-            stored = previous.get(upn)
-            old = None if stored is None or stored.get("left") else MisPupil.from_data(
-                stored["data"])
-            if old is None:
-                change: Change | None = Change(upn, "added")
-                report.added += 1
-            elif old == pupil and stored is not None and stored.get("school") == batch.school:
-                change = None
-                report.unchanged += 1
-            else:
-                change = Change(upn, "updated", fields=_diff(old, pupil))
-                report.updated += 1
-            if change is not None:
-                _consequences(change, old, pupil)
-                report.changes.append(change)
-                writes[PUPIL + upn] = {
-                    "source": batch.source, "school": batch.school, "data": pupil.data(),
-                    "left": False, "updated_at": now,
-                }
-            if relink:
-                # Re-send everything: plans created since the last sync get the MIS data and
-                # every parent (the core matches invitees by role and email, so no duplicates).
-                change = change or Change(upn, "unchanged")
-                change.new_parents = [(c.display_name, c.email or e)
-                                      for e, c in pupil.parent_emails().items()]
-            if change is not None:
-                to_core[upn] = pupil
-                if change.flags or change.new_parents:
-                    to_reviews[upn] = (pupil, change)
-        if batch.full:
-            for upn, stored in previous.items():
-                if (stored.get("school") == batch.school and not stored.get("left")
-                        and upn not in batch.pupils and upn not in batch.kept):
-                    report.left += 1
-                    report.changes.append(Change(upn, "left"))
-                    writes[PUPIL + upn] = {**stored, "left": True, "updated_at": now}
-        writes.update(batch.meta)
-    if report.dry_run:
-        return
-    _update_core(store, to_core)
-    for upn, reviews in _open_reviews(store, list(to_reviews)).items():
-        pupil, change = to_reviews[upn]
-        _tell_reviews(ctx, reviews, pupil, change, report)
-    store.set_state_many(writes)
-
-
-def _update_core(store: Any, pupils: dict[str, MisPupil]) -> None:
-    """Send pupil fields to the core: in one call when the store offers a bulk method."""
-    bulk = getattr(store, "update_pupils", None)
-    if callable(bulk):
-        bulk({upn: p.core_fields() for upn, p in pupils.items()})
-        return
-    for upn, pupil in pupils.items():
-        store.update_pupil(upn, pupil.core_fields())
-
-
-def _open_reviews(store: Any, upns: list[str]) -> dict[str, list[Any]]:
-    """Open reviews per UPN: in one query when the store offers a bulk method."""
-    bulk = getattr(store, "open_reviews_for_upns", None)
-    if callable(bulk):
-        found = bulk(upns)
-        return {upn: list(found.get(upn, [])) for upn in upns}
-    return {upn: store.open_reviews_for_upn(upn) for upn in upns}
-
-
-def _tell_reviews(ctx: HookContext, reviews: list[Any], pupil: MisPupil, change: Change,
-                  report: SyncReport) -> None:
-    store = ctx.store
-    for review in reviews:
-        for flag, detail in change.flags:
-            store.flag_review(review.case_id, flag, detail)
-            store.audit(review.case_id, "sims.flag", {"flag": flag, "upn": pupil.upn})
-            report.flags_raised += 1
-        for name, email in change.new_parents:
-            store.add_invitee(
-                review.case_id, Invitee(role=Role.PARENT, name=name, email=email, source="mis")
-            )
-            store.audit(review.case_id, "sims.invitee", {"role": "parent", "upn": pupil.upn})
-            report.invitees_added += 1
 
 
 # Drop folder ----------------------------------------------------------------------------------
@@ -489,13 +300,4 @@ def scheduled_drop(ctx: HookContext) -> list[DropResult]:
 
 def lookup(upn: str, ctx: HookContext) -> Any:
     """The PupilRecord the MIS last gave for this UPN, or None (unknown or left the school)."""
-    from .upn import InvalidUPN, validate_upn
-
-    try:
-        key = validate_upn(upn)
-    except InvalidUPN:
-        return None
-    stored = ctx.store.get_state(PUPIL + key)
-    if not stored or stored.get("left"):
-        return None
-    return MisPupil.from_data(stored["data"]).to_record(source=f"sims:{stored.get('source')}")
+    return mis.lookup(upn, ctx)

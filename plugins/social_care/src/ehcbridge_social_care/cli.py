@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from ehcbridge.events import HookContext
+from ehcbridge.invocation import pass_plugin_context
 
 from .importers import (
     LAYOUTS,
@@ -20,14 +21,6 @@ from .importers import (
 from .records import KIND_LABELS, format_day, occasions
 
 
-def plugin_context() -> HookContext:
-    """This plugin's context from the running application."""
-    from ehcbridge.app import current_app  # the app is only built when a command runs
-
-    context: HookContext = current_app().plugin_context("social_care")
-    return context
-
-
 @click.group("social-care")
 def social_care() -> None:
     """Social care review dates (CLA, CP, CIN) for aligning EHCP review meetings."""
@@ -36,17 +29,17 @@ def social_care() -> None:
 @social_care.command("import")
 @click.argument("source")
 @click.option("--layout", type=click.Choice(LAYOUTS),
-              help="Default: from the URL, the .ics extension or the CSV header.")
+              help="Default: from the URL, the .ics extension, the XML root or the header.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV of social_care_id,upn,dob or the SSDA903 Header table "
                    "(default: the mapping_file setting).")
 @click.option("--dry-run", is_flag=True, help="Read and match, write nothing.")
 @click.option("--skip-invalid", is_flag=True,
               help="Skip malformed rows instead of refusing the whole file.")
-def import_command(source: str, layout: str | None, mapping: Path | None, dry_run: bool,
-                   skip_invalid: bool) -> None:
-    """Import review dates from a CSV extract, an .ics file or an iCalendar URL."""
-    ctx = plugin_context()
+@pass_plugin_context("social_care")
+def import_command(ctx: HookContext, source: str, layout: str | None, mapping: Path | None,
+                   dry_run: bool, skip_invalid: bool) -> None:
+    """Import review dates: SSDA903 (CSV, .xlsx or XML), CIN census XML, CSV, .ics or a URL."""
     try:
         report = import_source(ctx, source, layout=layout, mapping=mapping, dry_run=dry_run,
                                skip_invalid=skip_invalid)
@@ -71,6 +64,8 @@ def format_report(report: ImportReport) -> str:
         f"{verb} dates for {report.children} pupil(s); "
         f"{'would add' if report.dry_run else 'added'} {report.invitees} social care invitee(s)",
     ]
+    if report.encoding not in (None, "UTF-8", "UTF-8 with BOM"):
+        lines.append(f"read as {report.encoding} text")
     lines += [f"unmatched {u}" for u in report.unmatched]
     lines += [f"skipped {e}" for e in report.skipped_invalid]
     if report.dry_run:
@@ -80,9 +75,9 @@ def format_report(report: ImportReport) -> str:
 
 @social_care.command("list")
 @click.option("--upn", help="Only this pupil.")
-def list_command(upn: str | None) -> None:
+@pass_plugin_context("social_care")
+def list_command(ctx: HookContext, upn: str | None) -> None:
     """List known and projected social care review dates by UPN."""
-    ctx = plugin_context()
     if upn is not None:
         try:
             upn = normalise_upn(upn)

@@ -3,7 +3,7 @@
 State layout (plugin key-value state, JSON): ``child:<UPN>`` holds::
 
     {"reviews": [{"kind": "cla", "date": "2027-03-12", "source": "ssda903", "uid": null}],
-     "period_start": {"cla": "2026-08-03"},
+     "period_start": {"cla": "2026-08-03"}, "period_end": {"cp": "2026-10-01"},
      "worker": {"email": "...", "name": "...", "team": "...", "as_of": "2027-03-12"}}
 
 Only what alignment needs is kept: no names, dates of birth or social care ids.
@@ -77,6 +77,7 @@ class ChildRecord:
     upn: str
     reviews: list[ReviewDate] = field(default_factory=list)
     period_start: dict[str, date] = field(default_factory=dict)
+    period_end: dict[str, date] = field(default_factory=dict)  # the period has ended (903 DEC)
     worker: Worker | None = None
 
     @property
@@ -89,6 +90,7 @@ class ChildRecord:
         return {
             "reviews": [r.to_json() for r in sorted(self.reviews, key=_review_sort)],
             "period_start": {k: v.isoformat() for k, v in sorted(self.period_start.items())},
+            "period_end": {k: v.isoformat() for k, v in sorted(self.period_end.items())},
             "worker": self.worker.to_json() if self.worker else None,
         }
 
@@ -102,6 +104,8 @@ class ChildRecord:
             reviews=[ReviewDate.from_json(r) for r in data.get("reviews", [])],
             period_start={k: date.fromisoformat(v)
                           for k, v in (data.get("period_start") or {}).items()},
+            period_end={k: date.fromisoformat(v)
+                        for k, v in (data.get("period_end") or {}).items()},
             worker=Worker.from_json(data["worker"]) if data.get("worker") else None,
         )
 
@@ -193,7 +197,9 @@ def occasions(record: ChildRecord, *, projected_reviews: int = 2) -> list[Occasi
     most every 6 months. CP review conferences: first within 3 months of the initial conference
     (``period_start``), then at most every 6 months. CIN reviews have no fixed cadence: not
     projected. When the start of the period is unknown, a single known CLA review is taken as a
-    later review (6 months), since most are.
+    later review (6 months), since most are; when it is known (the SSDA903 Episodes table), a
+    single review within 3 months of it is the first, so the next is due 3 months later. Nothing
+    is projected once the period has ended (the episode's DEC, the plan's end date).
     """
     result = [Occasion(r.kind, r.day, projected=False) for r in record.reviews]
     for kind in ("cla", "cp"):
@@ -204,6 +210,9 @@ def occasions(record: ChildRecord, *, projected_reviews: int = 2) -> list[Occasi
 
 def _project(kind: str, record: ChildRecord, count: int) -> Iterable[Occasion]:
     start = record.period_start.get(kind)
+    end = record.period_end.get(kind)
+    if end is not None and (start is None or end >= start):
+        return []  # out of care (or off the plan): no statutory reviews to come
     known = sorted(r.day for r in record.reviews if r.kind == kind and (start is None
                                                                            or r.day >= start))
     label = KIND_LABELS[kind]
@@ -212,6 +221,8 @@ def _project(kind: str, record: ChildRecord, count: int) -> Iterable[Occasion]:
     out: list[Occasion] = []
     if known:
         last, held = known[-1], len(known)
+        if held == 1 and start is not None and known[0] > add_months(start, 3):
+            held = 2  # too late to be the first review: a later one, 6-monthly from here
         last_basis = f"{label} on {format_day(last)}"
     else:
         assert start is not None

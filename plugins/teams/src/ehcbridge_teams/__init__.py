@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ehcbridge import NotConfigured, hookimpl
+from ehcbridge import hookimpl, plugin_settings
 from ehcbridge.events import CheckResult, HookContext
 
 from ehcbridge_teams.settings import TeamsSettings
@@ -27,20 +27,11 @@ __all__ = ["TeamsSettings", "refresh_responses"]
 
 def settings_of(ctx: HookContext) -> TeamsSettings:
     """The validated settings (defaults when the section is absent)."""
-    settings = ctx.settings
-    if isinstance(settings, TeamsSettings):
-        return settings
-    if settings is None:
-        return TeamsSettings()
-    return TeamsSettings.model_validate(settings.model_dump())
+    return plugin_settings.settings_of(ctx, TeamsSettings, require=False)
 
 
 def _require(ctx: HookContext) -> TeamsSettings:
-    settings = settings_of(ctx)
-    if not settings.configured:
-        missing = ", ".join(settings.missing()) if settings.enabled else "plugin disabled"
-        raise NotConfigured(f"teams: not configured ([plugins.teams] needs: {missing})")
-    return settings
+    return plugin_settings.settings_of(ctx, TeamsSettings)
 
 
 def _with_calendar(ctx: HookContext, settings: TeamsSettings,

@@ -7,17 +7,9 @@ import sys
 
 import click
 from ehcbridge.events import CheckResult, HookContext
+from ehcbridge.invocation import pass_plugin_context
 
 _MARKS = {"ok": "ok", "warning": "warning", "failed": "FAILED", "not configured": "not configured"}
-
-
-def _context() -> HookContext:
-    try:
-        from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise click.ClickException("the ehcbridge application is not available") from None
-    ctx: HookContext = current_app().plugin_context("teams")
-    return ctx
 
 
 def format_results(results: list[CheckResult]) -> str:
@@ -38,12 +30,13 @@ def teams() -> None:
 @teams.command("check")
 @click.option("--mailbox", help="Check this mailbox instead of the configured organiser.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def check_command(mailbox: str | None, as_json: bool) -> None:
+@pass_plugin_context("teams")
+def check_command(ctx: HookContext, mailbox: str | None, as_json: bool) -> None:
     """Get a token, read the organiser's calendar and confirm Teams meetings are allowed."""
     from ehcbridge_teams import settings_of
     from ehcbridge_teams.meetings import run_check
 
-    results = run_check(settings_of(_context()), mailbox=mailbox)
+    results = run_check(settings_of(ctx), mailbox=mailbox)
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in results], indent=2))
     else:
@@ -52,11 +45,12 @@ def check_command(mailbox: str | None, as_json: bool) -> None:
 
 
 @teams.command("refresh-responses")
-def refresh_command() -> None:
+@pass_plugin_context("teams")
+def refresh_command(ctx: HookContext) -> None:
     """Read attendee responses for meetings in the next three weeks now."""
     from ehcbridge_teams import refresh_responses
 
-    summary = refresh_responses(_context())
+    summary = refresh_responses(ctx)
     if summary is None:
         raise click.ClickException("teams is not configured; see `ehcbridge teams check`")
     click.echo(

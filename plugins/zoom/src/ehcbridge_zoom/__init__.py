@@ -9,21 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ehcbridge import NotConfigured, hookimpl
+from ehcbridge import hookimpl
+from ehcbridge.events import HookContext
+from ehcbridge.plugin_settings import settings_of
 
 from ehcbridge_zoom.settings import ZoomSettings
 
 __all__ = ["ZoomSettings"]
 
 
-def _settings(ctx: Any) -> ZoomSettings:
+def _settings(ctx: HookContext) -> ZoomSettings:
     """The validated settings, or NotConfigured naming what is missing."""
-    settings = getattr(ctx, "settings", None)
-    if not isinstance(settings, ZoomSettings):
-        raise NotConfigured("zoom: no [plugins.zoom] settings")
-    if not settings.configured:
-        raise NotConfigured(f"zoom: missing [plugins.zoom] {', '.join(settings.missing)}")
-    return settings
+    return settings_of(ctx, ZoomSettings)
 
 
 @hookimpl
@@ -57,8 +54,7 @@ def check(ctx: Any) -> Any:
     """Doctor: the app gets a token and the host exists; "not configured" without credentials."""
     from ehcbridge_zoom import service
 
-    settings = getattr(ctx, "settings", None)
-    return service.check(settings if isinstance(settings, ZoomSettings) else None)
+    return service.check(settings_of(ctx, ZoomSettings, require=False))
 
 
 @hookimpl

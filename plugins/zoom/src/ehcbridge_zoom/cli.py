@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
+from ehcbridge.events import HookContext
+from ehcbridge.invocation import pass_plugin_context
+from ehcbridge.plugin_settings import settings_of
 
-
-def _load_context() -> Any:
-    """The zoom plugin's HookContext from the running app."""
-    try:
-        from ehcbridge.app import current_app  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:  # the core app is not available in this installation
-        raise click.ClickException("the ehcbridge app is not available to load settings") from exc
-    return current_app().plugin_context("zoom")
-
-
-def _configured_settings(ctx: Any) -> Any:
-    from ehcbridge_zoom.settings import ZoomSettings
-
-    settings = getattr(ctx, "settings", None)
-    if not isinstance(settings, ZoomSettings) or not settings.configured:
-        missing = ", ".join(settings.missing) if isinstance(settings, ZoomSettings) else "all"
-        raise click.ClickException(f"zoom is not configured (missing [plugins.zoom] {missing})")
-    return settings
+from ehcbridge_zoom.settings import ZoomSettings
 
 
 @click.group()
@@ -32,11 +16,12 @@ def zoom() -> None:
 
 
 @zoom.command("check")
-def check_command() -> None:
+@pass_plugin_context("zoom")
+def check_command(ctx: HookContext) -> None:
     """Check the app credentials give a token and the host user exists."""
     from ehcbridge_zoom import service
 
-    settings = getattr(_load_context(), "settings", None)
+    settings = settings_of(ctx, ZoomSettings, require=False)
     results = service.check(settings)
     for result in results:
         line = f"{result.name}: {result.status}"
@@ -46,12 +31,13 @@ def check_command() -> None:
 
 
 @zoom.command("meetings")
-def meetings_command() -> None:
+@pass_plugin_context("zoom")
+def meetings_command(ctx: HookContext) -> None:
     """List the host's upcoming meetings that ehcbridge made (id, start, reference)."""
     from ehcbridge_zoom import service
     from ehcbridge_zoom.client import ZoomClient
 
-    settings = _configured_settings(_load_context())
+    settings = settings_of(ctx, ZoomSettings)
     with ZoomClient.from_settings(settings) as client:
         rows = service.ehcbridge_meetings(client)
     if not rows:

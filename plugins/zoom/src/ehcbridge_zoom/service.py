@@ -280,7 +280,7 @@ def provide(event: LifecycleEvent, ctx: HookContext, settings: ZoomSettings,
 def check(settings: ZoomSettings | None, client: ZoomClient | None = None) -> list[CheckResult]:
     """Doctor lines: the app gets a token, and the host user exists."""
     if settings is None or not settings.configured:
-        missing = (", ".join(settings.missing) if settings is not None
+        missing = (", ".join(settings.missing()) if settings is not None
                    else "the [plugins.zoom] section")
         return [CheckResult("zoom", "not configured", f"missing: {missing}")]
     own = client is None

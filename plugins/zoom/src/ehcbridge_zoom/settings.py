@@ -74,7 +74,6 @@ class ZoomSettings(PluginSettings):
     def _agenda(cls, value: str) -> str:
         return _check_template(value, "agenda_template")
 
-    @property
     def missing(self) -> list[str]:
         """Names of the required settings that are empty."""
         values = {
@@ -88,4 +87,4 @@ class ZoomSettings(PluginSettings):
     @property
     def configured(self) -> bool:
         """True when the credentials and host are all set."""
-        return not self.missing
+        return not self.missing()
