@@ -274,6 +274,9 @@ class Engine:
         except Exception as exc:  # the case vanished or the data is inconsistent
             log.exception("cannot build event %s", ev.key)
             return self._finish(d, DEAD, d.attempts + 1, now, f"cannot build event: {exc}")
+        lane = self.lanes.lane_of_thread()
+        if lane is not None:
+            lane.calling()  # the time limit covers the plugin's call only
         outcomes = self.app.plugins.call_each(d.hook, plugins=[d.plugin], event=event,
                                               ctx=self.app.plugin_context)
         if not outcomes:

@@ -37,7 +37,7 @@ class Lane:
     thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     current: DeliveryRow | None = None
-    started_at: float = 0.0
+    started_at: float | None = None  # when the plugin call (not the event's reading) began
     abandoned: bool = False
     done: bool = False
     held: list[int] = field(default_factory=list)
@@ -47,8 +47,12 @@ class Lane:
         with self.lock:
             if self.abandoned:
                 return False
-            self.current, self.started_at = d, time.monotonic()
+            self.current, self.started_at = d, None
             return True
+
+    def calling(self) -> None:
+        """The plugin is being called now: its time limit starts."""
+        self.started_at = time.monotonic()
 
     def settle(self) -> bool:
         """The call returned: True when its outcome may be recorded (no time-out came first)."""
@@ -61,7 +65,7 @@ class Lane:
     def overdue(self) -> DeliveryRow | None:
         """Abandon the lane and return its call when that call is past the time limit."""
         with self.lock:
-            if (self.current is None or self.abandoned
+            if (self.current is None or self.abandoned or self.started_at is None
                     or time.monotonic() - self.started_at < self.limit):
                 return None
             self.abandoned = True
