@@ -30,6 +30,12 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert (Path(str(summary["plugin_package"])) / "tests" / "test_hello.py").is_file()
     assert ("the same list as an Excel workbook (sheet 'Reviews'): 50 plans unchanged, "
             "50 UPNs passed the DfE check letter, 0 warning(s)") in text
+    # Online meetings with no usable provider are flagged, not silent (issue 16).
+    online = sum(1 for r in _demo_rows() if r["online"].strip().lower() == "true")
+    assert online == 29  # booked ones and the planner's proposals alike
+    assert online > 0
+    assert f"online meetings without a provider: {online} review(s) flagged " \
+        "no_online_provider" in text
 
     with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
         names = [(r["forename"], r["surname"]) for r in csv.DictReader(fh)]
@@ -46,3 +52,8 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
             if part.get_content_type() == "text/calendar":
                 methods.add(part.get_param("method"))
     assert {"REQUEST", "CANCEL"} <= methods
+
+
+def _demo_rows() -> list[dict[str, str]]:
+    with resources.files("ehcbridge").joinpath("data/demo_reviews.csv").open() as fh:
+        return list(csv.DictReader(fh))

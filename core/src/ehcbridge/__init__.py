@@ -22,8 +22,13 @@ class RetryLater(Exception):
         self.retry_after = retry_after
 
 
+class Skipped(Exception):
+    """Raised by a plugin when the event needs nothing from it (e.g. a reminder whose date has
+    passed): the delivery is recorded as skipped with this message, not retried."""
+
+
 class PermanentError(Exception):
     """Raised by a plugin for a failure retrying cannot fix: the delivery goes straight to dead."""
 
 
-__all__ = ["NotConfigured", "PermanentError", "RetryLater", "__version__", "hookimpl"]
+__all__ = ["NotConfigured", "PermanentError", "RetryLater", "Skipped", "__version__", "hookimpl"]

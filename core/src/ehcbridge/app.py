@@ -72,6 +72,15 @@ class PluginStoreFacade:
         self.store.record_invitation(case_id, email, plugin=self.plugin, status=status,
                                      detail=detail)
 
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim ``email`` for this plugin before inviting; False when another plugin already
+        holds an invitation (or a claim) for them."""
+        return self.store.claim_invitation(case_id, email, plugin=self.plugin) == self.plugin
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Give up this plugin's claims on ``emails`` after its invitation failed."""
+        self.store.release_invitations(case_id, plugin=self.plugin, emails=emails, detail=detail)
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for the review."""
         from ehcbridge.store.reads import invitations
@@ -248,4 +257,9 @@ class App:
             for item in items:
                 if isinstance(item, CheckResult):
                     results.append((outcome.plugin, item))
+        from ehcbridge.online import provider_check
+
+        online = provider_check(self)
+        if online is not None:
+            results.append(("core", online))
         return sorted(results, key=lambda r: r[0])

@@ -97,6 +97,9 @@ def cli(config: str | None, verbose: int) -> None:
 
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ehcbridge.redact import install
+
+    install()  # secrets, tokens and addresses never reach the log
     from ehcbridge.operations import enable_progress, quiet_alembic
 
     quiet_alembic(verbose)
@@ -592,14 +595,24 @@ def run_cmd(once: bool, now: str | None, as_json: bool) -> None:
 @click.option("--status", type=click.Choice(["pending", "retrying", "delivered", "dead",
                                              "skipped"]))
 @click.option("--case", "case_id", help="Only this case.")
+@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="At most this many rows (0: all).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None,
-                     as_json: bool) -> None:
-    """The delivery ledger: every (event, plugin) pair and its outcome."""
+def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None, limit: int,
+                     offset: int, as_json: bool) -> None:
+    """The delivery ledger: every (event, plugin) pair and its outcome, oldest first."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = get_app().store.deliveries(status=status, case_id=case_id)
+    from ehcbridge.paging import page_notice
+
+    store = get_app().store
+    rows = store.deliveries(status=status, case_id=case_id, limit=limit or None, offset=offset)
+    notice = page_notice(len(rows), offset, limit, store.count_deliveries(status=status,
+                                                                          case_id=case_id))
+    if notice:  # on stderr, so --json stays a plain list
+        ctx.call_on_close(lambda: click.echo(notice, err=True))
     if as_json:
         _json([{"id": d.id, "case_id": d.case_id, "event": d.event_key, "hook": d.hook,
                 "plugin": d.plugin, "status": d.status, "attempts": d.attempts,
@@ -617,10 +630,11 @@ def deliveries_group(ctx: click.Context, status: str | None, case_id: str | None
 
 @deliveries_group.command("retry")
 @click.argument("delivery_id", type=int)
-def deliveries_retry(delivery_id: int) -> None:
+@click.option("--now", "now", help="Queue it as of this time (YYYY-MM-DDTHH:MM).")
+def deliveries_retry(delivery_id: int, now: str | None) -> None:
     """Queue a dead delivery again (the next engine pass attempts it)."""
     app = get_app()
-    row = _store_call(app.store.retry_delivery, delivery_id, app.clock.now())
+    row = _store_call(app.store.retry_delivery, delivery_id, _parse_now(now) or app.clock.now())
     click.echo(f"delivery {row.id} ({row.hook} -> {row.plugin}) queued again")
 
 
@@ -705,6 +719,14 @@ def main() -> None:
         cli(prog_name="ehcbridge")
     except PluginLoadError as exc:  # EHCBRIDGE_STRICT_PLUGINS=1 and a plugin failed
         click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a database error reaches the user as one line, never a traceback
+        from ehcbridge.store.errors import database_error_text
+
+        text = database_error_text(exc)
+        if text is None:
+            raise
+        click.echo(f"Error: {text}", err=True)
         sys.exit(1)
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehcbridge.models import LONDON, Outcome
+from ehcbridge.online import demo_line as online_demo_line
+from ehcbridge.online import online_wanted
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -99,9 +101,11 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     from ehcbridge.plan_cli import build_plan
 
     plan = build_plan(app, today=START)
-    for proposal in plan.proposals:  # what `ehcbridge plan --apply` does
+    wanted_online = online_wanted(reviews_csv)
+    for proposal in plan.proposals:  # what `ehcbridge plan --apply [--online]` does
         app.store.schedule_meeting(proposal.case_id, start=proposal.start, end=proposal.end,
-                                   organiser=proposal.coordinator, now=app.clock.now())
+                                   organiser=proposal.coordinator, now=app.clock.now(),
+                                   online=proposal.case_id in wanted_online)
     echo(f"  planner: {len(plan.proposals)} more meetings proposed and scheduled, "
          f"{len(plan.overdue)} overdue, {len(plan.unplanned)} left to plan by hand")
 
@@ -119,6 +123,7 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     summary = _summary(app, total, actions, work, outbox)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
+    echo(online_demo_line(app))
     from ehcbridge.scaffold import demo_step
 
     summary["plugin_package"] = str(demo_step(work, echo))

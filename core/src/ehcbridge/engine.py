@@ -8,6 +8,7 @@ key, and a failing plugin only ever reschedules its own row.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -19,12 +20,14 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying, wait_exponential
 
-from ehcbridge import NotConfigured, PermanentError
+from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.lanes import Lanes
 from ehcbridge.models import Meeting, MeetingStatus
-from ehcbridge.retry import parse_retry_after
+from ehcbridge.online import NO_PROVIDER_FLAG, PROVIDER_HOOK, no_provider_detail
+from ehcbridge.redact import redact
+from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
 from ehcbridge.store import (
     DEAD,
@@ -41,7 +44,6 @@ from ehcbridge.store.queue import DeliveryQueue, wall_clock, worker_name
 
 log = logging.getLogger("ehcbridge.engine")
 
-PROVIDER_HOOK = "provide_online_meeting"
 # tenacity computes the waits; the engine schedules them instead of sleeping, so one failing
 # delivery never holds up another.
 _RETRYING = Retrying()
@@ -62,17 +64,23 @@ class TickReport:
         self.attempts.update(other.attempts)
 
 
-def retry_after_of(exc: BaseException) -> float | None:
+def retry_after_of(exc: BaseException, now: datetime | None = None) -> float | None:
     """A Retry-After carried by an exception: ``retry_after`` or an HTTP response header."""
+    return requested_wait(exc, now)[0]
+
+
+def requested_wait(exc: BaseException, now: datetime | None = None) -> tuple[float | None, bool]:
+    """The wait an exception asks for, clamped to a day, and whether it asked for longer."""
     value = getattr(exc, "retry_after", None)
-    if isinstance(value, int | float):
-        return max(0.0, float(value))
     if value is None:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
         if headers is not None:
-            value = headers.get("Retry-After")
-    return parse_retry_after(value)
+            try:
+                value = headers.get("Retry-After")
+            except Exception:  # a plugin's odd header object must not stop the engine
+                value = None
+    return read_retry_after(value, now)
 
 
 class Engine:
@@ -133,9 +141,21 @@ class Engine:
             report.timers_fired += fired
             if fired < 1000:
                 break
+        self._links_now_possible(now)
         dispatched = self._dispatch(now)
         report.events_dispatched += dispatched
         return dispatched
+
+    def _links_now_possible(self, now: datetime) -> None:
+        """Meetings that went out without a link for want of a provider get one once a
+        provider is configured: an update event asks it, and the others send the link."""
+        provider = self.app.settings.engine.online_meetings
+        if not provider or provider not in self.app.plugins.implementers(PROVIDER_HOOK):
+            return
+        if not self.app.store.flag_count(NO_PROVIDER_FLAG, current_only=True):  # one count
+            return
+        for row in self.app.store.list_reviews(flag=NO_PROVIDER_FLAG):
+            self.app.store.request_meeting_update(row["case_id"], f"link-{provider}", now=now)
 
     def _clear_caches(self) -> None:
         self._events.clear()
@@ -192,6 +212,8 @@ class Engine:
                 if changed:  # a later event of this review sees the new invitees
                     cases[ev.review_id] = store.case_by_review(ev.review_id)
             meeting = meetings.get(ev.meeting_id or 0)
+            if not provider:  # not silent: the review says why, and doctor warns
+                self._no_provider(ev, "engine.online_meetings is not set")
             # A meeting that went in person still has the provider's meeting to remove.
             if provider and meeting is not None and (meeting.online or meeting.external_id):
                 if provider not in plugins.implementers(PROVIDER_HOOK):
@@ -268,6 +290,7 @@ class Engine:
 
     def attempt(self, d: DeliveryRow, now: datetime) -> str:
         """Call one plugin for one event and record the outcome; returns the new status."""
+        store = self.app.store
         ev = self._event_row(d.event_id)
         try:
             event = self.build_event(ev, now)
@@ -288,17 +311,30 @@ class Engine:
                 self._store_link(ev, outcome.result, d.plugin)
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
-        message = f"{type(error).__name__}: {error}"
+        message = redact(f"{type(error).__name__}: {error}")  # stored and shown: no secrets
         if isinstance(error, NotConfigured):
-            return self._finish(d, SKIPPED, attempts, now, f"not configured: {error}")
+            if d.hook == PROVIDER_HOOK:
+                self._no_provider(ev, f"{d.plugin} is not configured: {error}")
+            return self._finish(d, SKIPPED, attempts, now, f"not configured: {redact(str(error))}")
+        if isinstance(error, Skipped):
+            return self._finish(d, SKIPPED, attempts, now, redact(str(error)))
         max_attempts = self.app.settings.engine.max_attempts
         if isinstance(error, PermanentError) or attempts >= max_attempts:
             if d.hook == PROVIDER_HOOK:
                 self._provider_failed(ev, d.plugin, message)
+            elif d.hook == "on_review_scheduled":  # its unsent invitations are free again
+                store.release_invitations(store.case_by_review(ev.review_id).plan.case_id,
+                                          plugin=d.plugin, detail=message[:200],
+                                          unsent_only=True)
             log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
                         d.plugin, attempts)
             return self._finish(d, DEAD, attempts, now, message)
-        delay = retry_after_of(error)
+        delay, capped = requested_wait(error, now)
+        if capped:
+            # A remote server or plugin asked for longer than a day: wait a day and say so.
+            message += f" (asked to wait longer than {MAX_RETRY_AFTER / 3600:.0f} h; retrying then)"
+            log.warning("delivery %s of %s to %s asked to wait too long; waiting %d s", d.id,
+                        ev.key, d.plugin, MAX_RETRY_AFTER)
         if delay is None:
             state = RetryCallState(retry_object=_RETRYING, fn=None, args=(), kwargs={})
             state.attempt_number = attempts
@@ -322,13 +358,22 @@ class Engine:
             return
         store = self.app.store
         if isinstance(result, OnlineMeeting):
+            before = store.meeting(ev.meeting_id).join_url
             store.set_meeting_link(ev.meeting_id, provider=result.provider,
                                    join_url=result.join_url, external_id=result.external_id)
-            case = self._case(ev.review_id)
+            case = store.case_by_review(ev.review_id)
             store.clear_flag(case.plan.case_id, "online_meeting_failed")
+            store.clear_flag(case.plan.case_id, NO_PROVIDER_FLAG)
+            if result.join_url != before and self._already_sent(ev, plugin):
+                # The link came after the invitations went out (a retried provider): the
+                # other plugins send it as an update.
+                digest = hashlib.sha256(result.join_url.encode()).hexdigest()[:12]
+                store.request_meeting_update(case.plan.case_id, f"link-{digest}",
+                                             now=self.app.clock.now())
         elif result is None and not store.meeting(ev.meeting_id).online:
             # The provider removed its meeting: nobody should be shown a stale link.
             store.clear_meeting_link(ev.meeting_id)
+            store.clear_flag(store.case_by_review(ev.review_id).plan.case_id, NO_PROVIDER_FLAG)
         self._forget(ev)
         self._wake.set()
 
@@ -338,14 +383,40 @@ class Engine:
         self._cases.pop(ev.review_id, None)
         self._meetings.pop(ev.meeting_id or 0, None)
 
+    def _no_provider(self, ev: EventRow, why: str) -> None:
+        """Flag an online meeting that will go out without a link (not silently)."""
+        store = self.app.store
+        meeting = self._meeting(ev)
+        if meeting is None or not meeting.online or meeting.join_url or ev.action == "cancelled":
+            if meeting is None or not meeting.online or ev.action == "cancelled":
+                # In person or cancelled now: no link is owed any more.
+                store.clear_flag(store.case_by_review(ev.review_id).plan.case_id,
+                                 NO_PROVIDER_FLAG)
+            return
+        detail = no_provider_detail(why)
+        store.set_meeting_link(meeting.id or 0, provider=None, join_url=None, external_id=None,
+                               error=detail)
+        store.flag_review(store.case_by_review(ev.review_id).plan.case_id, NO_PROVIDER_FLAG,
+                          detail, raised_by="engine")
+        self._forget(ev)
+
+    def _already_sent(self, ev: EventRow, provider: str) -> bool:
+        """True when another plugin already handled this event (so it went out linkless)."""
+        return any(d.event_id == ev.id and d.plugin != provider and d.status == DELIVERED
+                   for d in self.app.store.deliveries(case_id=self.app.store.case_by_review(
+                       ev.review_id).plan.case_id))
+
     def _provider_failed(self, ev: EventRow, plugin: str, message: str) -> None:
         store = self.app.store
         if ev.meeting_id is not None:
             store.set_meeting_link(ev.meeting_id, provider=None, join_url=None, external_id=None,
                                    error=f"{plugin}: {message}")
-        case = self._case(ev.review_id)
+        case = store.case_by_review(ev.review_id)
         store.flag_review(case.plan.case_id, "online_meeting_failed", f"{plugin}: {message}",
                           raised_by="engine")
+        # Whoever the provider meant to invite may now be invited by another plugin.
+        store.release_invitations(case.plan.case_id, plugin=plugin, detail=message[:200],
+                                  unsent_only=True)
         self._forget(ev)
         self._wake.set()
 
@@ -465,13 +536,17 @@ class Engine:
 
     def acquire(self) -> None:
         """Before running: on SQLite take the one-engine lock (EngineBusy names the holder) and
-        free the claims a dead engine left; on PostgreSQL nothing (workers share the work)."""
+        free the claims a dead engine left; on PostgreSQL free the claims of workers that died
+        on this machine (the others' claims run out with their leases)."""
         from ehcbridge.store.queue import EngineLock
 
         if self.app.store.backend == "sqlite":
             self._lock = EngineLock(self.app.store)
             self._lock.acquire()
             self.queue.release_all_claims()
+        else:  # a worker that died on this machine: no need to wait for its leases
+            for name in self.queue.release_dead_local_claims():
+                log.warning("worker %s is gone; its deliveries are taken over", name)
 
     def release(self) -> None:
         """Let another engine take over (the lock also goes when the process ends)."""

@@ -79,6 +79,13 @@ class PluginStore(Protocol):
     ) -> None:
         """Record that this plugin invited ``email`` (status ``sent``, ``failed``...)."""
 
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim ``email`` for this plugin before inviting them (then ``record_invitation``
+        what was sent); False when another plugin already holds an invitation for them."""
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Give up this plugin's claims on ``emails`` (its invitation failed)."""
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for this review."""
 

@@ -269,7 +269,7 @@ def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid:
     report = ImportReport(skipped=read.problems, dry_run=dry_run, path=path,
                           warnings=read.warnings, encoding=read.encoding, sheet=read.sheet)
     with contextlib.suppress(_DryRun):
-        _apply(app, read.rows, report, now)
+        _apply(app, read.rows, report, now, skip_invalid)
     return report
 
 
@@ -277,10 +277,11 @@ class _DryRun(Exception):
     """Raised inside the import transaction so a dry run rolls everything back."""
 
 
-def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None) -> None:
+def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None,
+           skip_invalid: bool = False) -> None:
     from ehcbridge import timeline
     from ehcbridge.operations import reporter
-    from ehcbridge.store import CaseInput, StoreError
+    from ehcbridge.store import CaseInput, StoreError, ValueRejected
 
     items = []
     for row in rows:
@@ -299,8 +300,21 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
     store = app.store
     with store.begin() as conn:
         try:
-            results = store.import_cases(conn, items, now or app.clock.now(),
-                                         progress=reporter(f"importing {report.path.name}"))
+            try:
+                results = store.import_cases(conn, items, now or app.clock.now(),
+                                             progress=reporter(f"importing {report.path.name}"))
+            except ValueRejected as exc:  # values the store cannot hold: no value shown
+                rejected = [RowProblem(str(report.path), by_case[case_id].row
+                                       if case_id in by_case else 0, _csv_column(column), "",
+                                       problem, sheet=report.sheet)
+                            for case_id, column, problem in exc.problems]
+                if not skip_invalid:
+                    raise IntakeError(report.path, rejected) from None
+                report.skipped += rejected  # checked before any write: import the rest
+                refused = {case_id for case_id, _, _ in exc.problems}
+                results = store.import_cases(
+                    conn, [i for i in items if i.plan.case_id not in refused],
+                    now or app.clock.now())
         except StoreError as exc:
             bad = by_case.get(str(exc).split(":", 1)[0])
             raise IntakeError(report.path, [RowProblem(
@@ -313,6 +327,14 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
                 report.meetings[action] = report.meetings.get(action, 0) + 1
         if report.dry_run:
             raise _DryRun
+
+
+def _csv_column(column: str) -> str:
+    """The review list column a store column comes from (``sen_officer_email``...)."""
+    for prefix, role in INVITEE_COLUMNS.items():
+        if column.startswith(f"{role.value}_"):
+            return prefix + column.removeprefix(role.value)
+    return column
 
 
 def summary(report: ImportReport) -> dict[str, Any]:

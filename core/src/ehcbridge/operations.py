@@ -253,9 +253,11 @@ def _row(plugin: str, check: str, status: str, detail: str) -> dict[str, str]:
 def _store_problem(exc: BaseException) -> str:
     """What went wrong reaching the store, in one line without the driver's full text (which
     can hold connection details)."""
+    from ehcbridge.redact import redact
+
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
-    return f"cannot open the store: {type(orig).__name__}: {first}"[:300]
+    return redact(f"cannot open the store: {type(orig).__name__}: {first}")[:300]
 
 
 def doctor(app: App, as_json: bool, echo: Callable[..., Any]) -> int:

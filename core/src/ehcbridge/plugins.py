@@ -199,6 +199,9 @@ class PluginManager:
 
         try:
             record.settings = validate_section(record.name, models[-1], raw, self.config_path)
+            from ehcbridge.redact import register_settings
+
+            register_settings(record.settings)  # its secrets never reach a log line
         except SettingsError as exc:
             self._fail(record, str(exc))
 
@@ -305,7 +308,9 @@ def _trace_after(outcome: pluggy.Result[Any], hook: str, impls: Any, kwargs: Any
     result = None if error is not None else outcome.get_result()
     if isinstance(result, list) and len(result) <= 1:  # one plugin's answer to a plain hook
         result = result[0] if result else None
-    shown = (f"raised {type(error).__name__}: {error}" if error is not None
+    from ehcbridge.redact import redact
+
+    shown = (redact(f"raised {type(error).__name__}: {error}") if error is not None
              else f"returned {type(result).__name__}")
     print(f"ehcbridge trace: {hook} <- {names} {shown} ({seconds * 1000:.1f} ms)",
           file=sys.stderr)

@@ -85,6 +85,19 @@ class MemoryPluginStore:
              "detail": detail}
         )
 
+    def claim_invitation(self, case_id: str, email: str) -> bool:
+        """Claim an address unless another plugin's live invitation holds it."""
+        return not any(r["email"].lower() == email.lower() and r["plugin"] != self.plugin
+                       and r["status"] != "failed" for r in self.invitations(case_id))
+
+    def release_invitations(self, case_id: str, emails: list[str], detail: str = "") -> None:
+        """Mark this plugin's invitations to ``emails`` failed."""
+        wanted = {e.lower() for e in emails}
+        for r in self.invitation_records:
+            if (r["case_id"] == case_id and r["plugin"] == self.plugin
+                    and r["email"].lower() in wanted):
+                r["status"], r["detail"] = "failed", detail
+
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records for a review."""
         return [r for r in self.invitation_records if r["case_id"] == case_id]

@@ -77,6 +77,13 @@ class FakeGraph:
         self.filter_mode = "honour"
         self.token_failures = 0  # fail this many token requests with 503
         self.delay = 0.0
+        # Tokens Graph has stopped accepting (expired early, revoked), and what it says then.
+        self.expired: set[str] = set()
+        # Reads of a new event that still show no onlineMeeting (Teams fills the link in late).
+        self.late_join_reads = 0
+        # False: a POST repeated with the same transactionId makes a second event (Graph's
+        # documentation does not promise de-duplication).
+        self.dedupe_transactions = True
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
         self.lock = threading.RLock()
@@ -117,6 +124,12 @@ class FakeGraph:
                 504: "GatewayTimeout"}.get(status, "generalException")
         self.failures.append(Failure(count, status, retry_after, code, methods, after))
 
+    def expire_tokens(self) -> None:
+        """Every token issued so far is refused from now on, as Graph does once it expired."""
+        with self.lock:
+            self.expired |= self.tokens
+            self.tokens = set()
+
     def events(self, mailbox: str, *, include_cancelled: bool = False) -> list[dict[str, Any]]:
         """Events in a mailbox."""
         return [e for e in self.mailboxes[mailbox.lower()].events.values()
@@ -153,6 +166,9 @@ class FakeGraph:
               headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         """Route one Graph call (also used for each request of a batch)."""
         auth = headers.get("authorization", "")
+        if auth.startswith("Bearer ") and auth[7:] in self.expired:
+            return _error(401, "InvalidAuthenticationToken",
+                          "Lifetime validation failed, the token is expired.")
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             return _error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
         if path == "/$batch" and method == "POST":
@@ -194,6 +210,9 @@ class FakeGraph:
             event["cancelComment"] = (body or {}).get("comment")
             return 202, {}, None
         if method == "GET":
+            if event.get("_late_reads", 0) > 0:
+                event["_late_reads"] -= 1
+                return 200, {}, {**_select(event, query), "onlineMeeting": None}
             return 200, {}, _select(event, query)
         if method == "PATCH":
             bad = sorted(set(body or {}) - UPDATABLE)
@@ -214,7 +233,7 @@ class FakeGraph:
             if set(body[key]) != {"dateTime", "timeZone"}:
                 return _error(400, "ErrorInvalidRequest", f"{key} must be a dateTimeTimeZone")
         txn = body.get("transactionId")
-        if txn:
+        if txn and self.dedupe_transactions:
             for event in box.events.values():
                 if event.get("transactionId") == txn:
                     return 201, {}, _public(event)
@@ -245,6 +264,10 @@ class FakeGraph:
             event["onlineMeetingProvider"] = "unknown"
             event["onlineMeeting"] = None
         box.events[event_id] = event
+        if self.late_join_reads and event.get("onlineMeeting"):
+            # The 201 and the next reads come before Teams has made the meeting's link.
+            event["_late_reads"] = self.late_join_reads
+            return 201, {}, {**_public(event), "onlineMeeting": None}
         return 201, {}, _public(event)
 
     def list_events(self, box: Mailbox, query: dict[str, list[str]]

@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,10 @@ import httpx
 import pluggy
 import pytest
 from ehcbridge import hookspecs
+from ehcbridge.http import ServiceUnavailable
 from ehcbridge.testing import make_event
 from ehcbridge_teams import auth
-from ehcbridge_teams.graph import GraphClient, GraphError, parse_retry_after
+from ehcbridge_teams.graph import PREFER_LONDON, GraphClient, GraphError
 from ehcbridge_teams.meetings import make_client
 from ehcbridge_teams_fake_graph import ORGANISER, settings_for
 
@@ -110,11 +110,11 @@ def test_graph_error_body_is_parsed_and_the_code_reported() -> None:
     assert "x@y" in str(caught.value) and "Id is malformed." in str(caught.value)
 
 
-def test_non_json_error_still_gives_a_status_code() -> None:
-    with pytest.raises(GraphError) as caught:
+def test_non_json_server_error_is_temporary_with_its_status() -> None:
+    with pytest.raises(ServiceUnavailable) as caught:
         _client(lambda r: httpx.Response(502, text="<html>bad gateway</html>"),
                 max_attempts=2).request("GET", "/x")
-    assert caught.value.code == "HTTP502"
+    assert caught.value.status == 502 and "HTTP 502" in str(caught.value)
 
 
 def test_504_is_retried_then_succeeds() -> None:
@@ -123,12 +123,15 @@ def test_504_is_retried_then_succeeds() -> None:
     assert response.json() == {"ok": True}
 
 
-def test_retry_after_as_seconds_or_http_date() -> None:
-    assert parse_retry_after("12") == 12.0
-    assert parse_retry_after(None) is None
-    when = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
-    assert 55 <= (parse_retry_after(when) or 0) <= 60
-    assert parse_retry_after("soon") is None
+def test_every_call_asks_for_london_times() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Prefer", ""))
+        return httpx.Response(200, json={})
+
+    _client(handler).request("GET", "/x")
+    assert seen == ['outlook.timezone="Europe/London"'] == [PREFER_LONDON]
 
 
 def test_plugin_loads_against_the_core_hookspecs() -> None:

@@ -56,6 +56,10 @@ class FakeZoom:
         self.daily_limit = 100
         self.daily_counts: Counter[str] = Counter()
         self.daily_retry_after = True
+        # "429": the rate-limit answer with X-RateLimit-Type: Daily-limit; "300": HTTP 300,
+        # code 300, as the Create/Update meeting API reference lists the per-user daily cap.
+        self.daily_style = "429"
+        self.now: Any = lambda: datetime.now(UTC)  # the fake's clock, for its reset time
         self.reject_tokens = False
         self.next_id = 85746065400  # int64, beyond 32 bits like real meeting ids
         self.page_tokens: dict[str, int] = {}
@@ -142,7 +146,10 @@ class FakeZoom:
         if self.daily_counts[host] < self.daily_limit:
             self.daily_counts[host] += 1
             return None
-        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+        if self.daily_style == "300":
+            return 300, {}, {"code": 300, "message": (
+                "A maximum of 100 meetings can be created/updated for a single user in one day.")}
+        tomorrow = self.now().astimezone(UTC).date() + timedelta(days=1)
         headers = {"X-RateLimit-Category": "Medium", "X-RateLimit-Type": "Daily-limit",
                    "X-RateLimit-Limit": str(self.daily_limit), "X-RateLimit-Remaining": "0"}
         if self.daily_retry_after:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from ehcbridge import PermanentError, RetryLater
-from ehcbridge_zoom.client import TokenCache, ZoomApiError, ZoomClient, parse_retry_after
+from ehcbridge.retry import parse_retry_after
+from ehcbridge_zoom.client import TokenCache, ZoomApiError, ZoomClient
 from ehcbridge_zoom.settings import ZoomSettings
 
 NOW = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)

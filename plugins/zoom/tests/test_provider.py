@@ -226,14 +226,16 @@ def test_other_reviews_get_their_own_meetings(zoom: Any, settings: ZoomSettings)
 
 def test_daily_create_limit_names_the_host(zoom: Any, settings: ZoomSettings) -> None:
     zoom.daily_limit = 1
-    ehcbridge_zoom.provide_online_meeting(event=make_event(start=MARCH), ctx=ctx_for(settings))
+    ctx = ctx_for(settings)
+    zoom.now = ctx.clock.now  # the engine's clock, not the wall clock
+    ehcbridge_zoom.provide_online_meeting(event=make_event(start=MARCH), ctx=ctx)
 
     with pytest.raises(RetryLater) as caught:
         ehcbridge_zoom.provide_online_meeting(event=make_event(start=MARCH, case_id="EHC-0002"),
                                               ctx=ctx_for(settings))
 
     assert zoom.host in str(caught.value) and "daily limit" in str(caught.value)
-    now = datetime.now(UTC)
+    now = ctx.clock.now().astimezone(UTC)
     midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     assert caught.value.retry_after == pytest.approx((midnight - now).total_seconds(), abs=5)
     assert len(zoom.calls("POST", "/v2/")) == 2  # the daily limit is not hammered
@@ -242,9 +244,10 @@ def test_daily_create_limit_names_the_host(zoom: Any, settings: ZoomSettings) ->
 def test_daily_limit_without_retry_after_waits_for_utc_midnight(zoom: Any,
                                                                 settings: ZoomSettings) -> None:
     zoom.daily_limit, zoom.daily_retry_after = 0, False
+    ctx = ctx_for(settings)
     with pytest.raises(RetryLater) as caught:
-        ehcbridge_zoom.provide_online_meeting(event=make_event(start=MARCH), ctx=ctx_for(settings))
-    now = datetime.now(UTC)
+        ehcbridge_zoom.provide_online_meeting(event=make_event(start=MARCH), ctx=ctx)
+    now = ctx.clock.now().astimezone(UTC)
     midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     assert caught.value.retry_after == pytest.approx((midnight - now).total_seconds(), abs=5)
     assert zoom.host in str(caught.value)

@@ -39,16 +39,19 @@ from ehcbridge.models import (
     Role,
 )
 from ehcbridge.store import schema as t
+from ehcbridge.store.errors import (
+    StoreDataError,
+    StoreError,
+    ValueRejected,
+    check_cases,
+    on_error,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Delivery statuses. "pending" and "retrying" are still to be attempted.
 PENDING, RETRYING, DELIVERED, DEAD, SKIPPED = "pending", "retrying", "delivered", "dead", "skipped"
 OPEN_STATUSES = (PENDING, RETRYING)
-
-
-class StoreError(Exception):
-    """A request the store cannot carry out (unknown case, review already decided...)."""
 
 
 def utcnow() -> datetime:
@@ -134,7 +137,10 @@ class Store:
         elif schema:
             connect_args["options"] = f"-csearch_path={schema}"
         self.url = url
-        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True)
+        # No statement parameter (a child's name, a date of birth) in any error or log line.
+        self.engine: Engine = create_engine(url, connect_args=connect_args, future=True,
+                                            hide_parameters=True)
+        event.listen(self.engine, "handle_error", on_error)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if migrate:
@@ -233,6 +239,7 @@ class Store:
         meeting action or '') per item. New cases are written in bulk, so a council's whole
         caseload imports in seconds; existing ones are only written where something changed.
         ``progress`` is called with (cases done, cases in all) after each chunk."""
+        check_cases(items)  # every value fits its column on either backend, or nothing is written
         results: list[tuple[str, str]] = []
         for chunk in _chunks(items, 500):
             if progress is not None and results:
@@ -624,6 +631,23 @@ class Store:
                 hook="on_review_scheduled", action="updated", review_id=review_id,
                 meeting_id=current.id, at=now or utcnow())
 
+    def request_meeting_update(self, case_id: str, reason: str, *,
+                               now: datetime | None = None) -> bool:
+        """Fire ``on_review_scheduled`` (action ``updated``) for the scheduled meeting, once per
+        ``reason`` and meeting revision (e.g. its online link arrived late); False when there is
+        no scheduled meeting or it was already fired."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            current = c.execute(select(t.meetings).where(and_(
+                t.meetings.c.review_id == review_id,
+                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
+            if current is None:
+                return False
+            return self._add_event(
+                c, key=f"{case_id}/r{review_id}/m{current.id}/updated/{current.sequence}/{reason}",
+                hook="on_review_scheduled", action="updated", review_id=review_id,
+                meeting_id=current.id, at=now or utcnow())
+
     def cancel_meeting(self, case_id: str, *, reason: str = "",
                        now: datetime | None = None) -> None:
         """Cancel the scheduled meeting (the review goes back to due)."""
@@ -823,20 +847,33 @@ class Store:
                 last_error=error, finished_at=now if status not in OPEN_STATUSES else None))
 
     def deliveries(self, *, status: str | None = None, case_id: str | None = None,
-                   limit: int = 1000) -> list[DeliveryRow]:
-        """Ledger rows for ``ehcbridge deliveries``."""
+                   limit: int | None = 1000, offset: int = 0) -> list[DeliveryRow]:
+        """Ledger rows for ``ehcbridge deliveries``, oldest first (``limit`` None: all)."""
         q = (select(t.deliveries, t.events.c.key.label("event_key"),
                     t.plans.c.case_id.label("case_id"))
              .join(t.events, t.events.c.id == t.deliveries.c.event_id)
              .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
              .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
-             .order_by(t.deliveries.c.id).limit(limit))
+             .order_by(t.deliveries.c.id).limit(limit).offset(offset or None))
         if status:
             q = q.where(t.deliveries.c.status == status)
         if case_id:
             q = q.where(t.plans.c.case_id == case_id)
         with self.engine.connect() as conn:
             return [_delivery_row(r) for r in conn.execute(q).all()]
+
+    def count_deliveries(self, *, status: str | None = None, case_id: str | None = None) -> int:
+        """How many ledger rows :meth:`deliveries` would list without a limit."""
+        q = select(func.count()).select_from(t.deliveries)
+        if status:
+            q = q.where(t.deliveries.c.status == status)
+        if case_id:
+            q = (q.join(t.events, t.events.c.id == t.deliveries.c.event_id)
+                 .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
+                 .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                 .where(t.plans.c.case_id == case_id))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def delivery_counts(self) -> dict[tuple[str, str, str], int]:
         """Counts by (hook, plugin, status)."""
@@ -938,6 +975,15 @@ class Store:
                 c.execute(update(t.flags).where(t.flags.c.id == row.id)
                           .values(detail=detail, raised_by=raised_by))
 
+    def flag_count(self, flag: str, *, current_only: bool = False) -> int:
+        """How many reviews carry ``flag`` (past ones too, unless ``current_only``)."""
+        q = select(func.count()).select_from(t.flags).where(t.flags.c.flag == flag)
+        if current_only:
+            q = q.join(t.reviews, t.reviews.c.id == t.flags.c.review_id).where(
+                t.reviews.c.current.is_(True))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def clear_flag(self, case_id: str, flag: str) -> None:
         """Clear a flag from the current review."""
         with self.begin() as c:
@@ -960,6 +1006,60 @@ class Store:
             else:  # keep the latest status per plugin and address
                 c.execute(update(t.invitations).where(where).values(status=status, detail=detail,
                                                                     at=utcnow()))
+
+    # One invitation per person per meeting across plugins: the first plugin to claim an
+    # address holds it. The claim is a row keyed by review and address in a reserved state
+    # namespace, so two plugins racing for the same person cannot both win (primary key).
+    # Claims are not invitations: a plugin still records what it actually sent.
+    _CLAIMS = "_invitations"
+
+    def claim_invitation(self, case_id: str, email: str, *, plugin: str) -> str:
+        """Claim ``email`` for ``plugin`` before inviting them, unless another plugin holds a
+        claim or a live invitation; returns the holder (``plugin`` when the claim is its own)."""
+        address = email.strip().lower()
+        with self.engine.connect() as conn:
+            review_id = self.review_id_for(conn, case_id)
+            other = conn.execute(select(t.invitations.c.plugin).where(and_(
+                t.invitations.c.review_id == review_id, t.invitations.c.plugin != plugin,
+                func.lower(t.invitations.c.email) == address,
+                t.invitations.c.status != "failed"))).first()
+        if other is not None:
+            return str(other.plugin)
+        key = f"{review_id}:{address}"
+        try:
+            with self.begin() as c:
+                c.execute(insert(t.plugin_state).values(plugin=self._CLAIMS, key=key,
+                                                        value={"plugin": plugin},
+                                                        updated_at=utcnow()))
+        except IntegrityError:
+            pass  # held already: by this plugin (a retry) or by another
+        return str((self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin))
+
+    def release_invitations(self, case_id: str, *, plugin: str, emails: list[str] | None = None,
+                            detail: str = "", unsent_only: bool = False) -> None:
+        """Give up ``plugin``'s claims (on ``emails``, or all; with ``unsent_only`` those it
+        never recorded as sent) after its invitation failed, so another plugin may invite
+        them; its invitation records to those addresses say ``failed``."""
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            rows = c.execute(select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
+                t.plugin_state.c.plugin == self._CLAIMS,
+                t.plugin_state.c.key.startswith(f"{review_id}:", autoescape=True)))).all()
+            sent = set(c.execute(select(func.lower(t.invitations.c.email)).where(and_(
+                t.invitations.c.review_id == review_id, t.invitations.c.plugin == plugin,
+                t.invitations.c.status == "sent"))).scalars()) if unsent_only else set()
+            wanted = {e.strip().lower() for e in emails} if emails is not None else None
+            for key, value in rows:
+                address = key.partition(":")[2]
+                if (value or {}).get("plugin") != plugin or address in sent or (
+                        wanted is not None and address not in wanted):
+                    continue
+                c.execute(delete(t.plugin_state).where(and_(
+                    t.plugin_state.c.plugin == self._CLAIMS, t.plugin_state.c.key == key)))
+                c.execute(update(t.invitations).where(and_(
+                    t.invitations.c.review_id == review_id, t.invitations.c.plugin == plugin,
+                    func.lower(t.invitations.c.email) == address)).values(
+                        status="failed", detail=detail or "invitation failed", at=utcnow()))
 
     def get_state(self, plugin: str, key: str, default: Any = None) -> Any:
         """A plugin's stored value."""
@@ -1257,4 +1357,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseInput", "CaseView",
            "DeliveryRow",
-           "EventRow", "IntegrityError", "Store", "StoreError"]
+           "EventRow", "IntegrityError", "Store", "StoreDataError", "StoreError",
+           "ValueRejected"]

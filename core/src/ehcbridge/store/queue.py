@@ -40,6 +40,19 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _alive(pid: str) -> bool:
+    """True unless ``pid`` is certainly not a running process (a reused pid counts as alive)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
+
+
 def wall_clock() -> datetime:
     """Real time in UTC for leases, whatever ``--now`` the engine pretends."""
     from ehcbridge.store import utcnow
@@ -128,6 +141,22 @@ class DeliveryQueue:
             cond = and_(cond, d.c.id.in_(ids))
         with self.store.begin() as conn:
             conn.execute(update(d).where(cond).values(claimed_by=None, lease_until=None))
+
+    def release_dead_local_claims(self) -> list[str]:
+        """Free at once the claims of workers on this machine whose process is gone (a crash,
+        SIGKILL), instead of waiting for their leases; returns their names. Workers elsewhere,
+        or named by ``engine.worker_name``, keep their claims until the lease runs out."""
+        d = t.deliveries
+        host = socket.gethostname()
+        with self.store.engine.connect() as conn:
+            holders = list(conn.execute(select(d.c.claimed_by).distinct()
+                                        .where(d.c.claimed_by.like(f"{host}:%"))).scalars())
+        dead = [h for h in holders if h != self.worker and not _alive(h.rsplit(":", 1)[1])]
+        if dead:
+            with self.store.begin() as conn:
+                conn.execute(update(d).where(d.c.claimed_by.in_(dead))
+                             .values(claimed_by=None, lease_until=None))
+        return dead
 
     def release_all_claims(self) -> None:
         """Forget every worker's claims (SQLite: the one engine just started, so any claim

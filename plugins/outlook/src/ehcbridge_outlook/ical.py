@@ -57,6 +57,7 @@ class MeetingEntry:
     description: str = ""
     sent_by: str | None = None
     cancelled: bool = False
+    online: bool = False  # an online meeting, whether or not its link is known yet
 
 
 @dataclass(frozen=True)

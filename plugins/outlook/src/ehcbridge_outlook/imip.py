@@ -13,6 +13,10 @@ from ehcbridge_outlook.ical import DeadlineEntry, MeetingEntry
 ROLE_WORDS = {True: "required (reg 20(2) of the SEND Regulations 2014)", False: "optional"}
 
 
+# An online meeting whose link is not known yet (no provider, or it is still failing).
+LINK_TO_FOLLOW = ("the joining link will follow in an updated invitation before the meeting")
+
+
 def address_of(value: str) -> str:
     """The bare address of ``value`` (which may be ``Name <address>``)."""
     return parseaddr(value)[1] or value
@@ -41,6 +45,8 @@ def meeting_lines(entry: MeetingEntry) -> list[tuple[str, str]]:
         lines.append(("Where", entry.location))
     if entry.join_url and not entry.cancelled:
         lines.append(("Join online", entry.join_url))
+    elif entry.online and not entry.cancelled:
+        lines.append(("Join online", LINK_TO_FOLLOW))
     organiser = entry.organiser.name or entry.organiser.email
     lines.append(("Organiser", f"{organiser} <{entry.organiser.email}>"
                   if entry.organiser.name else organiser))
@@ -52,6 +58,8 @@ def meeting_description(entry: MeetingEntry) -> str:
     lines = ["This is an EHC plan review meeting."]
     if entry.join_url:
         lines.append(f"Join online: {entry.join_url}")
+    elif entry.online and not entry.cancelled:
+        lines.append(f"Join online: {LINK_TO_FOLLOW}")
     lines.append("Please reply with your calendar (accept or decline) so the organiser knows "
                  "who is coming, and send any advice or views before the meeting.")
     return "\n".join(lines)

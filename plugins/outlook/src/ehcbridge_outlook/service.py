@@ -24,11 +24,11 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ehcbridge import PermanentError, RetryLater, plugin_settings
+from ehcbridge import PermanentError, RetryLater, Skipped, plugin_settings
 from ehcbridge.events import CheckResult, HookContext, LifecycleEvent
 from ehcbridge.mail import send
 from ehcbridge.models import LONDON, MeetingStatus, Outcome
@@ -78,6 +78,7 @@ class Report:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
+    past: list[str] = field(default_factory=list)  # deadlines already gone: not sent
 
 
 class Sender:
@@ -242,10 +243,17 @@ def deliver(
     save()  # fixes the SEQUENCE before anything leaves, so a retry sends the same revision
     report = Report()
     failures: list[str] = []
+    # One invitation per person per meeting across plugins: claim each new invitee first, so
+    # a calendar plugin racing us (or retried later) never invites them a second time.
+    exclusive = revision.record_invitations and not revision.cancel and settings.invite != "all"
     for recipient in recipients:
         email = recipient.email.lower()
         sent_key = f"sent:{revision.uid}:{sequence}:{email}"
         if store.get_state(sent_key) is not None:
+            report.skipped += 1
+            continue
+        if exclusive and email not in reached and not store.claim_invitation(
+                revision.case_id, recipient.email):
             report.skipped += 1
             continue
         message = build(sequence, recipient, email in reached)
@@ -257,6 +265,8 @@ def deliver(
             detail = str(exc)
             store.set_state(sent_key, {"status": "failed", "detail": detail,
                                        "at": _now_utc(ctx).isoformat()})
+            if exclusive:
+                store.release_invitations(revision.case_id, [recipient.email], detail=detail)
             if revision.record_invitations:
                 store.record_invitation(revision.case_id, recipient.email, status="failed",
                                         detail=detail)
@@ -301,6 +311,8 @@ def _meeting_entry(event: LifecycleEvent, settings: OutlookSettings, *, sequence
     if join_url:
         location = f"Online: {join_url}" if not location or location.lower() == "online" \
             else f"{location} / online: {join_url}"
+    elif meeting.online and (not location or location.lower() == "online"):
+        location = "Online (joining link to follow)"
     organiser = organiser_of(event, settings)
     sender = imip.address_of(settings.from_address)
     entry = ical.MeetingEntry(
@@ -310,7 +322,7 @@ def _meeting_entry(event: LifecycleEvent, settings: OutlookSettings, *, sequence
         attendees=tuple(ical.Person(a.email, a.name, a.required) for a in attendees),
         location=location, join_url=join_url,
         sent_by=sender if sender.lower() != organiser.email.lower() else None,
-        cancelled=cancelled,
+        cancelled=cancelled, online=meeting.online,
     )
     return replace(entry, description=imip.meeting_description(entry))
 
@@ -459,6 +471,11 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
         day = milestone_day(event, name)
         if day is None:
             continue
+        if state is None and not only_reached and day < ctx.clock.now().astimezone(LONDON).date():
+            # First seen after its date (a late booking or a catch-up run): a reminder for a
+            # day already gone would only mislead, so it is recorded and not sent.
+            total.past.append(f"{DEADLINES[name][0]} on {imip.day_text(day)}")
+            continue
         recipients = reached_by(ctx, uid) if only_reached else [coordinator]
         revision = Revision(uid=uid, case_id=event.plan.case_id,
                             fingerprint=_fingerprint(day, cancelled),
@@ -601,7 +618,14 @@ def on_deadlines(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = time.sl
     names = REMINDERS_BY_HOOK.get(event.hook, ())
     if event.meeting is None or event.meeting.status == MeetingStatus.CANCELLED:
         return
-    _log(ctx, "reminder", event, remind(ctx, event, settings, names, Sender(settings, sleep)))
+    report = remind(ctx, event, settings, names, Sender(settings, sleep))
+    _log(ctx, "reminder", event, report)
+    if report.past:
+        past = "; ".join(report.past)
+        ctx.store.audit(event.plan.case_id, "outlook.reminder_skipped",
+                        {"reason": "skipped (past)", "deadlines": report.past})
+        if not report.sent and not report.skipped and not report.failed:
+            raise Skipped(f"skipped (past): {past} had passed when the reminder was due")
 
 
 def on_decision(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = time.sleep) -> None:

@@ -2,7 +2,8 @@
 
 Requests carry ``Authorization: Bearer <token>``; a list response is ``{"data": [...], "meta":
 {"pagination": {"next": <url or null>}}}`` and the client follows ``next`` until it is empty.
-429 and 5xx answers (and connection errors) are retried with backoff, honouring Retry-After.
+429 and 5xx answers (and connection errors) are retried with backoff, honouring Retry-After,
+by the core HTTP kit (``ehcbridge.http``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
+from ehcbridge.http import HttpClient, HttpError, ServiceUnavailable
 
 from .ctf import Problem
 from .records import (
@@ -47,32 +42,8 @@ class ApiError(Exception):
         self.status = status
 
 
-class _Transient(Exception):
-    def __init__(self, status: int, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.retry_after = retry_after
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-_backoff = wait_exponential(multiplier=1, min=1, max=60)
-
-
-def default_wait(state: RetryCallState) -> float:
-    """Retry-After when the server sent one (capped at 5 minutes), else exponential backoff."""
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Transient) and exc.retry_after is not None:
-        return min(exc.retry_after, 300.0)
-    return float(_backoff(state))
+# A sync is a batch job, not an engine delivery: it may wait a few minutes in-process.
+MAX_INLINE_WAIT = 300.0
 
 
 @dataclass
@@ -84,15 +55,18 @@ class AggregatorClient:
     page_size: int = 100
     timeout: float = 30.0
     max_attempts: int = 5
-    wait: Callable[[RetryCallState], float] = default_wait
     sleep: Callable[[float], None] = time.sleep
     transport: httpx.BaseTransport | None = None
+    now: Callable[[], datetime] | None = None  # the engine's clock, for Retry-After dates
 
     def __post_init__(self) -> None:
-        self._http = httpx.Client(
-            timeout=self.timeout,
-            transport=self.transport,
+        # The core HTTP kit: 429/5xx and lost connections retried with backoff, honouring
+        # Retry-After (seconds or a date); a static token, so a 401 is final.
+        self._http = HttpClient(
+            self.api_url, service="the MIS API", timeout=self.timeout, transport=self.transport,
             headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
+            attempts=self.max_attempts, max_inline_wait=MAX_INLINE_WAIT, now=self.now,
+            sleep=self.sleep,
         )
 
     def close(self) -> None:
@@ -106,22 +80,24 @@ class AggregatorClient:
         self.close()
 
     def _get(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        retrying = Retrying(
-            retry=retry_if_exception_type((_Transient, httpx.TransportError)),
-            wait=self.wait,
-            stop=stop_after_attempt(self.max_attempts),
-            sleep=self.sleep,
-            reraise=True,
-        )
         try:
-            response = retrying(self._attempt, url, params)
-        except _Transient as exc:
+            response = self._http.request("GET", url, params=params)
+        except ServiceUnavailable as exc:
+            if exc.status is None:
+                raise ApiError(f"cannot reach the MIS API ({str(exc).rpartition('(')[2]}"
+                               ) from None
             raise ApiError(
                 f"the MIS API kept answering HTTP {exc.status} after {self.max_attempts} "
                 "attempts; try again later"
             ) from None
-        except httpx.TransportError as exc:
-            raise ApiError(f"cannot reach the MIS API ({type(exc).__name__})") from None
+        except HttpError as exc:
+            if exc.status in (401, 403):
+                raise ApiError(
+                    f"the MIS API refused the token (HTTP {exc.status}); check "
+                    "the plugins.sims token and that the school has approved the app"
+                ) from None
+            raise ApiError(f"the MIS API answered HTTP {exc.status} for {url}",
+                           status=exc.status) from None
         try:
             body = response.json()
         except ValueError:
@@ -129,20 +105,6 @@ class AggregatorClient:
         if not isinstance(body, dict):
             raise ApiError("the MIS API answer is not a JSON object")
         return body
-
-    def _attempt(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
-        response = self._http.get(url, params=params)
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(response.status_code, _retry_after(response))
-        if response.status_code in (401, 403):
-            raise ApiError(
-                f"the MIS API refused the token (HTTP {response.status_code}); check "
-                "the plugins.sims token and that the school has approved the app"
-            )
-        if response.status_code >= 400:
-            raise ApiError(f"the MIS API answered HTTP {response.status_code} for {url}",
-                           status=response.status_code)
-        return response
 
     def school(self, school_id: str) -> dict[str, Any]:
         """The school object (``data``), used for its URN; empty when unavailable."""

@@ -38,7 +38,7 @@ def _with_calendar(ctx: HookContext, settings: TeamsSettings,
                    func: Callable[[TeamsCalendar], Any]) -> Any:
     from ehcbridge_teams.meetings import TeamsCalendar, engine_errors, make_client
 
-    with engine_errors(), make_client(settings) as client:
+    with engine_errors(), make_client(settings, now=ctx.clock.now) as client:
         return func(TeamsCalendar(settings, ctx.store, ctx.logger, client))
 
 

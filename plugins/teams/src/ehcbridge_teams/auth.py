@@ -214,3 +214,23 @@ def reset_apps() -> None:
     """Forget every cached app (tests, and after settings are reloaded)."""
     with _APPS_LOCK:
         _APPS.clear()
+
+
+class MsalTokens:
+    """Graph tokens for the HTTP kit: msal's cached token, and a fresh one after a 401."""
+
+    def __init__(self, settings: TeamsSettings) -> None:
+        self.settings = settings
+
+    def token(self) -> str:
+        """The cached token while msal thinks it valid, else a new one."""
+        return acquire_token(self.settings)
+
+    def renew(self, rejected: str) -> str:
+        """Forget ``rejected`` (Graph said it expired or was revoked) and ask for a new one."""
+        cache = getattr(get_app(self.settings), "token_cache", None)
+        if cache is not None:
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                if item.get("secret") == rejected:
+                    cache.remove_at(item)
+        return acquire_token(self.settings)

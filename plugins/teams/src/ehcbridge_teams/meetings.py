@@ -12,17 +12,20 @@ import html
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from ehcbridge import PermanentError, RetryLater
 from ehcbridge.events import CheckResult, LifecycleEvent, OnlineMeeting, PluginStore
+from ehcbridge.http import HttpError, ServiceUnavailable
 from ehcbridge.models import LONDON, REQUIRED_ROLES, Role
+from ehcbridge.retry import parse_retry_after
 
-from ehcbridge_teams.auth import TokenError, acquire_token, ssl_context
+from ehcbridge_teams.auth import MsalTokens, TokenError, acquire_token, ssl_context
 from ehcbridge_teams.graph import MAX_BATCH, GraphClient, GraphError, GraphUnavailable
 from ehcbridge_teams.settings import COORDINATOR, TeamsSettings
 
@@ -150,9 +153,10 @@ def attendee_roles(event: LifecycleEvent, organiser: str) -> dict[str, str]:
     return roles
 
 
-def render_attendees(event: LifecycleEvent, organiser: str) -> list[dict[str, Any]]:
+def render_attendees(event: LifecycleEvent, organiser: str,
+                     roles: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Graph attendees: reg 20(2) roles required, everyone else optional."""
-    roles = attendee_roles(event, organiser)
+    roles = attendee_roles(event, organiser) if roles is None else roles
     names: dict[str, str] = {}
     for invitee in event.invitees:
         if invitee.email and invitee.email.strip().lower() in roles and invitee.name:
@@ -166,8 +170,8 @@ def render_attendees(event: LifecycleEvent, organiser: str) -> list[dict[str, An
     return out
 
 
-def mutable_fields(settings: TeamsSettings, event: LifecycleEvent, organiser: str
-                   ) -> dict[str, Any]:
+def mutable_fields(settings: TeamsSettings, event: LifecycleEvent, organiser: str,
+                   roles: dict[str, str] | None = None) -> dict[str, Any]:
     """The fields a reschedule or invitee change PATCHes (the body is handled separately)."""
     meeting = event.meeting
     assert meeting is not None
@@ -178,14 +182,14 @@ def mutable_fields(settings: TeamsSettings, event: LifecycleEvent, organiser: st
         "start": _london(meeting.start),
         "end": _london(meeting.end),
         "location": {"displayName": location},
-        "attendees": render_attendees(event, organiser),
+        "attendees": render_attendees(event, organiser, roles),
     }
 
 
-def create_payload(settings: TeamsSettings, event: LifecycleEvent, organiser: str
-                   ) -> dict[str, Any]:
+def create_payload(settings: TeamsSettings, event: LifecycleEvent, organiser: str,
+                   roles: dict[str, str] | None = None) -> dict[str, Any]:
     """The full POST body of a new event."""
-    payload = mutable_fields(settings, event, organiser)
+    payload = mutable_fields(settings, event, organiser, roles)
     payload.update({
         "body": {"contentType": "HTML", "content": render_body(event)},
         # Set on create only: Graph's update documentation does not list it as updatable.
@@ -204,14 +208,17 @@ def fingerprint(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def make_client(settings: TeamsSettings) -> GraphClient:
-    """A GraphClient for these settings (msal token, TLS trust from ca_bundle or the system)."""
+def make_client(settings: TeamsSettings, now: Callable[[], datetime] | None = None
+                ) -> GraphClient:
+    """A GraphClient for these settings (msal token renewed after a 401, TLS trust from
+    ca_bundle or the system, Retry-After dates read against ``now``: the engine's clock)."""
     return GraphClient(
         settings.graph_url,
-        lambda: acquire_token(settings),
+        MsalTokens(settings),
         verify=ssl_context(settings),
         timeout=settings.timeout_seconds,
         max_wait=settings.max_retry_wait_seconds,
+        now=now,
     )
 
 
@@ -220,17 +227,17 @@ def engine_errors() -> Iterator[None]:
     """Translate Graph and token failures into what the engine understands."""
     try:
         yield
-    except GraphError as exc:
-        if exc.retryable or exc.status in RETRYABLE_CONFLICTS:
-            raise RetryLater(str(exc), retry_after=exc.retry_after) from None
+    except ServiceUnavailable:
+        raise  # already a RetryLater, with Graph's Retry-After
+    except HttpError as exc:
+        if exc.status in RETRYABLE_CONFLICTS:
+            raise RetryLater(str(exc)) from None
         if exc.status in (401, 403):
             raise PermanentError(
                 f"{exc} - check the Calendars.ReadWrite application permission, admin consent "
                 "and any mailbox restriction (run `ehcbridge teams check`)"
             ) from None
         raise PermanentError(str(exc)) from None
-    except GraphUnavailable as exc:
-        raise RetryLater(str(exc)) from None
     except TokenError as exc:
         if exc.permanent:
             raise PermanentError(str(exc)) from None
@@ -286,12 +293,12 @@ class TeamsCalendar:
                 "GET", f"{_user(organiser)}/events", mailbox=organiser,
                 params={
                     "$filter": flt,
-                    "$select": "id,transactionId,isCancelled,onlineMeeting,iCalUId",
+                    "$select": "id,transactionId,isCancelled,onlineMeeting,iCalUId,attendees",
                     "$expand": f"singleValueExtendedProperties($filter=id eq '{TAG_PROPERTY_ID}')",
                 },
             )
         except GraphError as exc:
-            if exc.retryable or exc.status in (401, 403):
+            if exc.status in (401, 403):
                 raise
             # A server without this query (some test doubles) leaves transactionId as the guard.
             self.log.warning("teams: cannot search %s for an earlier event (%s); relying on "
@@ -308,19 +315,63 @@ class TeamsCalendar:
                 return dict(item)
         return None
 
+    def _claimed_roles(self, event: LifecycleEvent, organiser: str,
+                       held: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+        """The attendees this event may invite: those it invited before and those no other
+        plugin has invited (claimed here first); and the addresses newly claimed."""
+        case_id = event.review.case_id
+        roles: dict[str, str] = {}
+        claimed: list[str] = []
+        elsewhere = 0
+        for email, role in attendee_roles(event, organiser).items():
+            if email in held:
+                roles[email] = role
+            elif self.store.claim_invitation(case_id, email):
+                roles[email] = role
+                claimed.append(email)
+            else:
+                elsewhere += 1
+        if elsewhere:
+            # Invited already (e.g. by email while Teams was failing): they get the link as
+            # an update from that plugin, not a second invitation from us.
+            self.log.info("teams: %d invitee(s) of %s already hold an invitation from another "
+                          "plugin; not invited again", elsewhere, case_id)
+        return roles, claimed
+
     def _create(self, event: LifecycleEvent) -> OnlineMeeting:
         assert event.meeting is not None
         case_id = event.review.case_id
         organiser = resolve_organiser(self.settings, event)
-        payload = create_payload(self.settings, event, organiser)
-        fields = mutable_fields(self.settings, event, organiser)
-        existing = self._find_by_tag(organiser, meeting_tag(event), payload["transactionId"])
+        tag = meeting_tag(event)
+        txn = transaction_id(event.idempotency_key)
+        existing = self._find_by_tag(organiser, tag, txn)
+        held: dict[str, str] = {}
+        if existing is not None:
+            # Created before a crash or a lost answer: it invited whoever it listed.
+            held = {str((a.get("emailAddress") or {}).get("address") or "").lower(): ""
+                    for a in existing.get("attendees") or []}
+        roles, claimed = self._claimed_roles(event, organiser, held)
+        payload = create_payload(self.settings, event, organiser, roles)
+        fields = mutable_fields(self.settings, event, organiser, roles)
+        recovered = existing is not None
         if existing is None:
-            response = self.client.request(
-                "POST", f"{_user(organiser)}/events", mailbox=organiser, json=payload
-            )
+            def recover() -> httpx.Response | None:
+                # Graph may have created the event before answering 5xx or timing out.
+                nonlocal recovered
+                found = self._find_by_tag(organiser, tag, txn)
+                recovered = found is not None
+                return httpx.Response(201, json=found) if found is not None else None
+
+            try:
+                response = self.client.request(
+                    "POST", f"{_user(organiser)}/events", mailbox=organiser, json=payload,
+                    recover=recover,
+                )
+            except HttpError as exc:
+                # Refused: nobody was invited, so another plugin may invite them.
+                self.store.release_invitations(case_id, claimed, detail=str(exc)[:200])
+                raise
             data = response.json()
-            recovered = False
         else:
             data = existing
             recovered = True
@@ -341,7 +392,7 @@ class TeamsCalendar:
             "start": event.meeting.start.isoformat(),
             "end": event.meeting.end.isoformat(),
             "advice": advice_sentence(event),
-            "attendees": attendee_roles(event, organiser),
+            "attendees": roles,
             "join_url": (data.get("onlineMeeting") or {}).get("joinUrl"),
             "ical_uid": data.get("iCalUId"),
             "cancelled": False,
@@ -365,7 +416,8 @@ class TeamsCalendar:
         assert event.meeting is not None
         case_id = event.review.case_id
         organiser = state["organiser"]
-        fields = mutable_fields(self.settings, event, organiser)
+        roles, claimed = self._claimed_roles(event, organiser, state.get("attendees") or {})
+        fields = mutable_fields(self.settings, event, organiser, roles)
         new_fp = fingerprint(fields)
         if new_fp != state.get("fingerprint"):
             patch = dict(fields)
@@ -382,13 +434,14 @@ class TeamsCalendar:
                 )
             except GraphError as exc:
                 if exc.status != 404:
+                    self.store.release_invitations(case_id, claimed, detail=str(exc)[:200])
                     raise
                 # Deleted by hand in Outlook: make a new one rather than leave the review bare.
                 self.log.warning("teams: event of %s was deleted in Outlook; creating it again",
                                  case_id)
                 self.store.set_state(state_key(case_id), {**state, "cancelled": True})
                 return self._create(event)
-            new_roles = attendee_roles(event, organiser)
+            new_roles = roles
             for email in sorted(set(new_roles) - set(state.get("attendees", {}))):
                 self.store.record_invitation(
                     case_id, email, status="sent", detail=f"Outlook invitation from {organiser}"
@@ -417,9 +470,7 @@ class TeamsCalendar:
                 "GET", _event_path(organiser, event_id), mailbox=organiser,
                 params={"$select": "body"},
             )
-        except GraphError as exc:
-            if exc.retryable:
-                raise
+        except GraphError:
             return None  # the date in the body stays as it was; the PATCH itself matters more
         body = response.json().get("body") or {}
         content = str(body.get("content") or "")
@@ -436,23 +487,42 @@ class TeamsCalendar:
         join_url = state.get("join_url")
         organiser = state["organiser"]
         if not join_url:
-            response = self.client.request(
-                "GET", _event_path(organiser, state["event_id"]), mailbox=organiser,
-                params={"$select": "isOnlineMeeting,onlineMeetingProvider,onlineMeeting"},
-            )
-            join_url = (response.json().get("onlineMeeting") or {}).get("joinUrl")
-            if not join_url:
-                raise PermanentError(
-                    f"Graph created event {state['event_id']} in mailbox {organiser} without a "
-                    "Teams join URL (onlineMeeting.joinUrl): Teams meetings are probably not "
-                    f"allowed for {organiser}; run `ehcbridge teams check --mailbox {organiser}`"
-                )
+            join_url = self._poll_join_url(state)
             state = {**state, "join_url": join_url}
             self.store.set_state(state_key(state["case_id"]), state)
         return OnlineMeeting(
             provider=PROVIDER, join_url=join_url, external_id=state["event_id"],
             extra={"organiser": organiser, "ical_uid": state.get("ical_uid")},
         )
+
+    def _poll_join_url(self, state: dict[str, Any]) -> str:
+        """Read the event until Teams has filled in its join URL (it can lag the 201), waiting
+        longer each time up to ``join_url_wait_seconds`` in all."""
+        organiser = state["organiser"]
+        waited, pause = 0.0, min(0.5, self.settings.join_url_wait_seconds)
+        while True:
+            response = self.client.request(
+                "GET", _event_path(organiser, state["event_id"]), mailbox=organiser,
+                params={"$select": "isOnlineMeeting,onlineMeetingProvider,onlineMeeting"},
+            )
+            data = response.json()
+            join_url = (data.get("onlineMeeting") or {}).get("joinUrl")
+            if join_url:
+                return str(join_url)
+            if data.get("isOnlineMeeting") is False or (
+                    data.get("onlineMeetingProvider") not in (None, "teamsForBusiness")):
+                raise PermanentError(
+                    f"Graph created event {state['event_id']} in mailbox {organiser} without a "
+                    "Teams join URL (onlineMeeting.joinUrl): Teams meetings are probably not "
+                    f"allowed for {organiser}; run `ehcbridge teams check --mailbox {organiser}`"
+                )
+            if waited + pause > self.settings.join_url_wait_seconds:
+                raise RetryLater(
+                    f"Teams has not yet given event {state['event_id']} in mailbox {organiser} "
+                    f"a join URL after {waited:.0f}s; will look again")
+            self.client.sleep(pause)
+            waited += pause
+            pause *= 2
 
     # -- cancel --------------------------------------------------------------------------
 
@@ -530,7 +600,8 @@ class TeamsCalendar:
                 elif status in (429, 503, 504):
                     again[rid] = st
                     headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
-                    wait = max(wait, float(headers.get("retry-after", 1) or 1))
+                    asked = parse_retry_after(headers.get("retry-after"), self.client.http.now())
+                    wait = max(wait, 1.0 if asked is None else asked)
                 elif status == 404:
                     summary["failed"] += 1
                     self.store.flag_review(

@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ehcbridge.plugin_settings import PluginSettings
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 DEFAULT_SUBJECT = "EHCP annual review: {initials} ({case_id})"
 # {forename} and {surname} are allowed but opt-in: the default keeps full names out of calendars.
@@ -33,6 +33,9 @@ class TeamsSettings(PluginSettings):
     allow_new_time_proposals: bool = False
     timeout_seconds: float = 30.0
     max_retry_wait_seconds: float = 120.0
+    # How long to keep reading a new event whose Teams join URL is not there yet (it can lag
+    # Graph's 201 by a moment); after that the delivery is retried later.
+    join_url_wait_seconds: float = Field(default=20.0, ge=0, le=300)
 
     @field_validator("authority_host")
     @classmethod

@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import tenacity
 from ehcbridge import PermanentError, RetryLater
-from ehcbridge.retry import parse_retry_after
+from ehcbridge.http import HttpClient, HttpError
+from ehcbridge.retry import next_utc_day, parse_retry_after
 
 log = logging.getLogger("ehcbridge.plugins.zoom")
 
@@ -43,14 +43,6 @@ class ZoomApiError(PermanentError):
 
 class ZoomNotFound(ZoomApiError):
     """The meeting or user does not exist on Zoom (HTTP 404, code 3001 or 1001)."""
-
-
-class _Retryable(Exception):
-    """A temporary failure worth another try; ``retry_after`` is Zoom's hint in seconds."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -99,26 +91,22 @@ class TokenCache:
 TOKENS = TokenCache()
 
 
-def _next_utc_midnight(now: datetime) -> datetime:
-    day = now.astimezone(UTC).date() + timedelta(days=1)
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def _error_body(response: httpx.Response) -> tuple[int | None, str]:
-    """Zoom's ``{"code", "message"}`` (or OAuth's ``{"error", "reason"}``) from an error."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None, response.reason_phrase or f"HTTP {response.status_code}"
-    if not isinstance(body, dict):
-        return None, f"HTTP {response.status_code}"
-    code = body.get("code")
-    message = body.get("message") or body.get("reason") or body.get("error") or ""
-    return (code if isinstance(code, int) else None), str(message)
+def is_daily_limit(status: int, code: str, message: str) -> bool:
+    """Zoom's create/update limit per host and day: HTTP 300 with code 300 ("A maximum of 100
+    meetings can be created/updated for a single user in one day"), not the code-300
+    validation errors that come with HTTP 400."""
+    if status == 300:
+        return True
+    text = message.lower()
+    return code == "300" and ("maximum" in text or "daily" in text) and "meeting" in text
 
 
 class ZoomClient:
-    """Zoom REST API v2 client for one app (account id, client id, secret) and one host user."""
+    """Zoom REST API v2 client for one app (account id, client id, secret) and one host user.
+
+    Requests go through the core HTTP kit; this class adds Zoom's token endpoint, its daily
+    limit and its error codes.
+    """
 
     def __init__(
         self,
@@ -147,16 +135,17 @@ class ZoomClient:
         self.oauth_url = oauth_url.rstrip("/")
         self.api_url = api_url.rstrip("/")
         self.max_attempts = max(1, max_attempts)
-        self.backoff = backoff
         self.max_inline_wait = max_inline_wait
         self.token_margin = token_margin
         self._tokens = tokens if tokens is not None else TOKENS
-        self._sleep = sleep
         self._monotonic = monotonic
         self._utcnow = utcnow
-        self._http = httpx.Client(timeout=timeout, transport=transport,
-                                  headers={"User-Agent": "ehcbridge-zoom"})
-        self._exp_wait = tenacity.wait_exponential(multiplier=backoff, max=max(backoff, 60.0))
+        common: dict[str, Any] = dict(
+            headers={"User-Agent": "ehcbridge-zoom"}, timeout=timeout, transport=transport,
+            attempts=self.max_attempts, backoff=backoff, max_inline_wait=max_inline_wait,
+            now=utcnow, sleep=sleep, classify=self._classify)
+        self.api = HttpClient(self.api_url, service="Zoom", tokens=self, **common)
+        self.oauth = HttpClient(self.oauth_url, service="the Zoom OAuth endpoint", **common)
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> ZoomClient:
@@ -185,35 +174,15 @@ class ZoomClient:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._http.close()
-
-    # Retrying ----------------------------------------------------------------------------
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return exc.retry_after
-        return float(self._exp_wait(state))
-
-    def retrying(self) -> tenacity.Retrying:
-        """A tenacity policy for temporary failures: Retry-After honoured, else exponential."""
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            reraise=True,
-        )
+        """Close the HTTP connection pools."""
+        self.api.close()
+        self.oauth.close()
 
     def with_retries(self, func: Callable[[], Any]) -> Any:
-        """Run ``func`` under the retry policy; a failure still temporary raises RetryLater."""
-        try:
-            return self.retrying()(func)
-        except _Retryable as exc:
-            raise RetryLater(f"Zoom: {exc}", retry_after=exc.retry_after) from None
+        """Run ``func``; the kit already retried what was worth retrying in-process."""
+        return func()
 
-    # Auth --------------------------------------------------------------------------------
+    # Auth (the kit's TokenSource) ----------------------------------------------------------
 
     @property
     def _token_key(self) -> tuple[str, str, str]:
@@ -222,26 +191,18 @@ class ZoomClient:
     def _fetch_token(self) -> str:
         basic = base64.b64encode(f"{self.client_id}:{self._secret}".encode()).decode()
         try:
-            response = self._http.post(
-                f"{self.oauth_url}/oauth/token",
+            response = self.oauth.request(
+                "POST", "/oauth/token",
                 params={"grant_type": "account_credentials", "account_id": self.account_id},
                 headers={"Authorization": f"Basic {basic}"},
             )
-        except httpx.TransportError as exc:
-            raise _Retryable(
-                f"cannot reach the Zoom OAuth endpoint ({type(exc).__name__})") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise self._temporary(
-                f"Zoom OAuth endpoint answered HTTP {response.status_code}",
-                parse_retry_after(response.headers.get("Retry-After"), self._utcnow()),
-            )
-        if response.status_code != 200:
-            _code, message = _error_body(response)
+        except HttpError as exc:
+            said = " ".join(p for p in (exc.code, exc.detail) if p)
             raise ZoomApiError(
-                f"Zoom refused the app credentials (HTTP {response.status_code}: {message}); "
+                f"Zoom refused the app credentials (HTTP {exc.status}: {said}); "
                 "check account_id, client_id and client_secret and that the app is activated",
-                status=response.status_code,
-            )
+                status=exc.status,
+            ) from None
         body = response.json()
         token = body.get("access_token")
         if not token:
@@ -257,86 +218,64 @@ class ZoomClient:
         cached = self._tokens.get(self._token_key, self._monotonic())
         return cached if cached is not None else self._fetch_token()
 
+    def renew(self, rejected: str) -> str:
+        """A new token after Zoom refused ``rejected`` (expired, or invalidated because another
+        process of this app took a new one)."""
+        self._tokens.drop(self._token_key, rejected)
+        return self._fetch_token()
+
     # Requests ----------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-              json: Any = None) -> httpx.Response:
-        """One request with a token; renews the token once on 401. Raises on any error status."""
-        renewed = False
-        while True:
-            token = self.token()
-            try:
-                response = self._http.request(
-                    method, f"{self.api_url}{path}", params=params, json=json,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            except httpx.TransportError as exc:
-                raise _Retryable(f"cannot reach Zoom ({type(exc).__name__}) on {method} {path}"
-                                 ) from None
-            if response.status_code == 401 and not renewed:
-                # Expired, or invalidated because another process of this app took a new one.
-                self._tokens.drop(self._token_key, token)
-                renewed = True
-                continue
-            break
-        if response.status_code < 400:
-            return response
-        code, message = _error_body(response)
+    def _classify(self, response: httpx.Response, code: str, message: str) -> Exception | None:
+        """Zoom's daily create/update limit: RetryLater until Zoom accepts more."""
         status = response.status_code
-        if status == 401:
-            raise ZoomApiError(
-                f"Zoom rejected a fresh access token on {method} {path} (code {code}: {message}); "
-                "check the app's scopes (meeting:write:admin, meeting:read:admin, user:read:admin)",
-                status=status, code=code)
-        if status == 429:
-            self._throttled(response, method, path, message)
-        if status >= 500:
-            raise self._temporary(
-                f"Zoom answered HTTP {status} on {method} {path}",
-                parse_retry_after(response.headers.get("Retry-After"), self._utcnow()))
-        if status == 404 or code in (MEETING_NOT_FOUND, USER_NOT_FOUND):
-            raise ZoomNotFound(f"Zoom: {message or 'not found'} ({method} {path})",
-                               status=status, code=code)
-        raise ZoomApiError(f"Zoom refused {method} {path}: HTTP {status} code {code}: {message}",
-                           status=status, code=code)
-
-    def _throttled(self, response: httpx.Response, method: str, path: str, message: str) -> None:
-        """Turn a 429 into a short retry or, for the daily limit, RetryLater until the reset."""
         now = self._utcnow()
         header = response.headers.get("Retry-After")
         wait = parse_retry_after(header, now)
-        daily = ("daily" in response.headers.get("X-RateLimit-Type", "").lower()
-                 or "daily" in message.lower()
-                 or (header is not None and wait is not None and not header.strip().isdigit()
-                     and wait > self.max_inline_wait))
-        if daily:
-            if wait is None:
-                wait = (_next_utc_midnight(now) - now).total_seconds()
-            reset = (now + timedelta(seconds=wait)).strftime("%Y-%m-%d %H:%M UTC")
-            raise RetryLater(
-                f"Zoom daily limit of meeting create/update requests reached for host {self.host} "
-                f"({method} {path}); Zoom accepts more after {reset}. Spread bookings over "
-                "several hosts or wait for the reset.",
-                retry_after=wait,
-            )
-        raise self._temporary(f"Zoom is throttling requests ({method} {path})", wait)
-
-    def _temporary(self, message: str, retry_after: float | None) -> Exception:
-        """A retry here, or RetryLater to the engine when Zoom asks for a long wait."""
-        if retry_after is not None and retry_after > self.max_inline_wait:
-            # Blocking a worker for minutes helps no one: the engine reschedules the delivery.
-            return RetryLater(f"Zoom: {message}; retry in {retry_after:.0f}s",
-                              retry_after=retry_after)
-        return _Retryable(message, retry_after)
+        daily = is_daily_limit(status, code, message)
+        if status == 429 and not daily:
+            daily = ("daily" in response.headers.get("X-RateLimit-Type", "").lower()
+                     or "daily" in message.lower()
+                     or (header is not None and wait is not None
+                         and not header.strip().isdigit() and wait > self.max_inline_wait))
+        if not daily:
+            return None
+        if wait is None or wait <= 0:
+            wait = next_utc_day(now)
+        reset = (now + timedelta(seconds=wait)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        what = f"{response.request.method} {response.request.url.path}"
+        return RetryLater(
+            f"Zoom daily limit of meeting create/update requests reached for host {self.host} "
+            f"({what}); Zoom accepts more after {reset}. Spread bookings over several hosts or "
+            "wait for the reset.",
+            retry_after=wait,
+        )
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                json: Any = None, retry: bool = True) -> httpx.Response:
-        """Send a request; temporary failures are retried (``retry``) or raised as RetryLater."""
-        if retry:
-            response: httpx.Response = self.with_retries(
-                lambda: self._send(method, path, params=params, json=json))
-            return response
-        return self._send(method, path, params=params, json=json)
+                json: Any = None, retry: bool = True,
+                recover: Callable[[], httpx.Response | None] | None = None) -> httpx.Response:
+        """Send a request; temporary failures are retried (``retry``) then raised as RetryLater;
+        refusals as ZoomApiError or ZoomNotFound with Zoom's code and message."""
+        try:
+            return self.api.request(method, path, params=params, json=json, retry=retry,
+                                    recover=recover)
+        except HttpError as exc:
+            raise self._refused(method, path, exc) from None
+
+    def _refused(self, method: str, path: str, exc: HttpError) -> ZoomApiError:
+        code = int(exc.code) if exc.code.isdigit() else None
+        status = exc.status
+        if status == 401:
+            return ZoomApiError(
+                f"Zoom rejected a fresh access token on {method} {path} (code {code}: "
+                f"{exc.detail}); check the app's scopes (meeting:write:admin, "
+                "meeting:read:admin, user:read:admin)", status=status, code=code)
+        if status == 404 or code in (MEETING_NOT_FOUND, USER_NOT_FOUND):
+            return ZoomNotFound(f"Zoom: {exc.detail or 'not found'} ({method} {path})",
+                                status=status, code=code)
+        return ZoomApiError(
+            f"Zoom refused {method} {path}: HTTP {status} code {code}: {exc.detail}",
+            status=status, code=code)
 
     # API ---------------------------------------------------------------------------------
 
@@ -365,10 +304,19 @@ class ZoomClient:
                 return
             seen.add(token)
 
-    def create_meeting(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /users/{host}/meetings, once: the caller decides whether a retry may duplicate."""
+    def create_meeting(self, body: dict[str, Any],
+                       recover: Callable[[], dict[str, Any] | None] | None = None
+                       ) -> dict[str, Any]:
+        """POST /users/{host}/meetings. Retried in-process only with ``recover``, which is asked
+        before each retry for the meeting a failed attempt may have created after all."""
+        def look() -> httpx.Response | None:
+            assert recover is not None
+            found = recover()
+            return httpx.Response(201, json=found) if found is not None else None
+
         data: dict[str, Any] = self.request(
-            "POST", f"/users/{quote(self.host)}/meetings", json=body, retry=False).json()
+            "POST", f"/users/{quote(self.host)}/meetings", json=body, retry=recover is not None,
+            recover=look if recover is not None else None).json()
         return data
 
     def update_meeting(self, meeting_id: int | str, body: dict[str, Any]) -> None:

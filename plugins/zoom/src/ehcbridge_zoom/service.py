@@ -140,26 +140,23 @@ def _save(ctx: HookContext, event: LifecycleEvent, meeting_id: int, join_url: st
 
 def _create(client: ZoomClient, ref: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create the meeting; after an unclear failure look again before retrying (no duplicate)."""
-    attempts = 0
+    adopted = False
 
-    def attempt() -> tuple[dict[str, Any], bool]:
-        nonlocal attempts
-        attempts += 1
-        if attempts > 1:
-            # A 5xx or a timeout may still have created the meeting on Zoom's side.
-            found = find_meeting(client, ref)
-            if found is not None:
-                return found, True
-        try:
-            return client.create_meeting(body), False
-        except ZoomNotFound as exc:
-            raise ZoomApiError(
-                f"Zoom host {client.host} does not exist on this Zoom account "
-                "(set [plugins.zoom] host to a licensed user's email)",
-                status=exc.status, code=exc.code) from None
+    def recover() -> dict[str, Any] | None:
+        # A 5xx or a timeout may still have created the meeting on Zoom's side.
+        nonlocal adopted
+        found = find_meeting(client, ref)
+        adopted = found is not None
+        return found
 
-    result: tuple[dict[str, Any], bool] = client.with_retries(attempt)
-    return result
+    try:
+        created = client.create_meeting(body, recover=recover)
+    except ZoomNotFound as exc:
+        raise ZoomApiError(
+            f"Zoom host {client.host} does not exist on this Zoom account "
+            "(set [plugins.zoom] host to a licensed user's email)",
+            status=exc.status, code=exc.code) from None
+    return created, adopted
 
 
 def ensure_meeting(event: LifecycleEvent, ctx: HookContext, settings: ZoomSettings,
@@ -261,7 +258,9 @@ def provide(event: LifecycleEvent, ctx: HookContext, settings: ZoomSettings,
             client: ZoomClient | None = None) -> OnlineMeeting | None:
     """The provide_online_meeting body: create/move the meeting, or remove it when cancelled."""
     own = client is None
-    zoom = client if client is not None else ZoomClient.from_settings(settings)
+    # Retry-After dates and the daily reset are read against the engine's clock (--now).
+    zoom = client if client is not None else ZoomClient.from_settings(
+        settings, utcnow=lambda: ctx.clock.now().astimezone(UTC))
     try:
         meeting = event.meeting
         if event.action == "cancelled":
