@@ -47,6 +47,7 @@ log = logging.getLogger("ehcbridge.engine")
 # tenacity computes the waits; the engine schedules them instead of sleeping, so one failing
 # delivery never holds up another.
 _RETRYING = Retrying()
+LIFECYCLE_HOOKS = ("on_review_scheduled", "on_views_due", "on_meeting_held", "on_decision")
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Engine:
         self.worker = worker or s.worker_name or worker_name()
         self.queue = DeliveryQueue(app.store, self.worker, s.lease_seconds)
         self.lanes = Lanes(self.queue, self.attempt, self._prepare, self._timed_out,
-                           self._call_limit, self._count)
+                           self._call_limit, self._count, self._earlier)
         # Per pass: rows and events already read, shared by the lanes.
         self._events: dict[int, LifecycleEvent] = {}
         self._rows: dict[int, EventRow] = {}
@@ -250,6 +251,16 @@ class Engine:
 
     def _renew_every(self) -> float:
         return self.app.settings.engine.lease_seconds / 3
+
+    def _earlier(self, plugin: str) -> dict[str, list[str]]:
+        """Per lifecycle hook, the plugins called before ``plugin`` for one event (by name,
+        ``tryfirst`` first and ``trylast`` last), whose first attempt it waits for."""
+        out = {}
+        for hook in LIFECYCLE_HOOKS:
+            order = self.app.plugins.implementers(hook)
+            if plugin in order:
+                out[hook] = order[:order.index(plugin)]
+        return out
 
     def _call_limit(self, plugin: str) -> float:
         s = self.app.settings.engine
@@ -531,6 +542,7 @@ class Engine:
                         self._wake.clear()  # a link arrived: send its event on at once
                         self._pass(self.app.clock.now(), wait=False)
                     self.lanes.supervise(self._renew_every())
+                    self.lanes.refill()
         finally:
             self.queue.release()  # claims of calls not made go back at once, not at lease end
 

@@ -78,8 +78,10 @@ class Lanes:
     def __init__(self, queue: DeliveryQueue, attempt: Callable[[DeliveryRow, datetime], str],
                  prepare: Callable[[list[DeliveryRow]], None],
                  timed_out: Callable[[DeliveryRow, datetime, float], str],
-                 limit_for: Callable[[str], float], record: Callable[[str], None]) -> None:
+                 limit_for: Callable[[str], float], record: Callable[[str], None],
+                 earlier_for: Callable[[str], dict[str, list[str]]] | None = None) -> None:
         self.queue = queue
+        self._earlier_for = earlier_for or (lambda plugin: {})
         self._attempt = attempt
         self._prepare = prepare
         self._timed_out = timed_out
@@ -90,9 +92,12 @@ class Lanes:
         self.halted: set[str] = set()  # timed out during this pass: wait for the next one
         self.local = threading.local()
         self._last_renew = time.monotonic()
+        self._last_refill = time.monotonic()
+        self._now: datetime | None = None
 
     def start(self, plugins: list[str], now: datetime) -> None:
         """A lane for each plugin that has none running (and is not halted or stuck)."""
+        self._now = now
         for plugin in plugins:
             if plugin in self.running or plugin in self.halted:
                 continue
@@ -112,7 +117,8 @@ class Lanes:
         self.local.lane = lane
         try:
             while not lane.abandoned:
-                batch = self.queue.claim(lane.now, lane.plugin, BATCH)
+                batch = self.queue.claim(lane.now, lane.plugin, BATCH,
+                                         self._earlier_for(lane.plugin))
                 if not batch:
                     return
                 lane.held = [d.id for d in batch]
@@ -153,6 +159,14 @@ class Lanes:
             self.queue.renew()
             self._last_renew = time.monotonic()
 
+    def refill(self, every: float = 0.5) -> None:
+        """Now and then, a lane for each plugin with deliveries due again: a lane that ran out
+        while it waited for another plugin's attempt on the same event starts over."""
+        if self._now is None or time.monotonic() - self._last_refill < every:
+            return
+        self._last_refill = time.monotonic()
+        self.start(self.queue.due_plugins(self._now), self._now)
+
     def wait(self, renew_every: float, poll: float = 0.02) -> None:
         """Supervise until every lane has finished or been abandoned."""
         while self.running:
@@ -160,6 +174,8 @@ class Lanes:
             if lane.thread is not None:
                 lane.thread.join(poll)
             self.supervise(renew_every)
+            if self.running:
+                self.refill()
 
     def busy(self) -> bool:
         """True while a lane is still working."""

@@ -87,15 +87,28 @@ class DeliveryQueue:
             return int(conn.execute(select(func.count()).select_from(d)
                                     .where(self._claimable(now, wall_clock()))).scalar_one())
 
-    def claim(self, now: datetime, plugin: str, limit: int = 100) -> list[DeliveryRow]:
-        """Take up to ``limit`` due deliveries of one plugin for this worker, oldest first."""
+    def claim(self, now: datetime, plugin: str, limit: int = 100,
+              earlier: dict[str, list[str]] | None = None) -> list[DeliveryRow]:
+        """Take up to ``limit`` due deliveries of one plugin for this worker, oldest first.
+
+        ``earlier`` gives, per hook, the plugins that come before this one: a delivery waits
+        while one of theirs for the same event has not been attempted yet (so a ``trylast``
+        plugin sees what the others did), however long their attempt then takes."""
         from ehcbridge.store import _delivery_row
 
         d = t.deliveries
         wall = wall_clock()
+        cond = and_(d.c.plugin == plugin, self._claimable(now, wall))
+        waits = [(hook, names) for hook, names in (earlier or {}).items() if names]
+        if waits:
+            first = t.deliveries.alias("first")
+            cond = and_(cond, ~or_(*[and_(d.c.hook == hook, select(first.c.id).where(and_(
+                first.c.event_id == d.c.event_id, first.c.hook == hook,
+                first.c.plugin.in_(names), first.c.status == "pending",
+                first.c.attempts == 0)).exists()) for hook, names in waits]))
         with self.store.begin() as conn:
             ids = list(conn.execute(
-                select(d.c.id).where(and_(d.c.plugin == plugin, self._claimable(now, wall)))
+                select(d.c.id).where(cond)
                 .order_by(d.c.next_attempt_at, d.c.id).limit(limit)
                 .with_for_update(skip_locked=True)).scalars())
             if not ids:
