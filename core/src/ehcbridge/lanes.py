@@ -94,6 +94,8 @@ class Lanes:
         self._last_renew = time.monotonic()
         self._last_refill = time.monotonic()
         self._now: datetime | None = None
+        self.claims = 0  # batches claimed so far, to tell when a pass has no more to do
+        self._claims_lock = threading.Lock()
 
     def start(self, plugins: list[str], now: datetime) -> None:
         """A lane for each plugin that has none running (and is not halted or stuck)."""
@@ -121,6 +123,8 @@ class Lanes:
                                          self._earlier_for(lane.plugin))
                 if not batch:
                     return
+                with self._claims_lock:
+                    self.claims += 1
                 lane.held = [d.id for d in batch]
                 self._prepare(batch)
                 for d in batch:
@@ -168,7 +172,19 @@ class Lanes:
         self.start(self.queue.due_plugins(self._now), self._now)
 
     def wait(self, renew_every: float, poll: float = 0.02) -> None:
-        """Supervise until every lane has finished or been abandoned."""
+        """Supervise until every lane has finished or been abandoned, and no plugin has a
+        delivery left that became due meanwhile (one waiting for another plugin's attempt)."""
+        self._drain(renew_every, poll)
+        while True:
+            before = self.claims
+            self.refill(every=0.0)
+            if not self.running:
+                return
+            self._drain(renew_every, poll)
+            if self.claims == before:  # nothing more could be claimed: done for this pass
+                return
+
+    def _drain(self, renew_every: float, poll: float) -> None:
         while self.running:
             lane = next(iter(self.running.values()))
             if lane.thread is not None:
