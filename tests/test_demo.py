@@ -26,6 +26,11 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert set(plugins["teams"]) == {"skipped"}  # no credentials: reported, not retried
     text = "\n".join(lines)
     assert "Deliveries by status:" in text and "Outbox:" in text
+    # Duties of every review, checked by the lifecycle: some met, some late, some missed.
+    duties = next(line for line in lines if line.startswith("Duties: "))
+    counts = {k: int(n) for n, k in (part.split(" ") for part in duties[8:].split(", "))}
+    assert counts["met"] > 100 and counts["late"] > 0 and counts["missed"] > 0
+    assert hooks.get("on_deadline", 0) > 0
     assert "Your own plugin: ehcbridge plugin new hello" in text
     assert (Path(str(summary["plugin_package"])) / "tests" / "test_hello.py").is_file()
     assert ("the same list as an Excel workbook (sheet 'Reviews'): 50 plans unchanged, "

@@ -125,3 +125,21 @@ def test_an_invitee_added_by_a_later_list_is_invited_to_the_meeting(store: Store
     assert keys == ["EHC-1/r1/m1/scheduled/0", "EHC-1/r1/m1/updated/0/1"]
     again = import_reviews(app, path)  # nothing new: no second update
     assert again.unchanged == 2 and len(store.undispatched_events()) == 2
+
+
+def test_a_meeting_for_a_ceased_plan_names_the_row_from_the_structured_error(
+        store: Store, tmp_path: Path) -> None:
+    from ehcbridge.models import Outcome
+
+    app = make_app(store)
+    import_reviews(app, write(tmp_path, GOOD))
+    store.decide("EHC-1", outcome=Outcome.CEASE, reason="moved out of the area",
+                 decided_on=date(2026, 12, 1), next_review_due=None)
+    moved = write(tmp_path, [GOOD[1], GOOD[0].replace("2027-03-10T10:00,2027-03-10T11:00",
+                                                      "2027-03-12T10:00,2027-03-12T11:00")])
+    with pytest.raises(IntakeError) as caught:
+        import_reviews(app, moved)
+    [problem] = caught.value.problems
+    assert (problem.row, problem.column) == (3, "meeting_start")
+    assert problem.message == "the review is decided; nothing to schedule"
+    assert store.case("EHC-2").review.status == "due"  # nothing half-applied

@@ -63,7 +63,8 @@ def test_run_once_json_and_the_last_pass_in_doctor(tmp_path: Path) -> None:
     code, out, _ = run("run", "--once", "--json", "--now", "2027-01-04T09:00")
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"worker", "timers_fired", "events_dispatched", "deliveries", "seconds"}
+    assert set(data) == {"worker", "timers_fired", "deadlines", "events_dispatched", "deliveries",
+                         "seconds"}
     assert data["deliveries"] == {} and data["timers_fired"] == 0
     _, out, _ = run("doctor", "--json")
     engine = next(r for r in json.loads(out)["checks"] if r["check"] == "engine")

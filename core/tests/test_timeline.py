@@ -154,7 +154,8 @@ def test_year_6_transfer_brings_review_due_forward_to_15_february() -> None:
     assert items["phase_transfer_deadline"].rule == "SEND Regs 2014 reg 18(1)(b)"
     assert items["phase_transfer_deadline"].kind == "statutory"
     assert items["review_due"].date == date(2026, 2, 15)
-    assert items["meeting_latest"].date == date(2026, 1, 18)
+    # room for the decision (4 weeks) and the amended plan (8 weeks) before 15 Feb
+    assert items["meeting_latest"].date == date(2025, 11, 23)
     assert items["review_due"].warnings == ("falls on a Sunday",)
 
 

@@ -120,7 +120,9 @@ def _check_no_partial_write(store: Store) -> None:
         per_event = {n for _, n in conn.execute(
             sa.select(t.events.c.id, sa.func.count(t.deliveries.c.id))
             .outerjoin(t.deliveries, t.deliveries.c.event_id == t.events.c.id)
-            .where(t.events.c.dispatched.is_(True)).group_by(t.events.c.id))}
+            .where(t.events.c.dispatched.is_(True))
+            # No test plugin implements on_deadline (issue 12): nobody to deliver it to.
+            .where(t.events.c.hook != "on_deadline").group_by(t.events.c.id))}
         assert per_event <= {2}, "an event was dispatched to only one plugin"
         unfinished = conn.execute(sa.select(sa.func.count()).select_from(t.deliveries).where(
             sa.and_(t.deliveries.c.status == "delivered",
@@ -181,7 +183,9 @@ def test_sigkill_at_random_points_over_many_cycles(tmp_path: Path, database_url:
         assert final.returncode == 0 and b"Traceback" not in err, err.decode()[-2000:]
         _check_no_partial_write(store)
         with store.engine.connect() as conn:
-            keys = set(conn.execute(sa.select(t.events.c.key)).scalars())
+            # on_deadline events (issue 12) reach no test plugin: the lifecycle hooks here.
+            keys = set(conn.execute(sa.select(t.events.c.key)
+                                    .where(t.events.c.hook != "on_deadline")).scalars())
         # 30 meetings: scheduled, three views stages and held, each once.
         assert len(keys) == 30 * 5
         for name in ("alpha", "beta"):

@@ -221,15 +221,17 @@ class App:
 
     def milestones(self, case: Any, meeting: Any = None) -> list[Any]:
         """The statutory clock for a case (with its meeting and decision, when known)."""
-        from ehcbridge import timeline
+        from ehcbridge import lifecycle, transitions
 
-        meeting = meeting if meeting is not None else case.meeting
-        start = meeting.start if meeting is not None and meeting.status != "cancelled" else None
         # The MIS gives this year's NC year, so the clock reads it as of today.
-        return list(timeline.milestones(case.plan, meeting_start=start, pupil=case.pupil,
-                                        decision=case.decision,
-                                        options=self.clock_options(case.pupil),
-                                        as_of=self.clock.now().date()))
+        return lifecycle.review_milestones(transitions.state_of(case), self.lifecycle_policy(),
+                                           self.clock.now().date(), meeting)
+
+    def lifecycle_policy(self) -> Any:
+        """The lifecycle's settings (``ehcbridge.lifecycle.Policy``) from ``[engine]``."""
+        from ehcbridge.transitions import policy_of
+
+        return policy_of(self)
 
     def review_due(self, plan: Any, pupil: Any) -> Any:
         """When the review of ``plan`` is due, with the pupil's NC year read as of today."""

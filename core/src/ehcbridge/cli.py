@@ -13,6 +13,7 @@ import click
 from ehcbridge import __version__
 from ehcbridge.invocation import get_app
 from ehcbridge.invocation import plugin_manager as _plugin_manager
+from ehcbridge.lifecycle import DUTY_NAMES
 from ehcbridge.scaffold import plugin_group
 
 if TYPE_CHECKING:
@@ -220,10 +221,12 @@ def _as_toml(data: dict[str, Any], prefix: str = "") -> str:
 @click.option("--decision", type=click.Choice(["maintain", "amend", "cease"]),
               help="Decision outcome, with --decided-on.")
 @click.option("--decided-on", help="Date of the decision.")
+@click.option("--as-of", help="Read --nc-year as the pupil's year in the academic year "
+              "containing this date (default today).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def timeline_cmd(issued: str, last_review: str | None, meeting: str | None, nc_year: int | None,
                  dob: str | None, decision: str | None, decided_on: str | None,
-                 as_json: bool) -> None:
+                 as_of: str | None, as_json: bool) -> None:
     """Print a plan's statutory and good-practice milestones."""
     from ehcbridge import timeline
     from ehcbridge.intake import parse_date, parse_datetime
@@ -252,7 +255,10 @@ def timeline_cmd(issued: str, last_review: str | None, meeting: str | None, nc_y
     if decision:
         on = d(decided_on, "--decided-on") or (start.date() if start else issued_on)
         dec = Decision(outcome=Outcome(decision), reason="-", decided_on=on)
-    items = timeline.milestones(plan, meeting_start=start, pupil=pupil, decision=dec)
+    # The NC year is the pupil's year in the academic year containing --as-of, as everywhere.
+    as_of_day = d(as_of, "--as-of") or date.today()
+    items = timeline.milestones(plan, meeting_start=start, pupil=pupil, decision=dec,
+                                as_of=as_of_day)
     if as_json:
         _json(timeline.milestones_json(items))
         return
@@ -278,12 +284,16 @@ def import_group() -> None:
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--sheet", help="The sheet of an .xlsx workbook to read (default: the first).")
+@click.option("--now", "now", help="Import as if it were this time (overdue reviews, NC years).")
 def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: bool,
-                       sheet: str | None) -> None:
+                       sheet: str | None, now: str | None) -> None:
     """Import a council review list or EHC Hub export (CSV or .xlsx), upserting by case_id."""
     from ehcbridge.intake import IntakeError, import_reviews, summary
 
     app = get_app()
+    fixed = _parse_now(now)
+    if fixed is not None:
+        app.clock.fixed = fixed
     try:
         report = import_reviews(app, file, dry_run=dry_run, skip_invalid=skip_invalid,
                                 sheet=sheet)
@@ -302,6 +312,10 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
     click.echo(f"{file}: {report.added} added, {report.updated} updated, {report.unchanged} "
                f"unchanged {verb} imported; meetings: "
                + (", ".join(f"{n} {k}" for k, n in sorted(report.meetings.items())) or "none"))
+    if report.overdue:
+        click.echo(f"{report.overdue} imported review(s) {'would be' if dry_run else 'are'} "
+                   "already overdue (past their due date, flagged 'overdue': ehcbridge review "
+                   "list --flag overdue)")
     for problem in report.skipped:
         click.echo(f"skipped: {problem}", err=True)
     for warning in report.warnings:
@@ -312,8 +326,24 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
 
 
 @cli.group("review")
-def review_group() -> None:
+@click.option("--now", "now", help="Pretend it is this time (YYYY-MM-DDTHH:MM): the date "
+              "recorded for changes and used to check deadlines.")
+def review_group(now: str | None) -> None:
     """Schedule, record and inspect reviews."""
+    fixed = _parse_now(now)
+    if fixed is not None:
+        get_app().clock.fixed = fixed
+
+
+def _warn(change: Any) -> None:
+    """Print a transition's warnings (late duties are accepted, said and flagged)."""
+    for text in getattr(change, "warnings", ()):
+        click.echo(f"warning: {text}", err=True)
+
+
+def _lifecycle(app: App) -> dict[str, Any]:
+    """What every transition needs from the app: the store, now and the policy."""
+    return {"now": app.clock.now(), "policy": app.lifecycle_policy()}
 
 
 def _dt(value: str, hint: str) -> datetime:
@@ -356,10 +386,13 @@ def _schedule(case: str, start: str, end: str | None, location: str | None,
         location = meeting.location
     if online is None:
         online = meeting.online if meeting is not None else False
-    action = _store_call(app.store.schedule_meeting, case, start=begin, end=finish,
+    from ehcbridge import transitions
+
+    change = _store_call(transitions.schedule, app.store, case, start=begin, end=finish,
                          location=location, online=online,
-                         organiser=current.review.coordinator_email)
-    click.echo(f"{case}: meeting {action} for {begin:%a %d %b %Y %H:%M}-{finish:%H:%M}")
+                         organiser=current.review.coordinator_email, **_lifecycle(app))
+    click.echo(f"{case}: meeting {change.action} for {begin:%a %d %b %Y %H:%M}-{finish:%H:%M}")
+    _warn(change)
 
 
 @review_group.command("schedule")
@@ -392,7 +425,10 @@ def review_reschedule(case: str, start: str, end: str | None, location: str | No
 @click.option("--reason", default="", help="Why (on the event plugins receive).")
 def review_cancel(case: str, reason: str) -> None:
     """Cancel the meeting (fires on_review_scheduled with action cancelled)."""
-    _store_call(get_app().store.cancel_meeting, case, reason=reason)
+    from ehcbridge import transitions
+
+    app = get_app()
+    _store_call(transitions.cancel, app.store, case, reason=reason, **_lifecycle(app))
     click.echo(f"{case}: meeting cancelled")
 
 
@@ -420,8 +456,12 @@ def review_invite(case: str, role: str, email: str | None, name: str | None,
 @click.argument("case")
 def review_held(case: str) -> None:
     """Record that the meeting took place (fires on_meeting_held)."""
-    _store_call(get_app().store.mark_held, case)
+    from ehcbridge import transitions
+
+    app = get_app()
+    change = _store_call(transitions.held, app.store, case, **_lifecycle(app))
     click.echo(f"{case}: meeting recorded as held; report due in 2 weeks (reg 20(7))")
+    _warn(change)
 
 
 @review_group.command("report")
@@ -436,8 +476,11 @@ def review_report(case: str, on: str | None) -> None:
         sent_on = parse_date(on) if on else app.clock.now().date()
     except ValueError as exc:
         raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
-    _store_call(app.store.record_report, case, sent_on)
+    from ehcbridge import transitions
+
+    change = _store_call(transitions.report, app.store, case, on=sent_on, **_lifecycle(app))
     click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}")
+    _warn(change)
 
 
 @review_group.command("decide")
@@ -455,28 +498,37 @@ def review_decide(case: str, outcome: str, reason: str, on: str | None) -> None:
         decided_on = parse_date(on) if on else app.clock.now().date()
     except ValueError as exc:
         raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
-    current = _store_call(app.store.case, case)
-    next_plan = current.plan.model_copy(update={"last_review_decision": decided_on})
-    next_due = app.review_due(next_plan, current.pupil)
-    _store_call(app.store.decide, case, outcome=Outcome(outcome), reason=reason,
-                decided_on=decided_on, next_review_due=next_due)
-    click.echo(f"{case}: decision '{outcome}' recorded for {decided_on:%d %b %Y}")
+    from ehcbridge import transitions
+
+    change = _store_call(transitions.decide, app.store, case, outcome=Outcome(outcome),
+                         reason=reason, on=decided_on, **_lifecycle(app))
+    click.echo(f"{case}: decision '{outcome}' recorded for {decided_on:%d %b %Y}"
+               + (f"; next review ({change.next_review.kind.value}) due by "
+                  f"{change.next_review.due_by:%d %b %Y}" if change.next_review else ""))
+    _warn(change)
 
 
 @review_group.command("list")
 @click.option("--due-before", help="Only reviews due on or before this date.")
-@click.option("--at-risk", is_flag=True, help="Only reviews flagged as a statutory risk.")
+@click.option("--at-risk", is_flag=True,
+              help="Only reviews with a duty at risk or missed, or flagged as a statutory risk.")
+@click.option("--overdue", is_flag=True, help="Only reviews with a duty missed.")
+@click.option("--duty", "duty", type=click.Choice(DUTY_NAMES),
+              help="Only reviews where this duty is not met yet (with --at-risk/--overdue: "
+                   "where this duty is at risk or missed).")
 @click.option("--flag", help="Only reviews carrying this flag.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def review_list(due_before: str | None, at_risk: bool, flag: str | None, as_json: bool) -> None:
-    """List open reviews, soonest due first."""
+def review_list(due_before: str | None, at_risk: bool, overdue: bool, duty: str | None,
+                flag: str | None, as_json: bool) -> None:
+    """List open reviews, soonest due first (duty statuses as of the engine's last pass)."""
     from ehcbridge.intake import parse_date
+    from ehcbridge.lifecycle_cli import filter_by_duties
     from ehcbridge.models import LONDON
 
     app = get_app()
     before = parse_date(due_before) if due_before else None
-    rows = app.store.list_reviews(due_before=before,
-                                  flag="statutory_risk" if at_risk else flag)
+    rows = app.store.list_reviews(due_before=before, flag=flag)
+    rows = filter_by_duties(app, rows, at_risk=at_risk, overdue=overdue, duty=duty)
     if as_json:
         _json(rows)
         return
@@ -484,11 +536,13 @@ def review_list(due_before: str | None, at_risk: bool, flag: str | None, as_json
 
     from ehcbridge.operations import echo_columns
 
-    headers = ("case", "kind", "due by", "status", "meeting", "flags")
+    headers = ("case", "kind", "due by", "status", "meeting", "flags", "duties")
     cells = [(r["case_id"], r["kind"], f"{r['due_by']:%d %b %Y}", r["status"],
               r["meeting_start"].astimezone(LONDON).strftime("%d %b %Y %H:%M")
               if r["meeting_start"] and r["meeting_status"] == "scheduled" else "",
-              ", ".join(r["flags"])) for r in rows]
+              ", ".join(r["flags"]),
+              ", ".join(f"{d['name']} {d['status']}" for d in r.get("duties", [])))
+             for r in rows]
     if not echo_columns(headers, cells, click.echo):  # a short list: a rich table
         table = Table(*headers)
         for row in cells:
@@ -499,6 +553,7 @@ def review_list(due_before: str | None, at_risk: bool, flag: str | None, as_json
 
 def case_json(app: App, case_id: str) -> dict[str, Any]:
     """The review, its meeting, invitees, milestones, flags and deliveries as JSON data."""
+    from ehcbridge.lifecycle_cli import duties_json
     from ehcbridge.timeline import milestones_json
 
     case = _store_call(app.store.case, case_id)
@@ -517,6 +572,7 @@ def case_json(app: App, case_id: str) -> dict[str, Any]:
         "decision": case.decision.model_dump(mode="json") if case.decision else None,
         "flags": case.flags,
         "milestones": milestones_json(app.milestones(case)),
+        "duties": duties_json(app, case),
         "deliveries": [{"id": d.id, "hook": d.hook, "plugin": d.plugin, "status": d.status,
                         "attempts": d.attempts, "error": d.last_error, "event": d.event_key}
                        for d in app.store.deliveries(case_id=case_id)],
@@ -527,7 +583,7 @@ def case_json(app: App, case_id: str) -> dict[str, Any]:
 @click.argument("case")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def review_show(case: str, as_json: bool) -> None:
-    """Show a review: meeting, invitees and responses, milestones, flags, deliveries."""
+    """Show a review: meeting, invitees and responses, milestones, duties, flags, deliveries."""
     app = get_app()
     data = case_json(app, case)
     if as_json:
@@ -558,6 +614,9 @@ def review_show(case: str, as_json: bool) -> None:
     for ms in data["milestones"]:
         miles.add_row(ms["name"], ms["date"], ms["kind"], ms["rule"], "; ".join(ms["warnings"]))
     console.print(miles)
+    from ehcbridge.lifecycle_cli import duties_table
+
+    console.print(duties_table(data["duties"]))
     for flag, detail in data["flags"].items():
         console.print(f"[yellow]flag[/] {flag}: {detail}")
     if data["deliveries"]:
@@ -566,6 +625,15 @@ def review_show(case: str, as_json: bool) -> None:
             dt.add_row(str(d["id"]), d["hook"], d["plugin"], d["status"], str(d["attempts"]),
                        d["error"] or "")
         console.print(dt)
+
+
+def _add_lifecycle_commands() -> None:
+    from ehcbridge.lifecycle_cli import add_review_commands
+
+    add_review_commands(review_group)
+
+
+_add_lifecycle_commands()
 
 
 # Engine ----------------------------------------------------------------------------------
@@ -672,9 +740,11 @@ def plan_cmd(window_from: str | None, window_to: str | None, school: str | None,
     if ics is not None:
         write_ics(result, ics)
     if apply_:
+        from ehcbridge import transitions
+
         for p in result.proposals:
-            app.store.schedule_meeting(p.case_id, start=p.start, end=p.end, online=online,
-                                       organiser=p.coordinator, now=app.clock.now())
+            transitions.schedule(app.store, p.case_id, start=p.start, end=p.end, location=None,
+                                 online=online, organiser=p.coordinator, **_lifecycle(app))
     if as_json:
         _json(plan_json(result))
         return

@@ -134,6 +134,10 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
 def _caseworker_actions(app: App, day: date, decided: set[str],
                         actions: Counter[str]) -> None:
     """What people do during the term: move one meeting, cancel one, decide after meetings."""
+    from ehcbridge import transitions
+    from ehcbridge.lifecycle_cli import demo_day
+
+    demo_day(app, day)  # schools circulate advice and send reports (issue 12)
     store = app.store
     if day == date(2026, 12, 1):
         for row in store.list_reviews():
@@ -160,11 +164,9 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
             if case.meeting is None or case.meeting.start.date() > day - timedelta(days=14):
                 continue
             outcome = (Outcome.AMEND, Outcome.MAINTAIN)[len(decided) % 2]
-            plan = case.plan.model_copy(update={"last_review_decision": day})
-            store.decide(row["case_id"], outcome=outcome,
-                         reason="Outcomes reviewed at the annual review meeting",
-                         decided_on=day, now=app.clock.now(),
-                         next_review_due=app.review_due(plan, case.pupil))
+            transitions.decide(store, row["case_id"], outcome=outcome,
+                               reason="Outcomes reviewed at the annual review meeting",
+                               on=day, now=app.clock.now(), policy=app.lifecycle_policy())
             decided.add(row["case_id"])
             actions[f"decided ({outcome.value})"] += 1
 
@@ -190,6 +192,8 @@ def command_line(*args: str) -> str:
 
 def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
              outbox: Path) -> dict[str, object]:
+    from ehcbridge.lifecycle_cli import duties_line
+
     store = app.store
     counts = store.delivery_counts()
     by_hook: Counter[str] = Counter()
@@ -213,6 +217,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         *[f"  {p}: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
           for p, c in sorted(by_plugin.items())],
         "Deliveries by status: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
+        duties_line(store),
         engine_line(app),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",

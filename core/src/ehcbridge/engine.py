@@ -24,7 +24,8 @@ from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.lanes import Lanes
-from ehcbridge.models import Meeting, MeetingStatus
+from ehcbridge.lifecycle import HOOK_REVIEW_SCHEDULED
+from ehcbridge.models import Duty, Meeting, MeetingStatus
 from ehcbridge.online import NO_PROVIDER_FLAG, PROVIDER_HOOK, no_provider_detail
 from ehcbridge.redact import redact
 from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
@@ -56,11 +57,13 @@ class TickReport:
 
     timers_fired: int = 0
     events_dispatched: int = 0
+    deadlines: int = 0  # duties that became at risk or missed
     attempts: Counter[str] = field(default_factory=Counter)  # by resulting status
 
     def merge(self, other: TickReport) -> None:
         """Add another pass's figures to this one."""
         self.timers_fired += other.timers_fired
+        self.deadlines += other.deadlines
         self.events_dispatched += other.events_dispatched
         self.attempts.update(other.attempts)
 
@@ -137,11 +140,11 @@ class Engine:
 
     def _fire_and_dispatch(self, now: datetime, report: TickReport) -> int:
         store = self.app.store
-        while True:
-            fired = store.fire_timers(now)
-            report.timers_fired += fired
-            if fired < 1000:
-                break
+        from ehcbridge import transitions
+
+        policy = transitions.policy_of(self.app)
+        report.timers_fired += transitions.fire_timers(store, now, policy=policy)
+        report.deadlines += transitions.check_deadlines(store, now, policy)
         self._links_now_possible(now)
         dispatched = self._dispatch(now)
         report.events_dispatched += dispatched
@@ -188,7 +191,7 @@ class Engine:
         store = self.app.store
         plugins = self.app.plugins
         provider = self.app.settings.engine.online_meetings
-        scheduled = [ev for ev in batch if ev.hook == "on_review_scheduled"]
+        scheduled = [ev for ev in batch if ev.hook == HOOK_REVIEW_SCHEDULED]
         waiting: dict[int, str] = {}
         if provider and scheduled:
             waiting = self.queue.open_deliveries([ev.id for ev in scheduled], PROVIDER_HOOK)
@@ -199,7 +202,7 @@ class Engine:
                                                 if ev.meeting_id is not None})
         ready: list[EventRow] = []
         for ev in batch:
-            if ev.hook != "on_review_scheduled":
+            if ev.hook != HOOK_REVIEW_SCHEDULED:
                 ready.append(ev)
                 continue
             if ev.id in waiting:
@@ -469,6 +472,7 @@ class Engine:
             previous_meeting=previous, invitees=tuple(case.invitees),
             milestones=tuple(milestones), decision=case.decision,
             reason=ev.payload.get("reason") or None,
+            duty=Duty.model_validate(ev.payload["duty"]) if ev.payload.get("duty") else None,
         )
         self._events[ev.id] = event
         return event

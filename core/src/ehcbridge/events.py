@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from ehcbridge.models import Decision, Frozen, Invitee, Meeting, Milestone, Plan, Pupil, Review
+from ehcbridge.models import (
+    Decision,
+    Duty,
+    Frozen,
+    Invitee,
+    Meeting,
+    Milestone,
+    Plan,
+    Pupil,
+    Review,
+)
 
 if TYPE_CHECKING:
     from ehcbridge.settings import EngineSettings
@@ -39,6 +49,7 @@ class LifecycleEvent(Frozen):
     milestones: tuple[Milestone, ...] = ()
     decision: Decision | None = None
     reason: str | None = None  # why a meeting was cancelled, as entered by the caseworker
+    duty: Duty | None = None  # on_deadline: the duty at risk or missed
 
     @property
     def stage(self) -> str:

@@ -67,6 +67,13 @@ def on_decision(event: LifecycleEvent, ctx: HookContext) -> None:
     ignored."""
 
 
+@hookspec
+def on_deadline(event: LifecycleEvent, ctx: HookContext) -> None:
+    """A duty of the review is close to its due date or past it (``event.action``: ``at_risk``
+    some school days before ``event.duty.due``, ``missed`` after it). Fires once per duty and
+    action. Return value ignored."""
+
+
 # Provider hooks ------------------------------------------------------------------------------
 
 

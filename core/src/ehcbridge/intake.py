@@ -25,7 +25,7 @@ from ehcbridge.formats import (
     read_table,
     validate_upn,
 )
-from ehcbridge.models import Invitee, Plan, Pupil, ReviewKind, Role
+from ehcbridge.models import Invitee, Plan, Pupil, Role
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -110,6 +110,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     encoding: str | None = None
     sheet: str | None = None
+    overdue: int = 0  # reviews already past their due date when imported
 
 
 @dataclass
@@ -279,16 +280,15 @@ class _DryRun(Exception):
 
 def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None,
            skip_invalid: bool = False) -> None:
-    from ehcbridge import timeline
+    from ehcbridge import lifecycle, timeline
     from ehcbridge.operations import reporter
     from ehcbridge.store import CaseInput, StoreError, ValueRejected
 
     items = []
+    policy, today = app.lifecycle_policy(), app.clock.now().date()
     for row in rows:
-        due = app.review_due(row.plan, row.pupil)
-        kind = ReviewKind.ANNUAL
-        if row.pupil.dob is not None and timeline.add_months(row.pupil.dob, 60) > due:
-            kind = ReviewKind.UNDER_FIVE
+        kind, due = lifecycle.open_review(row.plan, row.pupil, policy, as_of=today)
+        report.overdue += due < today  # flagged "overdue" by the lifecycle
         meeting = None
         if row.meeting_start is not None and row.meeting_end is not None:
             meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
@@ -316,11 +316,10 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
                     conn, [i for i in items if i.plan.case_id not in refused],
                     now or app.clock.now())
         except StoreError as exc:
-            bad = by_case.get(str(exc).split(":", 1)[0])
+            bad = by_case.get(exc.case_id or "")
             raise IntakeError(report.path, [RowProblem(
-                str(report.path), bad.row if bad else 0, "meeting_start",
-                bad.meeting_start.isoformat() if bad and bad.meeting_start else "",
-                str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
+                str(report.path), bad.row if bad else 0, exc.field or "case_id",
+                exc.value or "", str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:
@@ -342,7 +341,7 @@ def summary(report: ImportReport) -> dict[str, Any]:
     return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
             "skipped": [str(p) for p in report.skipped], "warnings": list(report.warnings),
-            "encoding": report.encoding, "sheet": report.sheet}
+            "encoding": report.encoding, "sheet": report.sheet, "overdue": report.overdue}
 
 
 def demo_workbook_check(app: App, csv_path: Path, echo: Any) -> ImportReport:

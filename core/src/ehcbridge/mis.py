@@ -249,7 +249,8 @@ def _consequences(change: Change, old: MisPupil | None, new: MisPupil) -> None:
         if old.school_urn and new.school_urn and old.school_urn != new.school_urn:
             change.flags.append(
                 (FLAG_EARLY, f"MIS: school changed (URN {old.school_urn} -> {new.school_urn}); "
-                             "consider an early review")
+                             "consider an early review ('ehcbridge review early CASE --reason "
+                             "...')")
             )
         if old.sen_provision == "E" and new.sen_provision in {"N", "K"}:
             change.flags.append(

@@ -184,6 +184,31 @@ class Review(Frozen):
     report_sent_on: date | None = None
 
 
+class DutyStatus(StrEnum):
+    """Where a statutory or good-practice duty stands."""
+
+    PENDING = "pending"
+    MET = "met"
+    LATE = "late"
+    AT_RISK = "at_risk"
+    MISSED = "missed"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class Duty(Frozen):
+    """One duty of a review: what is owed, by whom, to whom, by when, and whether it was met."""
+
+    name: str
+    rule: str
+    kind: str  # "statutory" or "good_practice"
+    due: date | None
+    owed_by: str  # "setting" | "la" | "health" | "social_care"
+    owed_to: tuple[str, ...]  # Role values
+    status: DutyStatus = DutyStatus.PENDING
+    met_on: date | None = None
+    evidence: str | None = None  # what met it, e.g. "review report --on 2027-03-01"
+
+
 class Contact(Frozen):
     """A pupil's contact from the MIS (a parent or carer)."""
 

@@ -146,6 +146,7 @@ def reporter(label: str) -> Callable[[int, int], None]:
 def report_json(engine: Engine, report: TickReport, seconds: float) -> dict[str, Any]:
     """``run --once --json``: what the pass did."""
     return {"worker": engine.worker, "timers_fired": report.timers_fired,
+            "deadlines": report.deadlines,
             "events_dispatched": report.events_dispatched,
             "deliveries": dict(sorted(report.attempts.items())),
             "seconds": round(seconds, 3)}
@@ -186,7 +187,8 @@ def run_engine(engine: Engine, *, once: bool, as_json: bool, echo: Callable[...,
                 return
             statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.attempts.items())) \
                 or "none"
-            echo(f"timers fired: {report.timers_fired}; events dispatched: "
+            echo(f"timers fired: {report.timers_fired}; duties at risk or missed: "
+                 f"{report.deadlines}; events dispatched: "
                  f"{report.events_dispatched}; deliveries: {statuses}")
             return
         try:

@@ -16,11 +16,18 @@ if TYPE_CHECKING:
 def build_plan(app: App, *, today: date, window_from: date | None = None,
                window_to: date | None = None, school_urn: str | None = None) -> PlanResult:
     """Collect reviews without a meeting and the plugins' date constraints, then propose."""
+    from ehcbridge import lifecycle, timeline
+    from ehcbridge.models import ReviewKind
     from ehcbridge.planner import PlannerOptions, PlanningItem, propose
 
     engine = app.settings.engine
+    policy = app.lifecycle_policy()
     items = []
     for review, pupil in app.store.planning_rows(school_urn):
+        transfer = review.kind == ReviewKind.PHASE_TRANSFER
+        aim = lifecycle.transfer_window(pupil, review.due_by, today, policy) if transfer else None
+        if review.kind == ReviewKind.EARLY:
+            aim = (today, today + timedelta(weeks=4), "as soon as possible for an early review")
         constraints: list[DateConstraint] = []
         for outcome in app.plugins.call_each("meeting_constraints", review=review, pupil=pupil,
                                              ctx=app.plugin_context):
@@ -28,8 +35,9 @@ def build_plan(app: App, *, today: date, window_from: date | None = None,
                 constraints.extend(c for c in outcome.result if isinstance(c, DateConstraint))
         items.append(PlanningItem(case_id=review.case_id, coordinator=review.coordinator_email,
                                   review_due=review.due_by,
-                                  meeting_latest=review.due_by - timedelta(weeks=4),
-                                  constraints=tuple(constraints)))
+                                  meeting_latest=timeline.meeting_latest(review.due_by,
+                                                                         transfer),
+                                  constraints=tuple(constraints), aim=aim))
     hour, minute = (int(p) for p in engine.meeting_start_time.split(":"))
     options = PlannerOptions(
         max_meetings_per_day=engine.max_meetings_per_day,

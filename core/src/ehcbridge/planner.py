@@ -74,6 +74,9 @@ class PlanningItem:
     review_due: date
     meeting_latest: date
     constraints: tuple[DateConstraint, ...] = ()
+    aim: tuple[date, date, str] | None = None
+    """A good-practice window to aim inside (first day, last day, in words), e.g. the summer
+    term of Year 5 for a phase transfer review; the deadline still bounds it."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,12 @@ def propose(
                     break
             if chosen is not None:
                 break
+        if chosen is None and item.aim is not None:
+            aim_lo, aim_hi = max(lo, item.aim[0].toordinal()), min(hi, item.aim[1].toordinal())
+            if aim_lo <= aim_hi:
+                chosen = _latest_free(diary, who, aim_hi, aim_lo, blocked, sought)
+                if chosen is not None:
+                    reason = f"inside the good-practice window: {item.aim[2]}"
         if chosen is None:
             day_or_none = _latest_free(diary, who, hi, lo, blocked, sought)
             if day_or_none is None:  # only days others prefer are left: the deadline comes first

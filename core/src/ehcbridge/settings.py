@@ -10,7 +10,7 @@ import json
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -47,6 +47,23 @@ class HolidayRange(BaseModel):
     start: date
     end: date
     name: str = ""
+
+
+class TransferReviewWindow(BaseModel):
+    """When a phase transfer review should be held: a term of an NC year (good practice)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transfer_year: int = Field(ge=0, le=14, description="NC year at whose end the pupil moves")
+    nc_year: int = Field(ge=0, le=14, description="NC year the review should be held in")
+    term: Literal["autumn", "spring", "summer"]
+
+
+def _default_transfer_windows() -> list[TransferReviewWindow]:
+    # Council guidance: Year 2 (infant schools), summer term of Year 5, autumn term of Year 11.
+    return [TransferReviewWindow(transfer_year=2, nc_year=2, term="autumn"),
+            TransferReviewWindow(transfer_year=6, nc_year=5, term="summer"),
+            TransferReviewWindow(transfer_year=11, nc_year=11, term="autumn")]
 
 
 class StoreSettings(BaseModel):
@@ -91,6 +108,12 @@ class EngineSettings(BaseModel):
         "How long a worker's claim on a delivery holds unless renewed (several workers)"))
     worker_name: str | None = Field(default=None, description=(
         "Name of this worker in the delivery ledger (default host:pid)"))
+    at_risk_school_days: int = Field(default=5, ge=0, description="on_deadline at_risk: school "
+                                     "days before a duty's due date")
+    under_five_review_months: int = Field(default=6, ge=3, le=6, description="months from the "
+                                          "decision to an under-five's next review (CoP 9.178)")
+    transfer_review_windows: list[TransferReviewWindow] = Field(
+        default_factory=_default_transfer_windows)
 
     @field_validator("online_meetings")
     @classmethod

@@ -208,6 +208,33 @@ def _under_five(dob: date, on: date) -> bool:
     return (on.year, on.month, on.day) < (dob.year + 5, dob.month, dob.day)
 
 
+# A phase transfer review must leave room for the decision (4 weeks) and then the amendment of
+# the plan naming the new setting (8 weeks from the proposed amendments, reg 22) before reg 18's
+# deadline; an ordinary review only for the decision.
+DECISION_WEEKS = 4
+AMENDMENT_WEEKS = 8
+
+
+def decision_latest(due: date, transfer: bool) -> date:
+    """The last day the LA's decision can be made: the review due date, or for a phase transfer
+    the deadline less the 8 weeks the final amended plan may take."""
+    return due - timedelta(weeks=AMENDMENT_WEEKS) if transfer else due
+
+
+def meeting_latest(due: date, transfer: bool) -> date:
+    """The last day the review meeting can be held: 4 weeks before the decision is due."""
+    return decision_latest(due, transfer) - timedelta(weeks=DECISION_WEEKS)
+
+
+def is_phase_transfer(
+    plan: Plan, pupil: Pupil | None, options: ClockOptions | None = None,
+    as_of: date | None = None,
+) -> bool:
+    """True when the review of ``plan`` is due by a phase transfer deadline (reg 18)."""
+    due, transfer = _due(plan, pupil, options or _DEFAULT_OPTIONS, as_of)
+    return transfer is not None and transfer[0] == due
+
+
 def milestones(
     plan: Plan,
     *,
@@ -216,18 +243,32 @@ def milestones(
     decision: Decision | None = None,
     options: ClockOptions | None = None,
     as_of: date | None = None,
+    review_due: date | None = None,
+    amendments_proposed_on: date | None = None,
 ) -> list[Milestone]:
-    """Every milestone of the current review period, sorted by date then name."""
+    """Every milestone of the current review period, sorted by date then name.
+
+    ``review_due`` is the due date the review was opened with, when it is already known (after a
+    phase transfer review the next one is due 12 months after its decision, not by the deadline
+    it satisfied). ``amendments_proposed_on`` dates the 15 days and 8 weeks of reg 22 from the
+    proposed amendments instead of from the decision.
+    """
     opts = options or _DEFAULT_OPTIONS
     start = review_period_start(plan)
     due, transfer = _due(plan, pupil, opts, as_of)
+    if review_due is not None:
+        due = review_due
+        if transfer is not None and transfer[0] < due:
+            transfer = None  # already satisfied by the review that opened this one
+    transferring = transfer is not None and transfer[0] == due
     rows: list[tuple[str, date, str, str, tuple[str, ...]]] = [
         ("review_due", due, STATUTORY, RULE_REVIEW, ()),
-        ("meeting_latest", due - timedelta(weeks=4), STATUTORY, RULE_DECISION, ()),
+        ("meeting_latest", meeting_latest(due, transferring), STATUTORY, RULE_DECISION, ()),
     ]
     meeting = _meeting_day(meeting_start) if meeting_start is not None else None
     if meeting is not None:
-        decision_due = min(meeting + timedelta(weeks=4), due)
+        decision_due = min(meeting + timedelta(weeks=DECISION_WEEKS),
+                           decision_latest(due, transferring))
         late = ("the meeting is after the review due date",) if decision_due < meeting else ()
         rows += [
             ("invites_good_practice", meeting - timedelta(weeks=16), GOOD_PRACTICE,
@@ -240,11 +281,11 @@ def milestones(
             ("decision_due", decision_due, STATUTORY, RULE_DECISION, late),
         ]
     if decision is not None and decision.outcome == Outcome.AMEND:
-        decided = decision.decided_on
+        decided = amendments_proposed_on or decision.decided_on
         rows += [
             ("representations_due", decided + timedelta(days=15), STATUTORY,
              RULE_REPRESENTATIONS, ()),
-            ("final_amended_plan_due", decided + timedelta(weeks=8), STATUTORY,
+            ("final_amended_plan_due", decided + timedelta(weeks=AMENDMENT_WEEKS), STATUTORY,
              RULE_FINAL_PLAN, ()),
         ]
     if transfer is not None:
@@ -307,8 +348,11 @@ __all__ = [
     "annual_review_due",
     "bank_holidays",
     "date_warnings",
+    "decision_latest",
     "in_school_holiday",
+    "is_phase_transfer",
     "is_school_day",
+    "meeting_latest",
     "milestones",
     "milestones_json",
     "preparing_for_adulthood",

@@ -78,9 +78,10 @@ def rows(cli: Any, hook: str, case: str = "EHC-00077") -> list[dict[str, Any]]:
 
 
 def subjects(outbox: Path) -> list[str]:
-    """Subjects of every message in the outbox."""
-    return [str(email.message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"])
-            for p in sorted(outbox.glob("*.eml"))] if outbox.exists() else []
+    """Subjects of the outbox's meeting messages (not on_deadline's duty notices)."""
+    found = [str(email.message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"])
+             for p in sorted(outbox.glob("*.eml"))] if outbox.exists() else []
+    return [s for s in found if not s.startswith("EHC review ")]
 
 
 def next_utc_midnight(now: str) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from ehcbridge.models import (
     LONDON,
     Decision,
+    Duty,
+    DutyStatus,
     Invitee,
     Meeting,
     MeetingStatus,
@@ -73,6 +75,8 @@ class CaseView:
     invitations: list[dict[str, Any]] = field(default_factory=list)
     plan_id: int = 0
     pupil_id: int = 0
+    duties: list[Duty] = field(default_factory=list)
+    fired_timers: frozenset[str] = frozenset()  # timer kinds already fired for the meeting
 
 
 @dataclass
@@ -102,6 +106,17 @@ class EventRow:
     meeting_id: int | None
     occurred_at: datetime
     payload: dict[str, Any]
+
+
+@dataclass
+class TimerRow:
+    """A timer that came due: the lifecycle says what it means."""
+
+    id: int
+    review_id: int
+    meeting_id: int
+    kind: str
+    due_at: datetime
 
 
 @dataclass
@@ -236,51 +251,20 @@ class Store:
                      progress: Callable[[int, int], None] | None = None
                      ) -> list[tuple[str, str]]:
         """Upsert many cases in the caller's transaction; returns (added|updated|unchanged,
-        meeting action or '') per item. New cases are written in bulk, so a council's whole
-        caseload imports in seconds; existing ones are only written where something changed.
-        ``progress`` is called with (cases done, cases in all) after each chunk."""
+        meeting action or '') per item. Kept for callers: the lifecycle decides what each row
+        means (``ehcbridge.transitions.import_cases``); the store only writes it."""
+        from ehcbridge.transitions import import_cases
+
         check_cases(items)  # every value fits its column on either backend, or nothing is written
-        results: list[tuple[str, str]] = []
-        for chunk in _chunks(items, 500):
-            if progress is not None and results:
-                progress(len(results), len(items))
-            existing = {r.case_id: r for r in conn.execute(
-                select(t.plans).where(t.plans.c.case_id.in_([i.plan.case_id for i in chunk])))}
-            new = [i for i in chunk if i.plan.case_id not in existing]
-            review_ids = self._insert_new_cases(conn, new, now) if new else {}
-            known = _update_existing_cases(conn, [i for i in chunk
-                                                  if i.plan.case_id in existing], existing)
-            for item in chunk:
-                if item.plan.case_id in known:
-                    status, review_id = known[item.plan.case_id]
-                    review_ids[item.plan.case_id] = review_id
-                elif item.plan.case_id in existing:  # no current review: the careful path
-                    status, review_id = self.upsert_case(
-                        conn, pupil=item.pupil, plan=item.plan,
-                        coordinator_email=item.coordinator_email, review_due=item.review_due,
-                        kind=item.kind, pfa=item.pfa)
-                    review_ids[item.plan.case_id] = review_id
-                else:
-                    status = "added"
-                results.append((status, ""))
-            gained = self._import_invitees(conn, chunk, review_ids, now)
-            meeting_actions = self._import_meetings(conn, chunk, review_ids, existing, now)
-            for item in chunk:
-                case_id = item.plan.case_id
-                if (case_id in existing and review_ids[case_id] in gained
-                        and meeting_actions.get(case_id, "unchanged") == "unchanged"):
-                    # A meeting set earlier: calendar plugins invite the newcomers.
-                    self.invitees_changed(case_id, now=now, conn=conn)
-            results[-len(chunk):] = [
-                ("updated" if status == "unchanged" and review_ids[item.plan.case_id] in gained
-                 else status, meeting_actions.get(item.plan.case_id, ""))
-                for (status, _), item in zip(results[-len(chunk):], chunk, strict=True)]
-        if progress is not None:
+
+        results = import_cases(self, conn, items, now)
+        if progress is not None:  # ``progress`` gets (cases done, cases in all)
             progress(len(results), len(items))
         return results
 
-    def _insert_new_cases(self, conn: Connection, items: list[CaseInput], now: datetime
-                          ) -> dict[str, int]:
+    def insert_cases(self, conn: Connection, items: list[CaseInput], now: datetime
+                     ) -> dict[str, int]:
+        """Insert new cases (pupils, plans, reviews) in bulk; returns case id -> review id."""
         upns = [i.pupil.upn for i in items if i.pupil.upn]
         pupil_ids: dict[str, int] = {}
         if upns:
@@ -320,8 +304,8 @@ class Store:
                  created_at=now) for i, pid, rid in zip(items, plan_ids, review_ids, strict=True)])
         return {i.plan.case_id: rid for i, rid in zip(items, review_ids, strict=True)}
 
-    def _import_invitees(self, conn: Connection, items: list[CaseInput],
-                         review_ids: dict[str, int], now: datetime) -> set[int]:
+    def import_invitees(self, conn: Connection, items: list[CaseInput],
+                        review_ids: dict[str, int], now: datetime) -> set[int]:
         """Insert the invitees a list names that the reviews do not have yet; returns the ids
         of reviews that gained someone."""
         wanted = [(review_ids[i.plan.case_id], inv) for i in items for inv in i.invitees]
@@ -340,60 +324,6 @@ class Store:
                                  added_at=now))
         _bulk_insert(conn, t.invitees, rows)
         return {row["review_id"] for row in rows}
-
-    def _import_meetings(self, conn: Connection, items: list[CaseInput],
-                         review_ids: dict[str, int], existing: dict[str, Any], now: datetime
-                         ) -> dict[str, str]:
-        with_meeting = [i for i in items if i.meeting is not None]
-        if not with_meeting:
-            return {}
-        rids = [review_ids[i.plan.case_id] for i in with_meeting]
-        status = {r.id: r.status for r in conn.execute(
-            select(t.reviews.c.id, t.reviews.c.status).where(t.reviews.c.id.in_(rids)))}
-        current = {r.review_id: r for r in conn.execute(select(t.meetings).where(and_(
-            t.meetings.c.review_id.in_(rids),
-            t.meetings.c.status == MeetingStatus.SCHEDULED.value)))}
-        actions: dict[str, str] = {}
-        fresh: list[tuple[CaseInput, int]] = []
-        for item in with_meeting:
-            assert item.meeting is not None
-            rid = review_ids[item.plan.case_id]
-            if status[rid] in (ReviewStatus.DECIDED.value, ReviewStatus.CANCELLED.value):
-                raise StoreError(f"{item.plan.case_id}: the review is {status[rid]}; "
-                                 "nothing to schedule")
-            if rid in current or item.plan.case_id in existing:
-                start, end, location, online = item.meeting
-                if rid in current and _same_meeting(current[rid], item.meeting):
-                    actions[item.plan.case_id] = "unchanged"  # as schedule_meeting would say
-                    continue
-                actions[item.plan.case_id] = self.schedule_meeting(
-                    item.plan.case_id, start=start, end=end, location=location, online=online,
-                    organiser=item.coordinator_email, now=now, conn=conn)
-            else:
-                fresh.append((item, rid))
-        if fresh:
-            meeting_ids = _reserve_ids(conn, t.meetings, len(fresh))
-            _bulk_insert(conn, t.meetings, [
-                dict(id=mid, review_id=rid, start=i.meeting[0],  # type: ignore[index]
-                     end=i.meeting[1], location=i.meeting[2],  # type: ignore[index]
-                     online=i.meeting[3], organiser=i.coordinator_email,  # type: ignore[index]
-                     status=MeetingStatus.SCHEDULED.value, sequence=0)
-                for (i, rid), mid in zip(fresh, meeting_ids, strict=True)])
-            conn.execute(update(t.reviews).where(t.reviews.c.id.in_([rid for _, rid in fresh]))
-                         .values(status=ReviewStatus.SCHEDULED.value))
-            timers: list[dict[str, Any]] = []
-            events: list[dict[str, Any]] = []
-            for (item, rid), mid in zip(fresh, meeting_ids, strict=True):
-                assert item.meeting is not None
-                timers += _timer_rows(rid, mid, item.meeting[0], item.meeting[1])
-                events.append(dict(key=f"{item.plan.case_id}/r{rid}/m{mid}/scheduled/0",
-                                   hook="on_review_scheduled", action="scheduled",
-                                   review_id=rid, meeting_id=mid, occurred_at=now, payload={},
-                                   dispatched=False))
-                actions[item.plan.case_id] = "scheduled"
-            _bulk_insert(conn, t.timers, timers)
-            _bulk_insert(conn, t.events, events)
-        return actions
 
     def _pupil_id_for(self, conn: Connection, pupil: Pupil, values: dict[str, Any],
                       now: datetime) -> int:
@@ -430,7 +360,7 @@ class Store:
             .where(and_(t.plans.c.case_id == case_id, t.reviews.c.current.is_(True)))
             .order_by(t.reviews.c.id.desc())).first()
         if row is None:
-            raise StoreError(f"unknown case {case_id!r}")
+            raise StoreError(f"unknown case {case_id!r}", case_id=case_id, field="case_id")
         return int(row.id)
 
     def case(self, case_id: str) -> CaseView:
@@ -457,6 +387,11 @@ class Store:
         d = conn.execute(select(t.decisions).where(t.decisions.c.review_id == review_id)).first()
         invs = conn.execute(select(t.invitations).where(t.invitations.c.review_id == review_id)
                             .order_by(t.invitations.c.id)).all()
+        duty_rows = conn.execute(select(t.duties).where(t.duties.c.review_id == review_id)).all()
+        fired: frozenset[str] = frozenset()
+        if m is not None:
+            fired = frozenset(conn.execute(select(t.timers.c.kind).where(and_(
+                t.timers.c.meeting_id == m.id, t.timers.c.fired.is_(True)))).scalars())
         pupil = Pupil(upn=pu.upn, forename=pu.forename, surname=pu.surname, dob=pu.dob,
                       nc_year=pu.nc_year, school_urn=pu.school_urn)
         plan = Plan(case_id=p.case_id, issued_on=p.issued_on,
@@ -478,6 +413,7 @@ class Store:
             invitations=[{"plugin": i.plugin, "email": i.email, "status": i.status,
                           "detail": i.detail or "", "at": i.at.isoformat()} for i in invs],
             plan_id=p.id, pupil_id=pu.id,
+            duties=sorted((_duty(d) for d in duty_rows), key=_duty_order), fired_timers=fired,
         )
 
     def list_reviews(self, *, due_before: date | None = None, flag: str | None = None,
@@ -564,7 +500,8 @@ class Store:
                     out[(coord, day)] = out.get((coord, day), 0) + 1
         return out
 
-    # Meetings and lifecycle changes (each writes its event into the outbox) -------------------
+    # Lifecycle changes: kept for callers; ehcbridge.transitions asks ehcbridge.lifecycle what
+    # each one means and hands the store a Change to write ----------------------------------
 
     def schedule_meeting(
         self, case_id: str, *, start: datetime, end: datetime, location: str | None = None,
@@ -572,176 +509,206 @@ class Store:
         conn: Connection | None = None,
     ) -> str:
         """Set or move the meeting; returns scheduled, rescheduled or unchanged."""
-        if end <= start:
-            raise StoreError(f"{case_id}: meeting end {end:%Y-%m-%d %H:%M} is not after its start")
-        with self._maybe_begin(conn) as c:
-            review_id = self.review_id_for(c, case_id)
-            review = c.execute(select(t.reviews).where(t.reviews.c.id == review_id)).one()
-            if review.status in (ReviewStatus.DECIDED.value, ReviewStatus.CANCELLED.value):
-                raise StoreError(f"{case_id}: the review is {review.status}; nothing to schedule")
-            now = now or utcnow()
-            current = c.execute(select(t.meetings).where(and_(
-                t.meetings.c.review_id == review_id,
-                t.meetings.c.status == MeetingStatus.SCHEDULED.value))
-                .order_by(t.meetings.c.id.desc())).first()
-            if current is not None:
-                same = (current.start == start.astimezone(UTC)
-                        and current.end == end.astimezone(UTC)
-                        and current.location == location and bool(current.online) == online)
-                if same:
-                    return "unchanged"
-                seq = current.sequence + 1
-                c.execute(update(t.meetings).where(t.meetings.c.id == current.id).values(
-                    start=start, end=end, location=location, online=online, sequence=seq,
-                    organiser=organiser or current.organiser))
-                meeting_id, action = current.id, "rescheduled"
-                payload = {"previous": {"start": current.start.isoformat(),
-                                        "end": current.end.isoformat(),
-                                        "location": current.location}}
-            else:
-                seq = 0
-                meeting_id = _new_id(c.execute(insert(t.meetings).values(
-                    review_id=review_id, start=start, end=end, location=location, online=online,
-                    organiser=organiser, status=MeetingStatus.SCHEDULED.value, sequence=0,
-                )))
-                action, payload = "scheduled", {}
-            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
-                      .values(status=ReviewStatus.SCHEDULED.value))
-            self._set_timers(c, review_id, int(meeting_id), start, end)
-            self._add_event(c, key=f"{case_id}/r{review_id}/m{meeting_id}/{action}/{seq}",
-                            hook="on_review_scheduled", action=action, review_id=review_id,
-                            meeting_id=int(meeting_id), at=now, payload=payload)
-            return action
+        from ehcbridge import transitions
+
+        return transitions.schedule(self, case_id, start=start, end=end, location=location,
+                                    online=online, organiser=organiser, now=now or utcnow(),
+                                    conn=conn).action
 
     def invitees_changed(self, case_id: str, *, now: datetime | None = None,
                          conn: Connection | None = None) -> bool:
-        """Fire ``on_review_scheduled`` (action ``updated``) when the review has a scheduled
-        meeting, so new invitees are invited; False when there is no meeting yet."""
-        with self._maybe_begin(conn) as c:
-            review_id = self.review_id_for(c, case_id)
-            current = c.execute(select(t.meetings).where(and_(
-                t.meetings.c.review_id == review_id,
-                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
-            if current is None:
-                return False
-            count = c.execute(select(func.count()).select_from(t.invitees)
-                              .where(t.invitees.c.review_id == review_id)).scalar_one()
-            return self._add_event(
-                c, key=f"{case_id}/r{review_id}/m{current.id}/updated/{current.sequence}/{count}",
-                hook="on_review_scheduled", action="updated", review_id=review_id,
-                meeting_id=current.id, at=now or utcnow())
+        """Tell calendar plugins about new invitees of a meeting already set; False when there
+        is no meeting yet."""
+        from ehcbridge import transitions
+
+        return transitions.invite(self, case_id, now=now or utcnow(), conn=conn)
 
     def request_meeting_update(self, case_id: str, reason: str, *,
                                now: datetime | None = None) -> bool:
-        """Fire ``on_review_scheduled`` (action ``updated``) for the scheduled meeting, once per
+        """Have calendar plugins update the scheduled meeting (action ``updated``), once per
         ``reason`` and meeting revision (e.g. its online link arrived late); False when there is
         no scheduled meeting or it was already fired."""
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
-            current = c.execute(select(t.meetings).where(and_(
-                t.meetings.c.review_id == review_id,
-                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
-            if current is None:
-                return False
-            return self._add_event(
-                c, key=f"{case_id}/r{review_id}/m{current.id}/updated/{current.sequence}/{reason}",
-                hook="on_review_scheduled", action="updated", review_id=review_id,
-                meeting_id=current.id, at=now or utcnow())
+        from ehcbridge import transitions
+
+        return transitions.request_update(self, case_id, reason, now=now or utcnow())
 
     def cancel_meeting(self, case_id: str, *, reason: str = "",
                        now: datetime | None = None) -> None:
         """Cancel the scheduled meeting (the review goes back to due)."""
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
-            current = c.execute(select(t.meetings).where(and_(
-                t.meetings.c.review_id == review_id,
-                t.meetings.c.status == MeetingStatus.SCHEDULED.value))).first()
-            if current is None:
-                raise StoreError(f"{case_id}: no scheduled meeting to cancel")
-            seq = current.sequence + 1
-            c.execute(update(t.meetings).where(t.meetings.c.id == current.id)
-                      .values(status=MeetingStatus.CANCELLED.value, sequence=seq))
-            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
-                      .values(status=ReviewStatus.DUE.value))
-            c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
-                                                  t.timers.c.fired.is_(False))))
-            self._add_event(c, key=f"{case_id}/r{review_id}/m{current.id}/cancelled/{seq}",
-                            hook="on_review_scheduled", action="cancelled", review_id=review_id,
-                            meeting_id=current.id, at=now or utcnow(), payload={"reason": reason})
+        from ehcbridge import transitions
+
+        transitions.cancel(self, case_id, reason=reason, now=now or utcnow())
 
     def mark_held(self, case_id: str, *, now: datetime | None = None) -> None:
         """Record that the meeting took place."""
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
-            current = c.execute(select(t.meetings).where(and_(
-                t.meetings.c.review_id == review_id,
-                t.meetings.c.status.in_([MeetingStatus.SCHEDULED.value,
-                                         MeetingStatus.HELD.value])))
-                .order_by(t.meetings.c.id.desc())).first()
-            if current is None:
-                raise StoreError(f"{case_id}: no meeting to record as held")
-            self._held(c, case_id, review_id, current.id, "recorded", now or utcnow())
+        from ehcbridge import transitions
 
-    def _held(self, c: Connection, case_id: str, review_id: int, meeting_id: int, action: str,
-              now: datetime) -> None:
-        c.execute(update(t.meetings).where(and_(t.meetings.c.id == meeting_id,
-                                                t.meetings.c.held_at.is_(None)))
-                  .values(status=MeetingStatus.HELD.value, held_at=now))
-        c.execute(update(t.reviews).where(and_(t.reviews.c.id == review_id,
-                                               t.reviews.c.status == ReviewStatus.SCHEDULED.value))
-                  .values(status=ReviewStatus.HELD.value))
-        c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
-                                              t.timers.c.fired.is_(False))))
-        # One key whether recorded by hand or noticed by the clock: the hook fires once.
-        self._add_event(c, key=f"{case_id}/r{review_id}/m{meeting_id}/held", hook="on_meeting_held",
-                        action=action, review_id=review_id, meeting_id=meeting_id, at=now)
+        transitions.held(self, case_id, now=now or utcnow())
 
     def record_report(self, case_id: str, sent_on: date) -> None:
         """Record when the review report was sent to everyone invited (reg 20(7))."""
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
-            status = c.execute(select(t.reviews.c.status).where(t.reviews.c.id == review_id)
-                               ).scalar_one()
-            if status != ReviewStatus.HELD.value:
-                raise StoreError(f"{case_id}: the report follows the meeting; the review is "
-                                 f"{status}")
-            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
-                      .values(report_sent_on=sent_on))
+        from ehcbridge import transitions
+
+        transitions.report(self, case_id, on=sent_on, now=utcnow())
 
     def decide(self, case_id: str, *, outcome: Outcome, reason: str, decided_on: date,
                next_review_due: date | None, now: datetime | None = None) -> None:
         """Record the LA's decision and open the next review (unless the plan ceases)."""
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
+        from ehcbridge import transitions
+
+        transitions.decide(self, case_id, outcome=outcome, reason=reason, on=decided_on,
+                           now=now or utcnow(), next_due=next_review_due)
+
+    def fire_timers(self, now: datetime, limit: int = 1000) -> int:
+        """Turn timers that are due into events; returns how many fired."""
+        from ehcbridge import transitions
+
+        return transitions.fire_timers(self, now, limit=limit)
+
+    # Writing what the lifecycle decided ------------------------------------------------------
+
+    def case_in(self, conn: Connection, review_id: int) -> CaseView:
+        """Like :meth:`case_by_review`, inside the caller's transaction."""
+        return self._case_view(conn, review_id)
+
+    def decided_review_id(self, conn: Connection, case_id: str) -> int | None:
+        """The case's latest review that has a decision."""
+        row = conn.execute(
+            select(t.reviews.c.id).join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+            .join(t.decisions, t.decisions.c.review_id == t.reviews.c.id)
+            .where(t.plans.c.case_id == case_id).order_by(t.reviews.c.id.desc())).first()
+        return int(row.id) if row is not None else None
+
+    def reserve_meeting_ids(self, conn: Connection, count: int = 1) -> list[int]:
+        """Ids new meetings will have (event keys name them before they are written)."""
+        return _reserve_ids(conn, t.meetings, count)
+
+    def existing_case_ids(self, conn: Connection, case_ids: list[str]) -> set[str]:
+        """Which of these case ids the store already holds."""
+        return set(conn.execute(select(t.plans.c.case_id)
+                                .where(t.plans.c.case_id.in_(case_ids))).scalars())
+
+    def take_due_timers(self, conn: Connection, now: datetime, limit: int = 1000
+                        ) -> list[TimerRow]:
+        """Timers due by ``now``, marked fired in the caller's transaction, oldest first."""
+        rows = conn.execute(
+            select(t.timers).where(and_(t.timers.c.fired.is_(False), t.timers.c.due_at <= now))
+            .order_by(t.timers.c.due_at, t.timers.c.id).limit(limit)).all()
+        if rows:
+            conn.execute(update(t.timers).where(t.timers.c.id.in_([r.id for r in rows]))
+                         .values(fired=True))
+        return [TimerRow(id=r.id, review_id=r.review_id, meeting_id=r.meeting_id, kind=r.kind,
+                         due_at=r.due_at) for r in rows]
+
+    def apply_change(self, conn: Connection, review_id: int, change: Any, now: datetime
+                     ) -> int | None:
+        """Write a lifecycle Change (``ehcbridge.lifecycle.Change``) to one review in the
+        caller's transaction; returns the id of the review it opened, if any."""
+        c = conn
+        m = change.meeting
+        if m is not None:
+            values = dict(start=m.start, end=m.end, location=m.location, online=m.online,
+                          organiser=m.organiser, status=m.status.value, sequence=m.sequence)
+            if change.new_meeting:
+                c.execute(insert(t.meetings).values(id=m.id, review_id=review_id, **values))
+            else:
+                c.execute(update(t.meetings).where(t.meetings.c.id == m.id).values(**values))
+            if change.held_at is not None:
+                c.execute(update(t.meetings).where(and_(t.meetings.c.id == m.id,
+                                                        t.meetings.c.held_at.is_(None)))
+                          .values(held_at=change.held_at))
+        review_values: dict[str, Any] = {}
+        if change.review_status is not None:
+            review_values["status"] = change.review_status.value
+        if change.kind is not None:
+            review_values["kind"] = change.kind.value
+        if change.report_sent_on is not None:
+            review_values["report_sent_on"] = change.report_sent_on
+        if review_values:
+            c.execute(update(t.reviews).where(t.reviews.c.id == review_id).values(**review_values))
+        if change.timers is not None:
+            c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
+                                                  t.timers.c.fired.is_(False))))
+            if change.timers:
+                c.execute(insert(t.timers), [dict(review_id=review_id, meeting_id=tm.meeting_id,
+                                                  kind=tm.kind, due_at=tm.due_at, fired=False)
+                                             for tm in change.timers])
+        for ev in change.events:
+            self._add_event(c, key=ev.key, hook=ev.hook, action=ev.action, review_id=review_id,
+                            meeting_id=ev.meeting_id, at=now, payload=ev.payload)
+        self.save_duties(review_id, list(change.duties), conn=c)
+        for flag, detail in change.flags:
+            self._flag(c, review_id, flag, detail, "lifecycle")
+        for flag in change.clear_flags:
+            c.execute(delete(t.flags).where(and_(t.flags.c.review_id == review_id,
+                                                 t.flags.c.flag == flag)))
+        opened = None
+        if change.decision is not None or change.next_review is not None:
             review = c.execute(select(t.reviews).where(t.reviews.c.id == review_id)).one()
-            if review.status not in (ReviewStatus.SCHEDULED.value, ReviewStatus.HELD.value):
-                raise StoreError(f"{case_id}: no review meeting has been held for the current "
-                                 f"review (due by {review.due_by:%d %b %Y}); nothing to decide")
-            c.execute(insert(t.decisions).values(review_id=review_id, outcome=outcome.value,
-                                                 reason=reason, decided_on=decided_on))
-            c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
-                      .values(status=ReviewStatus.DECIDED.value))
-            c.execute(update(t.plans).where(t.plans.c.id == review.plan_id)
-                      .values(last_review_decision=decided_on))
-            self._add_event(c, key=f"{case_id}/r{review_id}/decision", hook="on_decision",
-                            action="recorded", review_id=review_id, meeting_id=None,
-                            at=now or utcnow(), payload={})
-            if outcome != Outcome.CEASE and next_review_due is not None:
+            d = change.decision
+            if d is not None:
+                c.execute(insert(t.decisions).values(review_id=review_id, outcome=d.outcome.value,
+                                                     reason=d.reason, decided_on=d.decided_on))
+                c.execute(update(t.plans).where(t.plans.c.id == review.plan_id)
+                          .values(last_review_decision=d.decided_on))
+            nxt = change.next_review
+            if nxt is not None:
                 c.execute(update(t.reviews).where(t.reviews.c.id == review_id)
                           .values(current=False))
-                c.execute(insert(t.reviews).values(
-                    plan_id=review.plan_id, kind=ReviewKind.ANNUAL.value, due_by=next_review_due,
+                opened = _new_id(c.execute(insert(t.reviews).values(
+                    plan_id=review.plan_id, kind=nxt.kind.value, due_by=nxt.due_by,
                     status=ReviewStatus.DUE.value,
                     preparing_for_adulthood=review.preparing_for_adulthood, current=True,
-                    created_at=now or utcnow()))
+                    created_at=now)))
+                self.save_duties(opened, list(nxt.duties), conn=c)
+        return opened
 
-    def _set_timers(self, c: Connection, review_id: int, meeting_id: int, start: datetime,
-                    end: datetime) -> None:
-        c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
-                                              t.timers.c.fired.is_(False))))
-        fired = set(c.execute(select(t.timers.c.kind).where(and_(
-            t.timers.c.review_id == review_id, t.timers.c.meeting_id == meeting_id))).scalars())
-        c.execute(insert(t.timers), _timer_rows(review_id, meeting_id, start, end, fired))
+    def insert_changes(self, conn: Connection, changes: list[tuple[int, Any]], now: datetime
+                       ) -> None:
+        """Write lifecycle Changes of reviews created in this transaction, in bulk (an import
+        of a whole caseload): new meetings, statuses, timers, events, duties and flags."""
+        _bulk_insert(conn, t.meetings, [
+            dict(id=ch.meeting.id, review_id=rid, start=ch.meeting.start, end=ch.meeting.end,
+                 location=ch.meeting.location, online=ch.meeting.online,
+                 organiser=ch.meeting.organiser, status=ch.meeting.status.value,
+                 sequence=ch.meeting.sequence)
+            for rid, ch in changes if ch.meeting is not None and ch.new_meeting])
+        by_status: dict[str, list[int]] = {}
+        for rid, ch in changes:
+            if ch.review_status is not None:
+                by_status.setdefault(ch.review_status.value, []).append(rid)
+        for status, ids in by_status.items():
+            for chunk in _chunks(ids, 500):
+                conn.execute(update(t.reviews).where(t.reviews.c.id.in_(chunk))
+                             .values(status=status))
+        _bulk_insert(conn, t.timers, [
+            dict(review_id=rid, meeting_id=tm.meeting_id, kind=tm.kind, due_at=tm.due_at,
+                 fired=False) for rid, ch in changes for tm in ch.timers or ()])
+        _bulk_insert(conn, t.events, [
+            dict(key=ev.key, hook=ev.hook, action=ev.action, review_id=rid,
+                 meeting_id=ev.meeting_id, occurred_at=now, payload=ev.payload, dispatched=False)
+            for rid, ch in changes for ev in ch.events])
+        _bulk_insert(conn, t.duties, [_duty_values(rid, d, now) for rid, ch in changes
+                                      for d in ch.duties])
+        _bulk_insert(conn, t.flags, [
+            dict(review_id=rid, flag=flag, detail=detail, raised_by="lifecycle", at=now)
+            for rid, ch in changes for flag, detail in ch.flags])
+
+    def _flag(self, c: Connection, review_id: int, flag: str, detail: str,
+              raised_by: str) -> None:
+        row = c.execute(select(t.flags.c.id).where(and_(t.flags.c.review_id == review_id,
+                                                        t.flags.c.flag == flag))).first()
+        if row is None:
+            c.execute(insert(t.flags).values(review_id=review_id, flag=flag, detail=detail,
+                                             raised_by=raised_by, at=utcnow()))
+        else:
+            c.execute(update(t.flags).where(t.flags.c.id == row.id)
+                      .values(detail=detail, raised_by=raised_by))
+
+    def event_exists(self, conn: Connection, key: str) -> bool:
+        """True when an event with this key is already in the outbox."""
+        return conn.execute(select(t.events.c.id).where(t.events.c.key == key)).first() \
+            is not None
 
     def _add_event(self, c: Connection, *, key: str, hook: str, action: str, review_id: int,
                    meeting_id: int | None, at: datetime, payload: dict[str, Any] | None = None
@@ -763,30 +730,6 @@ class Store:
                 yield c
 
     # Timers, events, deliveries (the engine) -------------------------------------------------
-
-    _TIMER_EVENTS = {"views_request": ("on_views_due", "request"),
-                     "reminder": ("on_views_due", "reminder"),
-                     "views_due": ("on_views_due", "due")}
-
-    def fire_timers(self, now: datetime, limit: int = 1000) -> int:
-        """Turn timers that are due into events; returns how many fired."""
-        with self.begin() as c:
-            rows = c.execute(
-                select(t.timers, t.plans.c.case_id)
-                .join(t.reviews, t.reviews.c.id == t.timers.c.review_id)
-                .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
-                .where(and_(t.timers.c.fired.is_(False), t.timers.c.due_at <= now))
-                .order_by(t.timers.c.due_at, t.timers.c.id).limit(limit)).all()
-            for row in rows:
-                c.execute(update(t.timers).where(t.timers.c.id == row.id).values(fired=True))
-                if row.kind == "meeting_end":
-                    self._held(c, row.case_id, row.review_id, row.meeting_id, "ended", now)
-                    continue
-                hook, action = self._TIMER_EVENTS[row.kind]
-                self._add_event(c, key=f"{row.case_id}/r{row.review_id}/views/{action}",
-                                hook=hook, action=action, review_id=row.review_id,
-                                meeting_id=row.meeting_id, at=now)
-            return len(rows)
 
     def undispatched_events(self, limit: int = 500) -> list[EventRow]:
         """Events whose deliveries have not been created yet, oldest first."""
@@ -923,6 +866,59 @@ class Store:
             return conn.execute(select(t.meetings.c.link_error)
                                 .where(t.meetings.c.id == meeting_id)).scalar_one_or_none()
 
+    # Duties (what the lifecycle computed; the store only keeps it) ---------------------------
+
+    def duties(self, case_id: str) -> list[Duty]:
+        """The current review's duties, by due date then name."""
+        with self.engine.connect() as conn:
+            review_id = self.review_id_for(conn, case_id)
+            rows = conn.execute(select(t.duties).where(t.duties.c.review_id == review_id)).all()
+        return sorted((_duty(r) for r in rows), key=_duty_order)
+
+    def duty_rows(self, *, status: str | None = None, name: str | None = None,
+                  case_ids: list[str] | None = None, statuses: list[str] | None = None,
+                  due_before: date | None = None, current_only: bool = False
+                  ) -> list[tuple[str, int, Duty]]:
+        """(case id, review id, duty) of every review's duties, filtered, by case then due."""
+        q = (select(t.duties, t.plans.c.case_id)
+             .join(t.reviews, t.reviews.c.id == t.duties.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id))
+        if status is not None:
+            q = q.where(t.duties.c.status == status)
+        if statuses is not None:
+            q = q.where(t.duties.c.status.in_(statuses))
+        if due_before is not None:
+            q = q.where(t.duties.c.due <= due_before)
+        if current_only:
+            q = q.where(t.reviews.c.current.is_(True))
+        if name is not None:
+            q = q.where(t.duties.c.name == name)
+        out: list[tuple[str, int, Duty]] = []
+        with self.engine.connect() as conn:
+            for chunk in (_chunks(list(case_ids), 500) if case_ids is not None else [None]):
+                cq = q if chunk is None else q.where(t.plans.c.case_id.in_(chunk))
+                out += [(r.case_id, int(r.review_id), _duty(r)) for r in conn.execute(cq)]
+        out.sort(key=lambda row: (row[0], row[1], *_duty_order(row[2])))
+        return out
+
+    def save_duties(self, review_id: int, duties: list[Duty], *,
+                    conn: Connection | None = None) -> None:
+        """Insert or update duties of a review, matched by (review, name)."""
+        if not duties:
+            return
+        now = utcnow()
+        with self._maybe_begin(conn) as c:
+            have = set(c.execute(select(t.duties.c.name).where(
+                t.duties.c.review_id == review_id)).scalars())
+            new = [_duty_values(review_id, d, now) for d in duties if d.name not in have]
+            if new:
+                c.execute(insert(t.duties), new)
+            for d in duties:
+                if d.name in have:
+                    c.execute(update(t.duties).where(and_(
+                        t.duties.c.review_id == review_id, t.duties.c.name == d.name))
+                        .values(**_duty_values(review_id, d, now)))
+
     # Invitees, flags, invitations, state, audit (also behind the plugin facade) --------------
 
     def add_invitee(self, case_id: str, invitee: Invitee, *, routed_from: str | None = None,
@@ -965,15 +961,7 @@ class Store:
     def flag_review(self, case_id: str, flag: str, detail: str, raised_by: str) -> None:
         """Raise (or refresh) a flag on the current review."""
         with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
-            row = c.execute(select(t.flags.c.id).where(and_(t.flags.c.review_id == review_id,
-                                                            t.flags.c.flag == flag))).first()
-            if row is None:
-                c.execute(insert(t.flags).values(review_id=review_id, flag=flag, detail=detail,
-                                                 raised_by=raised_by, at=utcnow()))
-            else:
-                c.execute(update(t.flags).where(t.flags.c.id == row.id)
-                          .values(detail=detail, raised_by=raised_by))
+            self._flag(c, self.review_id_for(c, case_id), flag, detail, raised_by)
 
     def flag_count(self, flag: str, *, current_only: bool = False) -> int:
         """How many reviews carry ``flag`` (past ones too, unless ``current_only``)."""
@@ -1190,75 +1178,6 @@ class Store:
             return list(conn.execute(q).scalars())
 
 
-def _update_existing_cases(conn: Connection, items: list[CaseInput], plans: dict[str, Any]
-                           ) -> dict[str, tuple[str, int]]:
-    """Compare existing cases with the list in two reads and write only what changed; returns
-    (updated|unchanged, current review id) per case id, leaving out cases with no current
-    review. Re-importing an unchanged list then costs reads, not a transaction per row."""
-    if not items:
-        return {}
-    now = utcnow()
-    pupils = {r.id: r for r in conn.execute(select(t.pupils).where(
-        t.pupils.c.id.in_({plans[i.plan.case_id].pupil_id for i in items})))}
-    reviews: dict[int, Any] = {}
-    for r in conn.execute(select(t.reviews).where(and_(
-            t.reviews.c.plan_id.in_([plans[i.plan.case_id].id for i in items]),
-            t.reviews.c.current.is_(True))).order_by(t.reviews.c.id)):
-        reviews[r.plan_id] = r  # the newest current review wins, as in upsert_case
-    out: dict[str, tuple[str, int]] = {}
-    for item in items:
-        plan_row = plans[item.plan.case_id]
-        review_row = reviews.get(plan_row.id)
-        if review_row is None:
-            continue
-        changed = False
-        pupil_values = dict(upn=item.pupil.upn, forename=item.pupil.forename,
-                            surname=item.pupil.surname, dob=item.pupil.dob,
-                            nc_year=item.pupil.nc_year, school_urn=item.pupil.school_urn)
-        pupil_row = pupils[plan_row.pupil_id]
-        if any(getattr(pupil_row, k) != v for k, v in pupil_values.items()):
-            conn.execute(update(t.pupils).where(t.pupils.c.id == pupil_row.id)
-                         .values(updated_at=now, **pupil_values))
-            changed = True
-        plan_values = dict(issued_on=item.plan.issued_on,
-                           last_review_decision=item.plan.last_review_decision,
-                           plan_type=item.plan.plan_type,
-                           coordinator_email=item.coordinator_email)
-        if any(getattr(plan_row, k) != v for k, v in plan_values.items()):
-            conn.execute(update(t.plans).where(t.plans.c.id == plan_row.id).values(**plan_values))
-            changed = True
-        if (review_row.due_by, bool(review_row.preparing_for_adulthood), review_row.kind) != (
-                item.review_due, item.pfa, item.kind.value):
-            conn.execute(update(t.reviews).where(t.reviews.c.id == review_row.id).values(
-                due_by=item.review_due, preparing_for_adulthood=item.pfa, kind=item.kind.value))
-            changed = True
-        out[item.plan.case_id] = ("updated" if changed else "unchanged", int(review_row.id))
-    return out
-
-
-def _same_meeting(row: Any, meeting: tuple[datetime, datetime, str | None, bool]) -> bool:
-    """True when the scheduled meeting row already is the meeting the list gives."""
-    start, end, location, online = meeting
-    return (row.start == start.astimezone(UTC) and row.end == end.astimezone(UTC)
-            and row.location == location and bool(row.online) == online)
-
-
-def _timer_rows(review_id: int, meeting_id: int, start: datetime, end: datetime,
-                fired: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """The views stages (six and two weeks before, at 08:00) and the meeting's end."""
-    day = start.astimezone(LONDON).date()
-    rows = []
-    for kind, weeks in (("views_request", 6), ("reminder", 2), ("views_due", 2)):
-        if kind not in fired:
-            at = datetime.combine(day - timedelta(weeks=weeks), datetime.min.time(),
-                                  tzinfo=LONDON).replace(hour=8)
-            rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind=kind, due_at=at,
-                             fired=False))
-    rows.append(dict(review_id=review_id, meeting_id=meeting_id, kind="meeting_end", due_at=end,
-                     fired=False))
-    return rows
-
-
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -1347,6 +1266,22 @@ def _delivery_row(r: Any) -> DeliveryRow:
                        event_key=m.get("event_key", ""), case_id=m.get("case_id", ""))
 
 
+def _duty(r: Any) -> Duty:
+    return Duty(name=r.name, rule=r.rule, kind=r.kind, due=r.due, owed_by=r.owed_by,
+                owed_to=tuple(r.owed_to or ()), status=DutyStatus(r.status), met_on=r.met_on,
+                evidence=r.evidence)
+
+
+def _duty_order(d: Duty) -> tuple[date, str]:
+    return (d.due or date.max, d.name)
+
+
+def _duty_values(review_id: int, d: Duty, now: datetime) -> dict[str, Any]:
+    return dict(review_id=review_id, name=d.name, rule=d.rule, kind=d.kind, due=d.due,
+                owed_by=d.owed_by, owed_to=d.owed_to, status=d.status.value,
+                met_on=d.met_on, evidence=d.evidence, updated_at=now)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -1357,5 +1292,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseInput", "CaseView",
            "DeliveryRow",
-           "EventRow", "IntegrityError", "Store", "StoreDataError", "StoreError",
+           "EventRow", "IntegrityError", "Store", "StoreDataError", "StoreError", "TimerRow",
            "ValueRejected"]

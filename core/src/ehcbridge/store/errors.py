@@ -26,7 +26,17 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # SQL INTEGER on PostgreSQL
 
 
 class StoreError(Exception):
-    """A request the store cannot carry out (unknown case, review already decided...)."""
+    """A request the store cannot carry out (unknown case, review already decided...).
+
+    ``case_id``, ``field`` and ``value`` say where, so an import can name the row and column
+    without reading the message."""
+
+    def __init__(self, message: str, *, case_id: str | None = None, field: str | None = None,
+                 value: str | None = None) -> None:
+        super().__init__(message)
+        self.case_id = case_id
+        self.field = field
+        self.value = value
 
 
 class StoreDataError(StoreError):

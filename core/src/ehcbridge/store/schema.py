@@ -200,6 +200,23 @@ deliveries = Table(
     Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
 
+duties = Table(
+    "duties", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False),
+    Column("name", String(40), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("due", Date),
+    Column("owed_by", String(20), nullable=False),
+    Column("owed_to", JSON, nullable=False, default=list),
+    Column("status", String(20), nullable=False, index=True),
+    Column("met_on", Date),
+    Column("evidence", Text),
+    Column("updated_at", UTCDateTime),
+    UniqueConstraint("review_id", "name", name="uq_duties_review_name"),
+)
+
 plugin_state = Table(
     "plugin_state", metadata,
     Column("plugin", String(64), primary_key=True),

@@ -56,6 +56,15 @@ def on_decision(event: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def on_deadline(event: Any, ctx: Any) -> None:
+    """Email the coordinator when a review duty is at risk; coordinator and LA SEN officer when
+    it is missed (once each)."""
+    from ehcbridge_outlook import deadlines
+
+    deadlines.on_deadline(event, ctx)
+
+
+@hookimpl
 def check(ctx: Any) -> Any:
     """Doctor: settings and the mail transport (SMTP handshake and login, nothing sent)."""
     from ehcbridge.events import CheckResult

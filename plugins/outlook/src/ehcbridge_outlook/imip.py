@@ -10,7 +10,10 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 from ehcbridge_outlook.ical import DeadlineEntry, MeetingEntry
 
-ROLE_WORDS = {True: "required (reg 20(2) of the SEND Regulations 2014)", False: "optional"}
+# reg 20(2) says who must be *invited*; nobody's attendance is compulsory, a parent's least of all.
+ROLE_WORDS = {True: "You are invited as one of the people the SEND Regulations 2014 (reg 20(2)) "
+                    "say must be invited to the review; please come if you can.",
+              False: "Your attendance is optional."}
 
 
 # An online meeting whose link is not known yet (no provider, or it is still failing).
@@ -88,8 +91,8 @@ def meeting_bodies(entry: MeetingEntry, recipient_required: bool, *,
     else:
         intro = ("The time or place of this EHC plan review meeting has changed."
                  if update else "You are invited to an EHC plan review meeting.")
-        outro = (f"Your attendance is {ROLE_WORDS[recipient_required]}. Please accept or decline "
-                 "with your calendar so the organiser knows who is coming.")
+        outro = (f"{ROLE_WORDS[recipient_required]} Please accept or decline with your calendar "
+                 "so the organiser knows who is coming.")
     return _bodies(intro, meeting_lines(entry), outro)
 
 

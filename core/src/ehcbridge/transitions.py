@@ -1,0 +1,301 @@
+"""Applies lifecycle transitions: read a review from the store, ask ``ehcbridge.lifecycle`` what
+must change, and have the store write exactly that, in one transaction.
+
+The single-review commands (``ehcbridge review ...``), the bulk import, the engine's timers and
+deadline checks all come through here, so each transition is decided in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection
+
+from ehcbridge import lifecycle
+from ehcbridge.lifecycle import DEFAULT_POLICY, Change, LifecycleError, Policy, ReviewState
+from ehcbridge.models import LONDON, DutyStatus, Outcome, Review, ReviewStatus
+from ehcbridge.store import CaseInput, CaseView, Store, StoreError
+
+if TYPE_CHECKING:
+    from ehcbridge.app import App
+
+log = logging.getLogger("ehcbridge.lifecycle")
+
+
+def policy_of(app: App) -> Policy:
+    """The lifecycle's settings from the app's ``[engine]`` section."""
+    engine = app.settings.engine
+    return Policy(
+        school_holidays=tuple((h.start, h.end) for h in engine.school_holidays),
+        infant_schools=frozenset(engine.infant_schools),
+        at_risk_school_days=engine.at_risk_school_days,
+        under_five_review_months=engine.under_five_review_months,
+        transfer_windows=tuple(lifecycle.TransferWindow(**w.model_dump())
+                               for w in engine.transfer_review_windows),
+    )
+
+
+def state_of(case: CaseView) -> ReviewState:
+    """The lifecycle's view of a stored review."""
+    return ReviewState(review=case.review, plan=case.plan, pupil=case.pupil, meeting=case.meeting,
+                       decision=case.decision, duties=tuple(case.duties),
+                       fired_timers=case.fired_timers, invitee_count=len(case.invitees))
+
+
+def today_of(now: datetime) -> date:
+    """The Europe/London date of ``now``."""
+    return now.astimezone(LONDON).date()
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """A refused transition becomes a StoreError naming the case and field (for the CLI and
+    the import, which already handle StoreError)."""
+    try:
+        yield
+    except LifecycleError as exc:
+        raise StoreError(str(exc), case_id=exc.case_id, field=exc.field,
+                         value=exc.value) from None
+
+
+def _apply(store: Store, case_id: str, now: datetime, conn: Connection | None,
+           decide: Callable[[Connection, ReviewState], Change | None], *,
+           decided: bool = False) -> Change | None:
+    with _refused(), store._maybe_begin(conn) as c:
+        review_id = store.review_id_for(c, case_id)
+        if decided:
+            review_id = store.decided_review_id(c, case_id) or review_id
+        change = decide(c, state_of(store.case_in(c, review_id)))
+        if change is not None and change.action != "unchanged":
+            store.apply_change(c, review_id, change, now)
+        return change
+
+
+def _one(store: Store, case_id: str, now: datetime, conn: Connection | None,
+         decide: Callable[[Connection, ReviewState], Change], *,
+         decided: bool = False) -> Change:
+    change = _apply(store, case_id, now, conn, decide, decided=decided)
+    assert change is not None
+    return change
+
+
+# Single-review transitions -------------------------------------------------------------------
+
+
+def schedule(store: Store, case_id: str, *, start: datetime, end: datetime,
+             location: str | None, online: bool, organiser: str | None, now: datetime,
+             conn: Connection | None = None, policy: Policy = DEFAULT_POLICY) -> Change:
+    """Set or move the review meeting (``action``: scheduled, rescheduled or unchanged)."""
+
+    def decide(c: Connection, state: ReviewState) -> Change:
+        new_id = None if state.scheduled_meeting else store.reserve_meeting_ids(c)[0]
+        return lifecycle.schedule(state, start=start, end=end, location=location, online=online,
+                                  organiser=organiser, now=now, new_meeting_id=new_id,
+                                  policy=policy)
+
+    return _one(store, case_id, now, conn, decide)
+
+
+def cancel(store: Store, case_id: str, *, reason: str, now: datetime,
+           policy: Policy = DEFAULT_POLICY) -> Change:
+    """Cancel the meeting; the review is due again."""
+    return _one(store, case_id, now, None,
+                lambda c, s: lifecycle.cancel(s, reason=reason, now=now, policy=policy))
+
+
+def invite(store: Store, case_id: str, *, now: datetime, conn: Connection | None = None) -> bool:
+    """New invitees of a meeting already set: calendar plugins invite them (False: no meeting)."""
+    return _apply(store, case_id, now, conn, lambda c, s: lifecycle.invite(s)) is not None
+
+
+def request_update(store: Store, case_id: str, reason: str, *, now: datetime) -> bool:
+    """Calendar plugins update the meeting once per ``reason`` and revision; False when there
+    is no scheduled meeting or it was already asked."""
+
+    def decide(c: Connection, state: ReviewState) -> Change | None:
+        change = lifecycle.request_update(state, reason)
+        if change is None or store.event_exists(c, change.events[0].key):
+            return None
+        return change
+
+    return _apply(store, case_id, now, None, decide) is not None
+
+
+def held(store: Store, case_id: str, *, now: datetime, policy: Policy = DEFAULT_POLICY) -> Change:
+    """The meeting took place."""
+    return _one(store, case_id, now, None,
+                lambda c, s: lifecycle.held(s, action="recorded", now=now, policy=policy))
+
+
+def report(store: Store, case_id: str, *, on: date, now: datetime,
+           policy: Policy = DEFAULT_POLICY) -> Change:
+    """The review report went out (reg 20(7)); late is accepted with a warning."""
+    return _one(store, case_id, now, None, lambda c, s: lifecycle.report(s, on=on, policy=policy))
+
+
+def advice(store: Store, case_id: str, *, on: date, now: datetime,
+           policy: Policy = DEFAULT_POLICY) -> Change:
+    """The advice and views were circulated to everyone invited (reg 20(4))."""
+    return _one(store, case_id, now, None,
+                lambda c, s: lifecycle.views_received(s, on=on, policy=policy))
+
+
+def decide(store: Store, case_id: str, *, outcome: Outcome, reason: str, on: date,
+           now: datetime, policy: Policy = DEFAULT_POLICY, next_due: date | None = None
+           ) -> Change:
+    """The LA's decision; refused before the meeting is held, late accepted with a warning."""
+    return _one(store, case_id, now, None, lambda c, s: lifecycle.decide(
+        s, outcome=outcome, reason=reason, on=on, now=now, policy=policy, next_due=next_due))
+
+
+def amendments(store: Store, case_id: str, *, on: date, now: datetime,
+               policy: Policy = DEFAULT_POLICY) -> Change:
+    """The proposed amendments of the last amend decision were sent (reg 22)."""
+    return _one(store, case_id, now, None,
+                lambda c, s: lifecycle.amendments_proposed(s, on=on, policy=policy),
+                decided=True)
+
+
+def final_plan(store: Store, case_id: str, *, on: date, now: datetime,
+               policy: Policy = DEFAULT_POLICY) -> Change:
+    """The final amended plan was issued (reg 22(3), reg 18 for a phase transfer)."""
+    return _one(store, case_id, now, None,
+                lambda c, s: lifecycle.final_plan_issued(s, on=on, policy=policy), decided=True)
+
+
+def early(store: Store, case_id: str, *, reason: str, now: datetime) -> Change:
+    """Make the current review an early review, with its reason."""
+    return _one(store, case_id, now, None,
+                lambda c, s: lifecycle.early(s, reason=reason, on=today_of(now)))
+
+
+def refresh(store: Store, conn: Connection, review_id: int, now: datetime,
+            policy: Policy = DEFAULT_POLICY) -> None:
+    """Re-date a review's duties after its due date or kind changed (an import update)."""
+    state = state_of(store.case_in(conn, review_id))
+    today = today_of(now)
+    found = lifecycle.duties(state, policy, today)
+    flags: tuple[tuple[str, str], ...] = ()
+    if state.review.due_by < today and state.decision is None:
+        flags = lifecycle.open_duties(state, policy, today)[1]
+    store.apply_change(conn, review_id, Change(action="refresh", duties=found, flags=flags), now)
+
+
+# The engine ----------------------------------------------------------------------------------
+
+
+def fire_timers(store: Store, now: datetime, *, limit: int = 1000,
+                policy: Policy = DEFAULT_POLICY) -> int:
+    """Turn every timer due by ``now`` into what it means (views stages, meeting ended)."""
+    total = 0
+    while True:
+        with store.begin() as conn:
+            rows = store.take_due_timers(conn, now, limit)
+            for row in rows:
+                state = state_of(store.case_in(conn, row.review_id))
+                try:
+                    change = lifecycle.timer_fired(state, kind=row.kind,
+                                                   meeting_id=row.meeting_id, now=now,
+                                                   policy=policy)
+                except LifecycleError as exc:  # the meeting went away in between
+                    log.info("timer %s of review %s ignored: %s", row.kind, row.review_id, exc)
+                    continue
+                store.apply_change(conn, row.review_id, change, now)
+        total += len(rows)
+        if len(rows) < limit:
+            return total
+
+
+def check_deadlines(store: Store, now: datetime, policy: Policy = DEFAULT_POLICY) -> int:
+    """Mark duties at risk or missed and write their on_deadline events; returns how many
+    duties changed."""
+    today = today_of(now)
+    rows = store.duty_rows(statuses=[DutyStatus.PENDING.value,
+                                     DutyStatus.AT_RISK.value],
+                           due_before=lifecycle.deadline_horizon(today, policy))
+    changes = lifecycle.check_deadlines(rows, today, policy)
+    if changes:
+        with store.begin() as conn:
+            for review_id, change in changes.items():
+                store.apply_change(conn, review_id, change, now)
+    return sum(len(c.duties) for c in changes.values())
+
+
+# The bulk import -----------------------------------------------------------------------------
+
+
+def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: datetime,
+                 policy: Policy = DEFAULT_POLICY) -> list[tuple[str, str]]:
+    """Upsert many cases in the caller's transaction; (added|updated|unchanged, meeting action
+    or '') per item. New cases go through the same lifecycle functions as a single review, and
+    are written in bulk, so a council's whole caseload imports in seconds."""
+    today = today_of(now)
+    results: list[tuple[str, str]] = []
+    for start in range(0, len(items), 500):
+        chunk = items[start:start + 500]
+        existing = store.existing_case_ids(conn, [i.plan.case_id for i in chunk])
+        new = [i for i in chunk if i.plan.case_id not in existing]
+        review_ids = store.insert_cases(conn, new, now) if new else {}
+        statuses: dict[str, str] = {}
+        for item in chunk:
+            if item.plan.case_id in existing:
+                status, review_ids[item.plan.case_id] = store.upsert_case(
+                    conn, pupil=item.pupil, plan=item.plan,
+                    coordinator_email=item.coordinator_email, review_due=item.review_due,
+                    kind=item.kind, pfa=item.pfa)
+            else:
+                status = "added"
+            statuses[item.plan.case_id] = status
+        gained = store.import_invitees(conn, chunk, review_ids, now)
+        actions: dict[str, str] = {}
+        meeting_ids = iter(store.reserve_meeting_ids(
+            conn, sum(1 for i in new if i.meeting is not None)))
+        fresh: list[tuple[int, Change]] = []
+        for item in new:
+            with _refused():
+                rid = review_ids[item.plan.case_id]
+                review = Review.model_construct(  # from validated input: no second check
+                    id=rid, case_id=item.plan.case_id, kind=item.kind, due_by=item.review_due,
+                    status=ReviewStatus.DUE, preparing_for_adulthood=item.pfa,
+                    coordinator_email=item.coordinator_email, flags=(), report_sent_on=None)
+                state = ReviewState(review=review,
+                                    plan=item.plan, pupil=item.pupil)
+                if item.meeting is None:
+                    change = Change(duties=lifecycle.duties(state, policy, today))
+                else:
+                    begin, end, location, online = item.meeting
+                    change = lifecycle.schedule(
+                        state, start=begin, end=end, location=location, online=online,
+                        organiser=item.coordinator_email, now=now,
+                        new_meeting_id=next(meeting_ids), policy=policy)
+                    actions[item.plan.case_id] = change.action
+                found, flags = lifecycle.imported(change.duties, item.review_due, today)
+                fresh.append((rid, replace(change, duties=lifecycle.dated(found),
+                                           flags=change.flags + flags)))
+        store.insert_changes(conn, fresh, now)  # before any other meeting id is reserved
+        for item in chunk:
+            case_id = item.plan.case_id
+            if case_id not in existing:
+                continue
+            rid = review_ids[case_id]
+            if item.meeting is not None:
+                begin, end, location, online = item.meeting
+                actions[case_id] = schedule(store, case_id, start=begin, end=end,
+                                            location=location, online=online,
+                                            organiser=item.coordinator_email, now=now, conn=conn,
+                                            policy=policy).action
+            if statuses[case_id] == "updated":
+                refresh(store, conn, rid, now, policy)
+            if rid in gained and actions.get(case_id, "unchanged") == "unchanged":
+                # A meeting set earlier: calendar plugins invite the newcomers.
+                invite(store, case_id, now=now, conn=conn)
+        results += [
+            ("updated" if statuses[i.plan.case_id] == "unchanged"
+             and review_ids[i.plan.case_id] in gained else statuses[i.plan.case_id],
+             actions.get(i.plan.case_id, "")) for i in chunk]
+    return results

@@ -1,0 +1,202 @@
+"""The lifecycle as pure functions: duties, transitions and deadlines, no database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+
+import pytest
+from ehcbridge import lifecycle as lc
+from ehcbridge.models import (
+    LONDON,
+    Decision,
+    Duty,
+    DutyStatus,
+    Meeting,
+    MeetingStatus,
+    Outcome,
+    Plan,
+    Pupil,
+    Review,
+    ReviewKind,
+    ReviewStatus,
+)
+
+NOW = datetime(2026, 11, 2, 9, tzinfo=LONDON)
+
+
+def state(**review: object) -> lc.ReviewState:
+    fields: dict[str, object] = dict(id=7, case_id="EHC-1", due_by=date(2027, 3, 31))
+    fields.update(review)
+    return lc.ReviewState(review=Review(**fields),
+                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
+                          pupil=Pupil(forename="S", surname="E", nc_year=7))
+
+
+def scheduled(start: datetime = datetime(2027, 3, 3, 10, tzinfo=LONDON)) -> lc.ReviewState:
+    change = lc.schedule(state(), start=start, end=start.replace(hour=11), location=None,
+                         online=False, organiser=None, now=NOW, new_meeting_id=3)
+    return replace(state(status=ReviewStatus.SCHEDULED), meeting=change.meeting,
+                   duties=change.duties)
+
+
+def by_name(duties: tuple[Duty, ...]) -> dict[str, Duty]:
+    return {d.name: d for d in duties}
+
+
+def test_meet_is_met_on_time_and_late_after_the_date() -> None:
+    duty = Duty(name=lc.REPORT_SENT, rule="r", kind="statutory", due=date(2027, 3, 17),
+                owed_by="setting", owed_to=("parent",))
+    assert lc.meet(duty, date(2027, 3, 17), "x").status == DutyStatus.MET
+    late = lc.meet(duty, date(2027, 3, 18), "review report --on 2027-03-18")
+    assert (late.status, late.met_on, late.evidence) == (
+        DutyStatus.LATE, date(2027, 3, 18), "review report --on 2027-03-18")
+
+
+def test_schedule_returns_the_event_timers_and_notice_duties_to_write() -> None:
+    start = datetime(2027, 3, 3, 10, tzinfo=LONDON)
+    change = lc.schedule(state(), start=start, end=start.replace(hour=11), location="Room 4",
+                         online=False, organiser="senco@example.org", now=NOW, new_meeting_id=3)
+    [event] = change.events
+    assert (event.key, event.hook, event.action) == (
+        "EHC-1/r7/m3/scheduled/0", lc.HOOK_REVIEW_SCHEDULED, "scheduled")
+    assert [(t.kind, t.due_at.date()) for t in change.timers or ()] == [
+        ("views_request", date(2027, 1, 20)), ("reminder", date(2027, 2, 17)),
+        ("views_due", date(2027, 2, 17)), ("meeting_end", date(2027, 3, 3))]
+    duties = by_name(change.duties)
+    assert duties[lc.INVITATIONS_SENT].status == DutyStatus.MET
+    assert duties[lc.INVITATIONS_GOOD_PRACTICE].status == DutyStatus.MET  # 17 weeks ahead
+    assert duties[lc.REPORT_SENT].due == date(2027, 3, 17)
+    assert change.review_status == ReviewStatus.SCHEDULED and change.warnings == ()
+
+
+def test_a_meeting_after_the_review_is_due_is_accepted_late_with_a_warning_and_flag() -> None:
+    start = datetime(2027, 4, 14, 10, tzinfo=LONDON)
+    change = lc.schedule(state(), start=start, end=start.replace(hour=11), location=None,
+                         online=False, organiser=None, now=NOW, new_meeting_id=3)
+    assert by_name(change.duties)[lc.MEETING_HELD].status == DutyStatus.LATE
+    assert "after the review is due (2027-03-31)" in change.warnings[0]
+    assert change.flags[0][0] == lc.FLAG_LATE
+    assert by_name(change.duties)[lc.DECISION_MADE].due == date(2027, 3, 31)
+
+
+def test_decision_before_the_meeting_is_held_or_dated_before_it_is_refused() -> None:
+    s = scheduled()
+    with pytest.raises(lc.LifecycleError, match="no review meeting has been held"):
+        lc.decide(s, outcome=Outcome.MAINTAIN, reason="r", on=date(2027, 3, 1), now=NOW)
+    held = replace(s, review=s.review.model_copy(update={"status": ReviewStatus.HELD}),
+                   meeting=s.meeting.model_copy(update={"status": MeetingStatus.HELD})
+                   if s.meeting else None)
+    with pytest.raises(lc.LifecycleError, match="before the meeting on 2027-03-03"):
+        lc.decide(held, outcome=Outcome.AMEND, reason="r", on=date(2027, 3, 2), now=NOW)
+    late = lc.decide(held, outcome=Outcome.AMEND, reason="r", on=date(2027, 4, 6), now=NOW)
+    assert by_name(late.duties)[lc.DECISION_MADE].status == DutyStatus.LATE
+    assert late.warnings and late.next_review is not None
+    assert {lc.AMENDMENTS_PROPOSED, lc.FINAL_PLAN_ISSUED} <= set(by_name(late.duties))
+
+
+def test_at_risk_counts_school_days_and_missed_fires_once_per_duty() -> None:
+    duty = Duty(name=lc.REPORT_SENT, rule="r", kind="statutory", due=date(2027, 3, 31),
+                owed_by="setting", owed_to=())
+    # Easter 2027: Good Friday 26 Mar and Easter Monday 29 Mar are not school days.
+    assert lc.at_risk_from(date(2027, 3, 31), 5) == date(2027, 3, 22)
+    assert lc.deadline(duty, date(2027, 3, 19)) is None
+    risk, action = lc.deadline(duty, date(2027, 3, 22)) or (None, None)
+    assert risk is not None and (risk.status, action) == (DutyStatus.AT_RISK, "at_risk")
+    missed, action = lc.deadline(risk, date(2027, 4, 1)) or (None, None)
+    assert missed is not None and (missed.status, action) == (DutyStatus.MISSED, "missed")
+    assert lc.deadline(missed, date(2027, 4, 2)) is None
+    changes = lc.check_deadlines([("EHC-1", 7, risk)], date(2027, 4, 1))
+    [event] = changes[7].events
+    assert (event.key, event.hook) == ("EHC-1/r7/deadline/report_sent/missed", lc.HOOK_DEADLINE)
+    assert event.payload["duty"]["status"] == "missed"
+
+
+def test_the_15_day_window_is_met_by_waiting_not_missed() -> None:
+    window = Duty(name=lc.REPRESENTATIONS_WINDOW, rule="r", kind="statutory",
+                  due=date(2027, 2, 13), owed_by="la", owed_to=())
+    found = lc.deadline(window, date(2027, 2, 14))
+    assert found is not None and found[0].status == DutyStatus.MET and found[1] is None
+
+
+def test_after_a_phase_transfer_review_the_next_is_due_12_months_after_the_decision() -> None:
+    s = lc.ReviewState(review=Review(id=1, case_id="EHC-6", kind=ReviewKind.PHASE_TRANSFER,
+                                     due_by=date(2027, 2, 15)),
+                       plan=Plan(case_id="EHC-6", issued_on=date(2024, 6, 1),
+                                 last_review_decision=date(2026, 6, 1)),
+                       pupil=Pupil(forename="F", surname="S", nc_year=6))
+    assert lc.open_review(s.plan, s.pupil, as_of=date(2026, 9, 7)) == (
+        ReviewKind.PHASE_TRANSFER, date(2027, 2, 15))
+    assert lc.next_review(s, date(2026, 12, 9), as_of=date(2026, 12, 9)) == (
+        ReviewKind.ANNUAL, date(2027, 12, 8))
+    meeting_held = by_name(lc.duties(s, as_of=date(2026, 9, 7)))[lc.MEETING_HELD]
+    assert meeting_held.due == date(2026, 11, 23)  # 15 Feb less 4 + 8 weeks
+
+
+def test_under_fives_are_reviewed_within_the_configured_months() -> None:
+    s = lc.ReviewState(review=Review(id=1, case_id="EHC-7", kind=ReviewKind.UNDER_FIVE,
+                                     due_by=date(2027, 4, 30)),
+                       plan=Plan(case_id="EHC-7", issued_on=date(2026, 5, 1)),
+                       pupil=Pupil(forename="G", surname="S", dob=date(2023, 1, 10)))
+    assert lc.next_review(s, date(2027, 2, 17)) == (ReviewKind.UNDER_FIVE, date(2027, 8, 16))
+    three = lc.Policy(under_five_review_months=3)
+    assert lc.next_review(s, date(2027, 2, 17), three) == (
+        ReviewKind.UNDER_FIVE, date(2027, 5, 16))
+
+
+def test_transfer_windows_follow_the_pupils_nc_year() -> None:
+    year5 = Pupil(forename="F", surname="S", nc_year=5)
+    assert lc.transfer_window(year5, date(2027, 2, 15), date(2025, 10, 1)) == (
+        date(2026, 4, 1), date(2026, 7, 31), "the summer term of Year 5")
+    year11 = Pupil(forename="F", surname="S", nc_year=11)
+    assert lc.transfer_window(year11, date(2027, 3, 31), date(2026, 10, 1)) == (
+        date(2026, 9, 1), date(2026, 12, 31), "the autumn term of Year 11")
+
+
+def test_early_review_needs_a_reason_and_no_meeting() -> None:
+    change = lc.early(state(), reason="risk of exclusion", on=date(2026, 11, 2))
+    assert change.kind == ReviewKind.EARLY and change.clear_flags == (lc.FLAG_EARLY_SUGGESTED,)
+    with pytest.raises(lc.LifecycleError, match="a meeting is already set"):
+        lc.early(scheduled(), reason="x", on=date(2026, 11, 2))
+
+
+def test_cancel_starts_the_notices_again_and_cease_makes_the_transfer_plan_moot() -> None:
+    s = scheduled()
+    change = lc.cancel(s, reason="family asked", now=NOW)
+    assert by_name(change.duties)[lc.INVITATIONS_SENT].status == DutyStatus.PENDING
+    assert by_name(change.duties)[lc.INVITATIONS_SENT].due is None
+    assert change.timers == () and change.review_status == ReviewStatus.DUE
+    transfer = replace(s, review=s.review.model_copy(update={"kind": ReviewKind.PHASE_TRANSFER}))
+    ceased = lc.decide(transfer, outcome=Outcome.CEASE, reason="moved away",
+                       on=date(2027, 2, 1), now=NOW)
+    assert by_name(ceased.duties)[lc.PHASE_TRANSFER_FINAL_PLAN].status == \
+        DutyStatus.NOT_APPLICABLE
+    assert ceased.next_review is None
+    assert Decision(outcome=Outcome.CEASE, reason="moved away",
+                    decided_on=date(2027, 2, 1)) == ceased.decision
+    assert isinstance(s.meeting, Meeting)
+
+
+def test_hook_names_are_the_hookspecs_and_the_store_names_none() -> None:
+    from pathlib import Path
+
+    from ehcbridge import hookspecs, store
+
+    for hook in lc.LIFECYCLE_HOOKS:
+        assert hasattr(getattr(hookspecs, hook), "ehcbridge_spec"), hook
+    source = Path(store.__file__).read_text()
+    for hook in lc.LIFECYCLE_HOOKS:
+        assert hook not in source, f"store/__init__.py names {hook}"
+    for fragment in ("/views/", "/decision", "/held", "/deadline/", "scheduled/", "/r{"):
+        assert fragment not in source, f"store/__init__.py builds event keys ({fragment})"
+
+
+def test_the_deadline_horizon_covers_every_duty_at_risk_even_across_holidays() -> None:
+    summer = lc.Policy(school_holidays=((date(2027, 7, 23), date(2027, 9, 1)),))
+    today = date(2027, 7, 19)
+    horizon = lc.deadline_horizon(today, summer)
+    assert horizon == date(2027, 9, 6)  # 3 days before the holiday, 2 after, then one more
+    for offset in range(60):
+        due = today + timedelta(days=offset)
+        at_risk = lc.at_risk_from(due, 5, summer.school_holidays) <= today
+        assert not at_risk or due <= horizon, due
