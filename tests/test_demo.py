@@ -57,6 +57,14 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
             if part.get_content_type() == "text/calendar":
                 methods.add(part.get_param("method"))
     assert {"REQUEST", "CANCEL"} <= methods
+    # Notices (issue 13): everyone heard, and the family without email got letters in print packs.
+    assert "Notices by status:" in text and "views_request by letter" in text
+    packs = sorted((Path(str(summary["workspace"])) / "letters").glob("print-pack-*.pdf"))
+    assert packs and "Print packs: " in text
+    from pypdf import PdfReader
+
+    first = "\n".join(p.extract_text() for p in PdfReader(packs[0]).pages)
+    assert "Ms A Parent" in first and "DE1 1AA" in first
 
 
 def _demo_rows() -> list[dict[str, str]]:

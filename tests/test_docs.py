@@ -12,7 +12,8 @@ from ehcbridge import hookspecs
 from ehcbridge.settings import EngineSettings, StoreSettings
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGINS = ["teams", "outlook", "sims", "health_referrals", "social_care", "zoom"]
+PLUGINS = ["teams", "outlook", "sims", "health_referrals", "social_care", "zoom", "letters",
+           "notify"]
 
 
 def _specs() -> dict[str, list[str]]:

@@ -108,7 +108,8 @@ def test_review_workflow_from_the_command_line(tmp_path: Path) -> None:
     data = json.loads(out)
     assert data["meeting"]["location"] == "Room 4"
     assert "parent@example.net" in {i["email"] for i in data["invitees"]}
-    assert {d["hook"] for d in data["deliveries"]} == {"on_review_scheduled", "on_views_due"}
+    assert {d["hook"] for d in data["deliveries"]} == {"on_review_scheduled", "on_views_due",
+                                                       "deliver_notice"}
     assert "Sam" not in out and "Example" not in out.replace("example", "")
     code, out, _ = run("review", "reschedule", "EHC-404", "--start", "2027-03-10T10:00",
                          env=env)

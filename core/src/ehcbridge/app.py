@@ -146,6 +146,21 @@ class PluginStoreFacade:
         except StoreError:
             return None
 
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record what became of a notice this plugin delivered, by its reference."""
+        return self.store.set_notice_status_by_reference(self.plugin, reference, status,
+                                                         detail or None)
+
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received (matched to an invitee by address for their role)."""
+        key = contributor.strip().lower()
+        invitee = next((i for i in self.store.case(case_id).invitees
+                        if (i.email or "").lower() == key), None)
+        return self.store.add_views(case_id, contributor=contributor.strip(),
+                                    role=invitee.role.value if invitee else None,
+                                    received_on=received_on, files=files)
+
 
 class App:
     """Settings, plugins, store and clock for one process."""
@@ -211,11 +226,12 @@ class App:
 
     def clock_options(self, pupil: Any) -> Any:
         """The statutory clock's options for this pupil (school holidays, infant school)."""
+        from ehcbridge.terms import school_holidays
         from ehcbridge.timeline import ClockOptions
 
         engine = self.settings.engine
         return ClockOptions(
-            school_holidays=tuple((h.start, h.end) for h in engine.school_holidays),
+            school_holidays=school_holidays(engine),
             infant_school=bool(pupil is not None and pupil.school_urn in engine.infant_schools),
         )
 

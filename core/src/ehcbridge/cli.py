@@ -440,15 +440,20 @@ def review_cancel(case: str, reason: str) -> None:
 @click.option("--email", help="Address (a team mailbox for professionals).")
 @click.option("--name", help="Name or team.")
 @click.option("--team", help="Team or service (e.g. SALT, CAMHS).")
+@click.option("--address", help="Postal address, lines separated by commas (letters go there "
+              "when there is no email).")
+@click.option("--mobile", help="Mobile number for text reminders.")
 def review_invite(case: str, role: str, email: str | None, name: str | None,
-                  team: str | None) -> None:
+                  team: str | None, address: str | None, mobile: str | None) -> None:
     """Add someone to invite (professionals are routed to their team when a router is installed)."""
     from ehcbridge.models import Invitee, Role
 
     app = get_app()
     app.start_plugins()
+    lines = [p.strip() for p in (address or "").replace("\n", ",").split(",") if p.strip()]
     _store_call(app.add_invitee, case, Invitee(role=Role(role), email=email, name=name,
-                                               team=team))
+                                               team=team, address="\n".join(lines) or None,
+                                               mobile=mobile))
     click.echo(f"{case}: {role} invited")
 
 
@@ -467,9 +472,12 @@ def review_held(case: str) -> None:
 @review_group.command("report")
 @click.argument("case")
 @click.option("--on", "on", help="Date the report was sent (default today).")
-def review_report(case: str, on: str | None) -> None:
-    """Record that the review report went to everyone invited (due 2 weeks after the meeting)."""
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The report: kept with the review and sent to everyone invited.")
+def review_report(case: str, on: str | None, file: Path | None) -> None:
+    """Record the review report and send it to everyone invited (due 2 weeks after the meeting)."""
     from ehcbridge.intake import parse_date
+    from ehcbridge.notices.cli import read_files, send_report
 
     app = get_app()
     try:
@@ -478,9 +486,17 @@ def review_report(case: str, on: str | None) -> None:
         raise click.BadParameter(f"{on!r} {exc}", param_hint="--on") from None
     from ehcbridge import transitions
 
+    documents = read_files((file,)) if file is not None else []  # before anything is stored
     change = _store_call(transitions.report, app.store, case, on=sent_on, **_lifecycle(app))
-    click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}")
+    queued = send_report(app, case, documents)
+    click.echo(f"{case}: review report recorded as sent on {sent_on:%d %b %Y}"
+               + (f"; {queued} notice(s) queued for the engine to deliver" if queued else ""))
     _warn(change)
+
+
+from ehcbridge.notices.cli import review_views  # noqa: E402
+
+review_group.add_command(review_views)
 
 
 @review_group.command("decide")
@@ -554,6 +570,7 @@ def review_list(due_before: str | None, at_risk: bool, overdue: bool, duty: str 
 def case_json(app: App, case_id: str) -> dict[str, Any]:
     """The review, its meeting, invitees, milestones, flags and deliveries as JSON data."""
     from ehcbridge.lifecycle_cli import duties_json
+    from ehcbridge.notices.cli import notices_json
     from ehcbridge.timeline import milestones_json
 
     case = _store_call(app.store.case, case_id)
@@ -576,6 +593,7 @@ def case_json(app: App, case_id: str) -> dict[str, Any]:
         "deliveries": [{"id": d.id, "hook": d.hook, "plugin": d.plugin, "status": d.status,
                         "attempts": d.attempts, "error": d.last_error, "event": d.event_key}
                        for d in app.store.deliveries(case_id=case_id)],
+        **notices_json(app, case),
     }
 
 
@@ -625,6 +643,9 @@ def review_show(case: str, as_json: bool) -> None:
             dt.add_row(str(d["id"]), d["hook"], d["plugin"], d["status"], str(d["attempts"]),
                        d["error"] or "")
         console.print(dt)
+    from ehcbridge.notices.cli import print_notices
+
+    print_notices(console, data)
 
 
 def _add_lifecycle_commands() -> None:
@@ -779,6 +800,17 @@ def demo_cmd(directory: Path | None) -> None:
 
 
 cli.add_command(plugin_group)
+
+
+def _add_la_commands() -> None:
+    # Termly lists and figures live in their own module (docs/lists-and-returns.md).
+    from ehcbridge.lists_cli import lists_group, report_group
+
+    cli.add_command(lists_group)
+    cli.add_command(report_group)
+
+
+_add_la_commands()
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehcbridge.models import LONDON, Outcome
+from ehcbridge.notices.demo import demo_notices
 from ehcbridge.online import demo_line as online_demo_line
 from ehcbridge.online import online_wanted
 
@@ -27,11 +28,54 @@ url = "sqlite:///{db}"
 online_meetings = "teams"      # not configured here: online meetings go out without a link
 max_attempts = 4
 backoff_base_seconds = 60
+# The schools directory and who gets the termly lists (docs/lists-and-returns.md).
+schools_directory = "{schools}"
+lists_health_email = "dco.send@nhs.example.net"
+lists_social_care_email = "dct.reviews@council.example.gov.uk"
 
 [[engine.school_holidays]]
 name = "February half term"
 start = 2027-02-15
 end = 2027-02-19
+
+# Terms (their gaps are holidays too) and who is invited beyond the statutory five.
+[[engine.terms]]
+name = "Autumn 2026"
+start = 2026-09-02
+end = 2026-12-18
+
+[[engine.terms]]
+name = "Spring 2027"
+start = 2027-01-05
+end = 2027-03-26
+
+[[engine.terms]]
+name = "Summer 2027"
+start = 2027-04-12
+end = 2027-07-21
+
+[[engine.invitation_rules]]
+name = "pfa-team"
+team = "Preparing for Adulthood team"
+email = "pfa@council.example.gov.uk"
+from_nc_year = 9
+
+[[engine.invitation_rules]]
+name = "csw-group"
+team = "CSW group"
+email = "csw@council.example.gov.uk"
+from_nc_year = 9
+
+[[engine.invitation_rules]]
+name = "la-sen-team"
+role = "la_sen_officer"
+team = "SEN team"
+email = "sen.team@council.example.gov.uk"
+
+[notices]
+council_name = "Demo County Council SEN Team"
+council_address = ["County Hall", "Demoton", "DE1 0AA"]
+hub_url = "https://ehchub.demo.example.gov.uk"
 
 [plugins.outlook]
 transport = "outbox"
@@ -81,8 +125,11 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         stale.unlink(missing_ok=True)
     config = work / "ehcbridge.toml"
-    config.write_text(DEMO_CONFIG.format(db=db.as_posix(), outbox=outbox.as_posix()),
-                      encoding="utf-8")
+    schools = work / "schools.csv"
+    schools.write_bytes(resources.files("ehcbridge").joinpath("data/demo_schools.csv")
+                        .read_bytes())
+    config.write_text(DEMO_CONFIG.format(db=db.as_posix(), outbox=outbox.as_posix(),
+                                         schools=schools.as_posix()), encoding="utf-8")
     reviews_csv = work / "reviews.csv"
     reviews_csv.write_bytes(resources.files("ehcbridge").joinpath("data/demo_reviews.csv")
                             .read_bytes())
@@ -108,6 +155,7 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
                                    online=proposal.case_id in wanted_online)
     echo(f"  planner: {len(plan.proposals)} more meetings proposed and scheduled, "
          f"{len(plan.overdue)} overdue, {len(plan.unplanned)} left to plan by hand")
+    demo_notices(app, work, START)  # one family without email: their notices go by letter
 
     total = TickReport()
     day = START
@@ -121,6 +169,11 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
         day += timedelta(days=step_days)
 
     summary = _summary(app, total, actions, work, outbox)
+    from ehcbridge.lists_cli import demo_lines
+
+    lines: list[str] = summary["lines"]  # type: ignore[assignment]
+    at = next(n for n, line in enumerate(lines) if line.startswith("Database:")) - 1
+    lines[at:at] = demo_lines(app, work, START, END)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
     echo(online_demo_line(app))
@@ -223,6 +276,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         f"Database: {work / 'ehcbridge.sqlite3'}",
         f"Settings: {work / 'ehcbridge.toml'}",
         f"Outbox: {outbox} ({len(emails)} messages)",
+        *demo_notices(app, work, END),
         "Try: " + command_line("--config", str((work / "ehcbridge.toml").resolve()),
                                "review", "show", store.case_ids()[0]),
     ]

@@ -23,9 +23,13 @@ from tenacity import RetryCallState, Retrying, wait_exponential
 from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
+from ehcbridge.invite_rules import ensure_rule_invitees
 from ehcbridge.lanes import Lanes
 from ehcbridge.lifecycle import HOOK_REVIEW_SCHEDULED
+from ehcbridge.list_notices import queue_due_lists
 from ehcbridge.models import Duty, Meeting, MeetingStatus
+from ehcbridge.notices import NOTICE_HOOK
+from ehcbridge.notices import delivery as notices
 from ehcbridge.online import NO_PROVIDER_FLAG, PROVIDER_HOOK, no_provider_detail
 from ehcbridge.redact import redact
 from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
@@ -145,6 +149,7 @@ class Engine:
         policy = transitions.policy_of(self.app)
         report.timers_fired += transitions.fire_timers(store, now, policy=policy)
         report.deadlines += transitions.check_deadlines(store, now, policy)
+        queue_due_lists(self.app, now)  # the termly lists, once per term, before it starts
         self._links_now_possible(now)
         dispatched = self._dispatch(now)
         report.events_dispatched += dispatched
@@ -201,7 +206,13 @@ class Engine:
         meetings = reads.meetings_by_id(store, {ev.meeting_id for ev in fresh
                                                 if ev.meeting_id is not None})
         ready: list[EventRow] = []
+        notice_plugins: dict[int, list[str]] = {}
         for ev in batch:
+            if ev.hook == NOTICE_HOOK:  # one notice: only its channel's plugin delivers it
+                notice_plugins[ev.id] = notices.plugins_for(self.app, ev)
+                ready.append(ev)
+                continue
+            notices.queue_for_event(self.app, ev, now)  # the notices this event calls for, once
             if ev.hook != HOOK_REVIEW_SCHEDULED:
                 ready.append(ev)
                 continue
@@ -213,6 +224,7 @@ class Engine:
             if ev.action != "cancelled":
                 changed = ensure_family_invitees(self.app, case.plan.case_id, case)
                 changed |= ensure_team_invitees(self.app, case.plan.case_id, case)
+                changed |= bool(ensure_rule_invitees(self.app, case.plan.case_id))
                 if changed:  # a later event of this review sees the new invitees
                     cases[ev.review_id] = store.case_by_review(ev.review_id)
             meeting = meetings.get(ev.meeting_id or 0)
@@ -232,7 +244,8 @@ class Engine:
                     if d.status in OPEN_STATUSES:
                         continue  # every other plugin waits for the link
             ready.append(ev)
-        self.queue.dispatch_many([(ev.id, plugins.implementers(ev.hook), ev.hook)
+        self.queue.dispatch_many([(ev.id, notice_plugins[ev.id] if ev.id in notice_plugins
+                                   else plugins.implementers(ev.hook), ev.hook)
                                   for ev in ready], now)
         for ev in scheduled:  # routing may have changed these cases since the lanes read them
             self._cases.pop(ev.review_id, None)
@@ -307,15 +320,17 @@ class Engine:
         store = self.app.store
         ev = self._event_row(d.event_id)
         try:
-            event = self.build_event(ev, now)
+            kwargs: dict[str, Any] = ({"notice": notices.notice_for(self.app, ev)}
+                                      if d.hook == NOTICE_HOOK
+                                      else {"event": self.build_event(ev, now)})
         except Exception as exc:  # the case vanished or the data is inconsistent
             log.exception("cannot build event %s", ev.key)
             return self._finish(d, DEAD, d.attempts + 1, now, f"cannot build event: {exc}")
         lane = self.lanes.lane_of_thread()
         if lane is not None:
             lane.calling()  # the time limit covers the plugin's call only
-        outcomes = self.app.plugins.call_each(d.hook, plugins=[d.plugin], event=event,
-                                              ctx=self.app.plugin_context)
+        outcomes = self.app.plugins.call_each(d.hook, plugins=[d.plugin],
+                                              ctx=self.app.plugin_context, **kwargs)
         if not outcomes:
             return self._finish(d, SKIPPED, d.attempts, now, "plugin not loaded")
         outcome = outcomes[0]
@@ -323,6 +338,8 @@ class Engine:
         if outcome.error is None:
             if d.hook == PROVIDER_HOOK:
                 self._store_link(ev, outcome.result, d.plugin)
+            if d.hook == NOTICE_HOOK:
+                notices.delivered(self.app, ev, d.plugin, outcome.result, now)
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
         message = redact(f"{type(error).__name__}: {error}")  # stored and shown: no secrets
@@ -340,6 +357,8 @@ class Engine:
                 store.release_invitations(store.case_by_review(ev.review_id).plan.case_id,
                                           plugin=d.plugin, detail=message[:200],
                                           unsent_only=True)
+            elif d.hook == NOTICE_HOOK:
+                notices.failed(self.app, ev, d.plugin, message)
             log.warning("delivery %s of %s to %s is dead after %d attempts", d.id, ev.key,
                         d.plugin, attempts)
             return self._finish(d, DEAD, attempts, now, message)

@@ -130,6 +130,15 @@ class PluginStore(Protocol):
     def review(self, case_id: str) -> Review | None:
         """The current review of a case."""
 
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record what became of a notice this plugin delivered (by the reference it returned:
+        ``sent``, ``delivered`` or ``failed``); returns the case id, or None if unknown."""
+
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received for the case's current review with their files (name, content
+        type, bytes), as ``ehcbridge review views`` does; returns the views id."""
+
 
 class Clock(Protocol):
     """The engine's notion of now, overridable with ``--now``."""

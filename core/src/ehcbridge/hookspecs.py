@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # types only: importing events here at run time would load py
         Route,
     )
     from ehcbridge.models import Invitee, Pupil, Review
+    from ehcbridge.notices import Notice, NoticeReceipt
 
 # What the registering hooks receive, for a plugin's annotations (``from ehcbridge.hookspecs
 # import RegisterSettings``); strings, so importing them costs nothing at run time.
@@ -72,6 +73,14 @@ def on_deadline(event: LifecycleEvent, ctx: HookContext) -> None:
     """A duty of the review is close to its due date or past it (``event.action``: ``at_risk``
     some school days before ``event.duty.due``, ``missed`` after it). Fires once per duty and
     action. Return value ignored."""
+
+
+@hookspec
+def deliver_notice(notice: Notice, ctx: HookContext) -> NoticeReceipt | None:
+    """Deliver one ``ehcbridge.notices.Notice`` (one recipient, one channel: ``notice.channel``
+    is email, letter or sms). Called only on the plugin named for that channel in ``[notices]``,
+    once per notice through the delivery ledger; raise to have it retried. Return a
+    ``NoticeReceipt`` with the channel's own reference, or None."""
 
 
 # Provider hooks ------------------------------------------------------------------------------

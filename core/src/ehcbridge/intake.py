@@ -25,6 +25,7 @@ from ehcbridge.formats import (
     read_table,
     validate_upn,
 )
+from ehcbridge.invite_rules import PlanDetails, check_receiving_school, parse_services
 from ehcbridge.models import Invitee, Plan, Pupil, Role
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ INVITEE_COLUMNS = {
     "parent": Role.PARENT, "young_person": Role.YOUNG_PERSON, "setting": Role.SETTING,
     "sen_officer": Role.LA_SEN_OFFICER, "health": Role.HEALTH, "social_care": Role.SOCIAL_CARE,
 }
+# Optional columns the invitation rules read (docs/lists-and-returns.md).
+DETAIL_COLUMNS = ("receiving_school", "outcome_services")
 REQUIRED = ("case_id", "forename", "surname", "plan_issued")
 TRUE, FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
 # Other names councils' lists and Hub exports use (after case, spaces, "_" and "-" are
@@ -65,7 +68,8 @@ ALIASES = {
 }
 # Longest value each column may hold (what the store keeps); longer is a row error.
 COLUMN_CHARS = {"case_id": 64, "forename": 100, "surname": 100, "school_urn": 10,
-                "location": 500, "coordinator_email": 254}
+                "location": 500, "coordinator_email": 254, "receiving_school": 254,
+                "outcome_services": 1000}
 
 
 class IntakeError(Exception):
@@ -94,6 +98,7 @@ class IntakeRow:
     location: str | None
     online: bool
     invitees: list[Invitee] = field(default_factory=list)
+    details: PlanDetails | None = None
 
 
 @dataclass
@@ -247,6 +252,10 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
                 bad(f"{prefix}_name", "is longer than 200 characters")
                 continue
             invitees.append(Invitee(role=role, email=address, name=name, source="import"))
+    receiving = v.get("receiving_school") or None
+    if receiving is not None and (why := check_receiving_school(receiving)):
+        bad("receiving_school", why)
+    services = parse_services(v.get("outcome_services", ""))
     if problems or issued is None:
         return None
     return IntakeRow(
@@ -256,6 +265,8 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
         plan=Plan(case_id=v["case_id"], issued_on=issued, last_review_decision=last),
         coordinator_email=email, meeting_start=start, meeting_end=end,
         location=v.get("location") or None, online=online_raw in TRUE, invitees=invitees,
+        details=PlanDetails(receiving, services) if "receiving_school" in v
+        or "outcome_services" in v else None,
     )
 
 
@@ -320,6 +331,9 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
             raise IntakeError(report.path, [RowProblem(
                 str(report.path), bad.row if bad else 0, exc.field or "case_id",
                 exc.value or "", str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
+        from ehcbridge.invite_rules import save_details
+
+        save_details(conn, {r.plan.case_id: r.details for r in rows if r.details is not None})
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:

@@ -134,6 +134,10 @@ class Invitee(Frozen):
     team: str | None = None
     source: str = "manual"
     response: str | None = None
+    # For a family without email: a letter goes to the postal address (lines joined by newlines),
+    # and a text reminder to the mobile when the council sends texts.
+    address: str | None = None
+    mobile: str | None = None
 
     @property
     def required(self) -> bool:
@@ -142,12 +146,15 @@ class Invitee(Frozen):
 
 
 class Views(Frozen):
-    """Advice or views requested from a contributor."""
+    """Advice or views requested from, or received from, a contributor (kept with the review)."""
 
     contributor: str
     requested: date | None = None
     due: date | None = None
     received: date | None = None
+    id: int | None = None
+    role: str | None = None
+    files: tuple[str, ...] = ()  # file names kept with the review
 
 
 class Decision(Frozen):

@@ -19,6 +19,7 @@ def build_plan(app: App, *, today: date, window_from: date | None = None,
     from ehcbridge import lifecycle, timeline
     from ehcbridge.models import ReviewKind
     from ehcbridge.planner import PlannerOptions, PlanningItem, propose
+    from ehcbridge.terms import school_holidays
 
     engine = app.settings.engine
     policy = app.lifecycle_policy()
@@ -41,7 +42,7 @@ def build_plan(app: App, *, today: date, window_from: date | None = None,
     hour, minute = (int(p) for p in engine.meeting_start_time.split(":"))
     options = PlannerOptions(
         max_meetings_per_day=engine.max_meetings_per_day,
-        school_holidays=tuple((h.start, h.end) for h in engine.school_holidays),
+        school_holidays=school_holidays(engine),
         start_time=time(hour, minute), meeting_minutes=engine.meeting_minutes)
     latest = max((i.meeting_latest for i in items), default=today)
     booked = app.store.booked_meetings(today, max(latest, window_to or latest))

@@ -35,13 +35,17 @@ def route_and_add(app: App, case_id: str, invitee: Invitee, *, require_email: bo
     someone new was added."""
     found = route(app, case_id, invitee)
     if found is None:
-        if not invitee.email and require_email:
-            raise StoreError(f"{case_id}: a {invitee.role.value} invitee needs an email address "
-                             "(no routing plugin found a team for it)")
+        if not invitee.email and require_email and not (
+                invitee.address and invitee.role in UNROUTED_ROLES):
+            raise StoreError(f"{case_id}: a {invitee.role.value} invitee needs an email address"
+                             + (" or a postal address" if invitee.role in UNROUTED_ROLES else
+                                " (no routing plugin found a team for it)"))
         return app.store.add_invitee(case_id, invitee)
+    # An invitee added by an invitation rule keeps the rule as its source once routed.
+    source = invitee.source if invitee.source.startswith("rule:") else "routed"
     routed = invitee.model_copy(update={"email": found.email, "team": found.team,
                                         "name": invitee.name or found.team,
-                                        "source": "routed"})
+                                        "source": source})
     return app.store.add_invitee(case_id, routed, routed_from=invitee.email or "")
 
 

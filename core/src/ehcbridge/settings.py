@@ -22,6 +22,8 @@ from pydantic_settings import (
 
 from ehcbridge.configfile import DEFAULT_CONFIG, SettingsError, config_path_from
 from ehcbridge.formats.limits import Limits
+from ehcbridge.invite_rules import InvitationRule
+from ehcbridge.notices.settings import NoticeSettings
 
 __all__ = ["DEFAULT_CONFIG", "SettingsError", "config_path_from", "load_settings"]
 
@@ -85,6 +87,16 @@ class StoreSettings(BaseModel):
         return driver_url(self.url)
 
 
+class TermRange(BaseModel):
+    """A school term, both ends inclusive (``[[engine.terms]]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    start: date
+    end: date
+
+
 class EngineSettings(BaseModel):
     """``[engine]``: how lifecycle events are fired and retried."""
 
@@ -108,6 +120,18 @@ class EngineSettings(BaseModel):
         "How long a worker's claim on a delivery holds unless renewed (several workers)"))
     worker_name: str | None = Field(default=None, description=(
         "Name of this worker in the delivery ledger (default host:pid)"))
+    # Termly lists, figures and invitation rules (docs/lists-and-returns.md).
+    terms: list[TermRange] = Field(default_factory=list)
+    term_dates_ics: Path | None = Field(
+        default=None, description="A published term-dates calendar (terms and holidays)")
+    schools_directory: Path | None = Field(
+        default=None, description="CSV of schools: urn, name, headteacher_email, senco_email")
+    lists_health_email: str | None = Field(
+        default=None, description="The ICB's (DCO service's) address for the whole termly list")
+    lists_social_care_email: str | None = Field(
+        default=None, description="Social care's address for the whole termly list")
+    lists_days_before_term: int = Field(default=14, ge=14, le=120)
+    invitation_rules: list[InvitationRule] = Field(default_factory=list)
     at_risk_school_days: int = Field(default=5, ge=0, description="on_deadline at_risk: school "
                                      "days before a duty's due date")
     under_five_review_months: int = Field(default=6, ge=3, le=6, description="months from the "
@@ -133,6 +157,7 @@ class Settings(BaseSettings):
 
     store: StoreSettings = Field(default_factory=StoreSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    notices: NoticeSettings = Field(default_factory=NoticeSettings)
     limits: Limits = Field(default_factory=Limits)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -41,6 +41,9 @@ class MemoryPluginStore:
     audits: list[dict[str, Any]] = field(default_factory=list)
     pupils: dict[str, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[str, Review] = field(default_factory=dict)
+    notice_statuses: dict[str, tuple[str, str]] = field(default_factory=dict)
+    views_received: list[tuple[str, str, Any, list[tuple[str, str, bytes]]]] = field(
+        default_factory=list)
     plugin: str = "test"
 
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -150,6 +153,17 @@ class MemoryPluginStore:
     def review(self, case_id: str) -> Review | None:
         """The review of a case."""
         return self.reviews.get(case_id)
+
+    def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
+        """Record a notice's status by reference (kept in ``notice_statuses``)."""
+        self.notice_statuses[reference] = (status, detail)
+        return None
+
+    def record_views(self, case_id: str, contributor: str, received_on: Any,
+                     files: list[tuple[str, str, bytes]]) -> int:
+        """Record views received (kept in ``views_received``)."""
+        self.views_received.append((case_id, contributor, received_on, files))
+        return len(self.views_received)
 
 
 @dataclass

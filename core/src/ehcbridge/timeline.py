@@ -330,6 +330,23 @@ def _made_for(
     return made
 
 
+def compulsory_school_age_ends(dob: date) -> date:
+    """The last day of compulsory school age: the last Friday in June of the school year in
+    which the child turns 16 (Education Act 1996 s8; the Education (Start of Compulsory School
+    Age) Order 1998 and the leaving date order)."""
+    # A birthday from 1 September falls in the school year ending the following summer.
+    year = dob.year + 16 + (1 if dob.month >= 9 else 0)
+    day = date(year, 6, 30)
+    return day - timedelta(days=(day.weekday() - 4) % 7)
+
+
+def over_compulsory_school_age(pupil: Pupil, on: date) -> bool:
+    """True once the pupil is a young person over compulsory school age (SEND Code 8.13): from
+    then on notices go to them rather than their parents. Without a date of birth, Year 12 on."""
+    if pupil.dob is not None:
+        return on > compulsory_school_age_ends(pupil.dob)
+    return pupil.nc_year is not None and pupil.nc_year >= 12
+
 def milestones_json(items: list[Milestone]) -> list[dict[str, object]]:
     """The JSON shape ``ehcbridge timeline --json`` prints: name, ISO date, kind, rule, warnings."""
     return [
@@ -347,6 +364,7 @@ __all__ = [
     "add_months",
     "annual_review_due",
     "bank_holidays",
+    "compulsory_school_age_ends",
     "date_warnings",
     "decision_latest",
     "in_school_holiday",
@@ -355,6 +373,7 @@ __all__ = [
     "meeting_latest",
     "milestones",
     "milestones_json",
+    "over_compulsory_school_age",
     "preparing_for_adulthood",
     "review_due",
     "review_period_start",

@@ -54,9 +54,9 @@ def reminder_subjects(outbox: Path) -> list[str]:
     """Subjects of the deadline reminders in the outbox."""
     found = []
     for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
-        subject = str(email.message_from_bytes(path.read_bytes(), policy=policy.default)
-                      ["Subject"])
-        if "eminder" in subject:
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        subject = str(message["Subject"])
+        if "eminder" in subject and ".notice@" not in str(message["Message-ID"]):  # not notices
             found.append(subject)
     return found
 

@@ -208,4 +208,5 @@ def test_state_of_past_reviews_is_forgotten(tools: Any, smtp_server: Any) -> Non
 def test_prune_is_registered_as_a_nightly_job() -> None:
     jobs: list[tuple[str, str, Any]] = []
     ehcbridge_outlook.register_schedules(lambda name, cron, func: jobs.append((name, cron, func)))
-    assert [(name, cron) for name, cron, _f in jobs] == [("outlook-prune", "40 3 * * *")]
+    assert [(name, cron) for name, cron, _f in jobs] == [("outlook-prune", "40 3 * * *"),
+                                                         ("outlook-mailbox", "*/10 * * * *")]

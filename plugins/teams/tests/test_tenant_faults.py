@@ -94,8 +94,8 @@ def invitations_by_email(outbox: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
         message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        if str(message["Subject"]).startswith("EHC review "):
-            continue  # a duty's deadline notice to the coordinator (on_deadline), not a meeting
+        if not any(p.get_content_type() == "text/calendar" for p in message.walk()):
+            continue  # notices and deadline alerts are not invitations
         to = str(message["To"]).rpartition("<")[2].rstrip(">").lower()
         found.setdefault(to, []).append(str(message["Subject"]))
     return found
@@ -216,7 +216,7 @@ def test_online_meeting_without_a_provider_is_flagged_then_linked_by_an_update(
     assert set(sent) == set(INVITEES)
     bodies = [p.read_text(errors="replace").replace("=\n", "").replace("=\r\n", "")
               for p in cli.outbox.glob("*.eml")]
-    bodies = [b for b in bodies if "Subject: EHC review " not in b]  # on_deadline notices
+    bodies = [b for b in bodies if "text/calendar" in b]  # the invitations, not notices
     assert all("joining link will follow" in body for body in bodies)
     doctor = CliRunner().invoke(pytest.importorskip("ehcbridge.cli").cli,
                                 ["--config", str(config), "doctor"])

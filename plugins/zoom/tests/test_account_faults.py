@@ -78,10 +78,12 @@ def rows(cli: Any, hook: str, case: str = "EHC-00077") -> list[dict[str, Any]]:
 
 
 def subjects(outbox: Path) -> list[str]:
-    """Subjects of the outbox's meeting messages (not on_deadline's duty notices)."""
-    found = [str(email.message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"])
-             for p in sorted(outbox.glob("*.eml"))] if outbox.exists() else []
-    return [s for s in found if not s.startswith("EHC review ")]
+    """Subjects of the calendar messages in the outbox (notices and deadline alerts carry no
+    joining link, so they do not wait for one)."""
+    messages = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+                for p in sorted(outbox.glob("*.eml"))] if outbox.exists() else []
+    return [str(m["Subject"]) for m in messages
+            if any(part.get_content_type() == "text/calendar" for part in m.walk())]
 
 
 def next_utc_midnight(now: str) -> datetime:

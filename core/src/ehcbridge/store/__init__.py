@@ -39,6 +39,7 @@ from ehcbridge.models import (
     ReviewKind,
     ReviewStatus,
     Role,
+    Views,
 )
 from ehcbridge.store import schema as t
 from ehcbridge.store.errors import (
@@ -102,7 +103,7 @@ class EventRow:
     key: str
     hook: str
     action: str
-    review_id: int
+    review_id: int  # 0 for an event that belongs to no review (a termly list notice)
     meeting_id: int | None
     occurred_at: datetime
     payload: dict[str, Any]
@@ -173,9 +174,19 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as conn:
+            # SQLite rebuilds a table to alter it; with foreign keys on, dropping a table others
+            # point at fails. The pragma only takes effect outside a transaction.
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
     def revision(self) -> str | None:
         """The schema revision the database is at."""
@@ -256,7 +267,6 @@ class Store:
         from ehcbridge.transitions import import_cases
 
         check_cases(items)  # every value fits its column on either backend, or nothing is written
-
         results = import_cases(self, conn, items, now)
         if progress is not None:  # ``progress`` gets (cases done, cases in all)
             progress(len(results), len(items))
@@ -321,7 +331,7 @@ class Store:
                 have.add(key)
                 rows.append(dict(review_id=rid, role=inv.role.value, name=inv.name,
                                  email=inv.email, team=inv.team, source=inv.source,
-                                 added_at=now))
+                                 added_at=now, address=inv.address, mobile=inv.mobile))
         _bulk_insert(conn, t.invitees, rows)
         return {row["review_id"] for row in rows}
 
@@ -406,7 +416,8 @@ class Store:
             plan=plan, pupil=pupil, review=review,
             meeting=_meeting(m) if m is not None else None,
             invitees=[Invitee(role=Role(i.role), name=i.name, email=i.email, team=i.team,
-                              source=i.source, response=i.response) for i in inv_rows],
+                              source=i.source, response=i.response, address=i.address,
+                              mobile=i.mobile) for i in inv_rows],
             decision=(Decision(outcome=Outcome(d.outcome), reason=d.reason,
                                decided_on=d.decided_on) if d is not None else None),
             flags={f.flag: f.detail or "" for f in flag_rows},
@@ -710,7 +721,8 @@ class Store:
         return conn.execute(select(t.events.c.id).where(t.events.c.key == key)).first() \
             is not None
 
-    def _add_event(self, c: Connection, *, key: str, hook: str, action: str, review_id: int,
+    def _add_event(self, c: Connection, *, key: str, hook: str, action: str,
+                   review_id: int | None,
                    meeting_id: int | None, at: datetime, payload: dict[str, Any] | None = None
                    ) -> bool:
         exists = c.execute(select(t.events.c.id).where(t.events.c.key == key)).first()
@@ -795,8 +807,9 @@ class Store:
         q = (select(t.deliveries, t.events.c.key.label("event_key"),
                     t.plans.c.case_id.label("case_id"))
              .join(t.events, t.events.c.id == t.deliveries.c.event_id)
-             .join(t.reviews, t.reviews.c.id == t.events.c.review_id)
-             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             # Outer joins: a termly list notice belongs to no review.
+             .outerjoin(t.reviews, t.reviews.c.id == t.events.c.review_id)
+             .outerjoin(t.plans, t.plans.c.id == t.reviews.c.plan_id)
              .order_by(t.deliveries.c.id).limit(limit).offset(offset or None))
         if status:
             q = q.where(t.deliveries.c.status == status)
@@ -930,10 +943,15 @@ class Store:
             cond = and_(t.invitees.c.review_id == review_id,
                         t.invitees.c.role == invitee.role.value,
                         (t.invitees.c.email == match_email) if match_email is not None
-                        else t.invitees.c.email.is_(None))
+                        else and_(t.invitees.c.email.is_(None),
+                                  # without email, a postal address tells two people apart
+                                  t.invitees.c.address.is_(None) if invitee.address is None
+                                  else t.invitees.c.address == invitee.address))
             row = c.execute(select(t.invitees).where(cond)).first()
             values = dict(role=invitee.role.value, name=invitee.name, email=invitee.email,
                           team=invitee.team, source=invitee.source)
+            if invitee.address is not None or invitee.mobile is not None:
+                values.update(address=invitee.address, mobile=invitee.mobile)
             if row is not None and replace_email is not None and invitee.email != replace_email:
                 target = c.execute(select(t.invitees.c.id).where(and_(
                     t.invitees.c.review_id == review_id, t.invitees.c.role == invitee.role.value,
@@ -1177,6 +1195,145 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
 
+    # Views received, files kept with a review, notices (issue 13) ----------------------------
+
+    def add_views(self, case_id: str, *, contributor: str, role: str | None, received_on: date,
+                  files: list[tuple[str, str, bytes]], now: datetime | None = None) -> int:
+        """Record views received from ``contributor`` with their files (name, content type,
+        bytes), all in one transaction; returns the views id."""
+        import hashlib
+
+        at = now or utcnow()
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            views_id = _new_id(c.execute(insert(t.views).values(
+                review_id=review_id, contributor=contributor, role=role,
+                received_on=received_on, at=at)))
+            for name, content_type, data in files:
+                c.execute(insert(t.review_files).values(
+                    review_id=review_id, views_id=views_id, kind="views", filename=name,
+                    content_type=content_type, size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(), data=data, at=at))
+            return views_id
+
+    def views(self, case_id: str | None = None, *, review_id: int | None = None
+              ) -> list[Views]:
+        """Views received for a review (the case's current one unless ``review_id``)."""
+        with self.engine.connect() as conn:
+            rid = review_id if review_id is not None else self.review_id_for(conn, str(case_id))
+            rows = conn.execute(select(t.views).where(t.views.c.review_id == rid)
+                                .order_by(t.views.c.id)).all()
+            names: dict[int, list[str]] = {}
+            for f in conn.execute(select(t.review_files.c.views_id, t.review_files.c.filename)
+                                  .where(t.review_files.c.review_id == rid)
+                                  .order_by(t.review_files.c.id)):
+                if f.views_id is not None:
+                    names.setdefault(f.views_id, []).append(f.filename)
+        return [Views(id=r.id, contributor=r.contributor, role=r.role, received=r.received_on,
+                      files=tuple(names.get(r.id, []))) for r in rows]
+
+    def add_file(self, case_id: str, *, kind: str, filename: str, content_type: str,
+                 data: bytes, now: datetime | None = None) -> int:
+        """Keep a file (the review report...) with the current review; returns its id."""
+        import hashlib
+
+        with self.begin() as c:
+            review_id = self.review_id_for(c, case_id)
+            return _new_id(c.execute(insert(t.review_files).values(
+                review_id=review_id, kind=kind, filename=filename, content_type=content_type,
+                size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data,
+                at=now or utcnow())))
+
+    def review_files(self, review_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """Files kept with a review (without their bytes), oldest first."""
+        q = (select(t.review_files.c.id, t.review_files.c.views_id, t.review_files.c.kind,
+                    t.review_files.c.filename, t.review_files.c.content_type,
+                    t.review_files.c.size, t.views.c.contributor, t.views.c.role,
+                    t.views.c.received_on)
+             .outerjoin(t.views, t.views.c.id == t.review_files.c.views_id)
+             .where(t.review_files.c.review_id == review_id).order_by(t.review_files.c.id))
+        if kind is not None:
+            q = q.where(t.review_files.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def file_data(self, file_id: int) -> bytes:
+        """The bytes of a file kept with a review."""
+        with self.engine.connect() as conn:
+            data = conn.execute(select(t.review_files.c.data)
+                                .where(t.review_files.c.id == file_id)).scalar_one_or_none()
+        if data is None:
+            raise StoreError(f"no file with id {file_id}")
+        return bytes(data)
+
+    def queue_notices(self, review_id: int | None, items: list[dict[str, Any]],
+                      now: datetime) -> int:
+        """Write each notice as a ``deliver_notice`` event with its ledger row in ``notices``
+        (keys already present are skipped); returns how many were new. Each item has key,
+        kind, duty, role, channel, plugin and payload. ``review_id`` is None for a notice that
+        belongs to no review (a termly list)."""
+        added = 0
+        with self.begin() as c:
+            for item in items:
+                if not self._add_event(c, key=item["key"], hook="deliver_notice",
+                                       action=item["kind"][:20], review_id=review_id,
+                                       meeting_id=None, at=now, payload=item["payload"]):
+                    continue
+                event_id = c.execute(select(t.events.c.id)
+                                     .where(t.events.c.key == item["key"])).scalar_one()
+                c.execute(insert(t.notices).values(
+                    event_id=event_id, review_id=review_id, kind=item["kind"],
+                    duty=item.get("duty"), role=item.get("role"), channel=item["channel"],
+                    plugin=item.get("plugin"), status="queued", queued_at=now))
+                added += 1
+        return added
+
+    def set_notice_status(self, event_id: int, *, status: str, plugin: str | None = None,
+                          reference: str | None = None, detail: str | None = None,
+                          now: datetime | None = None) -> None:
+        """Record what became of a notice's delivery (sent, delivered, failed)."""
+        values: dict[str, Any] = {"status": status, "detail": detail}
+        if plugin is not None:
+            values["plugin"] = plugin
+        if reference is not None:
+            values["reference"] = reference
+        if status == "sent":
+            values["sent_at"] = now or utcnow()
+        with self.begin() as c:
+            c.execute(update(t.notices).where(t.notices.c.event_id == event_id).values(**values))
+
+    def set_notice_status_by_reference(self, plugin: str, reference: str, status: str,
+                                       detail: str | None = None) -> str | None:
+        """Update a notice by the channel's own reference; returns its case id (or None)."""
+        with self.begin() as c:
+            row = c.execute(select(t.notices.c.id, t.plans.c.case_id)
+                            .join(t.reviews, t.reviews.c.id == t.notices.c.review_id)
+                            .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+                            .where(and_(t.notices.c.plugin == plugin,
+                                        t.notices.c.reference == reference))).first()
+            if row is None:
+                return None
+            c.execute(update(t.notices).where(t.notices.c.id == row.id)
+                      .values(status=status, detail=detail))
+            return str(row.case_id)
+
+    def notices(self, *, review_id: int | None = None, case_id: str | None = None,
+                duty: str | None = None) -> list[dict[str, Any]]:
+        """Notice ledger rows: kind, duty, role, channel, plugin, status, reference, dates."""
+        q = (select(t.notices, t.events.c.key, t.plans.c.case_id)
+             .join(t.events, t.events.c.id == t.notices.c.event_id)
+             .join(t.reviews, t.reviews.c.id == t.notices.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .order_by(t.notices.c.id))
+        if review_id is not None:
+            q = q.where(t.notices.c.review_id == review_id)
+        if case_id is not None:
+            q = q.where(t.plans.c.case_id == case_id)
+        if duty is not None:
+            q = q.where(t.notices.c.duty == duty)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
@@ -1253,7 +1410,8 @@ def _meeting(m: Any) -> Meeting:
 
 
 def _event_row(r: Any) -> EventRow:
-    return EventRow(id=r.id, key=r.key, hook=r.hook, action=r.action, review_id=r.review_id,
+    return EventRow(id=r.id, key=r.key, hook=r.hook, action=r.action,
+                    review_id=r.review_id or 0,
                     meeting_id=r.meeting_id, occurred_at=r.occurred_at, payload=r.payload or {})
 
 
@@ -1263,7 +1421,7 @@ def _delivery_row(r: Any) -> DeliveryRow:
                        status=m["status"], attempts=m["attempts"],
                        next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
                        created_at=m["created_at"], finished_at=m["finished_at"],
-                       event_key=m.get("event_key", ""), case_id=m.get("case_id", ""))
+                       event_key=m.get("event_key", ""), case_id=m.get("case_id") or "")
 
 
 def _duty(r: Any) -> Duty:

@@ -51,7 +51,7 @@ class ValueRejected(StoreError):
         self.problems = problems
         case_id, column, problem = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"{case_id}: {column} {problem}{more}")
+        super().__init__(f"{case_id}: {column} {problem}{more}", case_id=case_id, field=column)
 
 
 def misfits(table: Table, values: dict[str, Any]) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -122,6 +123,8 @@ invitees = Table(
     Column("response", String(40)),
     Column("routed_from", String(254)),
     Column("added_at", UTCDateTime),
+    Column("address", Text),
+    Column("mobile", String(32)),
     UniqueConstraint("review_id", "role", "email", name="uq_invitees_review_role_email"),
 )
 
@@ -162,7 +165,8 @@ events = Table(
     Column("key", String(200), nullable=False, unique=True),
     Column("hook", String(40), nullable=False),
     Column("action", String(20), nullable=False),
-    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False, index=True),
+    # Null for an event of no review (a termly list notice, migration 0010).
+    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=True, index=True),
     Column("meeting_id", Integer, ForeignKey("meetings.id")),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("payload", JSON, nullable=False, default=dict),
@@ -233,4 +237,56 @@ audit = Table(
     Column("action", String(64), nullable=False),
     Column("detail", JSON),
     Column("at", UTCDateTime, nullable=False),
+)
+
+# Optional review-list columns the invitation rules read (receiving school, outcome services).
+plan_details = Table(
+    "plan_details", metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("receiving_school", String(254)),
+    Column("outcome_services", String(1000)),
+    Column("updated_at", UTCDateTime),
+)
+
+# Views and advice received for a review, and the files kept with it (migration 0006).
+views = Table(
+    "views", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False, index=True),
+    Column("contributor", String(254), nullable=False),
+    Column("role", String(20)),
+    Column("received_on", Date, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+review_files = Table(
+    "review_files", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("review_id", Integer, ForeignKey("reviews.id"), nullable=False, index=True),
+    Column("views_id", Integer, ForeignKey("views.id")),
+    Column("kind", String(20), nullable=False),  # views | report
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(120), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# One row per notice queued (one recipient, one channel), updated as its delivery goes.
+notices = Table(
+    "notices", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", Integer, ForeignKey("events.id"), nullable=False, unique=True),
+    Column("review_id", Integer, ForeignKey("reviews.id"), index=True),
+    Column("kind", String(40), nullable=False),
+    Column("duty", String(40)),
+    Column("role", String(20)),
+    Column("channel", String(10), nullable=False),
+    Column("plugin", String(64)),
+    Column("status", String(20), nullable=False),  # queued | sent | delivered | failed
+    Column("reference", String(200)),
+    Column("detail", Text),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
 )

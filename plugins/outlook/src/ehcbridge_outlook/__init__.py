@@ -56,6 +56,14 @@ def on_decision(event: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def deliver_notice(notice: Any, ctx: Any) -> Any:
+    """Send a notice (views request, advice pack, report, decision) by email."""
+    from ehcbridge_outlook import notices
+
+    return notices.deliver_notice(notice, ctx)
+
+
+@hookimpl
 def on_deadline(event: Any, ctx: Any) -> None:
     """Email the coordinator when a review duty is at risk; coordinator and LA SEN officer when
     it is missed (once each)."""
@@ -84,6 +92,19 @@ def check(ctx: Any) -> Any:
 def register_schedules(register: Any) -> None:
     """Nightly, forget the state of meetings and deadlines long past."""
     register("outlook-prune", "40 3 * * *", _prune)
+    register("outlook-mailbox", "*/10 * * * *", _mailbox)
+
+
+def _mailbox(ctx: Any) -> None:
+    from ehcbridge import NotConfigured
+
+    from ehcbridge_outlook.mailbox import read_mailbox
+    from ehcbridge_outlook.service import settings_of
+
+    try:
+        read_mailbox(ctx, settings_of(ctx))
+    except NotConfigured:  # no imap_host: nothing to read
+        return
 
 
 def _prune(ctx: Any) -> None:

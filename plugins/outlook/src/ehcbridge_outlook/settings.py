@@ -7,7 +7,7 @@ from typing import Literal
 
 from ehcbridge.mail import MailSettings
 from ehcbridge.plugin_settings import PluginSettings
-from pydantic import field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 # Fields a summary template may use; the name fields need ``include_names = true``.
 SAFE_FIELDS = frozenset({"initials", "case_id", "kind"})
@@ -34,6 +34,14 @@ class OutlookSettings(PluginSettings, MailSettings):
     # Kept short: the engine's own backoff handles longer outages without blocking its loop.
     send_attempts: int = 2
     retry_wait: float = 1.0
+    max_message_mb: float = 20.0  # notices: attachments beyond this are listed, not attached
+    # The mailbox replies come to (IMAP): RSVPs and views sent back with files.
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
 
 
     @field_validator("alarm_days_before")

@@ -4,7 +4,7 @@ Several ``ehcbridge run`` processes on one PostgreSQL database claim deliveries 
 ``SELECT ... FOR UPDATE SKIP LOCKED``; a claim whose lease runs out is taken over by another.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0010
 Create Date: 2026-12-04
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

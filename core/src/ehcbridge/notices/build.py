@@ -1,0 +1,293 @@
+"""From a review to its notices: who hears what, on which channel, meeting which duty."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ehcbridge import lifecycle
+from ehcbridge.models import LONDON, Invitee, Role
+from ehcbridge.notices.model import (
+    EMAIL,
+    LETTER,
+    SMS,
+    Attachment,
+    Notice,
+    NoticeContact,
+    NoticeDate,
+    NoticeRecipient,
+)
+from ehcbridge.notices.render import environment, render
+from ehcbridge.notices.settings import NoticeSettings
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from ehcbridge.store import CaseView
+
+FAMILY = frozenset({Role.PARENT, Role.YOUNG_PERSON})
+# The lifecycle duty each notice kind meets.
+DUTIES = {
+    "views_request": lifecycle.VIEWS_REQUESTED,
+    "advice_reminder": lifecycle.ADVICE_CIRCULATED,
+    "report": lifecycle.REPORT_SENT,
+    "decision": lifecycle.DECISION_NOTIFIED,
+}
+REVIEW_KINDS = {"annual": "annual review", "early": "early review",
+                "phase_transfer": "phase transfer review", "under_five": "review"}
+ROLE_LABELS = {"setting": "the education setting",
+               "la_sen_officer": "the local authority's SEN officer",
+               "health": "a health professional", "social_care": "social care",
+               "other": "someone who works with the family", "parent": "a parent",
+               "young_person": "the young person"}
+OUTCOMES = {"maintain": ("plan maintained", "maintain"),
+            "amend": ("plan to be amended", "amend"),
+            "cease": ("plan to cease", "cease to maintain")}
+
+
+def long_date(day: date) -> str:
+    """A date as a letter writes it: Tuesday 12 January 2027."""
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def short_date(day: date) -> str:
+    """A date for a subject line: 12 Jan 2027."""
+    return f"{day.day} {day:%b %Y}"
+
+
+@dataclass
+class Composer:
+    """Builds the notices of one review; holds the template environment for all of them."""
+
+    settings: NoticeSettings
+    case: CaseView
+    today: date
+    milestones: dict[str, date] = field(default_factory=dict)
+    loaded: frozenset[str] = frozenset()  # plugins implementing deliver_notice
+    env: SandboxedEnvironment | None = None
+    config_dir: Any = None
+
+    def __post_init__(self) -> None:
+        if self.env is None:
+            self.env = environment(self.settings, self.config_dir)
+
+    # Who ------------------------------------------------------------------------------------
+
+    def readers(self, kind: str) -> list[Invitee]:
+        """Who a notice of ``kind`` goes to, one entry per mailbox or postal address."""
+        from ehcbridge.timeline import over_compulsory_school_age
+
+        invitees = self.case.invitees
+        young = [i for i in invitees if i.role == Role.YOUNG_PERSON and _reachable(i)]
+        parents = [i for i in invitees if i.role == Role.PARENT and _reachable(i)]
+        if young and over_compulsory_school_age(self.case.pupil, self.today):
+            family = young  # addressed directly instead of the parent
+        else:
+            family = parents + young
+        if kind == "decision":
+            others = [i for i in invitees if i.role == Role.SETTING]
+        else:
+            others = [i for i in invitees if i.role not in FAMILY]
+        seen: set[str] = set()
+        result = []
+        for invitee in family + others:
+            key = _identity(invitee)
+            if key and key not in seen:
+                seen.add(key)
+                result.append(invitee)
+        return result
+
+    def channels(self, invitee: Invitee) -> list[str]:
+        """Email when there is an address; a letter without one (or as well, for families, when
+        the council asks)."""
+        found = []
+        if invitee.email:
+            found.append(EMAIL)
+        if invitee.address and (not invitee.email or (
+                invitee.role in FAMILY and self.settings.letters_for_families)):
+            found.append(LETTER)
+        return found
+
+    def via(self, channel: str) -> str:
+        """The plugin that delivers a channel."""
+        return {EMAIL: self.settings.email_via, LETTER: self.settings.letter_via,
+                SMS: self.settings.text_via}[channel]
+
+    # What -----------------------------------------------------------------------------------
+
+    def context(self, invitee: Invitee, channel: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """The template variables for one reader (a professional never gets the child's name
+        unless the council allows it)."""
+        case, s = self.case, self.settings
+        pupil = case.pupil
+        family = invitee.role in FAMILY
+        young_person = invitee.role == Role.YOUNG_PERSON
+        # Families read the child's first name; a professional reads initials unless the council
+        # allows names. The full name is only there for templates that need it, for a family.
+        full_name = f"{pupil.forename} {pupil.surname}".strip()
+        child = pupil.forename if family else full_name if s.include_names_for_professionals \
+            else pupil.initials
+        meeting = case.meeting
+        when, short = "on a date to be confirmed", "soon"
+        if meeting is not None:
+            start = meeting.start.astimezone(LONDON)
+            place = "online" if meeting.online and not meeting.location else \
+                f"at {meeting.location}" if meeting.location else ""
+            when = f"on {long_date(start.date())} at {start:%H:%M}" + (f" {place}" if place
+                                                                       else "")
+            short = f"on {short_date(start.date())}"
+        views_due = self.milestones.get("views_due")
+        context: dict[str, Any] = {
+            "council": s.council_name, "hub_url": s.hub_url,
+            "sendiass": s.sendiass, "mediation": s.mediation,
+            "disagreement_resolution": s.disagreement_resolution,
+            "recipient_name": invitee.name or "", "role": invitee.role.value,
+            "role_label": ROLE_LABELS.get(invitee.role.value, invitee.role.value),
+            "professional": not family, "young_person": young_person,
+            "by_letter": channel == LETTER,
+            "child": child, "child_possessive": "your" if young_person else f"{child}'s",
+            "child_full_name": full_name if family or s.include_names_for_professionals
+            else pupil.initials,
+            "young_person_word": "young person" if (pupil.nc_year or 0) >= 12 else "child",
+            "case_id": case.plan.case_id,
+            "review_kind": REVIEW_KINDS.get(case.review.kind.value, "review"),
+            "meeting_when": when, "meeting_short": short,
+            "views_due": long_date(views_due) if views_due else "two weeks before the meeting",
+            "views_due_short": short_date(views_due) if views_due else "soon",
+            "pfa": case.review.preparing_for_adulthood,
+            "advice": [], "attached": False,
+        }
+        context.update(extra)
+        return context
+
+    def notice(self, kind: str, invitee: Invitee, channel: str, *, extra: dict[str, Any],
+               attachments: tuple[Attachment, ...] = (), dates: tuple[NoticeDate, ...] = (),
+               contacts: tuple[NoticeContact, ...] = (), template: str | None = None
+               ) -> Notice:
+        """One notice for one reader on one channel."""
+        assert self.env is not None
+        context = self.context(invitee, channel, {**extra, "attached": bool(attachments)
+                                                  or extra.get("attached", False)})
+        subject, paragraphs, questions = render(self.env, template or kind, context)
+        case = self.case
+        recipient = NoticeRecipient(
+            role=invitee.role.value, name=invitee.name, email=invitee.email,
+            address=tuple(line.strip() for line in (invitee.address or "").splitlines()
+                          if line.strip()),
+            mobile=invitee.mobile, professional=invitee.role not in FAMILY)
+        key = (f"{case.plan.case_id}/r{case.review.id}/notice/{kind}/"
+               f"{_digest(_identity(invitee))}/{channel}")
+        s = self.settings
+        contact_lines = tuple(c for c in (s.council_email, s.council_phone) if c)
+        return Notice(
+            key=key, kind=template or kind, channel=channel, recipient=recipient,
+            subject=subject, paragraphs=paragraphs, questions=questions, dates=dates,
+            contacts=contacts + ((NoticeContact(name=s.council_name,
+                                                detail=", ".join(contact_lines)),)
+                                 if contact_lines else ()),
+            attachments=attachments, links=(s.hub_url,) if s.hub_url else (),
+            sender=s.council_name, sender_address=tuple(s.council_address),
+            reply_to=s.council_email, case_id=case.plan.case_id, review_id=case.review.id,
+            duty=DUTIES.get(kind) if template is None else None,
+            large_print=s.large_print)
+
+    def for_readers(self, kind: str, *, extra: dict[str, Any] | None = None,
+                    attachments: tuple[Attachment, ...] = (),
+                    dates: tuple[NoticeDate, ...] = (),
+                    family_contacts: tuple[NoticeContact, ...] = ()) -> list[Notice]:
+        """The notice of ``kind`` for every reader on each of their channels."""
+        out = []
+        for invitee in self.readers(kind):
+            for channel in self.channels(invitee):
+                contacts = family_contacts if invitee.role in FAMILY else ()
+                out.append(self.notice(kind, invitee, channel, extra=extra or {},
+                                       attachments=attachments, dates=dates,
+                                       contacts=contacts))
+            if (kind == "advice_reminder" and invitee.role in FAMILY and invitee.mobile
+                    and self.settings.text_reminders and self.via(SMS) in self.loaded):
+                out.append(self.notice(kind, invitee, SMS, extra=extra or {},
+                                       template="text_reminder"))
+        return out
+
+    # The four messages ----------------------------------------------------------------------
+
+    def views_request(self) -> list[Notice]:
+        """Six weeks ahead: every invitee is asked for views or advice."""
+        due = self.milestones.get("views_due")
+        dates = (NoticeDate(label="Views and advice due", date=long_date(due)),) if due else ()
+        return self.for_readers("views_request", dates=dates)
+
+    def advice_reminder(self, files: list[dict[str, Any]]) -> list[Notice]:
+        """Two weeks ahead: one reminder to everyone, with the advice received so far."""
+        limit = int(self.settings.attachment_limit_mb * 1024 * 1024)
+        total = sum(int(f["size"]) for f in files)
+        attach = bool(files) and total <= limit
+        advice: list[dict[str, str]] = []
+        seen: set[Any] = set()
+        for f in files:
+            if f["views_id"] in seen:
+                continue
+            seen.add(f["views_id"])
+            who = ROLE_LABELS.get(str(f.get("role") or ""), "") or "a contributor"
+            advice.append({"contributor": who,
+                           "received": short_date(f["received_on"]) if f.get("received_on")
+                           else ""})
+        attachments = tuple(Attachment(filename=f["filename"], content_type=f["content_type"],
+                                       size=int(f["size"]), file_id=int(f["id"]))
+                            for f in files) if attach else ()
+        return self.for_readers("advice_reminder", extra={"advice": advice, "attached": attach},
+                                attachments=attachments)
+
+    def report(self, report: dict[str, Any] | None) -> list[Notice]:
+        """Within two weeks of the meeting: the report to everyone invited (reg 20(7))."""
+        attachments = (Attachment(filename=report["filename"],
+                                  content_type=report["content_type"], size=int(report["size"]),
+                                  file_id=int(report["id"])),) if report else ()
+        return self.for_readers("report", attachments=attachments)
+
+    def decision(self, next_review_due: date | None) -> list[Notice]:
+        """The LA's decision, to the parent or young person and the setting (reg 20(10))."""
+        decision = self.case.decision
+        if decision is None:
+            return []
+        label, action = OUTCOMES[decision.outcome.value]
+        representations = self.milestones.get("representations_due",
+                                              decision.decided_on + timedelta(days=15))
+        extra = {"outcome": decision.outcome.value, "outcome_label": label,
+                 "outcome_action": action, "reason": decision.reason.strip(),
+                 "decided_on": long_date(decision.decided_on),
+                 "next_review_due": long_date(next_review_due) if next_review_due
+                 else "within 12 months",
+                 "representations_due": long_date(representations)}
+        dates = [NoticeDate(label="Decision made", date=long_date(decision.decided_on))]
+        contacts: tuple[NoticeContact, ...] = ()
+        if decision.outcome.value == "maintain" and next_review_due:
+            dates.append(NoticeDate(label="Next review due by", date=long_date(next_review_due)))
+        elif decision.outcome.value == "amend":
+            dates.append(NoticeDate(label="Representations on the proposed amendments",
+                                    date=f"at least 15 days, to {long_date(representations)}"))
+        elif decision.outcome.value == "cease":
+            s = self.settings
+            contacts = (NoticeContact(name="SENDIASS", detail=s.sendiass),
+                        NoticeContact(name="Mediation", detail=s.mediation),
+                        NoticeContact(name="Disagreement resolution",
+                                      detail=s.disagreement_resolution))
+        return self.for_readers("decision", extra=extra, dates=tuple(dates),
+                                family_contacts=contacts)
+
+
+def _reachable(invitee: Invitee) -> bool:
+    return bool(invitee.email or invitee.address)
+
+
+def _identity(invitee: Invitee) -> str:
+    if invitee.email:
+        return invitee.email.strip().lower()
+    return " ".join((invitee.address or "").lower().split())
+
+
+def _digest(text: str) -> str:
+    # Keys show in ledgers and logs: a family's address is never spelt out there.
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

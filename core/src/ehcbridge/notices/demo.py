@@ -1,0 +1,44 @@
+"""The notices part of ``ehcbridge demo``: one family without email, and what everyone heard."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ehcbridge.models import Invitee, Role
+
+if TYPE_CHECKING:
+    from ehcbridge.app import App
+
+POSTAL_PARENT = Invitee(role=Role.PARENT, name="Ms A Parent",
+                        address="1 Example Row\nDemoton\nDE1 1AA", source="demo")
+
+
+def demo_notices(app: App, work: Path, day: date) -> list[str]:
+    """On the demo's first day: give the first review with a meeting a parent who has only a
+    postal address. Afterwards: summary lines of the notices sent and the print packs."""
+    from ehcbridge.demo import START
+
+    store = app.store
+    if day == START:
+        for row in store.list_reviews():
+            if row["status"] == "scheduled":
+                store.add_invitee(row["case_id"], POSTAL_PARENT)
+                break
+        return []
+    rows = store.notices()
+    kinds: Counter[str] = Counter(f"{r['kind']} by {r['channel']}" for r in rows)
+    statuses: Counter[str] = Counter(r["status"] for r in rows)
+    folder = app.plugin_settings("letters")
+    letters = Path(getattr(folder, "folder", work / "letters"))
+    packs = sorted(letters.glob("print-pack-*.pdf")) if letters.exists() else []
+    lines = [
+        "Notices: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"),
+        "Notices by status: " + (", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+                                 or "none"),
+        f"Print packs: {len(packs)} in {letters}"
+        + (f" (latest {packs[-1].name})" if packs else ""),
+    ]
+    return lines

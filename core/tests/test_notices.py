@@ -1,0 +1,296 @@
+"""Notices in the core: who hears what, in which words, on which channel, meeting which duty."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from ehcbridge import PermanentError, hookimpl, lifecycle
+from ehcbridge.cli import cli
+from ehcbridge.engine import Engine
+from ehcbridge.models import LONDON, Duty, Invitee, Outcome, Plan, Pupil, ReviewKind, Role
+from ehcbridge.notices import Attachment, Notice, NoticeReceipt, NoticeRecipient, send
+from ehcbridge.notices.build import Composer
+from ehcbridge.notices.settings import NoticeSettings
+from ehcbridge.store import Store
+from ehcbridge.testing import make_app, plugin_module
+from ehcbridge.timeline import compulsory_school_age_ends, over_compulsory_school_age
+
+MEETING = datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
+T0 = datetime(2027, 1, 4, 8, 0, tzinfo=LONDON)
+
+
+def _case(store: Store, *, nc_year: int = 7, dob: date = date(2014, 5, 2),
+          invitees: list[Invitee] | None = None) -> None:
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(upn="A123456789012", forename="Sam",
+                                            surname="Example", dob=dob, nc_year=nc_year),
+                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
+                          coordinator_email="officer@council.example.gov.uk",
+                          review_due=date(2027, 3, 31), kind=ReviewKind.ANNUAL,
+                          pfa=nc_year >= 9)
+    for invitee in invitees if invitees is not None else [
+            Invitee(role=Role.PARENT, name="Ms R Example", email="parent@example.net"),
+            Invitee(role=Role.SETTING, name="SENCO", email="senco@school.example.org")]:
+        store.add_invitee("EHC-1", invitee)
+    store.schedule_meeting("EHC-1", start=MEETING, end=MEETING + timedelta(hours=1),
+                           location="Oakfield School", now=T0)
+
+
+class Channel:
+    """A channel plugin that records what it is given; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+        self.fail: BaseException | None = None
+
+    def module(self, name: str) -> Any:
+        @hookimpl
+        def deliver_notice(notice: Any, ctx: Any) -> Any:
+            if self.fail is not None:
+                raise self.fail
+            self.notices.append(notice)
+            return NoticeReceipt(channel=notice.channel, reference=f"{name}-{len(self.notices)}")
+
+        return plugin_module(name, deliver_notice=deliver_notice)
+
+
+def _app(store: Store, channel: Channel, notices: dict[str, Any] | None = None) -> Any:
+    return make_app(store, {"mail": channel.module("mail"), "post": channel.module("post")},
+                    settings={"notices": {"email_via": "mail", "letter_via": "post",
+                                          **(notices or {})}}, now=T0)
+
+
+def test_views_request_reaches_every_invitee_with_the_questions_for_them(store: Store) -> None:
+    _case(store, nc_year=9, invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", email="parent@example.net"),
+        Invitee(role=Role.SETTING, name="SENCO", email="senco@school.example.org"),
+        Invitee(role=Role.HEALTH, name="SALT", email="salt@nhs.example.net"),
+    ])
+    channel = Channel()
+    engine = Engine(_app(store, channel, {"hub_url": "https://hub.example.gov.uk"}))
+    engine.run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))
+    by_role = {n.recipient.role: n for n in channel.notices}
+    assert set(by_role) == {"parent", "setting", "health"}
+    parent, senco, salt = by_role["parent"], by_role["setting"], by_role["health"]
+    assert "personal budget" in " ".join(parent.questions)
+    assert any("after school or college" in q for q in parent.questions)  # Year 9: PfA
+    assert "preparing for adulthood" in " ".join(parent.paragraphs)
+    assert "Sam's EHC plan" in parent.subject and "Sam Example" not in parent.text()
+    for pro in (senco, salt):
+        text = pro.text() + pro.subject
+        assert "Sam" not in text and "SE" in pro.subject
+        assert pro.questions[0].startswith("What progress has been made towards each outcome")
+        assert any("prepare for adulthood" in q for q in pro.questions)
+        assert pro.duty == lifecycle.VIEWS_REQUESTED
+    assert "SENCO" in " ".join(senco.paragraphs)
+    assert "Please upload it to the council's EHC Hub" in senco.text()
+    assert "upload it to the council's EHC Hub (https://hub.example.gov.uk) or reply to this " \
+           "message" in salt.text()
+    assert [d.date for d in parent.dates] == ["Wednesday 24 February 2027"]
+    engine.run_once(datetime(2027, 1, 28, 9, 0, tzinfo=LONDON))
+    assert len(channel.notices) == 3  # once
+
+
+def test_a_professional_sees_names_only_when_the_council_allows_it(store: Store) -> None:
+    _case(store)
+    case = store.case("EHC-1")
+    for allowed, expect in ((False, "SE"), (True, "Sam Example")):
+        comp = Composer(settings=NoticeSettings(include_names_for_professionals=allowed),
+                        case=case, today=date(2027, 1, 27))
+        senco = next(n for n in comp.views_request() if n.recipient.role == "setting")
+        assert expect in senco.subject
+        assert ("Sam" in senco.text()) is allowed
+
+
+def test_a_young_person_over_compulsory_school_age_is_addressed_instead_of_the_parent(
+        store: Store) -> None:
+    assert compulsory_school_age_ends(date(2010, 8, 31)) == date(2026, 6, 26)
+    assert compulsory_school_age_ends(date(2010, 9, 1)) == date(2027, 6, 25)
+    assert over_compulsory_school_age(Pupil(forename="A", surname="B", dob=date(2010, 8, 31)),
+                                      date(2026, 6, 27))
+    _case(store, nc_year=12, dob=date(2010, 8, 31), invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", email="parent@example.net"),
+        Invitee(role=Role.YOUNG_PERSON, name="Sam Example", email="sam@example.net"),
+        Invitee(role=Role.SETTING, name="College", email="sen@college.example.org")])
+    comp = Composer(settings=NoticeSettings(), case=store.case("EHC-1"), today=date(2027, 1, 27))
+    notices = comp.views_request()
+    assert {n.recipient.role for n in notices} == {"young_person", "setting"}
+    young = next(n for n in notices if n.recipient.role == "young_person")
+    assert "your EHC plan" in young.subject and "Sam's" not in young.text()
+
+
+def test_a_parent_with_only_a_postal_address_gets_a_letter_and_can_also_get_one(
+        store: Store) -> None:
+    _case(store, invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", address="12 Mill Lane\nOK1 2AB"),
+        Invitee(role=Role.PARENT, name="Mr T Example", email="t@example.net",
+                address="3 Bridge St\nOK2 3CD", mobile="07700900123")])
+    case = store.case("EHC-1")
+    plain = Composer(settings=NoticeSettings(), case=case, today=date(2027, 1, 27))
+    assert sorted((n.recipient.name, n.channel) for n in plain.views_request()) == [
+        ("Mr T Example", "email"), ("Ms R Example", "letter")]
+    both = Composer(settings=NoticeSettings(letters_for_families=True), case=case,
+                    today=date(2027, 1, 27))
+    letter = next(n for n in both.views_request()
+                  if n.recipient.name == "Mr T Example" and n.channel == "letter")
+    assert letter.recipient.address == ("3 Bridge St", "OK2 3CD")
+    assert "reply by post to the address above" in letter.text()
+    texts = Composer(settings=NoticeSettings(), case=case, today=date(2027, 2, 24),
+                     loaded=frozenset({"notify"})).advice_reminder([])
+    sms = [n for n in texts if n.channel == "sms"]
+    assert [(n.kind, n.recipient.mobile, n.duty) for n in sms] == [
+        ("text_reminder", "07700900123", None)]
+
+
+@pytest.mark.parametrize(("outcome", "expected"), [
+    (Outcome.MAINTAIN, "The next review is due by"),
+    (Outcome.AMEND, "at least 15 days to comment on them"),
+    (Outcome.CEASE, "appeal to the First-tier Tribunal"),
+])
+def test_decision_notice_tells_the_family_and_the_setting_what_follows(
+        store: Store, outcome: Outcome, expected: str) -> None:
+    _case(store, invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", email="parent@example.net"),
+        Invitee(role=Role.SETTING, name="SENCO", email="senco@school.example.org"),
+        Invitee(role=Role.HEALTH, name="SALT", email="salt@nhs.example.net")])
+    store.mark_held("EHC-1", now=MEETING + timedelta(hours=1))
+    store.decide("EHC-1", outcome=outcome, reason="Outcomes reviewed", decided_on=date(2027, 3, 20),
+                 next_review_due=date(2028, 3, 19), now=MEETING + timedelta(days=10))
+    channel = Channel()
+    Engine(_app(store, channel)).run_once(datetime(2027, 3, 20, 9, 0, tzinfo=LONDON))
+    decisions = [n for n in channel.notices if n.kind == "decision"]
+    assert sorted(n.recipient.role for n in decisions) == ["parent", "setting"]
+    parent = next(n for n in decisions if n.recipient.role == "parent")
+    assert expected in parent.text() and "The reason: Outcomes reviewed" in parent.text()
+    if outcome == Outcome.AMEND:
+        assert "Sunday 4 April 2027" in parent.text()  # decision + 15 days
+    if outcome == Outcome.MAINTAIN:
+        assert "Sunday 19 March 2028" in parent.text()
+    if outcome == Outcome.CEASE:
+        assert {c.name for c in parent.contacts} >= {"SENDIASS", "Mediation",
+                                                     "Disagreement resolution"}
+
+
+def test_a_council_replaces_one_block_of_the_wording(store: Store, tmp_path: Path) -> None:
+    override = tmp_path / "views.j2"
+    override.write_text('{% extends "default/views_request.j2" %}\n'
+                        '{% block questions %}\n- How is {{ child }} getting on?\n'
+                        '{% endblock %}\n', encoding="utf-8")
+    _case(store)
+    comp = Composer(settings=NoticeSettings(templates={"views_request": override}),
+                    case=store.case("EHC-1"), today=date(2027, 1, 27))
+    senco = next(n for n in comp.views_request() if n.recipient.role == "setting")
+    assert senco.questions == ("How is SE getting on?",)
+    assert "Advice requested" in senco.subject  # the rest is the default
+
+
+def test_a_broken_council_template_flags_the_review_and_names_the_file(
+        store: Store, tmp_path: Path) -> None:
+    override = tmp_path / "views.j2"
+    override.write_text('{% extends "default/views_request.j2" %}\n'
+                        '{% block subject %}{{ no_such_field }}{% endblock %}\n')
+    _case(store)
+    channel = Channel()
+    app = _app(store, channel, {"templates": {"views_request": str(override)}})
+    Engine(app).run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))
+    assert channel.notices == []
+    flag = store.case("EHC-1").flags["notice_failed"]
+    assert str(override) in flag and "no_such_field" in flag
+
+
+def test_an_unknown_template_kind_is_a_settings_error() -> None:
+    with pytest.raises(ValueError, match="unknown notice kind"):
+        NoticeSettings(templates={"newsletter": Path("x.j2")})
+
+
+def test_a_failed_notice_is_flagged_and_meets_no_duty(store: Store) -> None:
+    _case(store)
+    review_id = store.case("EHC-1").review.id
+    assert review_id is not None
+    if not store.duties("EHC-1"):  # issue 12 computes them; a stand-in otherwise
+        store.save_duties(review_id, [Duty(name=lifecycle.ADVICE_CIRCULATED, rule="reg 20(4)",
+                                           kind="statutory", due=date(2027, 2, 24),
+                                           owed_by="la", owed_to=("parent",))])
+    channel = Channel()
+    channel.fail = PermanentError("SMTP refused recipients: parent@example.net (550)")
+    Engine(_app(store, channel)).run_once(datetime(2027, 2, 24, 9, 0, tzinfo=LONDON))
+    flag = store.case("EHC-1").flags["notice_failed"]
+    assert flag.startswith("4 notice(s) failed; latest: ")
+    assert "by email (mail): PermanentError: SMTP refused" in flag
+    advice = next(d for d in store.duties("EHC-1") if d.name == lifecycle.ADVICE_CIRCULATED)
+    assert advice.status != "met" and "notice" not in (advice.evidence or "")
+    assert {r["status"] for r in store.notices(case_id="EHC-1")} == {"failed"}
+
+
+def test_a_notice_whose_channel_has_no_plugin_is_flagged(store: Store) -> None:
+    _case(store, invitees=[Invitee(role=Role.PARENT, name="Ms R Example",
+                                   address="12 Mill Lane\nOK1 2AB")])
+    app = make_app(store, {}, now=T0)
+    Engine(app).run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))
+    assert "no plugin 'letters' is loaded" in store.case("EHC-1").flags["notice_failed"]
+
+
+def test_send_queues_any_notice_with_attachments_once(store: Store) -> None:
+    _case(store)
+    channel = Channel()
+    app = _app(store, channel)
+    review_id = store.case("EHC-1").review.id
+    notice = Notice(key="termly/2027-spring/school-123", kind="termly_list", channel="email",
+                    recipient=NoticeRecipient(role="setting", email="office@school.example.org"),
+                    subject="Reviews due this term", paragraphs=("The list is attached.",),
+                    attachments=(Attachment.inline("list.csv", b"case,due\n", "text/csv"),),
+                    review_id=review_id)
+    assert send(app, notice) is True
+    assert send(app, notice) is False
+    Engine(app).run_once(T0)
+    assert [n.attachments[0].data for n in channel.notices] == [b"case,due\n"]
+
+
+def test_cli_records_views_with_files_and_refuses_a_missing_file(tmp_path: Path) -> None:
+    db = tmp_path / "e.sqlite3"
+    env = {"EHCBRIDGE_STORE__URL": f"sqlite:///{db}", "EHCBRIDGE_LOAD_PLUGINS": "none"}
+    store = Store(f"sqlite:///{db}")
+    _case(store)
+    advice = tmp_path / "advice.docx"
+    advice.write_bytes(b"PK\x03\x04 advice")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["review", "views", "EHC-1", "--from", "SENCO@school.example.org",
+                                 "--on", "2027-02-10", "--file", str(advice)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "views from setting recorded for 10 Feb 2027 with 1 file(s)" in result.output
+    result = runner.invoke(cli, ["review", "views", "EHC-1", "--from", "x@example.net",
+                                 "--file", str(tmp_path / "missing.pdf")], env=env)
+    assert result.exit_code == 2 and "missing.pdf" in result.output
+    assert "Traceback" not in result.output
+    views = store.views("EHC-1")
+    assert [(v.role, v.received, v.files) for v in views] == [
+        ("setting", date(2027, 2, 10), ("advice.docx",))]
+    files = store.review_files(store.case("EHC-1").review.id or 0)
+    assert store.file_data(files[0]["id"]) == b"PK\x03\x04 advice"
+    result = runner.invoke(cli, ["review", "invite", "EHC-1", "--role", "parent", "--name",
+                                 "Mr T Example", "--address", "3 Bridge St, OK2 3CD",
+                                 "--mobile", "07700900123"], env=env)
+    assert result.exit_code == 0, result.output
+    parent = next(i for i in store.case("EHC-1").invitees if i.name == "Mr T Example")
+    assert (parent.email, parent.address, parent.mobile) == (None, "3 Bridge St\nOK2 3CD",
+                                                             "07700900123")
+    store.close()
+
+
+def test_a_plugin_records_views_and_notice_statuses_through_its_store(store: Store) -> None:
+    _case(store)
+    channel = Channel()
+    app = _app(store, channel)
+    facade = app.plugin_context("mail").store
+    facade.record_views("EHC-1", "SENCO@school.example.org", date(2027, 2, 10),
+                        [("advice.pdf", "application/pdf", b"%PDF-1.4")])
+    assert [(v.role, v.files) for v in store.views("EHC-1")] == [("setting", ("advice.pdf",))]
+    Engine(app).run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))
+    reference = channel.notices and store.notices(case_id="EHC-1")[0]["reference"]
+    assert facade.set_notice_status(str(reference), "delivered", "read back") == "EHC-1"
+    assert store.notices(case_id="EHC-1")[0]["status"] == "delivered"
+    assert facade.set_notice_status("no-such-reference", "delivered") is None
