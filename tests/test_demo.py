@@ -26,6 +26,7 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert set(plugins["teams"]) == {"skipped"}  # no credentials: reported, not retried
     text = "\n".join(lines)
     assert "Deliveries by status:" in text and "Outbox:" in text
+    assert "Dashboard: ehcbridge --config" in text and " serve --now " in text
     # Duties of every review, checked by the lifecycle: some met, some late, some missed.
     duties = next(line for line in lines if line.startswith("Duties: "))
     counts = {k: int(n) for n, k in (part.split(" ") for part in duties[8:].split(", "))}

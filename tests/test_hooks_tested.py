@@ -19,7 +19,7 @@ SPECS = sorted(name for name, func in vars(hookspecs).items()
 
 
 def _test_sources() -> str:
-    files = [*REPO.glob("core/tests/test_*.py"), *REPO.glob("tests/test_*.py"),
+    files = [*REPO.glob("core/tests/**/test_*.py"), *REPO.glob("tests/test_*.py"),
              *REPO.glob("plugins/*/tests/test_*.py")]
     return "\n".join(p.read_text(encoding="utf-8") for p in files
                      if p.name not in {"test_docs.py", Path(__file__).name})

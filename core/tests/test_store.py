@@ -150,24 +150,3 @@ def test_meeting_report_and_decision_dates_are_kept_apart(store: Store) -> None:
                  next_review_due=date(2028, 4, 1))
     assert store.case("EHC-1").plan.last_review_decision == date(2027, 4, 2)
     assert store.case_by_review(held.review.id or 0).review.report_sent_on == date(2027, 3, 19)
-
-
-def test_duties_are_saved_by_review_and_name_and_listed(store: Store) -> None:
-    from ehcbridge.lifecycle import REPORT_SENT, meet
-    from ehcbridge.models import Duty, DutyStatus
-
-    seed(store)
-    review_id = store.case("EHC-1").review.id
-    assert review_id is not None
-    report = Duty(name=REPORT_SENT, rule="SEND Regs 2014 reg 20(7)", kind="statutory",
-                  due=date(2027, 3, 24), owed_by="setting", owed_to=("parent", "la_sen_officer"))
-    store.save_duties(review_id, [report])
-    assert store.duties("EHC-1") == [report]
-    late = meet(report, date(2027, 3, 26), "review report --on 2027-03-26")
-    store.save_duties(review_id, [late])  # an update, not a second row
-    [saved] = store.duties("EHC-1")
-    assert (saved.status, saved.met_on, saved.owed_to) == (
-        DutyStatus.LATE, date(2027, 3, 26), ("parent", "la_sen_officer"))
-    assert store.duty_rows(status="late") == [("EHC-1", review_id, saved)]
-    assert store.duty_rows(name="decision_made") == []
-    assert store.duty_rows(case_ids=["EHC-404"]) == []

@@ -15,6 +15,7 @@ from ehcbridge.invocation import get_app
 from ehcbridge.invocation import plugin_manager as _plugin_manager
 from ehcbridge.lifecycle import DUTY_NAMES
 from ehcbridge.scaffold import plugin_group
+from ehcbridge.serve_cli import register as register_serve
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -163,6 +164,7 @@ def config_show(as_json: bool) -> None:
         "config_file": str(app.settings.config_path) if app.settings.config_path else None,
         "store": masked(app.settings.store),
         "engine": masked(app.settings.engine),
+        "serve": masked(app.settings.serve),
         "plugins": {},
     }
     data["store"]["resolved_url"] = _mask_url(app.settings.store.resolved_url())
@@ -366,31 +368,15 @@ def _store_call(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _schedule(case: str, start: str, end: str | None, location: str | None,
               online: bool | None, expect: str) -> None:
-    from datetime import timedelta
+    from ehcbridge.review_ops import ReviewInputError, schedule
 
-    app = get_app()
     begin = _dt(start, "--start")
-    current = _store_call(app.store.case, case)
-    meeting = current.meeting if current.meeting and current.meeting.status == "scheduled" \
-        else None
-    if expect == "reschedule" and meeting is None:
-        raise click.ClickException(f"{case}: no meeting to reschedule; use 'review schedule'")
-    if end:
-        finish = _dt(end, "--end")
-    elif meeting is not None:  # keep the meeting's length
-        finish = begin + (meeting.end - meeting.start)
-    else:
-        finish = begin + timedelta(minutes=app.settings.engine.meeting_minutes)
-    # What is not given stays as it was: moving a meeting does not make it in person.
-    if location is None and meeting is not None:
-        location = meeting.location
-    if online is None:
-        online = meeting.online if meeting is not None else False
-    from ehcbridge import transitions
-
-    change = _store_call(transitions.schedule, app.store, case, start=begin, end=finish,
-                         location=location, online=online,
-                         organiser=current.review.coordinator_email, **_lifecycle(app))
+    finish = _dt(end, "--end") if end else None
+    try:
+        change, finish = _store_call(schedule, get_app(), case, begin, finish, location, online,
+                                     expect)
+    except ReviewInputError as exc:
+        raise click.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
     click.echo(f"{case}: meeting {change.action} for {begin:%a %d %b %Y %H:%M}-{finish:%H:%M}")
     _warn(change)
 
@@ -800,6 +786,7 @@ def demo_cmd(directory: Path | None) -> None:
 
 
 cli.add_command(plugin_group)
+register_serve(cli)  # serve and users
 
 
 def _add_la_commands() -> None:

@@ -176,6 +176,9 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
     lines[at:at] = demo_lines(app, work, START, END)
     for line in summary["lines"]:  # type: ignore[attr-defined]
         echo(line)
+    from ehcbridge.serve_cli import demo_step as dashboard_step
+
+    dashboard_step(app, work / "ehcbridge.toml", echo)
     echo(online_demo_line(app))
     from ehcbridge.scaffold import demo_step
 

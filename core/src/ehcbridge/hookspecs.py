@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # types only: importing events here at run time would load py
     )
     from ehcbridge.models import Invitee, Pupil, Review
     from ehcbridge.notices import Notice, NoticeReceipt
+    from ehcbridge.web.app import RouteRegistry
 
 # What the registering hooks receive, for a plugin's annotations (``from ehcbridge.hookspecs
 # import RegisterSettings``); strings, so importing them costs nothing at run time.
@@ -108,6 +109,13 @@ def startup(ctx: HookContext) -> None:
 def check(ctx: HookContext) -> CheckResult | Sequence[CheckResult] | None:
     """Called by ``ehcbridge doctor``; return a ``CheckResult`` or a list of them (status ``ok``,
     ``warning``, ``failed`` or ``not configured``). Raising counts as failed."""
+
+
+@hookspec
+def register_routes(routes: RouteRegistry, ctx: HookContext) -> None:
+    """Called when ``ehcbridge serve`` builds its app; call ``routes.add(path, endpoint,
+    methods=("GET",), role="viewer")`` to serve an async Starlette endpoint at
+    ``/plugins/<name><path>``, for signed-in users of that role (or caseworkers) only."""
 
 
 @hookspec

@@ -285,6 +285,25 @@ def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid:
     return report
 
 
+def import_row(app: App, values: dict[str, str], *, source: str) -> ImportReport:
+    """Validate and upsert one review-list row given as column values (the webhook's path).
+
+    Raises IntakeError (row 1 of ``source``) naming each bad column; nothing is half-applied.
+    """
+    problems: list[RowProblem] = []
+
+    def locate(number: int, column: str, value: str, message: str) -> RowProblem:
+        return RowProblem(source, number, column, value, message)
+
+    row = _parse_row(locate, 1, {k.strip().lower(): (v or "").strip() for k, v in values.items()},
+                     problems, app.settings.engine.meeting_minutes)
+    if problems or row is None:
+        raise IntakeError(Path(source), problems)
+    report = ImportReport(path=Path(source))
+    _apply(app, [row], report, None)
+    return report
+
+
 class _DryRun(Exception):
     """Raised inside the import transaction so a dry run rolls everything back."""
 

@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -145,6 +145,25 @@ class EngineSettings(BaseModel):
         return value or None
 
 
+class ServeSettings(BaseModel):
+    """``[serve]``: the dashboard, webhook and health endpoints of ``ehcbridge serve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_secret: SecretStr = Field(default=SecretStr(""),
+                                      description="HMAC key of POST /api/v1/events; empty: off")
+    session_minutes: int = Field(default=480, ge=5)
+    secure_cookies: bool = True
+    names_for_caseworkers: bool = False
+    engine_stale_seconds: float = Field(default=900.0, gt=0)
+    sign_in_attempts: int = Field(default=5, ge=1, description="per user and address in 15 min")
+    oidc_authority: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr = Field(default=SecretStr(""))
+    oidc_redirect_uri: str | None = None
+    oidc_ca_bundle: str | None = None
+
+
 class Settings(BaseSettings):
     """All settings. Plugin sections stay raw here and are validated by each plugin's model."""
 
@@ -157,6 +176,7 @@ class Settings(BaseSettings):
 
     store: StoreSettings = Field(default_factory=StoreSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     notices: NoticeSettings = Field(default_factory=NoticeSettings)
     limits: Limits = Field(default_factory=Limits)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
