@@ -83,7 +83,9 @@ class PluginStoreFacade:
 
     def invitations(self, case_id: str) -> list[dict[str, Any]]:
         """Invitation records of every plugin for the review."""
-        return self.store.case(case_id).invitations
+        from ehcbridge.store.reads import invitations
+
+        return invitations(self.store, case_id)
 
     def set_response(self, case_id: str, email: str, response: str) -> None:
         """Store an invitee's response."""

@@ -102,6 +102,10 @@ def cli(config: str | None, verbose: int) -> None:
     from ehcbridge.redact import install
 
     install()  # secrets, tokens and addresses never reach the log
+    from ehcbridge.operations import enable_progress, quiet_alembic
+
+    quiet_alembic(verbose)
+    enable_progress()
 
 
 # Plugins, settings, doctor --------------------------------------------------------------------
@@ -136,29 +140,12 @@ def plugins_cmd(as_json: bool, show_all: bool) -> None:
 
 
 @cli.command("doctor")
-def doctor_cmd() -> None:
-    """Run every plugin's checks; exits non-zero when one fails."""
-    app = get_app()
-    results = app.doctor()
-    from rich.markup import escape
-    from rich.table import Table
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor_cmd(as_json: bool) -> None:
+    """Run the store's and every plugin's checks; exit codes in docs/user-guide.md."""
+    from ehcbridge.operations import doctor
 
-    table = Table("plugin", "check", "status", "detail")
-    failed = False
-    for plugin, result in results:
-        failed |= result.status == "failed"
-        colour = {"ok": "green", "failed": "red", "warning": "yellow"}.get(result.status, "")
-        status = f"[{colour}]{escape(result.status)}[/]" if colour else escape(result.status)
-        table.add_row(escape(plugin), escape(result.name), status, escape(result.detail))
-    try:
-        revision = app.store.revision()
-        table.add_row("core", "store", "[green]ok[/]", f"{app.store.backend}, schema {revision}")
-    except Exception as exc:
-        failed = True
-        table.add_row("core", "store", "[red]failed[/]", escape(f"{type(exc).__name__}: {exc}"))
-    _console().print(table)
-    if failed:
-        sys.exit(1)
+    sys.exit(doctor(get_app(), as_json, click.echo))
 
 
 @cli.group("config")
@@ -549,14 +536,20 @@ def review_list(due_before: str | None, at_risk: bool, overdue: bool, duty: str 
         return
     from rich.table import Table
 
-    table = Table("case", "kind", "due by", "status", "meeting", "flags", "duties")
-    for r in rows:
-        meeting = r["meeting_start"].astimezone(LONDON).strftime("%d %b %Y %H:%M") \
-            if r["meeting_start"] and r["meeting_status"] == "scheduled" else ""
-        table.add_row(r["case_id"], r["kind"], f"{r['due_by']:%d %b %Y}", r["status"], meeting,
-                      ", ".join(r["flags"]),
-                      ", ".join(f"{d['name']} {d['status']}" for d in r.get("duties", [])))
-    _console().print(table)
+    from ehcbridge.operations import echo_columns
+
+    headers = ("case", "kind", "due by", "status", "meeting", "flags", "duties")
+    cells = [(r["case_id"], r["kind"], f"{r['due_by']:%d %b %Y}", r["status"],
+              r["meeting_start"].astimezone(LONDON).strftime("%d %b %Y %H:%M")
+              if r["meeting_start"] and r["meeting_status"] == "scheduled" else "",
+              ", ".join(r["flags"]),
+              ", ".join(f"{d['name']} {d['status']}" for d in r.get("duties", [])))
+             for r in rows]
+    if not echo_columns(headers, cells, click.echo):  # a short list: a rich table
+        table = Table(*headers)
+        for row in cells:
+            table.add_row(*row)
+        _console().print(table)
     click.echo(f"{len(rows)} review(s)")
 
 
@@ -656,9 +649,11 @@ _add_lifecycle_commands()
 @cli.command("run")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @click.option("--now", "now", help="Pretend it is this time (YYYY-MM-DDTHH:MM, for previews).")
-def run_cmd(once: bool, now: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="With --once: print the pass as JSON.")
+def run_cmd(once: bool, now: str | None, as_json: bool) -> None:
     """Fire due lifecycle events through the plugins (ticks every engine.tick_seconds)."""
     from ehcbridge.engine import Engine
+    from ehcbridge.operations import run_engine
 
     app = get_app()
     fixed = _parse_now(now)
@@ -668,18 +663,7 @@ def run_cmd(once: bool, now: str | None) -> None:
     for record in app.plugins.load().values():
         if record.status == "failed":
             click.echo(f"warning: plugin {record.name} failed to load: {record.reason}", err=True)
-    engine = Engine(app)
-    if once:
-        report = engine.run_once()
-        statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.attempts.items())) or "none"
-        click.echo(f"timers fired: {report.timers_fired}; duties at risk or missed: "
-                   f"{report.deadlines}; events dispatched: "
-                   f"{report.events_dispatched}; deliveries: {statuses}")
-        return
-    try:
-        engine.run_forever()
-    except KeyboardInterrupt:
-        click.echo("stopped")
+    run_engine(Engine(app), once=once, as_json=as_json, echo=click.echo)
 
 
 @cli.group("deliveries", invoke_without_command=True)

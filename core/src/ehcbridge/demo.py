@@ -227,6 +227,25 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
             actions[f"decided ({outcome.value})"] += 1
 
 
+def engine_line(app: App) -> str:
+    """How the engine ran: its worker, lanes and time limit (issue 17)."""
+    from ehcbridge.store.queue import ENGINE_STATE, LAST_TICK
+
+    tick = app.store.get_state(ENGINE_STATE, LAST_TICK) or {}
+    return (f"Engine: worker {tick.get('worker', '?')}, each plugin in its own lane, calls "
+            f"limited to {app.settings.engine.call_timeout_seconds:g} s")
+
+
+def command_line(*args: str) -> str:
+    """A command to paste into any shell: this installation's ``ehcbridge`` by its full path
+    (under ``uv run`` it is not on the shell's PATH), its arguments quoted."""
+    import shlex
+    import sys
+
+    script = Path(sys.executable).parent / "ehcbridge"
+    return shlex.join([str(script) if script.exists() else "ehcbridge", *args])
+
+
 def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
              outbox: Path) -> dict[str, object]:
     from ehcbridge.lifecycle_cli import duties_line
@@ -255,13 +274,14 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
           for p, c in sorted(by_plugin.items())],
         "Deliveries by status: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
         duties_line(store),
+        engine_line(app),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",
         f"Settings: {work / 'ehcbridge.toml'}",
         f"Outbox: {outbox} ({len(emails)} messages)",
         *demo_notices(app, work, END),
-        f"Try: ehcbridge --config {work / 'ehcbridge.toml'} review show "
-        f"{store.case_ids()[0]}",
+        "Try: " + command_line("--config", str((work / "ehcbridge.toml").resolve()),
+                               "review", "show", store.case_ids()[0]),
     ]
     return {"lines": lines, "deliveries": dict(by_status), "hooks": dict(by_hook),
             "plugins": {p: dict(c) for p, c in by_plugin.items()}, "events": events,

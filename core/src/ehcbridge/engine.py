@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +24,7 @@ from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
 from ehcbridge.invite_rules import ensure_rule_invitees
+from ehcbridge.lanes import Lanes
 from ehcbridge.lifecycle import HOOK_REVIEW_SCHEDULED
 from ehcbridge.list_notices import queue_due_lists
 from ehcbridge.models import Duty, Meeting, MeetingStatus
@@ -31,13 +34,25 @@ from ehcbridge.online import NO_PROVIDER_FLAG, PROVIDER_HOOK, no_provider_detail
 from ehcbridge.redact import redact
 from ehcbridge.retry import MAX_RETRY_AFTER, read_retry_after
 from ehcbridge.routing import ensure_family_invitees, ensure_team_invitees
-from ehcbridge.store import DEAD, DELIVERED, OPEN_STATUSES, RETRYING, SKIPPED, DeliveryRow, EventRow
+from ehcbridge.store import (
+    DEAD,
+    DELIVERED,
+    OPEN_STATUSES,
+    RETRYING,
+    SKIPPED,
+    CaseView,
+    DeliveryRow,
+    EventRow,
+    reads,
+)
+from ehcbridge.store.queue import DeliveryQueue, wall_clock, worker_name
 
 log = logging.getLogger("ehcbridge.engine")
 
 # tenacity computes the waits; the engine schedules them instead of sleeping, so one failing
 # delivery never holds up another.
 _RETRYING = Retrying()
+LIFECYCLE_HOOKS = ("on_review_scheduled", "on_views_due", "on_meeting_held", "on_decision")
 
 
 @dataclass
@@ -77,23 +92,57 @@ def requested_wait(exc: BaseException, now: datetime | None = None) -> tuple[flo
 
 
 class Engine:
-    """Fires lifecycle hooks for one App."""
+    """Fires lifecycle hooks for one App; one worker among possibly several (PostgreSQL)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, worker: str | None = None) -> None:
         self.app = app
         s = app.settings.engine
         self._wait = wait_exponential(multiplier=s.backoff_base_seconds,
                                       max=s.backoff_max_seconds)
+        self.worker = worker or s.worker_name or worker_name()
+        self.queue = DeliveryQueue(app.store, self.worker, s.lease_seconds)
+        self.lanes = Lanes(self.queue, self.attempt, self._prepare, self._timed_out,
+                           self._call_limit, self._count, self._earlier)
+        # Per pass: rows and events already read, shared by the lanes.
         self._events: dict[int, LifecycleEvent] = {}
+        self._rows: dict[int, EventRow] = {}
+        self._cases: dict[int, CaseView] = {}
+        self._meetings: dict[int, Meeting] = {}
+        self._report = TickReport()
+        self._report_lock = threading.Lock()
+        self._wake = threading.Event()  # a provider answered: its events can go out now
+        # Called with (deliveries attempted so far, 0) from the lanes while a pass delivers.
+        self.progress: Callable[[int, int], None] | None = None
 
     # One pass --------------------------------------------------------------------------------
 
     def run_once(self, now: datetime | None = None) -> TickReport:
-        """Fire due timers, dispatch new events and attempt every delivery that is due."""
+        """Fire due timers, dispatch new events and attempt every delivery that is due,
+        returning when every plugin's lane has finished (or timed out)."""
         now = now or self.app.clock.now()
+        report = self._pass(now, wait=True)
+        self.queue.record_tick(wall_clock())
+        return report
+
+    def _pass(self, now: datetime, *, wait: bool) -> TickReport:
         self.app.start_plugins()
-        self._events.clear()
-        report = TickReport()
+        if not self.lanes.busy():  # lanes still working keep what they read
+            self._clear_caches()
+        with self._report_lock:
+            self._report = report = TickReport()
+        self.lanes.halted.clear()
+        # Provider deliveries unblock their events, so dispatch and deliver until nothing moves.
+        for _ in range(3):
+            with self.queue.leader() as leading:
+                dispatched = self._fire_and_dispatch(now, report) if leading else 0
+            before = sum(report.attempts.values())
+            started = self._deliver(now, wait)
+            if not wait or (not dispatched and not started
+                            and sum(report.attempts.values()) == before):
+                break
+        return report
+
+    def _fire_and_dispatch(self, now: datetime, report: TickReport) -> int:
         store = self.app.store
         from ehcbridge import transitions
 
@@ -102,14 +151,9 @@ class Engine:
         report.deadlines += transitions.check_deadlines(store, now, policy)
         queue_due_lists(self.app, now)  # the termly lists, once per term, before it starts
         self._links_now_possible(now)
-        # Provider deliveries unblock their events, so dispatch and deliver until nothing moves.
-        for _ in range(3):
-            dispatched = self._dispatch(now)
-            report.events_dispatched += dispatched
-            attempted = self._deliver(now, report)
-            if not dispatched and not attempted:
-                break
-        return report
+        dispatched = self._dispatch(now)
+        report.events_dispatched += dispatched
+        return dispatched
 
     def _links_now_possible(self, now: datetime) -> None:
         """Meetings that went out without a link for want of a provider get one once a
@@ -122,71 +166,159 @@ class Engine:
         for row in self.app.store.list_reviews(flag=NO_PROVIDER_FLAG):
             self.app.store.request_meeting_update(row["case_id"], f"link-{provider}", now=now)
 
+    def _clear_caches(self) -> None:
+        self._events.clear()
+        self._rows.clear()
+        self._cases.clear()
+        self._meetings.clear()
+
+    def _count(self, status: str) -> None:
+        with self._report_lock:
+            self._report.attempts[status] += 1
+            done = sum(self._report.attempts.values())
+        if self.progress is not None:
+            self.progress(done, 0)
+
     def _dispatch(self, now: datetime) -> int:
-        store = self.app.store
         count = 0
+        after = 0
         while True:
-            batch = store.undispatched_events()
-            progressed = 0
-            for ev in batch:
-                if self._dispatch_one(ev, now):
-                    progressed += 1
-            count += progressed
-            if len(batch) < 500 or not progressed:
+            batch = reads.undispatched_after(self.app.store, after)
+            if not batch:
+                return count
+            after = batch[-1].id
+            count += self._dispatch_batch(batch, now)
+            if len(batch) < 500:
                 return count
 
-    def _dispatch_one(self, ev: EventRow, now: datetime) -> bool:
+    def _dispatch_batch(self, batch: list[EventRow], now: datetime) -> int:
+        """Route invitees and create the deliveries of a batch of events, with set reads."""
         store = self.app.store
-        if ev.hook == NOTICE_HOOK:  # one notice: only its channel's plugin delivers it
-            store.dispatch(ev.id, notices.plugins_for(self.app, ev), ev.hook, now)
-            return True
-        notices.queue_for_event(self.app, ev, now)  # the notices this event calls for, once
-        if ev.hook == HOOK_REVIEW_SCHEDULED:
-            case = store.case_by_review(ev.review_id)
+        plugins = self.app.plugins
+        provider = self.app.settings.engine.online_meetings
+        scheduled = [ev for ev in batch if ev.hook == HOOK_REVIEW_SCHEDULED]
+        waiting: dict[int, str] = {}
+        if provider and scheduled:
+            waiting = self.queue.open_deliveries([ev.id for ev in scheduled], PROVIDER_HOOK)
+        # Routing happens once per change: not again while the event waits for its link.
+        fresh = [ev for ev in scheduled if ev.id not in waiting]
+        cases = reads.cases_by_review(store, {ev.review_id for ev in fresh})
+        meetings = reads.meetings_by_id(store, {ev.meeting_id for ev in fresh
+                                                if ev.meeting_id is not None})
+        ready: list[EventRow] = []
+        notice_plugins: dict[int, list[str]] = {}
+        for ev in batch:
+            if ev.hook == NOTICE_HOOK:  # one notice: only its channel's plugin delivers it
+                notice_plugins[ev.id] = notices.plugins_for(self.app, ev)
+                ready.append(ev)
+                continue
+            notices.queue_for_event(self.app, ev, now)  # the notices this event calls for, once
+            if ev.hook != HOOK_REVIEW_SCHEDULED:
+                ready.append(ev)
+                continue
+            if ev.id in waiting:
+                if waiting[ev.id] not in OPEN_STATUSES:
+                    ready.append(ev)  # the provider answered (or gave up): everyone else now
+                continue
+            case = cases[ev.review_id]
             if ev.action != "cancelled":
-                ensure_family_invitees(self.app, case.plan.case_id)
-                ensure_team_invitees(self.app, case.plan.case_id)
-                ensure_rule_invitees(self.app, case.plan.case_id)
-            provider = self.app.settings.engine.online_meetings
-            meeting = self._meeting(ev)
+                changed = ensure_family_invitees(self.app, case.plan.case_id, case)
+                changed |= ensure_team_invitees(self.app, case.plan.case_id, case)
+                changed |= bool(ensure_rule_invitees(self.app, case.plan.case_id))
+                if changed:  # a later event of this review sees the new invitees
+                    cases[ev.review_id] = store.case_by_review(ev.review_id)
+            meeting = meetings.get(ev.meeting_id or 0)
             if not provider:  # not silent: the review says why, and doctor warns
                 self._no_provider(ev, "engine.online_meetings is not set")
             # A meeting that went in person still has the provider's meeting to remove.
             if provider and meeting is not None and (meeting.online or meeting.external_id):
-                if provider not in self.app.plugins.implementers(PROVIDER_HOOK):
-                    if not meeting.online:  # nothing to remove without the provider
-                        store.dispatch(ev.id, self.app.plugins.implementers(ev.hook), ev.hook,
-                                       now)
-                        return True
-                    reason = f"online meeting provider {provider!r} is not loaded"
-                    store.set_meeting_link(meeting.id or 0, provider=None, join_url=None,
-                                           external_id=None, error=reason)
-                    store.flag_review(case.plan.case_id, "online_meeting_failed", reason,
-                                      raised_by="engine")
+                if provider not in plugins.implementers(PROVIDER_HOOK):
+                    if meeting.online:
+                        reason = f"online meeting provider {provider!r} is not loaded"
+                        store.set_meeting_link(meeting.id or 0, provider=None, join_url=None,
+                                               external_id=None, error=reason)
+                        store.flag_review(case.plan.case_id, "online_meeting_failed", reason,
+                                          raised_by="engine")
                 else:
                     d = store.ensure_delivery(ev.id, provider, PROVIDER_HOOK, now)
                     if d.status in OPEN_STATUSES:
-                        return False  # every other plugin waits for the link
-        store.dispatch(ev.id, self.app.plugins.implementers(ev.hook), ev.hook, now)
-        return True
+                        continue  # every other plugin waits for the link
+            ready.append(ev)
+        self.queue.dispatch_many([(ev.id, notice_plugins[ev.id] if ev.id in notice_plugins
+                                   else plugins.implementers(ev.hook), ev.hook)
+                                  for ev in ready], now)
+        for ev in scheduled:  # routing may have changed these cases since the lanes read them
+            self._cases.pop(ev.review_id, None)
+            self._meetings.pop(ev.meeting_id or 0, None)
+        return len(ready)
 
-    def _deliver(self, now: datetime, report: TickReport) -> int:
-        attempted = 0
-        while True:
-            due = self.app.store.due_deliveries(now)
-            for d in due:
-                status = self.attempt(d, now)
-                report.attempts[status] += 1
-            attempted += len(due)
-            if len(due) < 500:
-                return attempted
+    def _deliver(self, now: datetime, wait: bool) -> int:
+        """Start a lane for each plugin with due deliveries; with ``wait``, supervise them until
+        all are done. Returns how many lanes were started."""
+        due = self.queue.due_plugins(now)
+        before = len(self.lanes.running)
+        self.lanes.start(due, now)
+        started = len(self.lanes.running) - before
+        if wait:
+            self.lanes.wait(self._renew_every())
+        else:
+            self.lanes.supervise(self._renew_every())
+        return started
+
+    def _renew_every(self) -> float:
+        return self.app.settings.engine.lease_seconds / 3
+
+    def _earlier(self, plugin: str) -> dict[str, list[str]]:
+        """Per lifecycle hook, the plugins called before ``plugin`` for one event (by name,
+        ``tryfirst`` first and ``trylast`` last), whose first attempt it waits for."""
+        out = {}
+        for hook in LIFECYCLE_HOOKS:
+            order = self.app.plugins.implementers(hook)
+            if plugin in order:
+                out[hook] = order[:order.index(plugin)]
+        return out
+
+    def _call_limit(self, plugin: str) -> float:
+        s = self.app.settings.engine
+        return float(s.call_timeouts.get(plugin, s.call_timeout_seconds))
+
+    def _prepare(self, batch: list[DeliveryRow]) -> None:
+        """Read the events, cases and meetings of a lane's batch in a few queries."""
+        store = self.app.store
+        missing = [d.event_id for d in batch if d.event_id not in self._rows]
+        rows = reads.events_by_id(store, missing)
+        self._rows.update(rows)
+        review_ids = {r.review_id for r in rows.values() if r.review_id not in self._cases}
+        self._cases.update(reads.cases_by_review(store, review_ids))
+        self._meetings.update(reads.meetings_by_id(store, {
+            r.meeting_id for r in rows.values()
+            if r.meeting_id is not None and r.meeting_id not in self._meetings}))
+
+    def _timed_out(self, d: DeliveryRow, now: datetime, limit: float) -> str:
+        """Record a call that ran past its time limit as a failed attempt."""
+        attempts = d.attempts + 1
+        message = f"TimeoutError: no answer within {limit:g} s"
+        if attempts >= self.app.settings.engine.max_attempts:
+            if d.hook == PROVIDER_HOOK:
+                self._provider_failed(self._event_row(d.event_id), d.plugin, message)
+            return self._finish(d, DEAD, attempts, now, message)
+        state = RetryCallState(retry_object=_RETRYING, fn=None, args=(), kwargs={})
+        state.attempt_number = attempts
+        return self._finish(d, RETRYING, attempts, now, message,
+                            next_at=now + timedelta(seconds=self._wait(state)))
+
+    def _event_row(self, event_id: int) -> EventRow:
+        row = self._rows.get(event_id)
+        if row is None:
+            row = self._rows[event_id] = self.app.store.event(event_id)
+        return row
 
     # One delivery ----------------------------------------------------------------------------
 
     def attempt(self, d: DeliveryRow, now: datetime) -> str:
         """Call one plugin for one event and record the outcome; returns the new status."""
         store = self.app.store
-        ev = store.event(d.event_id)
+        ev = self._event_row(d.event_id)
         try:
             kwargs: dict[str, Any] = ({"notice": notices.notice_for(self.app, ev)}
                                       if d.hook == NOTICE_HOOK
@@ -194,6 +326,9 @@ class Engine:
         except Exception as exc:  # the case vanished or the data is inconsistent
             log.exception("cannot build event %s", ev.key)
             return self._finish(d, DEAD, d.attempts + 1, now, f"cannot build event: {exc}")
+        lane = self.lanes.lane_of_thread()
+        if lane is not None:
+            lane.calling()  # the time limit covers the plugin's call only
         outcomes = self.app.plugins.call_each(d.hook, plugins=[d.plugin],
                                               ctx=self.app.plugin_context, **kwargs)
         if not outcomes:
@@ -242,8 +377,13 @@ class Engine:
 
     def _finish(self, d: DeliveryRow, status: str, attempts: int, now: datetime,
                 error: str | None, next_at: datetime | None = None) -> str:
-        self.app.store.finish_delivery(d.id, status=status, attempts=attempts,
-                                       next_attempt_at=next_at or now, error=error, now=now)
+        lane = self.lanes.lane_of_thread()
+        if lane is not None and lane.current is d and not lane.settle():
+            return "abandoned"  # the time limit came first and was recorded as the attempt
+        if not self.queue.finish(d.id, status=status, attempts=attempts,
+                                 next_attempt_at=next_at or now, error=error, now=now):
+            log.warning("delivery %s: another worker took it over after this one's lease ran "
+                        "out; outcome %s not recorded", d.id, status)
         return status
 
     def _store_link(self, ev: EventRow, result: Any, plugin: str) -> None:
@@ -267,7 +407,14 @@ class Engine:
             # The provider removed its meeting: nobody should be shown a stale link.
             store.clear_meeting_link(ev.meeting_id)
             store.clear_flag(store.case_by_review(ev.review_id).plan.case_id, NO_PROVIDER_FLAG)
+        self._forget(ev)
+        self._wake.set()
+
+    def _forget(self, ev: EventRow) -> None:
+        """Drop what was read about this event's case: its link changed."""
         self._events.pop(ev.id, None)
+        self._cases.pop(ev.review_id, None)
+        self._meetings.pop(ev.meeting_id or 0, None)
 
     def _no_provider(self, ev: EventRow, why: str) -> None:
         """Flag an online meeting that will go out without a link (not silently)."""
@@ -284,6 +431,7 @@ class Engine:
                                error=detail)
         store.flag_review(store.case_by_review(ev.review_id).plan.case_id, NO_PROVIDER_FLAG,
                           detail, raised_by="engine")
+        self._forget(ev)
 
     def _already_sent(self, ev: EventRow, provider: str) -> bool:
         """True when another plugin already handled this event (so it went out linkless)."""
@@ -302,21 +450,31 @@ class Engine:
         # Whoever the provider meant to invite may now be invited by another plugin.
         store.release_invitations(case.plan.case_id, plugin=plugin, detail=message[:200],
                                   unsent_only=True)
+        self._forget(ev)
+        self._wake.set()
 
     # Building the event a plugin sees ----------------------------------------------------------
 
     def _meeting(self, ev: EventRow) -> Meeting | None:
         if ev.meeting_id is None:
             return None
-        return self.app.store.meeting(ev.meeting_id)
+        meeting = self._meetings.get(ev.meeting_id)
+        if meeting is None:
+            meeting = self._meetings[ev.meeting_id] = self.app.store.meeting(ev.meeting_id)
+        return meeting
+
+    def _case(self, review_id: int) -> CaseView:
+        case = self._cases.get(review_id)
+        if case is None:
+            case = self._cases[review_id] = self.app.store.case_by_review(review_id)
+        return case
 
     def build_event(self, ev: EventRow, now: datetime) -> LifecycleEvent:
         """The immutable event for an outbox row, as the case stands now."""
         cached = self._events.get(ev.id)
         if cached is not None:
             return cached
-        store = self.app.store
-        case = store.case_by_review(ev.review_id)
+        case = self._case(ev.review_id)
         meeting = self._meeting(ev) or case.meeting
         previous = None
         prev = ev.payload.get("previous")
@@ -382,18 +540,51 @@ class Engine:
         return ran
 
     def run_forever(self, *, max_ticks: int | None = None) -> None:
-        """Tick every ``engine.tick_seconds`` until interrupted (or ``max_ticks``)."""
+        """Tick every ``engine.tick_seconds`` until interrupted (or ``max_ticks``). The lanes
+        keep working between ticks, so a slow plugin never holds back the next tick."""
         jobs = None
         ticks = 0
-        while max_ticks is None or ticks < max_ticks:
-            started = time.monotonic()
-            now = self.app.clock.now()
-            self.run_once(now)
-            if jobs is None:
-                jobs = self.schedules()
-            self.run_schedules(now, jobs)
-            ticks += 1
-            if max_ticks is not None and ticks >= max_ticks:
-                break
-            time.sleep(max(0.0, self.app.settings.engine.tick_seconds
-                           - (time.monotonic() - started)))
+        tick = self.app.settings.engine.tick_seconds
+        try:
+            while max_ticks is None or ticks < max_ticks:
+                started = time.monotonic()
+                now = self.app.clock.now()
+                self._pass(now, wait=False)
+                if jobs is None:
+                    jobs = self.schedules()
+                with self.queue.leader() as leading:
+                    if leading:  # each schedule fires once however many workers run
+                        self.run_schedules(now, jobs)
+                self.queue.record_tick(wall_clock())
+                ticks += 1
+                if max_ticks is not None and ticks >= max_ticks:
+                    self.lanes.wait(self._renew_every())
+                    break
+                while (left := tick - (time.monotonic() - started)) > 0:
+                    if self._wake.wait(min(left, 0.2)):
+                        self._wake.clear()  # a link arrived: send its event on at once
+                        self._pass(self.app.clock.now(), wait=False)
+                    self.lanes.supervise(self._renew_every())
+                    self.lanes.refill()
+        finally:
+            self.queue.release()  # claims of calls not made go back at once, not at lease end
+
+    def acquire(self) -> None:
+        """Before running: on SQLite take the one-engine lock (EngineBusy names the holder) and
+        free the claims a dead engine left; on PostgreSQL free the claims of workers that died
+        on this machine (the others' claims run out with their leases)."""
+        from ehcbridge.store.queue import EngineLock
+
+        if self.app.store.backend == "sqlite":
+            self._lock = EngineLock(self.app.store)
+            self._lock.acquire()
+            self.queue.release_all_claims()
+        else:  # a worker that died on this machine: no need to wait for its leases
+            for name in self.queue.release_dead_local_claims():
+                log.warning("worker %s is gone; its deliveries are taken over", name)
+
+    def release(self) -> None:
+        """Let another engine take over (the lock also goes when the process ends)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()

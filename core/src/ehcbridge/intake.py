@@ -311,6 +311,7 @@ class _DryRun(Exception):
 def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None,
            skip_invalid: bool = False) -> None:
     from ehcbridge import lifecycle, timeline
+    from ehcbridge.operations import reporter
     from ehcbridge.store import CaseInput, StoreError, ValueRejected
 
     items = []
@@ -330,7 +331,8 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
     with store.begin() as conn:
         try:
             try:
-                results = store.import_cases(conn, items, now or app.clock.now())
+                results = store.import_cases(conn, items, now or app.clock.now(),
+                                             progress=reporter(f"importing {report.path.name}"))
             except ValueRejected as exc:  # values the store cannot hold: no value shown
                 rejected = [RowProblem(str(report.path), by_case[case_id].row
                                        if case_id in by_case else 0, _csv_column(column), "",

@@ -69,6 +69,10 @@ def get_app(ctx: click.Context | None = None) -> App:
         except (SettingsError, PluginLoadError) as exc:
             raise click.ClickException(str(exc)) from None
         root.meta["ehcbridge.app"] = app
+        from ehcbridge.operations import unknown_plugin_sections
+
+        for warning in unknown_plugin_sections(app):
+            click.echo(warning, err=True)
         set_current_app(app)
         root.call_on_close(app.close)
     return app

@@ -54,10 +54,12 @@ def send(message: EmailMessage, settings: MailSettings) -> str:
 
 
 def _write_outbox(message: EmailMessage, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    from ehcbridge.operations import create_private_file
+
     name = str(message["Message-ID"]).strip("<>").replace("/", "_").replace("@", "_at_")
     target = folder / f"{name}.eml"
     tmp = target.with_suffix(".eml.tmp")
+    create_private_file(tmp)  # the folder 0700 and the message 0600: children's data
     tmp.write_bytes(message.as_bytes())
     tmp.replace(target)  # atomic, so a reader never sees half a message
 

@@ -112,6 +112,14 @@ class EngineSettings(BaseModel):
     max_meetings_per_day: int = Field(default=3, ge=1)
     meeting_start_time: str = "09:30"
     meeting_minutes: int = Field(default=60, ge=15)
+    call_timeout_seconds: float = Field(default=120.0, gt=0, description=(
+        "Time limit of one plugin call; past it the attempt counts as failed and is retried"))
+    call_timeouts: dict[str, float] = Field(default_factory=dict, description=(
+        "Per-plugin time limits overriding call_timeout_seconds, e.g. {outlook = 300}"))
+    lease_seconds: float = Field(default=60.0, gt=0, description=(
+        "How long a worker's claim on a delivery holds unless renewed (several workers)"))
+    worker_name: str | None = Field(default=None, description=(
+        "Name of this worker in the delivery ledger (default host:pid)"))
     # Termly lists, figures and invitation rules (docs/lists-and-returns.md).
     terms: list[TermRange] = Field(default_factory=list)
     term_dates_ics: Path | None = Field(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -146,7 +146,9 @@ class Store:
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                from ehcbridge.operations import create_private_file
+
+                create_private_file(Path(parsed.database))  # children's data: 0700 and 0600
             connect_args["timeout"] = 30
         elif schema:
             connect_args["options"] = f"-csearch_path={schema}"
@@ -256,7 +258,8 @@ class Store:
             changed = True
         return ("updated" if changed else "unchanged"), int(review_row.id)
 
-    def import_cases(self, conn: Connection, items: list[CaseInput], now: datetime
+    def import_cases(self, conn: Connection, items: list[CaseInput], now: datetime,
+                     progress: Callable[[int, int], None] | None = None
                      ) -> list[tuple[str, str]]:
         """Upsert many cases in the caller's transaction; returns (added|updated|unchanged,
         meeting action or '') per item. Kept for callers: the lifecycle decides what each row
@@ -264,9 +267,10 @@ class Store:
         from ehcbridge.transitions import import_cases
 
         check_cases(items)  # every value fits its column on either backend, or nothing is written
-
-        check_cases(items)  # every value fits its column on either backend, or nothing is written
-        return import_cases(self, conn, items, now)
+        results = import_cases(self, conn, items, now)
+        if progress is not None:  # ``progress`` gets (cases done, cases in all)
+            progress(len(results), len(items))
+        return results
 
     def insert_cases(self, conn: Connection, items: list[CaseInput], now: datetime
                      ) -> dict[str, int]:
@@ -1074,22 +1078,10 @@ class Store:
         """Store several keys of a plugin's state in one transaction."""
         if not items:
             return
-        now = utcnow()
+        from ehcbridge.store.queue import upsert_state
+
         with self.begin() as c:
-            existing = set(c.execute(select(t.plugin_state.c.key).where(and_(
-                t.plugin_state.c.plugin == plugin,
-                t.plugin_state.c.key.in_(list(items))))).scalars()) if len(items) < 5000 else \
-                set(c.execute(select(t.plugin_state.c.key)
-                              .where(t.plugin_state.c.plugin == plugin)).scalars())
-            new = [dict(plugin=plugin, key=k, value=v, updated_at=now)
-                   for k, v in items.items() if k not in existing]
-            if new:
-                c.execute(insert(t.plugin_state), new)
-            for k, v in items.items():
-                if k in existing:
-                    c.execute(update(t.plugin_state).where(and_(
-                        t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == k))
-                        .values(value=v, updated_at=now))
+            upsert_state(c, plugin, items, utcnow())
 
     def delete_state(self, plugin: str, key: str) -> None:
         """Remove a key from a plugin's state."""
@@ -1363,21 +1355,31 @@ def _bulk_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
-    caches: list[dict[Any, Any]] = [{} for _ in columns]
+    # Column by column: a column without conversion is taken as it is, and the rows are put
+    # together by zip, so a 100,000-row insert is not millions of Python-level calls.
+    values: list[list[Any]] = []
+    for name, proc in zip(columns, processors, strict=True):
+        column = [row[name] for row in rows]
+        if proc is not None:
+            column = _converted(column, proc)
+        values.append(column)
+    conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
-    def convert(value: Any, proc: Any, cache: dict[Any, Any]) -> Any:
-        # Many rows share a value (the import's timestamp): convert each distinct one once.
+
+def _converted(column: list[Any], proc: Any) -> list[Any]:
+    """``proc`` applied to each value, each distinct value converted once (many rows share the
+    import's timestamp or a meeting time)."""
+    cache: dict[Any, Any] = {}
+    out = []
+    for value in column:
         try:
-            return cache[value]
+            out.append(cache[value])
         except KeyError:
             cache[value] = converted = proc(value)
-            return converted
+            out.append(converted)
         except TypeError:  # unhashable (JSON payloads)
-            return proc(value)
-
-    triples = list(zip(columns, processors, caches, strict=True))
-    conn.exec_driver_sql(sql, [tuple(convert(row[name], proc, cache) if proc else row[name]
-                                     for name, proc, cache in triples) for row in rows])
+            out.append(proc(value))
+    return out
 
 
 def _reserve_ids(conn: Connection, table: Any, count: int) -> list[int]:

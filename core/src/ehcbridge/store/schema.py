@@ -197,6 +197,9 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    # The worker attempting it and until when its claim holds (several workers, issue 17).
+    Column("claimed_by", String(120)),
+    Column("lease_until", UTCDateTime),
     UniqueConstraint("event_id", "plugin", "hook", name="uq_deliveries_event_plugin_hook"),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
 )

@@ -52,20 +52,12 @@ def status_command(ctx: HookContext) -> None:
 
 @contextmanager
 def _progress(console: Console, label: str) -> Iterator[Any]:
-    """A rich progress bar on a terminal; nothing when output is piped or in tests."""
-    if not console.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """The core's progress display: a bar on a terminal, a plain line now and then otherwise,
+    nothing in tests."""
+    from ehcbridge.operations import progress  # type: ignore[import-not-found,unused-ignore]
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
-        yield update
+    with progress(label) as bar:
+        yield (lambda done, total: bar.update(done, total or None)) if bar.shown else None
 
 
 def run_sync(
