@@ -224,12 +224,13 @@ class Engine:
             if ev.action != "cancelled":
                 changed = ensure_family_invitees(self.app, case.plan.case_id, case)
                 changed |= ensure_team_invitees(self.app, case.plan.case_id, case)
-                changed |= bool(ensure_rule_invitees(self.app, case.plan.case_id))
+                changed |= bool(ensure_rule_invitees(self.app, case.plan.case_id, case))
                 if changed:  # a later event of this review sees the new invitees
                     cases[ev.review_id] = store.case_by_review(ev.review_id)
             meeting = meetings.get(ev.meeting_id or 0)
             if not provider:  # not silent: the review says why, and doctor warns
-                self._no_provider(ev, "engine.online_meetings is not set")
+                self._no_provider(ev, "engine.online_meetings is not set", cases[ev.review_id],
+                                  meeting)
             # A meeting that went in person still has the provider's meeting to remove.
             if provider and meeting is not None and (meeting.online or meeting.external_id):
                 if provider not in plugins.implementers(PROVIDER_HOOK):
@@ -416,21 +417,26 @@ class Engine:
         self._cases.pop(ev.review_id, None)
         self._meetings.pop(ev.meeting_id or 0, None)
 
-    def _no_provider(self, ev: EventRow, why: str) -> None:
-        """Flag an online meeting that will go out without a link (not silently)."""
+    def _no_provider(self, ev: EventRow, why: str, case: CaseView | None = None,
+                     meeting: Meeting | None = None) -> None:
+        """Flag an online meeting that will go out without a link (not silently); ``case``
+        and ``meeting`` as already read, when the caller has them."""
         store = self.app.store
-        meeting = self._meeting(ev)
+        if meeting is None:
+            meeting = self._meeting(ev)
+        if case is None:
+            case = self._case(ev.review_id)
         if meeting is None or not meeting.online or meeting.join_url or ev.action == "cancelled":
-            if meeting is None or not meeting.online or ev.action == "cancelled":
+            if (meeting is None or not meeting.online or ev.action == "cancelled") \
+                    and NO_PROVIDER_FLAG in case.flags:
                 # In person or cancelled now: no link is owed any more.
-                store.clear_flag(store.case_by_review(ev.review_id).plan.case_id,
-                                 NO_PROVIDER_FLAG)
+                store.clear_flag(case.plan.case_id, NO_PROVIDER_FLAG)
             return
         detail = no_provider_detail(why)
         store.set_meeting_link(meeting.id or 0, provider=None, join_url=None, external_id=None,
                                error=detail)
-        store.flag_review(store.case_by_review(ev.review_id).plan.case_id, NO_PROVIDER_FLAG,
-                          detail, raised_by="engine")
+        if case.flags.get(NO_PROVIDER_FLAG) != detail:
+            store.flag_review(case.plan.case_id, NO_PROVIDER_FLAG, detail, raised_by="engine")
         self._forget(ev)
 
     def _already_sent(self, ev: EventRow, provider: str) -> bool:

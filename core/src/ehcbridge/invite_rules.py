@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from ehcbridge.app import App
     from ehcbridge.schools import School
-    from ehcbridge.store import Store
+    from ehcbridge.store import CaseView, Store
 
 SOURCE_PREFIX = "rule:"
 LA_ATTENDANCE_FLAG = "la_attendance_suggested"
@@ -162,14 +162,16 @@ def details_for(store: Store, case_id: str) -> PlanDetails:
                        outcome_services=parse_services(r.outcome_services or ""))
 
 
-def ensure_rule_invitees(app: App, case_id: str) -> int:
+def ensure_rule_invitees(app: App, case_id: str, case: CaseView | None = None) -> int:
     """Add the invitees the council's rules call for (routing each professional through the
-    routing plugins) and raise ``la_attendance_suggested``; returns how many were added."""
+    routing plugins) and raise ``la_attendance_suggested``; returns how many were added.
+    ``case`` is the case as already read, when the caller has it."""
     from ehcbridge.routing import route_and_add
     from ehcbridge.store import StoreError
 
     engine = app.settings.engine
-    case = app.store.case(case_id)
+    if case is None:
+        case = app.store.case(case_id)
     details = details_for(app.store, case_id)
     reason = la_attendance_reason(case.review, case.pupil, details)
     if reason is not None and LA_ATTENDANCE_FLAG not in case.flags:

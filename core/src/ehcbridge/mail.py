@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Literal
@@ -40,7 +40,7 @@ def _tls_context(settings: MailSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
-def send(message: EmailMessage, settings: MailSettings) -> str:
+def send(message: Message, settings: MailSettings) -> str:
     """Send ``message`` by the configured transport and return its Message-ID."""
     if "Message-ID" not in message:
         message["Message-ID"] = make_msgid(domain=settings.from_address.rpartition("@")[2] or None)
@@ -53,7 +53,7 @@ def send(message: EmailMessage, settings: MailSettings) -> str:
     return str(message["Message-ID"])
 
 
-def _write_outbox(message: EmailMessage, folder: Path) -> None:
+def _write_outbox(message: Message, folder: Path) -> None:
     from ehcbridge.operations import create_private_file
 
     name = str(message["Message-ID"]).strip("<>").replace("/", "_").replace("@", "_at_")
@@ -64,7 +64,7 @@ def _write_outbox(message: EmailMessage, folder: Path) -> None:
     tmp.replace(target)  # atomic, so a reader never sees half a message
 
 
-def _send_smtp(message: EmailMessage, settings: MailSettings) -> None:
+def _send_smtp(message: Message, settings: MailSettings) -> None:
     if not settings.smtp_host:
         raise PermanentError("transport is smtp but smtp_host is not set")
     smtp: smtplib.SMTP

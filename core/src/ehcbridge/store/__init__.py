@@ -1037,9 +1037,9 @@ class Store:
                 c.execute(insert(t.plugin_state).values(plugin=self._CLAIMS, key=key,
                                                         value={"plugin": plugin},
                                                         updated_at=utcnow()))
-        except IntegrityError:
-            pass  # held already: by this plugin (a retry) or by another
-        return str((self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin))
+        except IntegrityError:  # held already: by this plugin (a retry) or by another
+            return str((self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin))
+        return plugin
 
     def release_invitations(self, case_id: str, *, plugin: str, emails: list[str] | None = None,
                             detail: str = "", unsent_only: bool = False) -> None:
@@ -1096,6 +1096,11 @@ class Store:
                 t.plugin_state.c.plugin == plugin).order_by(t.plugin_state.c.key)
             if prefix:
                 q = q.where(t.plugin_state.c.key.startswith(prefix, autoescape=True))
+                if self.backend == "sqlite":
+                    # SQLite's LIKE is case-blind and cannot use the primary key; a range on
+                    # the key (binary collation) can, so a lookup per delivery stays O(log n).
+                    q = q.where(t.plugin_state.c.key >= prefix,
+                                t.plugin_state.c.key < prefix + "\U0010ffff")
             return [(k, v) for k, v in conn.execute(q)]
 
     def audit(self, plugin: str, case_id: str | None, action: str, detail: dict[str, Any]) -> None:

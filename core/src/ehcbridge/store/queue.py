@@ -10,6 +10,7 @@ lock, so each timer fires once. On SQLite one engine runs at a time (a file lock
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -243,18 +244,21 @@ class DeliveryQueue:
 
 
 def upsert_state(conn: Connection, plugin: str, items: dict[str, Any], now: datetime) -> None:
-    """Insert or replace plugin_state rows in one statement per 500 keys (ON CONFLICT DO
-    UPDATE, which SQLite and PostgreSQL both have): plugins write state on every delivery."""
+    """Insert or replace plugin_state rows (ON CONFLICT DO UPDATE, which SQLite and PostgreSQL
+    both have) as one cached statement, executemany: plugins write state on every delivery."""
+    rows = [dict(plugin=plugin, key=k, value=v, updated_at=now) for k, v in items.items()]
+    conn.execute(_upsert_statement(conn.dialect.name), rows)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    # One statement object per dialect, so SQLAlchemy compiles it once, not per delivery.
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect_insert: Any = (postgresql.insert if conn.dialect.name == "postgresql"
-                           else sqlite.insert)
-    rows = [dict(plugin=plugin, key=k, value=v, updated_at=now) for k, v in items.items()]
-    for i in range(0, len(rows), 500):
-        stmt = dialect_insert(t.plugin_state).values(rows[i:i + 500])
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=[t.plugin_state.c.plugin, t.plugin_state.c.key],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
+    stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t.plugin_state)
+    return stmt.on_conflict_do_update(
+        index_elements=[t.plugin_state.c.plugin, t.plugin_state.c.key],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at})
 
 
 def last_tick(store: Store) -> datetime | None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import hashlib
 import html
 from datetime import date, datetime
-from email.message import EmailMessage
+from email import encoders
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, parseaddr
 
 from ehcbridge_outlook.ical import DeadlineEntry, MeetingEntry
@@ -108,22 +115,47 @@ def deadline_bodies(entry: DeadlineEntry) -> tuple[str, str]:
 
 def build_message(*, calendar: bytes, method: str, subject: str, sender: str, to: tuple[str, str],
                   reply_to: str | None, msg_id: str, sent_at: datetime, text: str,
-                  html_body: str) -> EmailMessage:
+                  html_body: str) -> Message:
     """An iMIP message: multipart/mixed of text, HTML and text/calendar parts + invite.ics."""
-    message = EmailMessage()
-    message["Subject"] = " ".join(subject.split())  # a line break would be header injection
+    # Built with the compat32 MIME classes, not EmailMessage: a first run sends tens of
+    # thousands of these, and the modern header registry made building one cost ~3.6 ms
+    # against ~1.3 ms here. Both parsers read the result the same (see the tests).
+    body = MIMEMultipart("alternative")
+    body.attach(_text(text, "plain"))
+    body.attach(_text(html_body, "html"))
+    # Given as bytes in base64 so the CRLF line ends RFC 5545 asks for survive the trip.
+    part = MIMEBase("text", "calendar", method=method, charset="UTF-8")
+    part.set_payload(calendar)
+    encoders.encode_base64(part)
+    body.attach(part)
+    attachment = MIMEApplication(calendar, "ics")
+    attachment.add_header("Content-Disposition", "attachment", filename="invite.ics")
+    message = MIMEMultipart("mixed")
+    message.attach(body)
+    message.attach(attachment)
+    # A line break in a header would be header injection: names and subjects are one line.
+    message["Subject"] = _header(" ".join(subject.split()))
     message["From"] = sender
-    message["To"] = formataddr(to)
+    message["To"] = formataddr((" ".join(to[0].split()), to[1]))
     if reply_to and address_of(reply_to).lower() != address_of(sender).lower():
         message["Reply-To"] = reply_to
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = msg_id
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text)
-    message.add_alternative(html_body, subtype="html")
-    # Given as bytes in base64 so the CRLF line ends RFC 5545 asks for survive the trip.
-    message.add_alternative(calendar, maintype="text", subtype="calendar", cte="base64",
-                            params={"method": method, "charset": "UTF-8"})
-    message.add_attachment(calendar, maintype="application", subtype="ics",
-                           filename="invite.ics")
     return message
+
+
+def _header(value: str) -> str:
+    """``value`` as is when ASCII, else RFC 2047 encoded."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _text(body: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part.set_payload(body, _UTF8_QP)
+    return part
+
+
+# UTF-8 bodies as quoted-printable: readable in the raw message, unlike base64.
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP

@@ -232,15 +232,18 @@ def deliver(
     if not attendees and state:
         attendees = state.get("attendees", [])
 
-    def save() -> None:
-        store.set_state(rev_key, {
+    def save(**also: Any) -> None:
+        store.set_state_many({rev_key: {
             "case_id": revision.case_id, "sequence": sequence,
             "fingerprint": revision.fingerprint, "cancelled": revision.cancel,
             "attendees": attendees, "reached": reached,
             "keep_until": revision.keep_until.isoformat() if revision.keep_until else None,
-        })
+        }, **also})
 
     save()  # fixes the SEQUENCE before anything leaves, so a retry sends the same revision
+    # What this revision already sent, read once rather than once per recipient.
+    sent_prefix = f"sent:{revision.uid}:{sequence}:"
+    already = {key for key, _ in store.state_items(sent_prefix)}
     report = Report()
     failures: list[str] = []
     # One invitation per person per meeting across plugins: claim each new invitee first, so
@@ -248,8 +251,8 @@ def deliver(
     exclusive = revision.record_invitations and not revision.cancel and settings.invite != "all"
     for recipient in recipients:
         email = recipient.email.lower()
-        sent_key = f"sent:{revision.uid}:{sequence}:{email}"
-        if store.get_state(sent_key) is not None:
+        sent_key = f"{sent_prefix}{email}"
+        if sent_key in already:
             report.skipped += 1
             continue
         if exclusive and email not in reached and not store.claim_invitation(
@@ -273,11 +276,13 @@ def deliver(
             failures.append(detail)
             report.failed += 1
             continue
-        store.set_state(sent_key, {"status": "sent", "message_id": str(message["Message-ID"]),
-                                   "at": _now_utc(ctx).isoformat()})
-        if email not in reached:
+        sent = {"status": "sent", "message_id": str(message["Message-ID"]),
+                "at": _now_utc(ctx).isoformat()}
+        if email in reached:
+            store.set_state(sent_key, sent)
+        else:
             reached.append(email)
-            save()
+            save(**{sent_key: sent})  # one transaction: sent and reached agree after a crash
             if revision.record_invitations and not revision.cancel:
                 store.record_invitation(revision.case_id, recipient.email, status="sent")
         report.sent += 1
