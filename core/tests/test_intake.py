@@ -57,6 +57,22 @@ def test_reimport_is_unchanged_and_an_edit_is_an_update(store: Store, tmp_path: 
     assert store.count("events") == 2
 
 
+def test_reimport_writes_only_the_rows_that_differ(store: Store, tmp_path: Path) -> None:
+    """The set-read fast path of a re-import still sees every kind of change."""
+    app = make_app(store)
+    import_reviews(app, write(tmp_path, GOOD))
+    moved = GOOD[0].replace(",Room 4,", ",Room 5,")
+    renamed = GOOD[1].replace(",Ample,", ",Amble,").replace(",9,", ",10,")
+    report = import_reviews(app, write(tmp_path, [moved, renamed]))
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 1)
+    assert report.meetings == {"rescheduled": 1}
+    assert store.case("EHC-1").meeting.location == "Room 5"  # type: ignore[union-attr]
+    two = store.case("EHC-2")
+    assert (two.pupil.surname, two.pupil.nc_year) == ("Amble", 10)
+    again = import_reviews(app, write(tmp_path, [moved, renamed]))
+    assert (again.updated, again.unchanged) == (0, 2) and again.meetings == {"unchanged": 1}
+
+
 def test_one_bad_row_refuses_the_whole_file_and_names_it(store: Store, tmp_path: Path) -> None:
     app = make_app(store)
     bad = GOOD[1].replace("2012-01-09", "31/02/2012")

@@ -47,6 +47,22 @@ def cases_by_review(store: Store, review_ids: Iterable[int]) -> dict[int, CaseVi
     return out
 
 
+def current_cases_in(conn: Connection, case_ids: list[str]) -> dict[str, CaseView]:
+    """The case view of each case's current review, by case id, in the caller's transaction
+    (a re-import compares a chunk of rows against these instead of reading each case)."""
+    out: dict[str, CaseView] = {}
+    for i in range(0, len(case_ids), CHUNK):
+        rows = conn.execute(
+            select(t.plans.c.case_id, func.max(t.reviews.c.id).label("rid"))
+            .join(t.reviews, t.reviews.c.plan_id == t.plans.c.id)
+            .where(and_(t.plans.c.case_id.in_(case_ids[i:i + CHUNK]),
+                        t.reviews.c.current.is_(True)))
+            .group_by(t.plans.c.case_id)).all()
+        views = _case_views(conn, [r.rid for r in rows])
+        out.update({r.case_id: views[r.rid] for r in rows if r.rid in views})
+    return out
+
+
 def _grouped(conn: Connection, table: Any, ids: list[int], order: Any) -> dict[int, list[Any]]:
     found: dict[int, list[Any]] = {}
     for row in conn.execute(select(table).where(table.c.review_id.in_(ids)).order_by(order)):
