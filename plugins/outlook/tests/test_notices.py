@@ -36,6 +36,7 @@ def test_a_notice_goes_once_with_plain_html_and_attachment(smtp_server: Any, too
     assert message["Subject"] == "Reminder: EHCP annual review of SE (EHC-1) on 10 Mar 2027"
     assert message["To"] == "SALT North <salt@nhs.example.net>"
     assert message["Reply-To"] == "sen@council.example.gov.uk"
+    assert message["Date"].datetime == tools.ctx().clock.now()  # dated by the engine's clock
     assert "Oakshire SEN Team" in str(message["From"])
     plain = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formataddr
+from email.utils import format_datetime, formataddr
 from typing import Any
 
 from ehcbridge import PermanentError
@@ -58,7 +59,8 @@ def html_body(notice: Notice, note: str | None = None) -> str:
             + "</body></html>")
 
 
-def build_message(notice: Notice, settings: OutlookSettings) -> EmailMessage:
+def build_message(notice: Notice, settings: OutlookSettings,
+                  sent_at: datetime | None = None) -> EmailMessage:
     """The email for one notice; attachments over ``max_message_mb`` are listed, not sent."""
     if not notice.recipient.email:
         raise PermanentError(f"{notice.kind}: the recipient has no email address")
@@ -79,6 +81,8 @@ def build_message(notice: Notice, settings: OutlookSettings) -> EmailMessage:
     if notice.reply_to:
         message["Reply-To"] = notice.reply_to
     message["Message-ID"] = message_id(notice, settings)
+    if sent_at is not None:  # RFC 5322 asks for a Date; receivers file undated mail oddly
+        message["Date"] = format_datetime(sent_at)
     text = notice.text()
     if note:
         text = text.rstrip() + "\n\n" + note + "\n"
@@ -103,7 +107,7 @@ def deliver_notice(notice: Notice, ctx: HookContext) -> NoticeReceipt | None:
     done: dict[str, Any] | None = ctx.store.get_state(key)
     if done is not None:
         return NoticeReceipt(channel=EMAIL, reference=str(done.get("message_id")))
-    message = build_message(notice, settings)
+    message = build_message(notice, settings, ctx.clock.now())
     Sender(settings)(message)
     reference = str(message["Message-ID"])
     ctx.store.set_state(key, {"message_id": reference, "at": ctx.clock.now().isoformat()})
