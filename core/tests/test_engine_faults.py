@@ -109,3 +109,18 @@ def test_no_provider_flag_comes_and_goes_with_the_online_meeting(store: Store) -
                            location="Room 4", online=False, now=T0)
     engine.run_once(T0 + timedelta(minutes=5))
     assert "no_online_provider" not in store.case("EHC-1").flags
+
+
+def test_a_meeting_moved_in_person_before_the_engine_ran_is_not_flagged(store: Store) -> None:
+    """All three events (online meeting, cancelled, a new one in person) reach one dispatch
+    batch: the flag the first would raise is dropped."""
+    app = make_app(store, {"calm": Recorder().module("calm")})
+    add_case(store, online=True)
+    meeting = store.case("EHC-1").meeting
+    assert meeting is not None
+    store.cancel_meeting("EHC-1", now=T0)
+    store.schedule_meeting("EHC-1", start=meeting.start + timedelta(hours=1),
+                           end=meeting.end + timedelta(hours=1), location="Room 4",
+                           online=False, now=T0)
+    Engine(app).run_once(T0)
+    assert "no_online_provider" not in store.case("EHC-1").flags

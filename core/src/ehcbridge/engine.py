@@ -23,7 +23,7 @@ from tenacity import RetryCallState, Retrying, wait_exponential
 from ehcbridge import NotConfigured, PermanentError, Skipped
 from ehcbridge.app import App
 from ehcbridge.events import LifecycleEvent, OnlineMeeting, Schedule
-from ehcbridge.invite_rules import ensure_rule_invitees
+from ehcbridge.invite_rules import PlanDetails, details_by_case, ensure_rule_invitees
 from ehcbridge.lanes import Lanes
 from ehcbridge.lifecycle import HOOK_REVIEW_SCHEDULED
 from ehcbridge.list_notices import queue_due_lists
@@ -203,9 +203,11 @@ class Engine:
         # Routing happens once per change: not again while the event waits for its link.
         fresh = [ev for ev in scheduled if ev.id not in waiting]
         cases = reads.cases_by_review(store, {ev.review_id for ev in fresh})
+        details = details_by_case(store, [c.plan.case_id for c in cases.values()])
         meetings = reads.meetings_by_id(store, {ev.meeting_id for ev in fresh
                                                 if ev.meeting_id is not None})
         ready: list[EventRow] = []
+        linkless: list[tuple[int, int, str]] = []
         notice_plugins: dict[int, list[str]] = {}
         for ev in batch:
             if ev.hook == NOTICE_HOOK:  # one notice: only its channel's plugin delivers it
@@ -224,13 +226,15 @@ class Engine:
             if ev.action != "cancelled":
                 changed = ensure_family_invitees(self.app, case.plan.case_id, case)
                 changed |= ensure_team_invitees(self.app, case.plan.case_id, case)
-                changed |= bool(ensure_rule_invitees(self.app, case.plan.case_id, case))
+                changed |= bool(ensure_rule_invitees(
+                    self.app, case.plan.case_id, case,
+                    details.get(case.plan.case_id, PlanDetails())))
                 if changed:  # a later event of this review sees the new invitees
                     cases[ev.review_id] = store.case_by_review(ev.review_id)
             meeting = meetings.get(ev.meeting_id or 0)
             if not provider:  # not silent: the review says why, and doctor warns
                 self._no_provider(ev, "engine.online_meetings is not set", cases[ev.review_id],
-                                  meeting)
+                                  meeting, linkless)
             # A meeting that went in person still has the provider's meeting to remove.
             if provider and meeting is not None and (meeting.online or meeting.external_id):
                 if provider not in plugins.implementers(PROVIDER_HOOK):
@@ -245,6 +249,8 @@ class Engine:
                     if d.status in OPEN_STATUSES:
                         continue  # every other plugin waits for the link
             ready.append(ev)
+        if linkless:
+            store.mark_linkless(linkless, NO_PROVIDER_FLAG)
         self.queue.dispatch_many([(ev.id, notice_plugins[ev.id] if ev.id in notice_plugins
                                    else plugins.implementers(ev.hook), ev.hook)
                                   for ev in ready], now)
@@ -418,7 +424,8 @@ class Engine:
         self._meetings.pop(ev.meeting_id or 0, None)
 
     def _no_provider(self, ev: EventRow, why: str, case: CaseView | None = None,
-                     meeting: Meeting | None = None) -> None:
+                     meeting: Meeting | None = None,
+                     pending: list[tuple[int, int, str]] | None = None) -> None:
         """Flag an online meeting that will go out without a link (not silently); ``case``
         and ``meeting`` as already read, when the caller has them."""
         store = self.app.store
@@ -427,16 +434,18 @@ class Engine:
         if case is None:
             case = self._case(ev.review_id)
         if meeting is None or not meeting.online or meeting.join_url or ev.action == "cancelled":
-            if (meeting is None or not meeting.online or ev.action == "cancelled") \
-                    and NO_PROVIDER_FLAG in case.flags:
+            if meeting is None or not meeting.online or ev.action == "cancelled":
                 # In person or cancelled now: no link is owed any more.
-                store.clear_flag(case.plan.case_id, NO_PROVIDER_FLAG)
+                if pending is not None:  # nor by an earlier event of this batch
+                    pending[:] = [m for m in pending if m[1] != ev.review_id]
+                if NO_PROVIDER_FLAG in case.flags:
+                    store.clear_flag(case.plan.case_id, NO_PROVIDER_FLAG)
             return
-        detail = no_provider_detail(why)
-        store.set_meeting_link(meeting.id or 0, provider=None, join_url=None, external_id=None,
-                               error=detail)
-        if case.flags.get(NO_PROVIDER_FLAG) != detail:
-            store.flag_review(case.plan.case_id, NO_PROVIDER_FLAG, detail, raised_by="engine")
+        mark = (meeting.id or 0, ev.review_id, no_provider_detail(why))
+        if pending is None:
+            store.mark_linkless([mark], NO_PROVIDER_FLAG)
+        else:
+            pending.append(mark)  # the caller writes a batch's marks in one transaction
         self._forget(ev)
 
     def _already_sent(self, ev: EventRow, provider: str) -> bool:

@@ -162,17 +162,37 @@ def details_for(store: Store, case_id: str) -> PlanDetails:
                        outcome_services=parse_services(r.outcome_services or ""))
 
 
-def ensure_rule_invitees(app: App, case_id: str, case: CaseView | None = None) -> int:
+def details_by_case(store: Store, case_ids: list[str]) -> dict[str, PlanDetails]:
+    """The stored details of many cases, in one query a chunk (cases without are left out)."""
+    from sqlalchemy import select
+
+    from ehcbridge.store import schema as t
+
+    out: dict[str, PlanDetails] = {}
+    with store.engine.connect() as conn:
+        for i in range(0, len(case_ids), 500):
+            for r in conn.execute(select(t.plan_details).where(
+                    t.plan_details.c.case_id.in_(case_ids[i:i + 500]))):
+                out[r.case_id] = PlanDetails(
+                    receiving_school=r.receiving_school,
+                    outcome_services=parse_services(r.outcome_services or ""))
+    return out
+
+
+def ensure_rule_invitees(app: App, case_id: str, case: CaseView | None = None,
+                         details: PlanDetails | None = None) -> int:
     """Add the invitees the council's rules call for (routing each professional through the
     routing plugins) and raise ``la_attendance_suggested``; returns how many were added.
-    ``case`` is the case as already read, when the caller has it."""
+    ``case`` and ``details`` as already read, when the caller has them (None: read here;
+    a caller that read details and found none passes ``PlanDetails()``)."""
     from ehcbridge.routing import route_and_add
     from ehcbridge.store import StoreError
 
     engine = app.settings.engine
     if case is None:
         case = app.store.case(case_id)
-    details = details_for(app.store, case_id)
+    if details is None:
+        details = details_for(app.store, case_id)
     reason = la_attendance_reason(case.review, case.pupil, details)
     if reason is not None and LA_ATTENDANCE_FLAG not in case.flags:
         app.store.flag_review(case_id, LA_ATTENDANCE_FLAG, reason, raised_by="invitation_rules")

@@ -861,6 +861,16 @@ class Store:
                 values.update(provider=provider, join_url=join_url, external_id=external_id)
             c.execute(update(t.meetings).where(t.meetings.c.id == meeting_id).values(**values))
 
+    def mark_linkless(self, items: list[tuple[int, int, str]], flag: str) -> None:
+        """Record that online meetings go out without a link: for each (meeting id, review id,
+        detail) the meeting's link error and the review's ``flag``, in one transaction (a
+        first run does this for every meeting)."""
+        with self.begin() as c:
+            for meeting_id, review_id, detail in items:
+                c.execute(update(t.meetings).where(t.meetings.c.id == meeting_id)
+                          .values(link_error=detail))
+                self._flag(c, review_id, flag, detail, "engine")
+
     def meeting(self, meeting_id: int) -> Meeting:
         """One meeting by id."""
         with self.engine.connect() as conn:
