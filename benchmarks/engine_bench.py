@@ -31,7 +31,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ehcbridge-bench-"))
     csv = write_csv(work / "reviews.csv", args.plans, seed=7)
     store = Store(args.url or f"sqlite:///{work / 'bench.sqlite3'}")
-    app = make_app(store, now=datetime(2026, 11, 2, 8, tzinfo=LONDON))
+    # All of England is a ~170 MB list, over the default 100 MB intake limit: a council
+    # importing one raises limits.max_file_bytes the same way.
+    app = make_app(store, settings={"limits": {"max_file_bytes": 1 << 30}},
+                   now=datetime(2026, 11, 2, 8, tzinfo=LONDON))
 
     started = time.perf_counter()
     report = import_reviews(app, csv, now=app.clock.now())
