@@ -195,6 +195,8 @@ def test_field_limit_and_file_limit_come_from_settings(store: Store, tmp_path: P
     app = make_app(store, settings={"limits": {"max_file_bytes": 1024}})
     big = csv_file(tmp_path, ["case_id,forename,surname,plan_issued"]
                    + [f"EHC-{n},Sam,Ex,2025-03-01" for n in range(100)], name="big.csv")
-    with pytest.raises(IntakeError, match="over the limit of 1,024 bytes"):
+    with pytest.raises(IntakeError, match="over the limit of 1,024 bytes") as caught:
         import_reviews(app, big)
+    # About the whole file: it names the file, not a "row 0, column -".
+    assert f"{big}: the file is " in str(caught.value) and "row 0" not in str(caught.value)
     assert store.count("plans") == 0

@@ -36,6 +36,8 @@ class RowProblem:
     def where(self, *, redact: bool = False) -> str:
         """``list.xlsx sheet 'Spring' row 4, column plan_issued``."""
         sheet = f" sheet {self.sheet!r}" if self.sheet else ""
+        if self.row == 0 and self.column == "-":  # about the whole file: no row to name
+            return f"{self.path}{sheet}"
         key = f" ({shown_text(self.key)})" if self.key and not redact else ""
         return f"{self.path}{sheet} {self.unit} {self.row}{key}, column {self.column}"
 
