@@ -31,9 +31,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ehcbridge-bench-"))
     csv = write_csv(work / "reviews.csv", args.plans, seed=7)
     store = Store(args.url or f"sqlite:///{work / 'bench.sqlite3'}")
-    # All of England is a ~170 MB list, over the default 100 MB intake limit: a council
-    # importing one raises limits.max_file_bytes the same way.
-    app = make_app(store, settings={"limits": {"max_file_bytes": 1 << 30}},
+    # All of England is a 170 MB list of 640,000 rows, over the default intake limits (100 MB,
+    # 250,000 rows): a council importing one raises limits.max_file_bytes and max_rows too.
+    app = make_app(store, settings={"limits": {"max_file_bytes": 1 << 30, "max_rows": 1_000_000}},
                    now=datetime(2026, 11, 2, 8, tzinfo=LONDON))
 
     started = time.perf_counter()
