@@ -255,6 +255,7 @@ def deliver(
         if sent_key in already:
             report.skipped += 1
             continue
+        already.add(sent_key)  # the same address twice in one list gets one message
         if exclusive and email not in reached and not store.claim_invitation(
                 revision.case_id, recipient.email):
             report.skipped += 1
