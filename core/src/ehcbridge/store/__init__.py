@@ -1032,24 +1032,27 @@ class Store:
     def claim_invitation(self, case_id: str, email: str, *, plugin: str) -> str:
         """Claim ``email`` for ``plugin`` before inviting them, unless another plugin holds a
         claim or a live invitation; returns the holder (``plugin`` when the claim is its own)."""
+        from ehcbridge.store.queue import insert_ignoring_conflict
+
         address = email.strip().lower()
-        with self.engine.connect() as conn:
-            review_id = self.review_id_for(conn, case_id)
-            other = conn.execute(select(t.invitations.c.plugin).where(and_(
+        with self.begin() as c:  # one transaction: a first run claims tens of thousands
+            review_id = self.review_id_for(c, case_id)
+            other = c.execute(select(t.invitations.c.plugin).where(and_(
                 t.invitations.c.review_id == review_id, t.invitations.c.plugin != plugin,
                 func.lower(t.invitations.c.email) == address,
                 t.invitations.c.status != "failed"))).first()
-        if other is not None:
-            return str(other.plugin)
-        key = f"{review_id}:{address}"
-        try:
-            with self.begin() as c:
-                c.execute(insert(t.plugin_state).values(plugin=self._CLAIMS, key=key,
-                                                        value={"plugin": plugin},
-                                                        updated_at=utcnow()))
-        except IntegrityError:  # held already: by this plugin (a retry) or by another
-            return str((self.get_state(self._CLAIMS, key) or {}).get("plugin", plugin))
-        return plugin
+            if other is not None:
+                return str(other.plugin)
+            key = f"{review_id}:{address}"
+            # The primary key decides a race; the loser reads who won.
+            if insert_ignoring_conflict(c, t.plugin_state, dict(
+                    plugin=self._CLAIMS, key=key, value={"plugin": plugin},
+                    updated_at=utcnow())):
+                return plugin
+            held = c.execute(select(t.plugin_state.c.value).where(and_(
+                t.plugin_state.c.plugin == self._CLAIMS,
+                t.plugin_state.c.key == key))).scalar_one_or_none()
+        return str((held or {}).get("plugin", plugin))
 
     def release_invitations(self, case_id: str, *, plugin: str, emails: list[str] | None = None,
                             detail: str = "", unsent_only: bool = False) -> None:

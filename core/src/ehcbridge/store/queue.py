@@ -250,6 +250,19 @@ def upsert_state(conn: Connection, plugin: str, items: dict[str, Any], now: date
     conn.execute(_upsert_statement(conn.dialect.name), rows)
 
 
+def insert_ignoring_conflict(conn: Connection, table: Any, values: dict[str, Any]) -> bool:
+    """Insert one row unless its primary key is taken (ON CONFLICT DO NOTHING, on SQLite and
+    PostgreSQL alike: no failed statement to roll back); True when it was inserted."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect_insert: Any = (postgresql.insert if conn.dialect.name == "postgresql"
+                           else sqlite.insert)
+    # RETURNING, not rowcount: PostgreSQL drivers do not report rowcount for this reliably.
+    key = next(iter(table.primary_key.columns))
+    return conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing()
+                        .returning(key)).first() is not None
+
+
 @functools.cache
 def _upsert_statement(dialect: str) -> Any:
     # One statement object per dialect, so SQLAlchemy compiles it once, not per delivery.
