@@ -293,3 +293,32 @@ def make_app(store: Any, plugins: dict[str, Any] | None = None,
     app = App(loaded, plugins=manager, now=now)
     app._store = store
     return app
+
+
+def cli_invoker(tmp_path: Any, monkeypatch: Any, config: str, *,
+                secret: str | None = None) -> Any:
+    """``invoke(*args, code=0)``: the real ``ehcbridge`` command on ``config`` (written to
+    ``tmp_path/ehcbridge.toml``), isolated from the caller's EHCBRIDGE_* variables and data
+    folder, asserting the exit code, no traceback and (when given) that ``secret`` never shows."""
+    import os
+
+    from click.testing import CliRunner
+
+    from ehcbridge.cli import cli
+
+    for key in list(os.environ):
+        if key.startswith("EHCBRIDGE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "ehcbridge.toml"
+    path.write_text(config, encoding="utf-8")
+
+    def invoke(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(cli, ["--config", str(path), *args], catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        assert "Traceback" not in result.output
+        assert secret is None or secret not in result.output
+        return str(result.output)
+
+    return invoke

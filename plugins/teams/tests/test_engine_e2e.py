@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from ehcbridge.testing import cli_invoker
 from ehcbridge_teams_fake_graph import ORGANISER, SECRET
 
 CSV_HEADER = ("case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,last_review,"
@@ -21,14 +20,7 @@ CSV_ROW = ("EHC-00077,A999268759382,Nico,Dunmore,09/09/2014,7,100004,2025-05-27,
 
 @pytest.fixture
 def run(fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    cli_module = pytest.importorskip("ehcbridge.cli")
-    for key in list(os.environ):
-        if key.startswith("EHCBRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "ehcbridge.toml"
-    config.write_text(
+    config = (
         f'[store]\ndata_dir = "{tmp_path / "data"}"\n'
         '[engine]\nonline_meetings = "teams"\n'
         "[plugins.teams]\n"
@@ -36,16 +28,9 @@ def run(fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         f'organiser = "{ORGANISER}"\nauthority_host = "{fake.base}"\n'
         f'graph_url = "{fake.base}/v1.0"\nca_bundle = "{fake.ca_path}"\n'
     )
+    invoke = cli_invoker(tmp_path, monkeypatch, config, secret=SECRET)
     monkeypatch.setenv("EHCBRIDGE_PLUGINS__TEAMS__CLIENT_SECRET", SECRET)
     (tmp_path / "reviews.csv").write_text(CSV_HEADER + CSV_ROW)
-
-    def invoke(*args: str) -> str:
-        result = CliRunner().invoke(cli_module.cli, ["--config", str(config), *args],
-                                    catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        assert SECRET not in result.output
-        return str(result.output)
-
     return invoke
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.utils import format_datetime
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from ehcbridge.models import LONDON
+from ehcbridge.testing import cli_invoker
 from ehcbridge_teams_fake_graph import ORGANISER, SECRET
 
 CSV = ("case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,last_review,"
@@ -36,14 +36,7 @@ NOW = "2026-11-22T15:00"
 @pytest.fixture
 def cli(fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``cli(*args)`` runs ehcbridge with teams (the provider) and outlook (an outbox)."""
-    cli_module = pytest.importorskip("ehcbridge.cli")
-    for key in list(os.environ):
-        if key.startswith("EHCBRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "ehcbridge.toml"
-    config.write_text(
+    config = (
         f'[store]\ndata_dir = "{tmp_path / "data"}"\n'
         '[engine]\nonline_meetings = "teams"\nmax_attempts = 3\n'
         "[plugins.teams]\n"
@@ -55,15 +48,9 @@ def cli(fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         f'outbox_dir = "{tmp_path / "outbox"}"\nfrom_address = "sen@council.example.gov.uk"\n'
         'reminders = false\n'
     )
+    invoke = cli_invoker(tmp_path, monkeypatch, config, secret=SECRET)
     monkeypatch.setenv("EHCBRIDGE_PLUGINS__TEAMS__CLIENT_SECRET", SECRET)
     (tmp_path / "reviews.csv").write_text(CSV)
-
-    def invoke(*args: str, code: int = 0) -> str:
-        result = CliRunner().invoke(cli_module.cli, ["--config", str(config), *args],
-                                    catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        assert SECRET not in result.output and "Traceback" not in result.output
-        return str(result.output)
 
     invoke("import", "reviews", "reviews.csv")
     invoke("review", "schedule", "EHC-00077", "--start", "2026-12-08T10:00", "--online")

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import email
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from ehcbridge.models import LONDON
+from ehcbridge.testing import cli_invoker
 
 from .conftest import ACCOUNT_ID, CLIENT_ID, CLIENT_SECRET, HOST
 
@@ -36,14 +35,7 @@ NOW = "2026-11-22T15:00"
 @pytest.fixture
 def cli(zoom: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``cli(*args)`` runs ehcbridge with zoom (the provider) and outlook (an outbox)."""
-    cli_module = pytest.importorskip("ehcbridge.cli")
-    for key in list(os.environ):
-        if key.startswith("EHCBRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "ehcbridge.toml"
-    config.write_text(
+    config = (
         f'[store]\ndata_dir = "{tmp_path / "data"}"\n'
         '[engine]\nonline_meetings = "zoom"\n'
         "[plugins.zoom]\n"
@@ -54,15 +46,9 @@ def cli(zoom: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         f'outbox_dir = "{tmp_path / "outbox"}"\nfrom_address = "sen@council.example.gov.uk"\n'
         "reminders = false\n"
     )
+    invoke = cli_invoker(tmp_path, monkeypatch, config, secret=CLIENT_SECRET)
     monkeypatch.setenv("EHCBRIDGE_PLUGINS__ZOOM__CLIENT_SECRET", CLIENT_SECRET)
     (tmp_path / "reviews.csv").write_text(HEADER + ONLINE + IN_PERSON)
-
-    def invoke(*args: str) -> str:
-        result = CliRunner().invoke(cli_module.cli, ["--config", str(config), *args],
-                                    catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        assert CLIENT_SECRET not in result.output and "Traceback" not in result.output
-        return str(result.output)
 
     invoke("import", "reviews", "reviews.csv")
     invoke("review", "schedule", "EHC-00077", "--start", "2026-12-08T10:00", "--online")
