@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import random
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 from ehcbridge.formats import (
@@ -14,6 +15,7 @@ from ehcbridge.formats import (
     RowProblem,
     canonical_headers,
     decode_text,
+    detect_encoding,
     is_valid_upn,
     make_upn,
     normalise_header,
@@ -172,6 +174,30 @@ def test_encodings_are_detected_and_named(data: bytes, name: str) -> None:
     text, found = decode_text(data)
     assert found == name
     assert text.lstrip("\ufeff").startswith("Zo")
+
+
+@pytest.mark.parametrize(("data", "name"), [
+    ("Zoë,Ørsted".encode(), "UTF-8"),
+    (codecs.BOM_UTF8 + "Zoë".encode(), "UTF-8 with BOM"),
+    ("Zoë,Ørsted".encode("utf-16"), "UTF-16"),
+    ("Zoë,Ørsted,a long enough line".encode("utf-16-le"), "UTF-16"),
+    ("Zoë \u2013 £5".encode("cp1252"), "Windows-1252"),
+])
+def test_a_file_is_detected_chunk_by_chunk_as_the_whole_bytes_are(
+        tmp_path: Path, data: bytes, name: str) -> None:
+    path = tmp_path / "list.csv"
+    path.write_bytes(data)
+    # Chunks of 3 bytes split every multi-byte character somewhere: still the same answer.
+    codec, found = detect_encoding(path, chunk=3)
+    assert found == name == decode_text(data)[1]
+    assert path.read_text(encoding=codec).lstrip("\ufeff").startswith("Zo")
+
+
+def test_a_late_bad_byte_names_its_offset_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_bytes(codecs.BOM_UTF8 + b"case_id\n" + b"A" * 5000 + b"\xff\n")
+    with pytest.raises(EncodingError, match="at byte 5011"):
+        detect_encoding(path, chunk=1024)
 
 
 def test_binary_is_not_text() -> None:

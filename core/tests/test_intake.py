@@ -85,6 +85,42 @@ def test_one_bad_row_refuses_the_whole_file_and_names_it(store: Store, tmp_path:
     assert store.count("plans") == 0 and store.count("events") == 0
 
 
+def _many(count: int) -> list[str]:
+    return [f"EHC-{n},,Kit,Row{n},2014-05-02,7,100001,2026-04-01,,,,,false,,\n"
+            for n in range(100, 100 + count)]
+
+
+def test_a_bad_row_after_chunks_were_written_rolls_all_back_and_every_problem_is_named(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ehcbridge.intake as intake
+
+    monkeypatch.setattr(intake, "_CHUNK", 3)  # rows are written as the file is read
+    app = make_app(store)
+    rows = _many(10)
+    rows[7] = rows[7].replace("2014-05-02", "31/02/2014")
+    rows.append(rows[2])  # a repeated case id after that
+    with pytest.raises(IntakeError) as caught:
+        import_reviews(app, write(tmp_path, rows))
+    assert [(p.row, p.column) for p in caught.value.problems] == [(9, "dob"), (12, "case_id")]
+    assert caught.value.problems[1].message == "repeats row 4"
+    assert store.count("plans") == 0 and store.count("events") == 0 and store.count("duties") == 0
+
+
+def test_a_long_list_streams_in_chunks_and_skip_invalid_keeps_the_rest(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ehcbridge.intake as intake
+
+    monkeypatch.setattr(intake, "_CHUNK", 4)
+    app = make_app(store)
+    rows = _many(11)
+    rows[5] = rows[5].replace(",false,", ",perhaps,")
+    report = import_reviews(app, write(tmp_path, rows), skip_invalid=True)
+    assert report.added == 10 and [(p.row, p.column) for p in report.skipped] == [(7, "online")]
+    assert len(store.case_ids()) == 10 and "EHC-105" not in store.case_ids()
+    again = import_reviews(app, write(tmp_path, rows), skip_invalid=True)
+    assert (again.added, again.unchanged) == (0, 10)
+
+
 def test_skip_invalid_imports_the_good_rows(store: Store, tmp_path: Path) -> None:
     app = make_app(store)
     bad = GOOD[1].replace(",true,", ",perhaps,")

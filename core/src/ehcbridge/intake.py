@@ -1,13 +1,14 @@
 """Review lists in: a council's termly list or an EHC Hub export, as CSV or an Excel workbook.
 
-The whole file is validated before anything is written; a bad row is reported with its file,
-sheet, row number, column and value, and (without ``skip_invalid``) nothing from the file is
-stored. Values are read through :mod:`ehcbridge.formats`, shared with every other importer.
+The file is read once, row by row, and written in chunks inside one transaction; a bad row is
+reported with its file, sheet, row number, column and value, and (without ``skip_invalid``)
+the transaction is rolled back, so nothing from the file is stored. Values are read through :mod:`ehcbridge.formats`, shared with every other importer.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -19,10 +20,12 @@ from ehcbridge.formats import (
     Limits,
     RowProblem,
     TableError,
+    TableStream,
     parse_date,
     parse_datetime,
     parse_nc_year,
     read_table,
+    stream_table,
     validate_upn,
 )
 from ehcbridge.invite_rules import PlanDetails, check_receiving_school, parse_services
@@ -136,43 +139,79 @@ class ReadResult:
 def read_reviews(path: Path, *, meeting_minutes: int = 60, sheet: str | None = None,
                  limits: Limits = DEFAULT_LIMITS) -> ReadResult:
     """Parse and validate a review list (CSV or .xlsx); returns good rows and every problem."""
+    scan = _Scan(_open(path, sheet, limits), meeting_minutes)
+    rows = list(scan.rows())
+    return ReadResult(rows, scan.problems, scan.warnings(), scan.stream.encoding,
+                      scan.stream.sheet)
+
+
+def _open(path: Path, sheet: str | None, limits: Limits) -> TableStream:
+    """The list opened for reading row by row, its required columns checked."""
     try:
-        table = read_table(path, sheet=sheet, aliases=ALIASES, limits=limits)
+        stream = stream_table(path, sheet=sheet, aliases=ALIASES, limits=limits)
     except TableError as exc:
         raise IntakeError(path, exc.problems) from None
-    missing = [c for c in REQUIRED if c not in table.header]
+    missing = [c for c in REQUIRED if c not in stream.header]
     if missing:
-        raise IntakeError(path, [table.problem(1, c, "", "column is missing") for c in missing])
-    rows: list[IntakeRow] = []
-    problems: list[RowProblem] = list(table.problems)
-    bad_rows = {p.row for p in problems}
-    seen: dict[str, int] = {}
-    upns: dict[str, list[tuple[int, str]]] = {}
-    for number, values in table.rows:
-        row_problems: list[RowProblem] = []
-        parsed = _parse_row(table.problem, number, values, row_problems, meeting_minutes)
-        case_id = values.get("case_id", "")
-        if case_id and case_id in seen:
-            row_problems.append(table.problem(number, "case_id", case_id,
-                                              f"repeats row {seen[case_id]}"))
-        seen.setdefault(case_id, number)
-        if row_problems or parsed is None or number in bad_rows:
-            problems.extend(row_problems)
-        else:
-            rows.append(parsed)
-            if parsed.pupil.upn:
-                upns.setdefault(parsed.pupil.upn, []).append((number, parsed.plan.case_id))
-    problems.sort(key=lambda p: p.row)
-    warnings = [
-        f"{table.path}: rows {', '.join(str(n) for n, _ in found)} (case ids "
-        f"{', '.join(c for _, c in found)}) share one UPN: they will be one pupil with "
-        f"{len(found)} plans; check the list if they are different children"
-        for found in upns.values() if len(found) > 1
-    ]
-    if table.encoding not in (None, "UTF-8", "UTF-8 with BOM"):
-        warnings.insert(0, f"{table.path}: read as {table.encoding} text; check accented "
-                           "names, or save the list as CSV UTF-8")
-    return ReadResult(rows, problems, warnings, table.encoding, table.sheet)
+        raise IntakeError(path, [stream.problem(1, c, "", "column is missing")
+                                 for c in missing])
+    return stream
+
+
+class _Scan:
+    """One pass over a list: good rows as they are read, while collecting every problem and
+    what to warn about. Holds a case id and a UPN per row, never the rows themselves, so a
+    list of any length is read at constant memory."""
+
+    def __init__(self, stream: TableStream, meeting_minutes: int) -> None:
+        self.stream = stream
+        self.meeting_minutes = meeting_minutes
+        self.problems: list[RowProblem] = []
+        self.read = 0  # data rows read, good or bad
+        self._seen: dict[str, int] = {}
+        self._upn_first: dict[str, str] = {}
+        self._shared: dict[str, list[tuple[int, str]]] = {}
+
+    def rows(self) -> Iterator[IntakeRow]:
+        """Each good row in file order; problems (and a repeated case id) are collected."""
+        stream, seen = self.stream, self._seen
+        try:
+            for number, values, row_problems in stream.rows():
+                self.read += 1
+                parsed = _parse_row(stream.problem, number, values, row_problems,
+                                    self.meeting_minutes)
+                case_id = values.get("case_id", "")
+                if case_id and case_id in seen:
+                    row_problems.append(stream.problem(number, "case_id", case_id,
+                                                       f"repeats row {seen[case_id]}"))
+                else:
+                    seen[case_id] = number
+                if row_problems or parsed is None:
+                    self.problems += row_problems
+                    continue
+                upn = parsed.pupil.upn
+                if upn:
+                    first = self._upn_first.setdefault(upn, case_id)
+                    if first != case_id:
+                        self._shared.setdefault(upn, [(seen[first], first)]).append(
+                            (number, case_id))
+                yield parsed
+        except TableError as exc:
+            raise IntakeError(Path(stream.path), exc.problems) from None
+        self.problems.sort(key=lambda p: p.row)
+
+    def warnings(self) -> list[str]:
+        """Rows sharing a UPN, and a list read in an encoding that may garble names."""
+        shown = self.stream.path
+        warnings = [
+            f"{shown}: rows {', '.join(str(n) for n, _ in found)} (case ids "
+            f"{', '.join(c for _, c in found)}) share one UPN: they will be one pupil with "
+            f"{len(found)} plans; check the list if they are different children"
+            for found in self._shared.values()]
+        if self.stream.encoding not in (None, "UTF-8", "UTF-8 with BOM"):
+            warnings.insert(0, f"{shown}: read as {self.stream.encoding} text; check accented "
+                               "names, or save the list as CSV UTF-8")
+        return warnings
 
 
 def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowProblem],
@@ -272,17 +311,49 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
 
 def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid: bool = False,
                    now: datetime | None = None, sheet: str | None = None) -> ImportReport:
-    """Validate then upsert a review list by case_id, all in one transaction."""
+    """Validate and upsert a review list by case_id, all in one transaction.
 
-    read = read_reviews(path, meeting_minutes=app.settings.engine.meeting_minutes, sheet=sheet,
-                        limits=app.settings.limits)
-    if read.problems and not skip_invalid:
-        raise IntakeError(path, read.problems)
-    report = ImportReport(skipped=read.problems, dry_run=dry_run, path=path,
-                          warnings=read.warnings, encoding=read.encoding, sheet=read.sheet)
-    with contextlib.suppress(_DryRun):
-        _apply(app, read.rows, report, now, skip_invalid)
+    The list is read once, row by row, and written in chunks as it is read; a problem anywhere
+    (without ``skip_invalid``) rolls the whole transaction back, so nothing is half-applied,
+    and the rest of the file is still checked so every problem is reported at once.
+    """
+    from ehcbridge.operations import reporter
+
+    scan = _Scan(_open(path, sheet, app.settings.limits), app.settings.engine.meeting_minutes)
+    report = ImportReport(dry_run=dry_run, path=path, encoding=scan.stream.encoding,
+                          sheet=scan.stream.sheet)
+    show = reporter(f"importing {path.name}")
+    size = path.stat().st_size
+    store = app.store
+    with contextlib.suppress(_DryRun), store.begin() as conn:
+        writer = _Writer(app, conn, report, now, skip_invalid)
+        chunk: list[IntakeRow] = []
+        for row in scan.rows():
+            if scan.problems and not skip_invalid:
+                continue  # the import fails: read on only to report every problem
+            chunk.append(row)
+            if len(chunk) >= _CHUNK:
+                writer.write(chunk)
+                chunk = []
+                # Rows so far, and the total the bytes read so far suggest (exact at the end).
+                done = scan.stream.position()
+                show(writer.rows, max(writer.rows, writer.rows * size // done) if done else 0)
+        if not (scan.problems and not skip_invalid):
+            writer.write(chunk)
+        problems = scan.problems + writer.rejected
+        if problems and not skip_invalid:
+            problems.sort(key=lambda p: p.row)
+            raise IntakeError(path, problems)
+        if writer.rows:
+            show(writer.rows, writer.rows)
+        report.skipped = sorted(problems, key=lambda p: p.row)
+        report.warnings = scan.warnings()
+        if report.dry_run:
+            raise _DryRun
     return report
+
+
+_CHUNK = 2000  # rows written at a time: large enough for bulk writes, small enough to stream
 
 
 def import_row(app: App, values: dict[str, str], *, source: str) -> ImportReport:
@@ -310,55 +381,80 @@ class _DryRun(Exception):
 
 def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime | None,
            skip_invalid: bool = False) -> None:
-    from ehcbridge import lifecycle, timeline
-    from ehcbridge.operations import reporter
-    from ehcbridge.store import CaseInput, StoreError, ValueRejected
+    """Write already-validated rows in one transaction (a single row from the webhook)."""
+    with app.store.begin() as conn:
+        writer = _Writer(app, conn, report, now, skip_invalid)
+        writer.write(rows)
+        if writer.rejected:
+            raise IntakeError(report.path, writer.rejected)
 
-    items = []
-    policy, today = app.lifecycle_policy(), app.clock.now().date()
-    for row in rows:
-        kind, due = lifecycle.open_review(row.plan, row.pupil, policy, as_of=today)
-        report.overdue += due < today  # flagged "overdue" by the lifecycle
-        meeting = None
-        if row.meeting_start is not None and row.meeting_end is not None:
-            meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
-        items.append(CaseInput(pupil=row.pupil, plan=row.plan,
-                               coordinator_email=row.coordinator_email, review_due=due,
-                               kind=kind, pfa=timeline.preparing_for_adulthood(row.pupil),
-                               invitees=row.invitees, meeting=meeting))
-    by_case = {row.plan.case_id: row for row in rows}
-    store = app.store
-    with store.begin() as conn:
+
+class _Writer:
+    """Writes chunks of good rows into the import's transaction and counts what happened."""
+
+    def __init__(self, app: App, conn: Any, report: ImportReport, now: datetime | None,
+                 skip_invalid: bool) -> None:
+        from ehcbridge import lifecycle, timeline
+        from ehcbridge.invite_rules import save_details
+        from ehcbridge.store import CaseInput
+
+        self.app, self.conn, self.report, self.skip_invalid = app, conn, report, skip_invalid
+        self.now = now or app.clock.now()
+        self.policy, self.today = app.lifecycle_policy(), app.clock.now().date()
+        self.rejected: list[RowProblem] = []  # values the store cannot hold
+        self.rows = 0
+        self._open_review, self._pfa = lifecycle.open_review, timeline.preparing_for_adulthood
+        self._case_input, self._save_details = CaseInput, save_details
+
+    def write(self, rows: list[IntakeRow]) -> None:
+        """Write one chunk; values the store refuses become row problems (no value shown)."""
+        from ehcbridge.store import StoreError, ValueRejected
+        from ehcbridge.store.errors import check_cases
+
+        if not rows:
+            return
+        report, policy, today = self.report, self.policy, self.today
+        items = []
+        for row in rows:
+            kind, due = self._open_review(row.plan, row.pupil, policy, as_of=today)
+            report.overdue += due < today  # flagged "overdue" by the lifecycle
+            meeting = None
+            if row.meeting_start is not None and row.meeting_end is not None:
+                meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
+            items.append(self._case_input(
+                pupil=row.pupil, plan=row.plan, coordinator_email=row.coordinator_email,
+                review_due=due, kind=kind, pfa=self._pfa(row.pupil), invitees=row.invitees,
+                meeting=meeting))
+        by_case = {row.plan.case_id: row for row in rows}
         try:
+            if self.rejected and not self.skip_invalid:
+                check_cases(items)  # the import fails: only look for more to report
+                return
             try:
-                results = store.import_cases(conn, items, now or app.clock.now(),
-                                             progress=reporter(f"importing {report.path.name}"))
-            except ValueRejected as exc:  # values the store cannot hold: no value shown
-                rejected = [RowProblem(str(report.path), by_case[case_id].row
-                                       if case_id in by_case else 0, _csv_column(column), "",
-                                       problem, sheet=report.sheet)
-                            for case_id, column, problem in exc.problems]
-                if not skip_invalid:
-                    raise IntakeError(report.path, rejected) from None
-                report.skipped += rejected  # checked before any write: import the rest
+                results = self.app.store.import_cases(self.conn, items, self.now)
+            except ValueRejected as exc:  # checked before any write of this chunk
+                self.rejected += [RowProblem(str(report.path), by_case[case_id].row
+                                             if case_id in by_case else 0, _csv_column(column),
+                                             "", problem, sheet=report.sheet)
+                                  for case_id, column, problem in exc.problems]
+                if not self.skip_invalid:
+                    return  # the import fails; the rest of the file is still checked
                 refused = {case_id for case_id, _, _ in exc.problems}
-                results = store.import_cases(
-                    conn, [i for i in items if i.plan.case_id not in refused],
-                    now or app.clock.now())
+                rows = [r for r in rows if r.plan.case_id not in refused]
+                results = self.app.store.import_cases(
+                    self.conn, [i for i in items if i.plan.case_id not in refused], self.now)
         except StoreError as exc:
             bad = by_case.get(exc.case_id or "")
             raise IntakeError(report.path, [RowProblem(
                 str(report.path), bad.row if bad else 0, exc.field or "case_id",
                 exc.value or "", str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
-        from ehcbridge.invite_rules import save_details
-
-        save_details(conn, {r.plan.case_id: r.details for r in rows if r.details is not None})
+        self._save_details(self.conn, {r.plan.case_id: r.details for r in rows
+                                       if r.details is not None})
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:
                 report.meetings[action] = report.meetings.get(action, 0) + 1
-        if report.dry_run:
-            raise _DryRun
+        self.rows += len(rows)
 
 
 def _csv_column(column: str) -> str:

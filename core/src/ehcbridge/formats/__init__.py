@@ -11,8 +11,8 @@ from .headers import canonical_headers, normalise_header
 from .limits import DEFAULT_LIMITS, Limits, TooLarge, check_file_size, field_problem
 from .ncyear import parse_nc_year
 from .problems import RowProblem
-from .tables import Table, TableError, read_table
-from .text import EncodingError, decode_text
+from .tables import Table, TableError, TableStream, read_table, stream_table
+from .text import EncodingError, decode_text, detect_encoding
 from .upn import InvalidUPN, check_letter, is_valid_upn, make_upn, validate_upn
 
 __all__ = [
@@ -24,12 +24,14 @@ __all__ = [
     "RowProblem",
     "Table",
     "TableError",
+    "TableStream",
     "TooLarge",
     "canonical_headers",
     "check_date",
     "check_file_size",
     "check_letter",
     "decode_text",
+    "detect_encoding",
     "field_problem",
     "is_valid_upn",
     "make_upn",
@@ -38,5 +40,6 @@ __all__ = [
     "parse_datetime",
     "parse_nc_year",
     "read_table",
+    "stream_table",
     "validate_upn",
 ]
