@@ -2,7 +2,8 @@
 
 The file is read once, row by row, and written in chunks inside one transaction; a bad row is
 reported with its file, sheet, row number, column and value, and (without ``skip_invalid``)
-the transaction is rolled back, so nothing from the file is stored. Values are read through :mod:`ehcbridge.formats`, shared with every other importer.
+the transaction is rolled back, so nothing from the file is stored. Values are read through
+:mod:`ehcbridge.formats`, shared with every other importer.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ column, like any other row problem.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Integer, String, Table
@@ -61,19 +62,28 @@ def misfits(table: Table, values: dict[str, Any]) -> list[tuple[str, str]]:
     against the schema makes both backends refuse the same rows with the same message.
     """
     out: list[tuple[str, str]] = []
+    kinds = _kinds(table)
     for name, value in values.items():
-        if value is None or name not in table.c:
+        if value is None or name not in kinds:
             continue
-        kind = table.c[name].type
+        length, integer = kinds[name]
         if isinstance(value, str):
             if "\x00" in value:
                 out.append((name, "contains a NUL byte"))
-            elif isinstance(kind, String) and kind.length and len(value) > kind.length:
-                out.append((name, f"is longer than {kind.length} characters"))
-        elif (isinstance(value, int) and not isinstance(value, bool)
-              and isinstance(kind, Integer) and not _INT_MIN <= value <= _INT_MAX):
+            elif length and len(value) > length:
+                out.append((name, f"is longer than {length} characters"))
+        elif (integer and isinstance(value, int) and not isinstance(value, bool)
+              and not _INT_MIN <= value <= _INT_MAX):
             out.append((name, "is out of range"))
     return out
+
+
+@lru_cache(maxsize=64)
+def _kinds(table: Table) -> dict[str, tuple[int | None, bool]]:
+    """(string length, is an integer) per column: read from the schema once per table, as an
+    import checks every value of a caseload against it."""
+    return {c.name: (c.type.length if isinstance(c.type, String) else None,
+                     isinstance(c.type, Integer)) for c in table.c}
 
 
 def describe(orig: BaseException) -> str:
