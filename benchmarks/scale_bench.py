@@ -6,7 +6,7 @@ under 3 s; re-importing an unchanged list no slower than the first import; `revi
 dispatch at 1,000 events/s or more; an idle tick under 1 s. Each figure is printed beside the
 previous implementation's, measured on the same machine and quoted in issue 17.
 
-Usage: uv run python benchmarks/scale_bench.py [--plans N] [--url SQLALCHEMY_URL]
+Usage: uv run python benchmarks/scale_bench.py [--plans N] [--url SQLALCHEMY_URL] [--no-catch-up]
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--plans", type=int, default=20_000)
     parser.add_argument("--url", help="store URL (default: a new SQLite file)")
+    parser.add_argument("--no-catch-up", action="store_true",
+                        help="stop after import, re-import and the review list")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ehcbridge-scale-"))
     url = args.url or f"sqlite:///{work / 'bench.sqlite3'}"
@@ -86,6 +88,18 @@ def main() -> None:
     listing = time.perf_counter() - started
     assert listed.exit_code == 0, listed.output[-500:]
 
+    print(f"backend: {backend}; plans: {args.plans} ({report.added} added, "
+          f"{sum(report.meetings.values())} meetings)")
+    print(f"import: {imported:.2f} s{was('import', backend)}")
+    print(f"import + timelines: {imported + timelines:.2f} s (target < 3 s)"
+          f"{was('import+timelines', backend)}")
+    print(f"re-import unchanged: {reimported:.2f} s (target <= first import, {imported:.2f} s)"
+          f"{was('reimport', backend)}")
+    print(f"review list ({len(listed.output.splitlines())} lines): {listing:.2f} s "
+          f"(target < 1 s){was('review list', backend)}", flush=True)
+    if args.no_catch_up:
+        return
+
     engine = Engine(app)
     dispatch_seconds = [0.0]
     original = engine._dispatch
@@ -108,15 +122,6 @@ def main() -> None:
     idle = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"backend: {backend}; plans: {args.plans} ({report.added} added, "
-          f"{sum(report.meetings.values())} meetings)")
-    print(f"import: {imported:.2f} s{was('import', backend)}")
-    print(f"import + timelines: {imported + timelines:.2f} s (target < 3 s)"
-          f"{was('import+timelines', backend)}")
-    print(f"re-import unchanged: {reimported:.2f} s (target <= first import, {imported:.2f} s)"
-          f"{was('reimport', backend)}")
-    print(f"review list ({len(listed.output.splitlines())} lines): {listing:.2f} s "
-          f"(target < 1 s){was('review list', backend)}")
     print(f"first catch-up run: {catch_up:.2f} s (target < 20 s){was('catch-up', backend)}; "
           f"{first.timers_fired} timers, {first.events_dispatched} events, "
           f"{sum(first.attempts.values())} deliveries "

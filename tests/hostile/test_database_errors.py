@@ -146,3 +146,29 @@ def test_main_prints_a_database_error_as_one_line(store: Store, monkeypatch: pyt
     assert err.startswith("Error: database error (") and len(err.splitlines()) == 1, err
     for value in ("Zebedee", "Quixotic", "A123456789012", "2015"):
         assert value not in err
+
+
+def test_bulk_writes_refused_by_the_database_hold_no_values(store: Store) -> None:
+    """The import's bulk path (COPY on PostgreSQL, executemany on SQLite) is refused like any
+    statement: a duplicate key is an IntegrityError and an unfitting value a StoreError, with
+    no value in the chain (PostgreSQL's COPY context quotes the whole refused row)."""
+    from ehcbridge.store import _bulk_insert
+
+    row = dict(upn="A123456789012", forename="Zebedee", surname="Quixotic",
+               dob=date(2015, 3, 4), updated_at=datetime(2026, 1, 1, tzinfo=UTC))
+    other = {**row, "upn": "B123456789012", "forename": "Yolanda"}
+    with store.begin() as conn:
+        _bulk_insert(conn, t.pupils, [row])
+    with pytest.raises(sa.exc.IntegrityError) as dup, store.begin() as conn:
+        _bulk_insert(conn, t.pupils, [other, row])
+    _no_private(dup.value, "Zebedee", "Yolanda", "Quixotic", "A123456789012", "2015")
+    assert store.count("pupils") == 1  # nothing of the refused batch stayed
+    if store.backend == "postgresql":
+        with pytest.raises(StoreError) as long, store.begin() as conn:
+            _bulk_insert(conn, t.pupils, [{**other, "school_urn": "123456789012"}])
+        _no_private(long.value, "Yolanda", "Quixotic", "123456789012", "2015")
+        assert "does not fit its column" in str(long.value)
+    # What the bulk path wrote reads back as it went in (JSON included).
+    with store.begin() as conn:
+        _bulk_insert(conn, t.plugin_state, [dict(plugin="p", key="k", value=[1, "two"])])
+    assert store.get_state("p", "k") == [1, "two"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Integer, String, Table
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DBAPIError
 
 # PostgreSQL SQLSTATE classes (appendix A of the PostgreSQL manual), described without values.
 _CLASSES = {
@@ -107,6 +108,18 @@ def _is_data_error(orig: BaseException) -> bool:
 
 def _is_integrity_error(orig: BaseException) -> bool:
     return any(c.__name__ == "IntegrityError" for c in type(orig).__mro__)
+
+
+def copy_failed(statement: str, orig: Exception) -> Exception:
+    """What a COPY the driver refused raises: the same scrubbed message and exception class as
+    a statement sent through SQLAlchemy (:func:`on_error`)."""
+    safe = describe(orig) or type(orig).__name__
+    orig.args = (safe,)
+    if _is_data_error(orig) or (getattr(orig, "sqlstate", None) or "").startswith("22"):
+        return StoreDataError(f"the database refused a value: {safe}")
+    wrapped = DBAPIError.instance(statement, None, orig, type(orig), hide_parameters=True)
+    wrapped.args = (f"({type(orig).__module__}.{type(orig).__name__}) {safe}",)
+    return wrapped
 
 
 def on_error(ctx: ExceptionContext) -> BaseException | None:
