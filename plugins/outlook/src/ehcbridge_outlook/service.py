@@ -337,6 +337,8 @@ def _meeting_builder(ctx: HookContext, event: LifecycleEvent, settings: OutlookS
                      attendees: tuple[Recipient, ...], cancelled: bool
                      ) -> Callable[[int, Recipient, bool], Any]:
     made: dict[int, tuple[ical.MeetingEntry, bytes]] = {}
+    parts = imip.Parts()  # the calendar and bodies every recipient shares, built once
+    domain = imip.address_of(settings.from_address).rpartition("@")[2]
 
     def build(sequence: int, recipient: Recipient, seen_before: bool) -> Any:
         # Every recipient of a revision gets the same calendar: serialise it once.
@@ -355,8 +357,8 @@ def _meeting_builder(ctx: HookContext, event: LifecycleEvent, settings: OutlookS
             to=(recipient.name or "", recipient.email),
             reply_to=entry.organiser.email, sent_at=ctx.clock.now(),
             msg_id=imip.message_id(entry.uid, sequence, method, recipient.email.lower(),
-                                   domain=imip.address_of(settings.from_address).rpartition("@")[2]),
-            text=text, html_body=html_body,
+                                   domain=domain),
+            text=text, html_body=html_body, parts=parts,
         )
     return build
 
@@ -428,6 +430,7 @@ def _deadline_builder(ctx: HookContext, event: LifecycleEvent, settings: Outlook
     organiser = ical.Person(imip.address_of(settings.organiser or settings.from_address),
                             settings.organiser_name)
     sender_address = imip.address_of(settings.from_address)
+    parts = imip.Parts()
 
     def build(sequence: int, recipient: Recipient, seen_before: bool) -> Any:
         entry = ical.DeadlineEntry(
@@ -451,7 +454,7 @@ def _deadline_builder(ctx: HookContext, event: LifecycleEvent, settings: Outlook
             reply_to=None, sent_at=ctx.clock.now(),
             msg_id=imip.message_id(entry.uid, sequence, method, recipient.email.lower(),
                                    domain=sender_address.rpartition("@")[2]),
-            text=text, html_body=html_body,
+            text=text, html_body=html_body, parts=parts,
         )
     return build
 
