@@ -128,11 +128,21 @@ class _Policy(Compat32):
     compare both ways). Anything else (long, non-ASCII, odd spacing) still takes the full path.
     """
 
-    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+    def _one_line(self, name: str, value: Any) -> str | None:
         if (isinstance(value, str) and _PLAIN.fullmatch(value) is not None
                 and len(name) + 2 + len(value) <= (self.max_line_length or 0)):
             return f"{name}: {value}{self.linesep}"
-        return str(super()._fold(name, value, sanitize))
+        return None
+
+    def fold(self, name: str, value: str) -> str:
+        """``name: value`` as compat32 writes it."""
+        line = self._one_line(name, value)
+        return line if line is not None else super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        """``name: value`` as compat32 writes it, as bytes (what the outbox and SMTP use)."""
+        line = self._one_line(name, value)
+        return line.encode("ascii") if line is not None else super().fold_binary(name, value)
 
 
 POLICY = _Policy()
