@@ -63,6 +63,24 @@ def test_state_round_trips(subject: Subject) -> None:
     assert s.state_items("b:") == [("b:1", None)]
 
 
+def test_a_batch_commits_together_or_not_at_all(subject: Subject) -> None:
+    s = subject.store
+    with s.batch():
+        s.set_state("k:1", 1)
+        assert s.get_state("k:1") == 1  # its own writes are seen inside
+        s.record_invitation(CASE, "a@example.net")
+        s.flag_review(CASE, "sent", "1")
+    assert s.get_state("k:1") == 1 and subject.flags(CASE) == {"sent": "1"}
+    with pytest.raises(RuntimeError), s.batch():
+        s.set_state_many({"k:1": 2, "k:2": 2})
+        s.record_invitation(CASE, "b@example.net")
+        s.flag_review(CASE, "sent", "2")
+        raise RuntimeError("a later write failed")
+    assert s.state_items("k:") == [("k:1", 1)]
+    assert subject.flags(CASE) == {"sent": "1"}
+    assert [r["email"] for r in s.invitations(CASE)] == ["a@example.net"]
+
+
 def test_flags_are_raised_refreshed_and_cleared(subject: Subject) -> None:
     subject.store.flag_review(CASE, "late", "first")
     subject.store.flag_review(CASE, "late", "second")

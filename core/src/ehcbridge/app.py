@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,10 @@ class PluginStoreFacade:
     def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
         """The plugin's keys starting with ``prefix``."""
         return self.store.state_items(self.plugin, prefix)
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes in the block commit together (see ``PluginStore.batch``)."""
+        return self.store.batch()
 
     def flag_review(self, case_id: str, flag: str, detail: str = "") -> None:
         """Raise a flag on the review."""

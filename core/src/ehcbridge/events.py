@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -75,6 +76,12 @@ class PluginStore(Protocol):
 
     def delete_state(self, key: str) -> None:
         """Remove ``key`` from this plugin's state."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """``with store.batch():`` the writes made in the block commit together, as one
+        transaction (or none of them, if it raises), and reads in it see them. For writes that
+        belong together: send mail or call a service before or after the block, never inside,
+        so a crash cannot leave an effect unrecorded or a record of one that never happened."""
 
     def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
         """All of this plugin's keys starting with ``prefix``."""
