@@ -214,6 +214,9 @@ def _sequence(state: dict[str, Any] | None, revision: Revision) -> int:
     return max(revision.base_sequence, int(state["sequence"]) + 1)
 
 
+_UNREAD: Any = object()  # deliver() reads the revision's state itself
+
+
 def deliver(
     ctx: HookContext,
     settings: OutlookSettings,
@@ -221,11 +224,20 @@ def deliver(
     recipients: Iterable[Recipient],
     build: Callable[[int, Recipient, bool], Any],
     sender: Callable[[Any], None],
+    *,
+    state: Any = _UNREAD,
 ) -> Report:
-    """Send ``revision`` to each recipient not yet sent it; RetryLater if the server defers."""
+    """Send ``revision`` to each recipient not yet sent it; RetryLater if the server defers.
+
+    ``state`` is the revision's stored state when the caller has just read it. What is written
+    goes in one transaction per step: before anything leaves, the revision (its SEQUENCE fixed,
+    so a retry sends the same one) with the claims on new invitees; after each message, its
+    copy record with the revision's reach and the invitation record. A crash loses at most the
+    record of the one message in flight, which a retry resends with the same Message-ID."""
     store = ctx.store
     rev_key = f"rev:{revision.uid}"
-    state: dict[str, Any] | None = store.get_state(rev_key)
+    if state is _UNREAD:
+        state = store.get_state(rev_key)
     sequence = _sequence(state, revision)
     reached: list[str] = list(state.get("reached", [])) if state else []
     attendees = [[a.email, a.name, a.required] for a in revision.attendees]
@@ -240,26 +252,31 @@ def deliver(
             "keep_until": revision.keep_until.isoformat() if revision.keep_until else None,
         }, **also})
 
-    save()  # fixes the SEQUENCE before anything leaves, so a retry sends the same revision
-    # What this revision already sent, read once rather than once per recipient.
     sent_prefix = f"sent:{revision.uid}:{sequence}:"
-    already = {key for key, _ in store.state_items(sent_prefix)}
     report = Report()
     failures: list[str] = []
     # One invitation per person per meeting across plugins: claim each new invitee first, so
     # a calendar plugin racing us (or retried later) never invites them a second time.
     exclusive = revision.record_invitations and not revision.cancel and settings.invite != "all"
-    for recipient in recipients:
-        email = recipient.email.lower()
-        sent_key = f"{sent_prefix}{email}"
-        if sent_key in already:
-            report.skipped += 1
-            continue
-        already.add(sent_key)  # the same address twice in one list gets one message
-        if exclusive and email not in reached and not store.claim_invitation(
-                revision.case_id, recipient.email):
-            report.skipped += 1
-            continue
+    seen: set[str] = set()
+    todo: list[tuple[Recipient, str, str]] = []
+    with store.batch():
+        save()  # fixes the SEQUENCE before anything leaves, so a retry sends the same revision
+        for recipient in recipients:
+            email = recipient.email.lower()
+            sent_key = f"{sent_prefix}{email}"
+            # A copy already sent is looked up by its own key, and only for a revision stored
+            # before: the revision is always saved before any copy of it is sent.
+            if sent_key in seen or (state is not None and store.get_state(sent_key) is not None):
+                report.skipped += 1
+                continue
+            seen.add(sent_key)  # the same address twice in one list gets one message
+            if exclusive and email not in reached and not store.claim_invitation(
+                    revision.case_id, recipient.email):
+                report.skipped += 1
+                continue
+            todo.append((recipient, email, sent_key))
+    for recipient, email, sent_key in todo:
         message = build(sequence, recipient, email in reached)
         try:
             sender(message)
@@ -267,25 +284,28 @@ def deliver(
             if _whole_message_refused(exc):
                 raise
             detail = str(exc)
-            store.set_state(sent_key, {"status": "failed", "detail": detail,
-                                       "at": _now_utc(ctx).isoformat()})
-            if exclusive:
-                store.release_invitations(revision.case_id, [recipient.email], detail=detail)
-            if revision.record_invitations:
-                store.record_invitation(revision.case_id, recipient.email, status="failed",
-                                        detail=detail)
+            with store.batch():
+                store.set_state(sent_key, {"status": "failed", "detail": detail,
+                                           "at": _now_utc(ctx).isoformat()})
+                if exclusive:
+                    store.release_invitations(revision.case_id, [recipient.email],
+                                              detail=detail)
+                if revision.record_invitations:
+                    store.record_invitation(revision.case_id, recipient.email,
+                                            status="failed", detail=detail)
             failures.append(detail)
             report.failed += 1
             continue
         sent = {"status": "sent", "message_id": str(message["Message-ID"]),
                 "at": _now_utc(ctx).isoformat()}
-        if email in reached:
-            store.set_state(sent_key, sent)
-        else:
-            reached.append(email)
-            save(**{sent_key: sent})  # one transaction: sent and reached agree after a crash
-            if revision.record_invitations and not revision.cancel:
-                store.record_invitation(revision.case_id, recipient.email, status="sent")
+        with store.batch():  # the copy, the reach and the invitation record agree after a crash
+            if email in reached:
+                store.set_state(sent_key, sent)
+            else:
+                reached.append(email)
+                save(**{sent_key: sent})
+                if revision.record_invitations and not revision.cancel:
+                    store.record_invitation(revision.case_id, recipient.email, status="sent")
         report.sent += 1
     if failures:
         store.flag_review(revision.case_id, FAILED_FLAG,
@@ -293,9 +313,12 @@ def deliver(
     return report
 
 
-def reached_by(ctx: HookContext, uid: str) -> list[Recipient]:
-    """Everyone a revision of ``uid`` has reached, as the recipients of a follow-up."""
-    state = ctx.store.get_state(f"rev:{uid}") or {}
+def reached_by(ctx: HookContext, uid: str, state: Any = _UNREAD) -> list[Recipient]:
+    """Everyone a revision of ``uid`` has reached, as the recipients of a follow-up (``state``:
+    the revision's stored state, when the caller has read it)."""
+    if state is _UNREAD:
+        state = ctx.store.get_state(f"rev:{uid}")
+    state = state or {}
     names = {str(a[0]).lower(): a for a in state.get("attendees", [])}
     result = []
     for email in state.get("reached", []):
@@ -380,7 +403,8 @@ def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
     case_id = event.plan.case_id
     uid = meeting_uid(event)
     attendees = tuple(recipients_of(event))
-    previously = {r.email.lower() for r in reached_by(ctx, uid)}
+    state = ctx.store.get_state(f"rev:{uid}")  # read once for reached_by and deliver
+    previously = {r.email.lower() for r in reached_by(ctx, uid, state)}
     if settings.invite == "none":
         chosen: list[Recipient] = []
     elif settings.invite == "all":
@@ -396,7 +420,7 @@ def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                         base_sequence=meeting.sequence, cancel=False, attendees=attendees,
                         record_invitations=True, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, chosen,
-                   _meeting_builder(ctx, event, settings, attendees, False), sender)
+                   _meeting_builder(ctx, event, settings, attendees, False), sender, state=state)
 
 
 def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
@@ -405,10 +429,11 @@ def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
     meeting = event.meeting
     assert meeting is not None
     uid = meeting_uid(event)
-    recipients = reached_by(ctx, uid)
+    stored = ctx.store.get_state(f"rev:{uid}")
+    recipients = reached_by(ctx, uid, stored)
     if not recipients:
         return Report()
-    state = ctx.store.get_state(f"rev:{uid}") or {}
+    state = stored or {}
     listed = tuple(Recipient(a[0], a[1], bool(a[2])) for a in state.get("attendees", [])) \
         or tuple(recipients_of(event)) or tuple(recipients)
     revision = Revision(uid=uid, case_id=event.plan.case_id,
@@ -416,7 +441,7 @@ def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                         base_sequence=meeting.sequence, cancel=True, attendees=listed,
                         record_invitations=False, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, recipients,
-                   _meeting_builder(ctx, event, settings, listed, True), sender)
+                   _meeting_builder(ctx, event, settings, listed, True), sender, state=stored)
 
 
 # Deadlines -------------------------------------------------------------------------------------
@@ -485,7 +510,7 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
             # day already gone would only mislead, so it is recorded and not sent.
             total.past.append(f"{DEADLINES[name][0]} on {imip.day_text(day)}")
             continue
-        recipients = reached_by(ctx, uid) if only_reached else [coordinator]
+        recipients = reached_by(ctx, uid, state) if only_reached else [coordinator]
         revision = Revision(uid=uid, case_id=event.plan.case_id,
                             fingerprint=_fingerprint(day, cancelled),
                             base_sequence=0 if state is None else int(state["sequence"]),
@@ -493,7 +518,7 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                             keep_until=_keep_until(day))
         report = deliver(ctx, settings, revision, recipients,
                          _deadline_builder(ctx, event, settings, name, day, coordinator,
-                                           cancelled), sender)
+                                           cancelled), sender, state=state)
         total.sent += report.sent
         total.skipped += report.skipped
         total.failed += report.failed
@@ -692,8 +717,10 @@ def prune(ctx: HookContext) -> int:
         until = value.get("keep_until") if isinstance(value, dict) else None
         if until and date.fromisoformat(until) < today:
             uid = key.removeprefix("rev:")
-            doomed.append(key)
+            # The copies go before their revision: deliver() only looks for copies of a
+            # revision it finds stored.
             doomed += [k for k, _v in ctx.store.state_items(f"sent:{uid}:")]
+            doomed.append(key)
     for key, value in ctx.store.state_items("feed:"):
         if not isinstance(value, dict):
             continue
