@@ -12,7 +12,7 @@ import email.policy
 import os
 import random
 import stat
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import compat32
 from pathlib import Path
@@ -186,3 +186,43 @@ def test_outbox_files_are_written_private_in_a_new_folder(tmp_path: Path) -> Non
     assert stat.S_IMODE((folder / "m1_at_example.net.eml").stat().st_mode) == 0o600
     parsed = email.message_from_bytes((folder / "m1_at_example.net.eml").read_bytes())
     assert parsed["Message-ID"] == "<m1@example.net>"
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_a_meeting_calendar_with_its_time_zone_written_once_is_the_same_bytes(
+        cancelled: bool) -> None:
+    from ehcbridge_outlook import ical
+
+    entry = ical.MeetingEntry(
+        uid="u@ehcbridge", sequence=2, start=START, end=START.replace(hour=11),
+        summary="EHCP review", organiser=ical.Person("o@example.net", "Organiser"),
+        attendees=(ical.Person("a@example.net", "A"),), location="Online", join_url=JOIN,
+        cancelled=cancelled, online=True)
+    stamp = NOW.astimezone(UTC)
+    for _ in range(2):  # the cached VTIMEZONE, first written and then reused
+        assert ical.meeting_calendar_bytes(entry, stamp=stamp) == ical.to_bytes(
+            ical.meeting_calendar(entry, stamp=stamp))
+
+
+def test_the_same_message_is_the_same_bytes_with_boundaries_in_no_part(tmp_path: Path) -> None:
+    event = make_event(invitees=PEOPLE, join_url=JOIN, start=START)
+    first = {p.name: p.read_bytes() for p in _outbox_files(tmp_path / "one", event)}
+    again = {p.name: p.read_bytes() for p in _outbox_files(tmp_path / "two", event)}
+    assert first == again  # a resend after a crash is byte for byte the same message
+    for data in first.values():
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        boundaries = [part.get_boundary() for part in message.walk() if part.is_multipart()]
+        assert len(set(boundaries)) == 2
+        for boundary in boundaries:
+            assert boundary is not None
+            # Each boundary line appears only as a delimiter, never inside a part.
+            lines = data.split(b"\n")
+            marks = [line for line in lines if boundary.encode() in line]
+            assert all(line.rstrip(b"\r") in (b"--" + boundary.encode(),
+                                              b"--" + boundary.encode() + b"--")
+                       or b'boundary="' in line for line in marks)
+
+
+def _outbox_files(folder: Path, event: Any) -> list[Path]:
+    outbox_run(folder, event)
+    return sorted((folder / "outbox").glob("*.eml"))

@@ -368,8 +368,7 @@ def _meeting_builder(ctx: HookContext, event: LifecycleEvent, settings: OutlookS
         if sequence not in made:
             entry = _meeting_entry(event, settings, sequence=sequence, attendees=attendees,
                                    cancelled=cancelled)
-            made[sequence] = entry, ical.to_bytes(ical.meeting_calendar(entry,
-                                                                        stamp=_now_utc(ctx)))
+            made[sequence] = entry, ical.meeting_calendar_bytes(entry, stamp=_now_utc(ctx))
         entry, calendar = made[sequence]
         method = "CANCEL" if cancelled else "REQUEST"
         text, html_body = imip.meeting_bodies(entry, recipient.required, update=seen_before)
