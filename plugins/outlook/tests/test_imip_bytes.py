@@ -226,3 +226,23 @@ def test_the_same_message_is_the_same_bytes_with_boundaries_in_no_part(tmp_path:
 def _outbox_files(folder: Path, event: Any) -> list[Path]:
     outbox_run(folder, event)
     return sorted((folder / "outbox").glob("*.eml"))
+
+
+def test_shared_parts_written_once_give_the_bytes_the_email_package_writes() -> None:
+    from email.generator import BytesGenerator
+    from io import BytesIO
+
+    parts = imip.Parts()
+    calendar = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n"
+    messages = [imip.build_message(
+        calendar=calendar, method="REQUEST", subject=f"Invitation {n}", sender="a@example.net",
+        to=(name, f"{n}@example.net"), reply_to=None, msg_id=f"<m{n}@example.net>",
+        sent_at=NOW, text=f"text {n % 2}", html_body=f"<p>{n % 2}</p>", parts=parts)
+        for n, name in enumerate(["", "Zoë", "B"])]
+    for _ in range(2):  # the second time round every shared part comes from its bytes
+        for message in messages:
+            plain = BytesIO()
+            BytesGenerator(plain, mangle_from_=False, policy=message.policy).flatten(message)
+            assert message.as_bytes() == plain.getvalue()
+    bodies = {id(m.get_payload(0)) for m in messages}  # type: ignore[union-attr]
+    assert len(bodies) == 2  # two distinct bodies, each built once and shared
