@@ -122,3 +122,7 @@ def test_reviews_are_found_by_case_and_upn(subject: Subject) -> None:
             for u, rs in subject.store.open_reviews_for_upns([UPN]).items()} == {UPN: [CASE]}
 
 
+
+
+def test_an_unknown_case_has_no_invitations(subject: Subject) -> None:
+    assert subject.store.invitations("EHC-404") == []

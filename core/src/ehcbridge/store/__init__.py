@@ -143,10 +143,12 @@ class DeliveryRow:
 
 
 class _Scope(threading.local):
-    """What one thread has open: a batch's connection, a delivery's memo of review ids."""
+    """What one thread has open: a batch's connection, a delivery's connection and memo of
+    review ids."""
 
     def __init__(self) -> None:
         self.conn: Connection | None = None
+        self.held: Connection | None = None
         self.reviews: dict[str, int] | None = None
 
 
@@ -248,8 +250,16 @@ class Store:
         PostgreSQL in autocommit, each statement committed as it runs, which spares the BEGIN
         and COMMIT round trips of a transaction; on SQLite a transaction. Inside
         :meth:`batch`, the batch's connection."""
+        held = self._scope.held
         if self._scope.conn is not None:
             yield self._scope.conn
+        elif held is not None:  # the delivery's connection (autocommit on PostgreSQL)
+            try:
+                yield held
+            except BaseException:
+                held.rollback()
+                raise
+            held.commit()
         elif self.engine.dialect.name == "postgresql":
             with self._autocommit.connect() as conn:
                 yield conn
@@ -259,10 +269,16 @@ class Store:
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        """A connection to read with: the batch's (so its writes are seen), else one that
-        opens no transaction on PostgreSQL."""
+        """A connection to read with: the batch's (so its writes are seen), else the
+        delivery's, else one that opens no transaction on PostgreSQL."""
+        held = self._scope.held
         if self._scope.conn is not None:
             yield self._scope.conn
+        elif held is not None:
+            try:
+                yield held
+            finally:
+                held.rollback()  # no transaction left open between calls
         elif self.engine.dialect.name == "postgresql":
             with self._autocommit.connect() as conn:
                 yield conn
@@ -273,12 +289,23 @@ class Store:
     @contextmanager
     def one_delivery(self) -> Iterator[None]:
         """One delivery's calls on this thread: the current review of a case is looked up
-        once, not on every call a plugin makes (a first run makes tens of thousands). Writes
-        that open a review forget what was looked up."""
+        once, not on every call a plugin makes (a first run makes tens of thousands), and the
+        reads and single statements share one connection (in autocommit on PostgreSQL) instead
+        of taking one from the pool each. Writes that open a review forget what was looked up;
+        a :meth:`batch` still has a transaction of its own."""
+        if self._scope.held is not None:  # nested: the outer delivery's
+            yield
+            return
         outer = self._scope.reviews
         self._scope.reviews = {}
+        engine = self._autocommit if self.engine.dialect.name == "postgresql" else self.engine
         try:
-            yield
+            with engine.connect() as conn:
+                self._scope.held = conn
+                try:
+                    yield
+                finally:
+                    self._scope.held = None
         finally:
             self._scope.reviews = outer
 
