@@ -58,6 +58,8 @@ def test_state_round_trips(subject: Subject) -> None:
     s.set_state_many({"a:1": [1, 2], "b:2": "two"})
     assert s.get_state("b:1") == {"n": 1}
     assert s.state_items("b:") == [("b:1", {"n": 1}), ("b:2", "two")]
+    assert s.get_state_many(["b:2", "missing", "a:1", "b:2"]) == {"b:2": "two", "a:1": [1, 2]}
+    assert s.get_state_many([]) == {}
     s.set_state("b:1", None)
     s.delete_state("b:2")
     assert s.state_items("b:") == [("b:1", None)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,10 @@ class PluginStoreFacade:
     def get_state(self, key: str, default: Any = None) -> Any:
         """Return the plugin's stored JSON value for ``key``."""
         return self.store.get_state(self.plugin, key, default)
+
+    def get_state_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The stored values of ``keys`` (those that exist), in one query."""
+        return self.store.get_state_many(self.plugin, keys)
 
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key``."""

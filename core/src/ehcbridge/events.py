@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +67,9 @@ class PluginStore(Protocol):
 
     def get_state(self, key: str, default: Any = None) -> Any:
         """Return the plugin's stored JSON value for ``key``."""
+
+    def get_state_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The stored values of ``keys`` by key, leaving out keys not stored (one query)."""
 
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` for this plugin (committed at once)."""

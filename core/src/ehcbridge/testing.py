@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -52,6 +52,10 @@ class MemoryPluginStore:
     def get_state(self, key: str, default: Any = None) -> Any:
         """Return the stored value for ``key``."""
         return self.state.get(key, default)
+
+    def get_state_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The stored values of ``keys`` (those that exist)."""
+        return {k: self.state[k] for k in keys if k in self.state}
 
     def set_state(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key``."""

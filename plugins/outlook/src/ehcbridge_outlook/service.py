@@ -226,10 +226,12 @@ def deliver(
     sender: Callable[[Any], None],
     *,
     state: Any = _UNREAD,
+    also: dict[str, Any] | None = None,
 ) -> Report:
     """Send ``revision`` to each recipient not yet sent it; RetryLater if the server defers.
 
-    ``state`` is the revision's stored state when the caller has just read it. What is written
+    ``state`` is the revision's stored state when the caller has just read it; ``also``, more
+    of the plugin's state to write with the revision before anything leaves. What is written
     goes in one transaction per step: before anything leaves, the revision (its SEQUENCE fixed,
     so a retry sends the same one) with the claims on new invitees; after each message, its
     copy record with the revision's reach and the invitation record. A crash loses at most the
@@ -260,14 +262,17 @@ def deliver(
     exclusive = revision.record_invitations and not revision.cancel and settings.invite != "all"
     seen: set[str] = set()
     todo: list[tuple[Recipient, str, str]] = []
+    recipients = list(recipients)
+    # Copies already sent, looked up by their own keys, and only for a revision stored before:
+    # the revision is always saved before any copy of it is sent.
+    already = store.get_state_many(f"{sent_prefix}{r.email.lower()}" for r in recipients) \
+        if state is not None else {}
     with store.batch():
-        save()  # fixes the SEQUENCE before anything leaves, so a retry sends the same revision
+        save(**(also or {}))  # the SEQUENCE fixed before anything leaves: a retry sends the same
         for recipient in recipients:
             email = recipient.email.lower()
             sent_key = f"{sent_prefix}{email}"
-            # A copy already sent is looked up by its own key, and only for a revision stored
-            # before: the revision is always saved before any copy of it is sent.
-            if sent_key in seen or (state is not None and store.get_state(sent_key) is not None):
+            if sent_key in seen or sent_key in already:
                 report.skipped += 1
                 continue
             seen.add(sent_key)  # the same address twice in one list gets one message
@@ -395,8 +400,9 @@ def meeting_fingerprint(event: LifecycleEvent, settings: OutlookSettings, cancel
 
 
 def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
-           sender: Callable[[Any], None]) -> Report:
-    """Send the meeting REQUEST to whoever ``invite`` selects, plus everyone reached before."""
+           sender: Callable[[Any], None], *, also: dict[str, Any] | None = None) -> Report:
+    """Send the meeting REQUEST to whoever ``invite`` selects, plus everyone reached before
+    (``also``: more state to write with the revision, or on its own when nobody is sent)."""
     meeting = event.meeting
     assert meeting is not None
     case_id = event.plan.case_id
@@ -413,13 +419,16 @@ def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
         chosen = [a for a in attendees if a.email.lower() not in elsewhere]
     chosen += [a for a in attendees if a.email.lower() in previously and a not in chosen]
     if not chosen:
+        if also:
+            ctx.store.set_state_many(also)
         return Report()
     revision = Revision(uid=uid, case_id=case_id,
                         fingerprint=meeting_fingerprint(event, settings, False),
                         base_sequence=meeting.sequence, cancel=False, attendees=attendees,
                         record_invitations=True, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, chosen,
-                   _meeting_builder(ctx, event, settings, attendees, False), sender, state=state)
+                   _meeting_builder(ctx, event, settings, attendees, False), sender, state=state,
+                   also=also)
 
 
 def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
@@ -496,9 +505,13 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
     total = Report()
     if coordinator is None or (not settings.reminders and not only_reached):
         return total
+    names = list(names)
+    uids = {name: deadline_uid(event, name) for name in names}
+    # Each reminder's state, read in one query (an invitation checks all four).
+    states = ctx.store.get_state_many(f"rev:{uid}" for uid in uids.values())
     for name in names:
-        uid = deadline_uid(event, name)
-        state = ctx.store.get_state(f"rev:{uid}")
+        uid = uids[name]
+        state = states.get(f"rev:{uid}")
         if only_reached and (state is None or state.get("cancelled")):
             continue
         day = milestone_day(event, name)
@@ -530,9 +543,17 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
 def record_feed(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                 cancelled: bool) -> None:
     """Keep what ``outlook feed`` publishes in step with the meeting and its deadlines."""
+    items = feed_items(event, settings, cancelled)
+    if items:
+        ctx.store.set_state_many(items)
+
+
+def feed_items(event: LifecycleEvent, settings: OutlookSettings,
+               cancelled: bool) -> dict[str, Any]:
+    """The state entries :func:`record_feed` writes (none without a meeting)."""
     meeting = event.meeting
     if meeting is None:
-        return
+        return {}
     coordinator = (event.review.coordinator_email or "").lower()
     teams = sorted({i.team for i in event.invitees if i.team})
     summary_values = template_values(event)
@@ -558,7 +579,7 @@ def record_feed(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettin
             "organiser": imip.address_of(settings.organiser or settings.from_address),
             "sequence": meeting.sequence, "cancelled": cancelled,
         }
-    ctx.store.set_state_many(items)
+    return items
 
 
 def build_feed(items: Iterable[tuple[str, Any]], *, now: datetime, coordinator: str | None = None,
@@ -639,8 +660,9 @@ def on_review_scheduled(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = 
     if event.action == "cancelled" or event.meeting.status == MeetingStatus.CANCELLED:
         _cancel_all(ctx, event, settings, sender)
         return
-    record_feed(ctx, event, settings, cancelled=False)
-    _log(ctx, "invitation", event, invite(ctx, event, settings, sender))
+    # The feed entries are written with the invitation's revision, in one transaction.
+    _log(ctx, "invitation", event,
+         invite(ctx, event, settings, sender, also=feed_items(event, settings, False)))
     _log(ctx, "reminder update", event,
          remind(ctx, event, settings, DEADLINES, sender, only_reached=True))
 
