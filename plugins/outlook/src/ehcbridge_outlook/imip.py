@@ -146,7 +146,16 @@ class _Policy(Compat32):
     def fold_binary(self, name: str, value: str) -> bytes:
         """``name: value`` as compat32 writes it, as bytes (what the outbox and SMTP use)."""
         line = self._one_line(name, value)
-        return line.encode("ascii") if line is not None else super().fold_binary(name, value)
+        if line is not None:
+            return line.encode("ascii")
+        if isinstance(value, str):  # a long subject, folded once for every recipient
+            return _folded(self, name, value)
+        return super().fold_binary(name, value)
+
+
+@functools.lru_cache(maxsize=256)
+def _folded(policy: Compat32, name: str, value: str) -> bytes:
+    return Compat32.fold_binary(policy, name, value)
 
 
 POLICY = _Policy()

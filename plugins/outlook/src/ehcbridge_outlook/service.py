@@ -400,15 +400,18 @@ def meeting_fingerprint(event: LifecycleEvent, settings: OutlookSettings, cancel
 
 
 def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
-           sender: Callable[[Any], None], *, also: dict[str, Any] | None = None) -> Report:
+           sender: Callable[[Any], None], *, also: dict[str, Any] | None = None,
+           state: Any = _UNREAD) -> Report:
     """Send the meeting REQUEST to whoever ``invite`` selects, plus everyone reached before
-    (``also``: more state to write with the revision, or on its own when nobody is sent)."""
+    (``also``: more state to write with the revision, or on its own when nobody is sent;
+    ``state``: the meeting's stored state, when the caller has read it)."""
     meeting = event.meeting
     assert meeting is not None
     case_id = event.plan.case_id
     uid = meeting_uid(event)
     attendees = tuple(recipients_of(event))
-    state = ctx.store.get_state(f"rev:{uid}")  # read once for reached_by and deliver
+    if state is _UNREAD:
+        state = ctx.store.get_state(f"rev:{uid}")  # read once for reached_by and deliver
     previously = {r.email.lower() for r in reached_by(ctx, uid, state)}
     if settings.invite == "none":
         chosen: list[Recipient] = []
@@ -499,16 +502,17 @@ def _coordinator(event: LifecycleEvent) -> Recipient | None:
 
 def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
            names: Iterable[str], sender: Callable[[Any], None], *, only_reached: bool = False,
-           cancelled: bool = False) -> Report:
-    """Send (or move, or cancel) the coordinator's all-day deadline reminders ``names``."""
+           cancelled: bool = False, states: dict[str, Any] | None = None) -> Report:
+    """Send (or move, or cancel) the coordinator's all-day deadline reminders ``names``
+    (``states``: their stored states by key, when the caller has read them)."""
     coordinator = _coordinator(event)
     total = Report()
     if coordinator is None or (not settings.reminders and not only_reached):
         return total
     names = list(names)
     uids = {name: deadline_uid(event, name) for name in names}
-    # Each reminder's state, read in one query (an invitation checks all four).
-    states = ctx.store.get_state_many(f"rev:{uid}" for uid in uids.values())
+    if states is None:  # each reminder's state, read in one query (an invitation checks four)
+        states = ctx.store.get_state_many(f"rev:{uid}" for uid in uids.values())
     for name in names:
         uid = uids[name]
         state = states.get(f"rev:{uid}")
@@ -660,11 +664,16 @@ def on_review_scheduled(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = 
     if event.action == "cancelled" or event.meeting.status == MeetingStatus.CANCELLED:
         _cancel_all(ctx, event, settings, sender)
         return
-    # The feed entries are written with the invitation's revision, in one transaction.
+    # The meeting's and its reminders' states in one query; the feed entries written with the
+    # invitation's revision, in one transaction.
+    meeting_key = f"rev:{meeting_uid(event)}"
+    states = ctx.store.get_state_many(
+        [meeting_key, *(f"rev:{deadline_uid(event, name)}" for name in DEADLINES)])
     _log(ctx, "invitation", event,
-         invite(ctx, event, settings, sender, also=feed_items(event, settings, False)))
+         invite(ctx, event, settings, sender, also=feed_items(event, settings, False),
+                state=states.get(meeting_key)))
     _log(ctx, "reminder update", event,
-         remind(ctx, event, settings, DEADLINES, sender, only_reached=True))
+         remind(ctx, event, settings, DEADLINES, sender, only_reached=True, states=states))
 
 
 def on_deadlines(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = time.sleep) -> None:
