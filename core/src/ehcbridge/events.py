@@ -82,9 +82,10 @@ class PluginStore(Protocol):
 
     def batch(self) -> AbstractContextManager[None]:
         """``with store.batch():`` the writes made in the block commit together, as one
-        transaction (or none of them, if it raises), and reads in it see them. For writes that
-        belong together: send mail or call a service before or after the block, never inside,
-        so a crash cannot leave an effect unrecorded or a record of one that never happened."""
+        transaction (or none of them, if it raises), and the state and invitation reads in it
+        see them. For writes that belong together: send mail or call a service before or after
+        the block, never inside, so a crash cannot leave an effect unrecorded or a record of
+        one that never happened."""
 
     def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
         """All of this plugin's keys starting with ``prefix``."""

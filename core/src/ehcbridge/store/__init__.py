@@ -143,12 +143,10 @@ class DeliveryRow:
 
 
 class _Scope(threading.local):
-    """What one thread has open: a batch's connection, a delivery's connection and memo of
-    review ids."""
+    """What one thread has open: a batch's connection, a delivery's memo of review ids."""
 
     def __init__(self) -> None:
         self.conn: Connection | None = None
-        self.held: Connection | None = None
         self.reviews: dict[str, int] | None = None
 
 
@@ -231,9 +229,10 @@ class Store:
     def batch(self) -> Iterator[None]:
         """Group the writes this thread makes inside the block into one transaction: every
         store method called in it joins (a nested batch too), and all commit together when
-        the block ends, or none if it raises. Reads in it see its writes. For writes that
-        belong together with no effect outside the database in between (a plugin sends its
-        message before or after, never inside)."""
+        the block ends, or none if it raises. The plugin-state and invitation reads in it
+        see its writes (other reads see what is committed). For writes that belong together
+        with no effect outside the database in between (a plugin sends its message before or
+        after, never inside)."""
         if self._scope.conn is not None:
             yield
             return
@@ -250,16 +249,8 @@ class Store:
         PostgreSQL in autocommit, each statement committed as it runs, which spares the BEGIN
         and COMMIT round trips of a transaction; on SQLite a transaction. Inside
         :meth:`batch`, the batch's connection."""
-        held = self._scope.held
         if self._scope.conn is not None:
             yield self._scope.conn
-        elif held is not None:  # the delivery's connection (autocommit on PostgreSQL)
-            try:
-                yield held
-            except BaseException:
-                held.rollback()
-                raise
-            held.commit()
         elif self.engine.dialect.name == "postgresql":
             with self._autocommit.connect() as conn:
                 yield conn
@@ -269,16 +260,10 @@ class Store:
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        """A connection to read with: the batch's (so its writes are seen), else the
-        delivery's, else one that opens no transaction on PostgreSQL."""
-        held = self._scope.held
+        """A connection to read with: the batch's (so its writes are seen), else one that
+        opens no transaction on PostgreSQL."""
         if self._scope.conn is not None:
             yield self._scope.conn
-        elif held is not None:
-            try:
-                yield held
-            finally:
-                held.rollback()  # no transaction left open between calls
         elif self.engine.dialect.name == "postgresql":
             with self._autocommit.connect() as conn:
                 yield conn
@@ -289,23 +274,13 @@ class Store:
     @contextmanager
     def one_delivery(self) -> Iterator[None]:
         """One delivery's calls on this thread: the current review of a case is looked up
-        once, not on every call a plugin makes (a first run makes tens of thousands), and the
-        reads and single statements share one connection (in autocommit on PostgreSQL) instead
-        of taking one from the pool each. Writes that open a review forget what was looked up;
-        a :meth:`batch` still has a transaction of its own."""
-        if self._scope.held is not None:  # nested: the outer delivery's
-            yield
-            return
+        once, not on every call a plugin makes (a first run makes tens of thousands). Writes
+        that open a review forget what was looked up. (No connection is held for the
+        delivery: a plugin's call may take long, and the pool is shared by every lane.)"""
         outer = self._scope.reviews
         self._scope.reviews = {}
-        engine = self._autocommit if self.engine.dialect.name == "postgresql" else self.engine
         try:
-            with engine.connect() as conn:
-                self._scope.held = conn
-                try:
-                    yield
-                finally:
-                    self._scope.held = None
+            yield
         finally:
             self._scope.reviews = outer
 
