@@ -246,3 +246,16 @@ def test_shared_parts_written_once_give_the_bytes_the_email_package_writes() -> 
             assert message.as_bytes() == plain.getvalue()
     bodies = {id(m.get_payload(0)) for m in messages}  # type: ignore[union-attr]
     assert len(bodies) == 2  # two distinct bodies, each built once and shared
+
+
+def test_one_audit_line_per_invitation_and_none_for_a_repeat(tmp_path: Path) -> None:
+    settings = OutlookSettings(transport="outbox", outbox_dir=tmp_path / "outbox",
+                               from_address="reviews@council.example.gov.uk")
+    store = MemoryPluginStore(plugin="outlook")
+    event = make_event(invitees=PEOPLE, join_url=JOIN, start=START)
+    for _ in range(2):  # the second delivery of the same event sends nothing
+        ehcbridge_outlook.on_review_scheduled(
+            event=event, ctx=make_context("outlook", settings=settings, store=store, now=NOW))
+    assert [(a["action"], a["detail"]["sent"], a["detail"]["refused"]) for a in store.audits] \
+        == [("outlook.invitation", 3, 0)]
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3

@@ -227,11 +227,13 @@ def deliver(
     *,
     state: Any = _UNREAD,
     also: dict[str, Any] | None = None,
+    audit: Callable[[Report], None] | None = None,
 ) -> Report:
     """Send ``revision`` to each recipient not yet sent it; RetryLater if the server defers.
 
     ``state`` is the revision's stored state when the caller has just read it; ``also``, more
-    of the plugin's state to write with the revision before anything leaves. What is written
+    of the plugin's state to write with the revision before anything leaves; ``audit``, called
+    with the final report in the last message's transaction. What is written
     goes in one transaction per step: before anything leaves, the revision (its SEQUENCE fixed,
     so a retry sends the same one) with the claims on new invitees; after each message, its
     copy record with the revision's reach and the invitation record. A crash loses at most the
@@ -281,7 +283,8 @@ def deliver(
                 report.skipped += 1
                 continue
             todo.append((recipient, email, sent_key))
-    for recipient, email, sent_key in todo:
+    last = len(todo) - 1
+    for n, (recipient, email, sent_key) in enumerate(todo):
         message = build(sequence, recipient, email in reached)
         try:
             sender(message)
@@ -298,8 +301,10 @@ def deliver(
                 if revision.record_invitations:
                     store.record_invitation(revision.case_id, recipient.email,
                                             status="failed", detail=detail)
-            failures.append(detail)
-            report.failed += 1
+                failures.append(detail)
+                report.failed += 1
+                if n == last and audit is not None:
+                    audit(report)
             continue
         sent = {"status": "sent", "message_id": str(message["Message-ID"]),
                 "at": _now_utc(ctx).isoformat()}
@@ -311,7 +316,9 @@ def deliver(
                 save(**{sent_key: sent})
                 if revision.record_invitations and not revision.cancel:
                     store.record_invitation(revision.case_id, recipient.email, status="sent")
-        report.sent += 1
+            report.sent += 1
+            if n == last and audit is not None:  # the audit line commits with the last record
+                audit(report)
     if failures:
         store.flag_review(revision.case_id, FAILED_FLAG,
                           f"{len(failures)} calendar invitation(s) refused by the mail server")
@@ -401,10 +408,11 @@ def meeting_fingerprint(event: LifecycleEvent, settings: OutlookSettings, cancel
 
 def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
            sender: Callable[[Any], None], *, also: dict[str, Any] | None = None,
-           state: Any = _UNREAD) -> Report:
+           state: Any = _UNREAD, audit: Callable[[Report], None] | None = None) -> Report:
     """Send the meeting REQUEST to whoever ``invite`` selects, plus everyone reached before
     (``also``: more state to write with the revision, or on its own when nobody is sent;
-    ``state``: the meeting's stored state, when the caller has read it)."""
+    ``state``: the meeting's stored state, when the caller has read it; ``audit``: see
+    :func:`deliver`)."""
     meeting = event.meeting
     assert meeting is not None
     case_id = event.plan.case_id
@@ -431,11 +439,12 @@ def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                         record_invitations=True, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, chosen,
                    _meeting_builder(ctx, event, settings, attendees, False), sender, state=state,
-                   also=also)
+                   also=also, audit=audit)
 
 
 def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
-           sender: Callable[[Any], None]) -> Report:
+           sender: Callable[[Any], None], *,
+           audit: Callable[[Report], None] | None = None) -> Report:
     """Send METHOD:CANCEL (STATUS:CANCELLED, higher SEQUENCE) to everyone the meeting reached."""
     meeting = event.meeting
     assert meeting is not None
@@ -452,7 +461,8 @@ def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                         base_sequence=meeting.sequence, cancel=True, attendees=listed,
                         record_invitations=False, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, recipients,
-                   _meeting_builder(ctx, event, settings, listed, True), sender, state=stored)
+                   _meeting_builder(ctx, event, settings, listed, True), sender, state=stored,
+                   audit=audit)
 
 
 # Deadlines -------------------------------------------------------------------------------------
@@ -638,19 +648,30 @@ def build_feed(items: Iterable[tuple[str, Any]], *, now: datetime, coordinator: 
 # Hook bodies -----------------------------------------------------------------------------------
 
 
-def _log(ctx: HookContext, what: str, event: LifecycleEvent, report: Report) -> None:
+def _log(ctx: HookContext, what: str, event: LifecycleEvent, report: Report, *,
+         audited: bool = False) -> None:
     ctx.logger.info("outlook %s for %s: %d sent, %d already sent, %d refused", what,
                     event.plan.case_id, report.sent, report.skipped, report.failed)
-    if report.sent or report.failed:
-        ctx.store.audit(event.plan.case_id, f"outlook.{what}",
-                        {"sent": report.sent, "refused": report.failed,
-                         "uid": meeting_uid(event) if event.meeting else None})
+    if not audited:
+        _auditor(ctx, what, event)(report)
+
+
+def _auditor(ctx: HookContext, what: str, event: LifecycleEvent) -> Callable[[Report], None]:
+    """Writes the audit line of a report that sent or refused something."""
+    def audit(report: Report) -> None:
+        if report.sent or report.failed:
+            ctx.store.audit(event.plan.case_id, f"outlook.{what}",
+                            {"sent": report.sent, "refused": report.failed,
+                             "uid": meeting_uid(event) if event.meeting else None})
+    return audit
 
 
 def _cancel_all(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                 sender: Callable[[Any], None]) -> None:
     record_feed(ctx, event, settings, cancelled=True)
-    _log(ctx, "cancellation", event, cancel(ctx, event, settings, sender))
+    _log(ctx, "cancellation", event,
+         cancel(ctx, event, settings, sender, audit=_auditor(ctx, "cancellation", event)),
+         audited=True)
     _log(ctx, "reminder cancellation", event,
          remind(ctx, event, settings, DEADLINES, sender, only_reached=True, cancelled=True))
 
@@ -671,7 +692,8 @@ def on_review_scheduled(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = 
         [meeting_key, *(f"rev:{deadline_uid(event, name)}" for name in DEADLINES)])
     _log(ctx, "invitation", event,
          invite(ctx, event, settings, sender, also=feed_items(event, settings, False),
-                state=states.get(meeting_key)))
+                state=states.get(meeting_key), audit=_auditor(ctx, "invitation", event)),
+         audited=True)
     _log(ctx, "reminder update", event,
          remind(ctx, event, settings, DEADLINES, sender, only_reached=True, states=states))
 
