@@ -58,9 +58,29 @@ def test_state_round_trips(subject: Subject) -> None:
     s.set_state_many({"a:1": [1, 2], "b:2": "two"})
     assert s.get_state("b:1") == {"n": 1}
     assert s.state_items("b:") == [("b:1", {"n": 1}), ("b:2", "two")]
+    assert s.get_state_many(["b:2", "missing", "a:1", "b:2"]) == {"b:2": "two", "a:1": [1, 2]}
+    assert s.get_state_many([]) == {}
     s.set_state("b:1", None)
     s.delete_state("b:2")
     assert s.state_items("b:") == [("b:1", None)]
+
+
+def test_a_batch_commits_together_or_not_at_all(subject: Subject) -> None:
+    s = subject.store
+    with s.batch():
+        s.set_state("k:1", 1)
+        assert s.get_state("k:1") == 1  # its own writes are seen inside
+        s.record_invitation(CASE, "a@example.net")
+        s.flag_review(CASE, "sent", "1")
+    assert s.get_state("k:1") == 1 and subject.flags(CASE) == {"sent": "1"}
+    with pytest.raises(RuntimeError), s.batch():
+        s.set_state_many({"k:1": 2, "k:2": 2})
+        s.record_invitation(CASE, "b@example.net")
+        s.flag_review(CASE, "sent", "2")
+        raise RuntimeError("a later write failed")
+    assert s.state_items("k:") == [("k:1", 1)]
+    assert subject.flags(CASE) == {"sent": "1"}
+    assert [r["email"] for r in s.invitations(CASE)] == ["a@example.net"]
 
 
 def test_flags_are_raised_refreshed_and_cleared(subject: Subject) -> None:
@@ -104,3 +124,7 @@ def test_reviews_are_found_by_case_and_upn(subject: Subject) -> None:
             for u, rs in subject.store.open_reviews_for_upns([UPN]).items()} == {UPN: [CASE]}
 
 
+
+
+def test_an_unknown_case_has_no_invitations(subject: Subject) -> None:
+    assert subject.store.invitations("EHC-404") == []

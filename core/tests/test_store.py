@@ -150,3 +150,171 @@ def test_meeting_report_and_decision_dates_are_kept_apart(store: Store) -> None:
                  next_review_due=date(2028, 4, 1))
     assert store.case("EHC-1").plan.last_review_decision == date(2027, 4, 2)
     assert store.case_by_review(held.review.id or 0).review.report_sent_on == date(2027, 3, 19)
+
+
+# Helpers the engine leans on for a first run's tens of thousands of deliveries --------------
+
+
+class Statements:
+    """SQL statements run by a store, in order (to count what a call costs)."""
+
+    def __init__(self, store: Store) -> None:
+        from sqlalchemy import event
+
+        self.sql: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        self.sql.append(" ".join(statement.split()).lower())
+
+    def count(self, fragment: str) -> int:
+        return sum(fragment in s for s in self.sql)
+
+
+def reviews_read(sql: Statements) -> int:
+    """Lookups of a case's current review (``Store.review_id_for``)."""
+    return sum(s.startswith("select reviews.id") and "join plans" in s for s in sql.sql)
+
+
+def test_one_delivery_looks_the_review_up_once_until_a_new_review_opens(store: Store) -> None:
+    seed(store)
+    sql = Statements(store)
+    store.flag_review("EHC-1", "f", "x", raised_by="p")
+    store.record_invitation("EHC-1", "a@example.net", plugin="p", status="sent", detail="")
+    assert reviews_read(sql) == 2  # outside a delivery: every call looks it up
+    sql.sql.clear()
+    with store.one_delivery():
+        store.claim_invitation("EHC-1", "b@example.net", plugin="p")
+        store.record_invitation("EHC-1", "b@example.net", plugin="p", status="sent", detail="")
+        store.flag_review("EHC-1", "f", "y", raised_by="p")
+        store.clear_flag("EHC-1", "f")
+        assert reviews_read(sql) == 1
+        first = store.case("EHC-1").review.id
+        # A decision opens the next review: what was looked up is forgotten.
+        start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
+        store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
+        store.mark_held("EHC-1", now=start + timedelta(hours=1))
+        store.decide("EHC-1", outcome=Outcome.MAINTAIN, reason="ok",
+                     decided_on=date(2027, 3, 30), next_review_due=date(2028, 3, 29))
+        store.record_invitation("EHC-1", "c@example.net", plugin="p", status="sent", detail="")
+    assert store.case("EHC-1").review.id != first
+    assert [i["email"] for i in store.case("EHC-1").invitations] == ["c@example.net"]
+    assert [i["email"] for i in store.case_by_review(first or 0).invitations] == [
+        "a@example.net", "b@example.net"]
+
+
+def test_one_statement_commits_as_it_runs(store: Store) -> None:
+    seed(store)
+    with store.one_statement() as conn:
+        if store.backend == "postgresql":  # no BEGIN/COMMIT round trips: autocommit
+            assert conn.connection.dbapi_connection.autocommit is True  # type: ignore[union-attr]
+        conn.execute(text("insert into audit (plugin, action, at) values ('p', 'a', "
+                          "current_timestamp)"))
+    assert store.count("audit") == 1
+    store.audit("p", "EHC-1", "b", {"n": 1})
+    assert store.count("audit") == 2
+    # The pool's connections are back to transactions afterwards.
+    with store.begin() as conn:
+        conn.execute(text("insert into audit (plugin, action, at) values ('p', 'c', "
+                          "current_timestamp)"))
+        if store.backend == "postgresql":
+            assert conn.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
+        conn.rollback()
+    assert store.count("audit") == 2
+
+
+def test_claims_and_records_are_single_statements_with_the_same_outcomes(store: Store) -> None:
+    seed(store)
+    with store.one_delivery():
+        store.claim_invitation("EHC-1", "warm@example.net", plugin="outlook")  # memo filled
+        sql = Statements(store)
+        assert store.claim_invitation("EHC-1", "A@Example.net", plugin="outlook") == "outlook"
+        store.record_invitation("EHC-1", "A@Example.net", plugin="outlook", status="sent",
+                                detail="")
+    writes = [s for s in sql.sql if s.startswith(("insert", "update", "select"))]
+    assert len(writes) == 2, writes  # one INSERT ... SELECT ... WHERE NOT EXISTS each
+    assert all(s.startswith("insert") and "not (exists" in s for s in writes)
+    # The same answers as before: own claim again, another plugin's claim or live invitation
+    # wins, a failed invitation frees the address.
+    assert store.claim_invitation("EHC-1", "a@example.net", plugin="outlook") == "outlook"
+    assert store.claim_invitation("EHC-1", "a@example.net", plugin="teams") == "outlook"
+    store.record_invitation("EHC-1", "t@example.net", plugin="teams", status="sent", detail="")
+    assert store.claim_invitation("EHC-1", "T@example.net", plugin="outlook") == "teams"
+    store.record_invitation("EHC-1", "f@example.net", plugin="teams", status="failed",
+                            detail="550")
+    assert store.claim_invitation("EHC-1", "f@example.net", plugin="outlook") == "outlook"
+    # A second record for an address updates the first (latest status kept).
+    store.record_invitation("EHC-1", "a@EXAMPLE.net", plugin="outlook", status="failed",
+                            detail="refused")
+    records = [(i["plugin"], i["email"].lower(), i["status"])
+               for i in store.case("EHC-1").invitations]
+    assert sorted(records) == [("outlook", "a@example.net", "failed"),
+                               ("teams", "f@example.net", "failed"),
+                               ("teams", "t@example.net", "sent")]
+
+
+def test_ensure_delivery_creates_one_row_whatever_the_calls(store: Store) -> None:
+    seed(store)
+    now = datetime(2027, 1, 4, 9, tzinfo=LONDON)
+    with store.begin() as conn:
+        conn.execute(text("insert into events (id, key, hook, action, review_id, occurred_at, "
+                          "payload, dispatched) values (7, 'k', 'on_review_scheduled', "
+                          "'scheduled', 1, current_timestamp, '{}', false)"))
+    first = store.ensure_delivery(7, "teams", "provide_online_meeting", now)
+    again = store.ensure_delivery(7, "teams", "provide_online_meeting", now)
+    other = store.ensure_delivery(7, "zoom", "provide_online_meeting", now)
+    assert first.id == again.id != other.id
+    assert (first.status, first.attempts, first.plugin) == ("pending", 0, "teams")
+    assert store.count("deliveries") == 2
+
+
+def test_mark_linkless_writes_a_batch_in_a_few_statements(store: Store) -> None:
+    start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
+    with store.begin() as conn:
+        for n in (1, 2, 3):
+            store.upsert_case(conn, pupil=Pupil(upn=f"C99900000000{n}", forename="S",
+                                                surname="E"),
+                              plan=Plan(case_id=f"EHC-{n}", issued_on=date(2026, 4, 1)),
+                              coordinator_email=None, review_due=date(2027, 3, 31),
+                              kind=ReviewKind.ANNUAL, pfa=False)
+    cases = {}
+    for n in (1, 2, 3):
+        store.schedule_meeting(f"EHC-{n}", start=start, end=start + timedelta(hours=1),
+                               online=True)
+        cases[n] = store.case(f"EHC-{n}")
+    store.flag_review("EHC-2", "no_provider", "old detail", raised_by="engine")
+    items = [(cases[n].meeting.id or 0, cases[n].review.id or 0, f"why {n}")  # type: ignore[union-attr]
+             for n in (1, 2, 3)]
+    items.append((cases[3].meeting.id or 0, cases[3].review.id or 0, "why 3, later"))  # type: ignore[union-attr]
+    sql = Statements(store)
+    store.mark_linkless(items, "no_provider")
+    assert len(sql.sql) <= 4  # meetings (executemany), flags read, update, insert
+    for n, detail in ((1, "why 1"), (2, "why 2"), (3, "why 3, later")):
+        case = store.case(f"EHC-{n}")
+        assert case.flags["no_provider"] == detail  # a later item for a review wins
+        assert case.meeting is not None
+        assert store.meeting_link_error(case.meeting.id or 0) == detail
+    assert store.flag_count("no_provider") == 3
+
+
+def test_a_batch_commits_its_writes_together_or_not_at_all(store: Store) -> None:
+    seed(store)
+    with store.batch():
+        store.set_state_many("p", {"a": 1})
+        assert store.get_state("p", "a") == 1  # reads in the batch see its writes
+        with store.batch():  # a nested batch joins
+            store.record_invitation("EHC-1", "a@example.net", plugin="p", status="sent",
+                                    detail="")
+        store.audit("p", "EHC-1", "x", {})
+        with store.engine.connect() as other:  # another connection sees nothing yet
+            assert other.execute(text("select count(*) from plugin_state where plugin = 'p'")
+                                 ).scalar_one() == 0
+    assert store.get_state("p", "a") == 1 and store.count("audit") == 1
+    assert len(store.case("EHC-1").invitations) == 1
+
+    with pytest.raises(RuntimeError), store.batch():
+        store.set_state_many("p", {"b": 2})
+        store.claim_invitation("EHC-1", "b@example.net", plugin="p")
+        raise RuntimeError("the next write failed")
+    assert store.get_state("p", "b") is None
+    assert store.claim_invitation("EHC-1", "b@example.net", plugin="q") == "q"  # never claimed

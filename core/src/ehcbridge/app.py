@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +44,10 @@ class PluginStoreFacade:
         """Return the plugin's stored JSON value for ``key``."""
         return self.store.get_state(self.plugin, key, default)
 
+    def get_state_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The stored values of ``keys`` (those that exist), in one query."""
+        return self.store.get_state_many(self.plugin, keys)
+
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key``."""
         self.store.set_state_many(self.plugin, {key: value})
@@ -57,6 +63,10 @@ class PluginStoreFacade:
     def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
         """The plugin's keys starting with ``prefix``."""
         return self.store.state_items(self.plugin, prefix)
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes in the block commit together (see ``PluginStore.batch``)."""
+        return self.store.batch()
 
     def flag_review(self, case_id: str, flag: str, detail: str = "") -> None:
         """Raise a flag on the review."""

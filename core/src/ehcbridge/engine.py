@@ -324,6 +324,10 @@ class Engine:
 
     def attempt(self, d: DeliveryRow, now: datetime) -> str:
         """Call one plugin for one event and record the outcome; returns the new status."""
+        with self.app.store.one_delivery():  # the case's review is looked up once, not per call
+            return self._attempt(d, now)
+
+    def _attempt(self, d: DeliveryRow, now: datetime) -> str:
         store = self.app.store
         ev = self._event_row(d.event_id)
         try:

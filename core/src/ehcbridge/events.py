@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,6 +68,9 @@ class PluginStore(Protocol):
     def get_state(self, key: str, default: Any = None) -> Any:
         """Return the plugin's stored JSON value for ``key``."""
 
+    def get_state_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The stored values of ``keys`` by key, leaving out keys not stored (one query)."""
+
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` for this plugin (committed at once)."""
 
@@ -75,6 +79,13 @@ class PluginStore(Protocol):
 
     def delete_state(self, key: str) -> None:
         """Remove ``key`` from this plugin's state."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """``with store.batch():`` the writes made in the block commit together, as one
+        transaction (or none of them, if it raises), and the state and invitation reads in it
+        see them. For writes that belong together: send mail or call a service before or after
+        the block, never inside, so a crash cannot leave an effect unrecorded or a record of
+        one that never happened."""
 
     def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
         """All of this plugin's keys starting with ``prefix``."""

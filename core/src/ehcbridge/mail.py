@@ -6,6 +6,7 @@ delivery; permanent ones (5xx) raise ``PermanentError`` naming the refused recip
 
 from __future__ import annotations
 
+import os
 import smtplib
 import ssl
 from email.message import Message
@@ -59,9 +60,17 @@ def _write_outbox(message: Message, folder: Path) -> None:
     name = str(message["Message-ID"]).strip("<>").replace("/", "_").replace("@", "_at_")
     target = folder / f"{name}.eml"
     tmp = target.with_suffix(".eml.tmp")
-    create_private_file(tmp)  # the folder 0700 and the message 0600: children's data
-    tmp.write_bytes(message.as_bytes())
-    tmp.replace(target)  # atomic, so a reader never sees half a message
+    data = message.as_bytes()
+    # One open per message: the folder 0700 and the message 0600 (children's data) are made
+    # by create_private_file only when the folder is missing; a file that exists keeps its mode.
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except FileNotFoundError:
+        create_private_file(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+    with open(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, target)  # atomic, so a reader never sees half a message
 
 
 def _send_smtp(message: Message, settings: MailSettings) -> None:

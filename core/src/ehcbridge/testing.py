@@ -7,8 +7,11 @@ contract test (core/tests/test_plugin_store_contract.py) runs the same checks on
 
 from __future__ import annotations
 
+import copy
 import logging
 import types
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -50,6 +53,10 @@ class MemoryPluginStore:
         """Return the stored value for ``key``."""
         return self.state.get(key, default)
 
+    def get_state_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The stored values of ``keys`` (those that exist)."""
+        return {k: self.state[k] for k in keys if k in self.state}
+
     def set_state(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key``."""
         self.state[key] = value
@@ -65,6 +72,18 @@ class MemoryPluginStore:
     def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
         """Keys starting with ``prefix`` and their values."""
         return sorted((k, v) for k, v in self.state.items() if k.startswith(prefix))
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes in the block are kept together: when it raises, the state, flags, invitation
+        records and audit records are put back as they were before it (as a rolled-back
+        transaction would leave them)."""
+        saved = copy.deepcopy((self.state, self.flags, self.invitation_records, self.audits))
+        try:
+            yield
+        except BaseException:
+            self.state, self.flags, self.invitation_records, self.audits = saved
+            raise
 
     def flag_review(self, case_id: str, flag: str, detail: str = "") -> None:
         """Raise a flag on a review."""

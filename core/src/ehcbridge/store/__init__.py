@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -15,9 +17,11 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
+    exists,
     func,
     insert,
     select,
@@ -141,8 +145,17 @@ class DeliveryRow:
     case_id: str = ""
 
 
+class _Scope(threading.local):
+    """What one thread has open: a batch's connection, a delivery's memo of review ids."""
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.reviews: dict[str, int] | None = None
+
+
 class Store:
-    """All reads and writes of ehcbridge's data; every method is one transaction."""
+    """All reads and writes of ehcbridge's data; every method is one transaction (or joins the
+    batch its thread has open, see :meth:`batch`)."""
 
     def __init__(self, url: str, *, schema: str | None = None, migrate: bool = True) -> None:
         parsed = make_url(url)
@@ -159,6 +172,9 @@ class Store:
         # No statement parameter (a child's name, a date of birth) in any error or log line.
         self.engine: Engine = create_engine(url, connect_args=connect_args, future=True,
                                             hide_parameters=True)
+        # The same pool, each statement committed as it runs (PostgreSQL; see one_statement).
+        self._autocommit: Engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._scope = _Scope()
         event.listen(self.engine, "handle_error", on_error)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -204,9 +220,86 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A transaction: committed on success, rolled back on error."""
+        """A transaction: committed on success, rolled back on error (inside :meth:`batch`,
+        the batch's, committed with it)."""
+        if self._scope.conn is not None:
+            yield self._scope.conn
+            return
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes this thread makes inside the block into one transaction: every
+        store method called in it joins (a nested batch too), and all commit together when
+        the block ends, or none if it raises. The plugin-state and invitation reads in it
+        see its writes (other reads see what is committed). For writes that belong together
+        with no effect outside the database in between (a plugin sends its message before or
+        after, never inside)."""
+        if self._scope.conn is not None:
+            yield
+            return
+        with self.engine.begin() as conn:
+            self._scope.conn = conn
+            try:
+                yield
+            finally:
+                self._scope.conn = None
+
+    @contextmanager
+    def one_statement(self) -> Iterator[Connection]:
+        """A connection for work that is one statement (or a few that need not be atomic): on
+        PostgreSQL in autocommit, each statement committed as it runs, which spares the BEGIN
+        and COMMIT round trips of a transaction; on SQLite a transaction. Inside
+        :meth:`batch`, the batch's connection."""
+        if self._scope.conn is not None:
+            yield self._scope.conn
+        elif self.engine.dialect.name == "postgresql":
+            with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection to read with: the batch's (so its writes are seen), else one that
+        opens no transaction on PostgreSQL."""
+        if self._scope.conn is not None:
+            yield self._scope.conn
+        elif self.engine.dialect.name == "postgresql":
+            with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            with self.engine.connect() as conn:
+                yield conn
+
+    @contextmanager
+    def one_delivery(self) -> Iterator[None]:
+        """One delivery's calls on this thread: the current review of a case is looked up
+        once, not on every call a plugin makes (a first run makes tens of thousands). Writes
+        that open a review forget what was looked up. (No connection is held for the
+        delivery: a plugin's call may take long, and the pool is shared by every lane.)"""
+        outer = self._scope.reviews
+        self._scope.reviews = {}
+        try:
+            yield
+        finally:
+            self._scope.reviews = outer
+
+    def _review_of(self, conn: Connection, case_id: str) -> int:
+        """:meth:`review_id_for`, remembered for the rest of the delivery (see one_delivery)."""
+        memo = self._scope.reviews
+        if memo is None:
+            return self.review_id_for(conn, case_id)
+        found = memo.get(case_id)
+        if found is None:
+            found = memo[case_id] = self.review_id_for(conn, case_id)
+        return found
+
+    def _reviews_changed(self) -> None:
+        if self._scope.reviews:
+            self._scope.reviews.clear()
 
     # Pupils, plans, reviews ------------------------------------------------------------------
 
@@ -223,6 +316,7 @@ class Store:
     ) -> tuple[str, int]:
         """Insert or update a case (pupil, plan, current review); returns (added|updated|unchanged,
         review id). Called inside the caller's transaction so an import is all-or-nothing."""
+        self._reviews_changed()
         now = utcnow()
         plan_row = conn.execute(select(t.plans).where(t.plans.c.case_id == plan.case_id)).first()
         pupil_values = dict(upn=pupil.upn, forename=pupil.forename, surname=pupil.surname,
@@ -278,6 +372,7 @@ class Store:
     def insert_cases(self, conn: Connection, items: list[CaseInput], now: datetime
                      ) -> dict[str, int]:
         """Insert new cases (pupils, plans, reviews) in bulk; returns case id -> review id."""
+        self._reviews_changed()
         upns = [i.pupil.upn for i in items if i.pupil.upn]
         pupil_ids: dict[str, int] = {}
         if upns:
@@ -618,6 +713,7 @@ class Store:
                      ) -> int | None:
         """Write a lifecycle Change (``ehcbridge.lifecycle.Change``) to one review in the
         caller's transaction; returns the id of the review it opened, if any."""
+        self._reviews_changed()
         c = conn
         m = change.meeting
         if m is not None:
@@ -760,17 +856,22 @@ class Store:
                               .one())
 
     def ensure_delivery(self, event_id: int, plugin: str, hook: str, now: datetime) -> DeliveryRow:
-        """The ledger row for (event, plugin), created pending when missing."""
+        """The ledger row for (event, plugin), created pending when missing (one INSERT ...
+        SELECT ... WHERE NOT EXISTS, then the row read back)."""
+        d = t.deliveries
+        where = and_(d.c.event_id == event_id, d.c.plugin == plugin, d.c.hook == hook)
         with self.begin() as c:
-            where = and_(t.deliveries.c.event_id == event_id, t.deliveries.c.plugin == plugin,
-                         t.deliveries.c.hook == hook)
-            row = c.execute(select(t.deliveries).where(where)).first()
-            if row is None:
-                c.execute(insert(t.deliveries).values(
-                    event_id=event_id, plugin=plugin, hook=hook, status=PENDING, attempts=0,
-                    next_attempt_at=now, created_at=now))
-                row = c.execute(select(t.deliveries).where(where)).one()
-            return _delivery_row(row)
+            c.execute(insert(d).from_select(
+                ["event_id", "plugin", "hook", "status", "attempts", "next_attempt_at",
+                 "created_at"],
+                select(_param("n_event", d.c.event_id), _param("n_plugin", d.c.plugin),
+                       _param("n_hook", d.c.hook), _param("n_status", d.c.status),
+                       _param("n_attempts", d.c.attempts), _param("n_next", d.c.next_attempt_at),
+                       _param("n_created", d.c.created_at))
+                .where(~exists().where(where))),
+                dict(n_event=event_id, n_plugin=plugin, n_hook=hook, n_status=PENDING,
+                     n_attempts=0, n_next=now, n_created=now))
+            return _delivery_row(c.execute(select(d).where(where)).one())
 
     def dispatch(self, event_id: int, plugins: list[str], hook: str, now: datetime) -> None:
         """Create a pending delivery per plugin and mark the event dispatched, atomically."""
@@ -867,12 +968,30 @@ class Store:
     def mark_linkless(self, items: list[tuple[int, int, str]], flag: str) -> None:
         """Record that online meetings go out without a link: for each (meeting id, review id,
         detail) the meeting's link error and the review's ``flag``, in one transaction (a
-        first run does this for every meeting)."""
+        first run does this for every meeting): a few statements a batch, not three an item."""
+        if not items:
+            return
+        details: dict[int, str] = {}  # review id -> detail; a later item wins, as one by one
+        for _meeting_id, review_id, detail in items:
+            details[review_id] = detail
+        now = utcnow()
         with self.begin() as c:
-            for meeting_id, review_id, detail in items:
-                c.execute(update(t.meetings).where(t.meetings.c.id == meeting_id)
-                          .values(link_error=detail))
-                self._flag(c, review_id, flag, detail, "engine")
+            c.execute(update(t.meetings).where(t.meetings.c.id == bindparam("meeting_id"))
+                      .values(link_error=bindparam("new_error")),
+                      [{"meeting_id": m, "new_error": d} for m, _r, d in items])
+            have: set[int] = set()
+            for chunk in _chunks(list(details), 500):
+                have.update(c.execute(select(t.flags.c.review_id).where(and_(
+                    t.flags.c.review_id.in_(chunk), t.flags.c.flag == flag))).scalars())
+            again = [{"rid": r, "new_detail": d} for r, d in details.items() if r in have]
+            if again:
+                c.execute(update(t.flags).where(and_(t.flags.c.review_id == bindparam("rid"),
+                                                     t.flags.c.flag == flag))
+                          .values(detail=bindparam("new_detail"), raised_by="engine"), again)
+            new = [dict(review_id=r, flag=flag, detail=d, raised_by="engine", at=now)
+                   for r, d in details.items() if r not in have]
+            if new:
+                c.execute(insert(t.flags), new)
 
     def meeting(self, meeting_id: int) -> Meeting:
         """One meeting by id."""
@@ -984,7 +1103,7 @@ class Store:
     def set_response(self, case_id: str, email: str, response: str) -> None:
         """Store an invitee's response to the invitation."""
         with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
+            review_id = self._review_of(c, case_id)
             c.execute(update(t.invitees).where(and_(
                 t.invitees.c.review_id == review_id,
                 func.lower(t.invitees.c.email) == email.lower())).values(response=response))
@@ -992,7 +1111,7 @@ class Store:
     def flag_review(self, case_id: str, flag: str, detail: str, raised_by: str) -> None:
         """Raise (or refresh) a flag on the current review."""
         with self.begin() as c:
-            self._flag(c, self.review_id_for(c, case_id), flag, detail, raised_by)
+            self._flag(c, self._review_of(c, case_id), flag, detail, raised_by)
 
     def flag_count(self, flag: str, *, current_only: bool = False) -> int:
         """How many reviews carry ``flag`` (past ones too, unless ``current_only``)."""
@@ -1005,26 +1124,24 @@ class Store:
 
     def clear_flag(self, case_id: str, flag: str) -> None:
         """Clear a flag from the current review."""
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
+        with self.one_statement() as c:
+            review_id = self._review_of(c, case_id)
             c.execute(delete(t.flags).where(and_(t.flags.c.review_id == review_id,
                                                  t.flags.c.flag == flag)))
 
     def record_invitation(self, case_id: str, email: str, *, plugin: str, status: str,
                           detail: str) -> None:
-        """Record that a plugin sent (or failed to send) an invitation."""
-        with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
-            where = and_(t.invitations.c.review_id == review_id,
-                         t.invitations.c.plugin == plugin,
-                         func.lower(t.invitations.c.email) == email.lower())
-            if c.execute(select(t.invitations.c.id).where(where)).first() is None:
-                c.execute(insert(t.invitations).values(review_id=review_id, plugin=plugin,
-                                                       email=email, status=status, detail=detail,
-                                                       at=utcnow()))
-            else:  # keep the latest status per plugin and address
-                c.execute(update(t.invitations).where(where).values(status=status, detail=detail,
-                                                                    at=utcnow()))
+        """Record that a plugin sent (or failed to send) an invitation: the latest status per
+        plugin and address. One statement when it is the first record (INSERT ... SELECT ...
+        WHERE NOT EXISTS), an update after that."""
+        with self.one_statement() as c:
+            review_id = self._review_of(c, case_id)
+            now = utcnow()
+            params = dict(rid=review_id, by_plugin=plugin, address=email.lower(),
+                          new_email=email, new_status=status, new_detail=detail, new_at=now)
+            if c.execute(_RECORD_NEW, params).first() is None:
+                del params["new_email"]
+                c.execute(_RECORD_AGAIN, params)
 
     # One invitation per person per meeting across plugins: the first plugin to claim an
     # address holds it. The claim is a row keyed by review and address in a reserved state
@@ -1035,23 +1152,23 @@ class Store:
     def claim_invitation(self, case_id: str, email: str, *, plugin: str) -> str:
         """Claim ``email`` for ``plugin`` before inviting them, unless another plugin holds a
         claim or a live invitation; returns the holder (``plugin`` when the claim is its own)."""
-        from ehcbridge.store.queue import insert_ignoring_conflict
-
         address = email.strip().lower()
-        with self.begin() as c:  # one transaction: a first run claims tens of thousands
-            review_id = self.review_id_for(c, case_id)
+        with self.one_statement() as c:  # a first run claims tens of thousands
+            review_id = self._review_of(c, case_id)
+            key = f"{review_id}:{address}"
+            # One statement: the claim is written unless another plugin's live invitation
+            # exists, and the primary key decides a race (ON CONFLICT DO NOTHING).
+            if c.execute(_claim_statement(c.dialect.name), dict(
+                    claims=self._CLAIMS, new_key=key, new_value={"plugin": plugin},
+                    new_at=utcnow(), rid=review_id, by_plugin=plugin,
+                    address=address)).first() is not None:
+                return plugin
             other = c.execute(select(t.invitations.c.plugin).where(and_(
                 t.invitations.c.review_id == review_id, t.invitations.c.plugin != plugin,
                 func.lower(t.invitations.c.email) == address,
                 t.invitations.c.status != "failed"))).first()
             if other is not None:
                 return str(other.plugin)
-            key = f"{review_id}:{address}"
-            # The primary key decides a race; the loser reads who won.
-            if insert_ignoring_conflict(c, t.plugin_state, dict(
-                    plugin=self._CLAIMS, key=key, value={"plugin": plugin},
-                    updated_at=utcnow())):
-                return plugin
             held = c.execute(select(t.plugin_state.c.value).where(and_(
                 t.plugin_state.c.plugin == self._CLAIMS,
                 t.plugin_state.c.key == key))).scalar_one_or_none()
@@ -1063,7 +1180,7 @@ class Store:
         never recorded as sent) after its invitation failed, so another plugin may invite
         them; its invitation records to those addresses say ``failed``."""
         with self.begin() as c:
-            review_id = self.review_id_for(c, case_id)
+            review_id = self._review_of(c, case_id)
             rows = c.execute(select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
                 t.plugin_state.c.plugin == self._CLAIMS,
                 t.plugin_state.c.key.startswith(f"{review_id}:", autoescape=True)))).all()
@@ -1085,10 +1202,19 @@ class Store:
 
     def get_state(self, plugin: str, key: str, default: Any = None) -> Any:
         """A plugin's stored value."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t.plugin_state.c.value).where(and_(
-                t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == key))).first()
+        with self._reading() as conn:
+            row = conn.execute(_GET_STATE, {"plugin": plugin, "key": key}).first()
         return default if row is None else row.value
+
+    def get_state_many(self, plugin: str, keys: Iterable[str]) -> dict[str, Any]:
+        """A plugin's stored values of ``keys``, by key (keys not stored are left out), in one
+        query per 500 keys."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        with self._reading() as conn:
+            for chunk in _chunks(wanted, 500):
+                found.update(conn.execute(_GET_STATES, {"plugin": plugin, "keys": chunk}).all())
+        return found
 
     def set_state_many(self, plugin: str, items: dict[str, Any]) -> None:
         """Store several keys of a plugin's state in one transaction."""
@@ -1096,18 +1222,18 @@ class Store:
             return
         from ehcbridge.store.queue import upsert_state
 
-        with self.begin() as c:
+        with self.one_statement() as c:  # one statement (executemany): no transaction needed
             upsert_state(c, plugin, items, utcnow())
 
     def delete_state(self, plugin: str, key: str) -> None:
         """Remove a key from a plugin's state."""
-        with self.begin() as c:
+        with self.one_statement() as c:
             c.execute(delete(t.plugin_state).where(and_(t.plugin_state.c.plugin == plugin,
                                                         t.plugin_state.c.key == key)))
 
     def state_items(self, plugin: str, prefix: str = "") -> list[tuple[str, Any]]:
         """A plugin's keys starting with ``prefix``, sorted."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             q = select(t.plugin_state.c.key, t.plugin_state.c.value).where(
                 t.plugin_state.c.plugin == plugin).order_by(t.plugin_state.c.key)
             if prefix:
@@ -1121,9 +1247,9 @@ class Store:
 
     def audit(self, plugin: str, case_id: str | None, action: str, detail: dict[str, Any]) -> None:
         """Append an audit record."""
-        with self.begin() as c:
-            c.execute(insert(t.audit).values(plugin=plugin, case_id=case_id, action=action,
-                                             detail=detail, at=utcnow()))
+        with self.one_statement() as c:
+            c.execute(_AUDIT, dict(plugin=plugin, case_id=case_id, action=action,
+                                   detail=detail, at=utcnow()))
 
     def update_pupil(self, upn: str, fields: dict[str, Any]) -> tuple[bool, list[int]]:
         """Update the pupil with this UPN; returns (changed, ids of its current reviews)."""
@@ -1488,6 +1614,55 @@ def _duty_values(review_id: int, d: Duty, now: datetime) -> dict[str, Any]:
     return dict(review_id=review_id, name=d.name, rule=d.rule, kind=d.kind, due=d.due,
                 owed_by=d.owed_by, owed_to=d.owed_to, status=d.status._value_,
                 met_on=d.met_on, evidence=d.evidence, updated_at=now)
+
+
+def _param(name: str, column: Any) -> Any:
+    """A bound parameter typed as ``column``, for the SELECT list of an INSERT ... SELECT."""
+    return bindparam(name, type_=column.type)
+
+
+# Statements run on every delivery, built once: SQLAlchemy then finds their compiled form by a
+# cache key computed once, instead of building and keying a new statement per call.
+_GET_STATE = select(t.plugin_state.c.value).where(and_(
+    t.plugin_state.c.plugin == bindparam("plugin"), t.plugin_state.c.key == bindparam("key")))
+_GET_STATES = select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
+    t.plugin_state.c.plugin == bindparam("plugin"),
+    t.plugin_state.c.key.in_(bindparam("keys", expanding=True))))
+_AUDIT = insert(t.audit)
+# (Bound names differ from the columns': SQLAlchemy keeps those for VALUES and SET.)
+_SAME_INVITATION = and_(t.invitations.c.review_id == bindparam("rid"),
+                        t.invitations.c.plugin == bindparam("by_plugin"),
+                        func.lower(t.invitations.c.email) == bindparam("address"))
+_RECORD_NEW = insert(t.invitations).from_select(
+    ["review_id", "plugin", "email", "status", "detail", "at"],
+    select(_param("rid", t.invitations.c.review_id),
+           _param("by_plugin", t.invitations.c.plugin),
+           _param("new_email", t.invitations.c.email),
+           _param("new_status", t.invitations.c.status),
+           _param("new_detail", t.invitations.c.detail),
+           _param("new_at", t.invitations.c.at))
+    .where(~exists().where(_SAME_INVITATION))).returning(t.invitations.c.id)
+_RECORD_AGAIN = update(t.invitations).where(_SAME_INVITATION).values(
+    status=bindparam("new_status"), detail=bindparam("new_detail"), at=bindparam("new_at"))
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """INSERT the claim row unless another plugin has a live invitation to the address, doing
+    nothing on a taken key; RETURNING tells whether it was written."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    s = t.plugin_state
+    other = exists().where(and_(
+        t.invitations.c.review_id == bindparam("rid"),
+        t.invitations.c.plugin != bindparam("by_plugin"),
+        func.lower(t.invitations.c.email) == bindparam("address"),
+        t.invitations.c.status != "failed"))
+    stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(s)
+    return stmt.from_select(["plugin", "key", "value", "updated_at"], select(
+        _param("claims", s.c.plugin), _param("new_key", s.c.key),
+        _param("new_value", s.c.value), _param("new_at", s.c.updated_at))
+        .where(~other)).on_conflict_do_nothing().returning(s.c.key)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

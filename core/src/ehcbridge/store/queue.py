@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 
 from ehcbridge.store import schema as t
@@ -135,14 +135,11 @@ class DeliveryQueue:
                error: str | None, now: datetime) -> bool:
         """Record one attempt's outcome and drop the claim; False when this worker no longer held
         it (its lease ran out and another worker took it over)."""
-        d = t.deliveries
-        with self.store.begin() as conn:
-            result = conn.execute(update(d).where(and_(
-                d.c.id == delivery_id,
-                or_(d.c.claimed_by == self.worker, d.c.claimed_by.is_(None)))).values(
-                status=status, attempts=attempts, next_attempt_at=next_attempt_at,
-                last_error=error, finished_at=now if status not in ("pending", "retrying")
-                else None, claimed_by=None, lease_until=None))
+        with self.store.one_statement() as conn:  # one UPDATE: no transaction around it
+            result = conn.execute(_FINISH, dict(
+                delivery=delivery_id, worker=self.worker, new_status=status,
+                new_attempts=attempts, next_at=next_attempt_at, error=error,
+                finished=now if status not in ("pending", "retrying") else None))
         return bool(result.rowcount)
 
     def release(self, ids: list[int] | None = None) -> None:
@@ -241,6 +238,17 @@ class DeliveryQueue:
         value = {"at": at.isoformat(), "worker": self.worker}
         self.store.set_state_many(ENGINE_STATE, {LAST_TICK: value,
                                                  f"worker:{self.worker}": value})
+
+
+_d = t.deliveries
+# Built once (a finish per delivery): its compiled form is found by a cache key computed once.
+# (Bound names differ from the columns': SQLAlchemy keeps those for SET.)
+_FINISH = update(_d).where(and_(
+    _d.c.id == bindparam("delivery"),
+    or_(_d.c.claimed_by == bindparam("worker"), _d.c.claimed_by.is_(None)))).values(
+    status=bindparam("new_status"), attempts=bindparam("new_attempts"),
+    next_attempt_at=bindparam("next_at"), last_error=bindparam("error"),
+    finished_at=bindparam("finished"), claimed_by=None, lease_until=None)
 
 
 def upsert_state(conn: Connection, plugin: str, items: dict[str, Any], now: datetime) -> None:

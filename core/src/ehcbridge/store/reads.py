@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 
 from ehcbridge.models import (
     Decision,
@@ -160,14 +160,21 @@ def undispatched_after(store: Store, after_id: int, limit: int = 500) -> list[Ev
     return [_event_row(r) for r in rows]
 
 
+_INVITATIONS = (select(t.invitations).where(t.invitations.c.review_id == bindparam("rid"))
+                .order_by(t.invitations.c.id))
+
+
 def invitations(store: Store, case_id: str) -> list[dict[str, Any]]:
     """The current review's invitation records (as :attr:`CaseView.invitations`), in one query
-    instead of a whole case view: calendar plugins ask on every delivery."""
-    current = (select(t.reviews.c.id).join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
-               .where(and_(t.plans.c.case_id == case_id, t.reviews.c.current.is_(True)))
-               .order_by(t.reviews.c.id.desc()).limit(1).scalar_subquery())
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(t.invitations).where(t.invitations.c.review_id == current)
-                            .order_by(t.invitations.c.id)).all()
+    instead of a whole case view: calendar plugins ask on every delivery (the review looked
+    up once per delivery, see :meth:`Store.one_delivery`)."""
+    from ehcbridge.store.errors import StoreError
+
+    with store._reading() as conn:
+        try:
+            review_id = store._review_of(conn, case_id)
+        except StoreError:  # an unknown case has no invitations
+            return []
+        rows = conn.execute(_INVITATIONS, {"rid": review_id}).all()
     return [{"plugin": i.plugin, "email": i.email, "status": i.status, "detail": i.detail or "",
              "at": i.at.isoformat()} for i in rows]

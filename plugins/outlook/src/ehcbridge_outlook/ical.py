@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -218,3 +219,18 @@ def feed_calendar(meetings: Iterable[MeetingEntry], deadlines: Iterable[Deadline
 def to_bytes(cal: Calendar) -> bytes:
     """Serialise a calendar (CRLF line ends, folded at 75 octets)."""
     return bytes(cal.to_ical())
+
+
+@functools.cache
+def _london_bytes() -> bytes:
+    return bytes(london_timezone().to_ical())
+
+
+def meeting_calendar_bytes(entry: MeetingEntry, *, stamp: datetime) -> bytes:
+    """``to_bytes(meeting_calendar(entry, stamp=stamp))``, with the VTIMEZONE (the same in every
+    message) serialised once: the calendar is written without it and it goes in where
+    icalendar puts it, after the calendar's properties and before the VEVENT."""
+    method = "CANCEL" if entry.cancelled else "REQUEST"
+    data = to_bytes(_calendar(method, [meeting_event(entry, stamp=stamp)], with_tz=False))
+    at = data.index(b"BEGIN:VEVENT\r\n")
+    return data[:at] + _london_bytes() + data[at:]

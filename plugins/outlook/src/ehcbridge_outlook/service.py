@@ -214,6 +214,9 @@ def _sequence(state: dict[str, Any] | None, revision: Revision) -> int:
     return max(revision.base_sequence, int(state["sequence"]) + 1)
 
 
+_UNREAD: Any = object()  # deliver() reads the revision's state itself
+
+
 def deliver(
     ctx: HookContext,
     settings: OutlookSettings,
@@ -221,11 +224,24 @@ def deliver(
     recipients: Iterable[Recipient],
     build: Callable[[int, Recipient, bool], Any],
     sender: Callable[[Any], None],
+    *,
+    state: Any = _UNREAD,
+    also: dict[str, Any] | None = None,
+    audit: Callable[[Report], None] | None = None,
 ) -> Report:
-    """Send ``revision`` to each recipient not yet sent it; RetryLater if the server defers."""
+    """Send ``revision`` to each recipient not yet sent it; RetryLater if the server defers.
+
+    ``state`` is the revision's stored state when the caller has just read it; ``also``, more
+    of the plugin's state to write with the revision before anything leaves; ``audit``, called
+    with the final report in the last message's transaction. What is written
+    goes in one transaction per step: before anything leaves, the revision (its SEQUENCE fixed,
+    so a retry sends the same one) with the claims on new invitees; after each message, its
+    copy record with the revision's reach and the invitation record. A crash loses at most the
+    record of the one message in flight, which a retry resends with the same Message-ID."""
     store = ctx.store
     rev_key = f"rev:{revision.uid}"
-    state: dict[str, Any] | None = store.get_state(rev_key)
+    if state is _UNREAD:
+        state = store.get_state(rev_key)
     sequence = _sequence(state, revision)
     reached: list[str] = list(state.get("reached", [])) if state else []
     attendees = [[a.email, a.name, a.required] for a in revision.attendees]
@@ -240,26 +256,35 @@ def deliver(
             "keep_until": revision.keep_until.isoformat() if revision.keep_until else None,
         }, **also})
 
-    save()  # fixes the SEQUENCE before anything leaves, so a retry sends the same revision
-    # What this revision already sent, read once rather than once per recipient.
     sent_prefix = f"sent:{revision.uid}:{sequence}:"
-    already = {key for key, _ in store.state_items(sent_prefix)}
     report = Report()
     failures: list[str] = []
     # One invitation per person per meeting across plugins: claim each new invitee first, so
     # a calendar plugin racing us (or retried later) never invites them a second time.
     exclusive = revision.record_invitations and not revision.cancel and settings.invite != "all"
-    for recipient in recipients:
-        email = recipient.email.lower()
-        sent_key = f"{sent_prefix}{email}"
-        if sent_key in already:
-            report.skipped += 1
-            continue
-        already.add(sent_key)  # the same address twice in one list gets one message
-        if exclusive and email not in reached and not store.claim_invitation(
-                revision.case_id, recipient.email):
-            report.skipped += 1
-            continue
+    seen: set[str] = set()
+    todo: list[tuple[Recipient, str, str]] = []
+    recipients = list(recipients)
+    # Copies already sent, looked up by their own keys, and only for a revision stored before:
+    # the revision is always saved before any copy of it is sent.
+    already = store.get_state_many(f"{sent_prefix}{r.email.lower()}" for r in recipients) \
+        if state is not None else {}
+    with store.batch():
+        save(**(also or {}))  # the SEQUENCE fixed before anything leaves: a retry sends the same
+        for recipient in recipients:
+            email = recipient.email.lower()
+            sent_key = f"{sent_prefix}{email}"
+            if sent_key in seen or sent_key in already:
+                report.skipped += 1
+                continue
+            seen.add(sent_key)  # the same address twice in one list gets one message
+            if exclusive and email not in reached and not store.claim_invitation(
+                    revision.case_id, recipient.email):
+                report.skipped += 1
+                continue
+            todo.append((recipient, email, sent_key))
+    last = len(todo) - 1
+    for n, (recipient, email, sent_key) in enumerate(todo):
         message = build(sequence, recipient, email in reached)
         try:
             sender(message)
@@ -267,35 +292,45 @@ def deliver(
             if _whole_message_refused(exc):
                 raise
             detail = str(exc)
-            store.set_state(sent_key, {"status": "failed", "detail": detail,
-                                       "at": _now_utc(ctx).isoformat()})
-            if exclusive:
-                store.release_invitations(revision.case_id, [recipient.email], detail=detail)
-            if revision.record_invitations:
-                store.record_invitation(revision.case_id, recipient.email, status="failed",
-                                        detail=detail)
-            failures.append(detail)
-            report.failed += 1
+            with store.batch():
+                store.set_state(sent_key, {"status": "failed", "detail": detail,
+                                           "at": _now_utc(ctx).isoformat()})
+                if exclusive:
+                    store.release_invitations(revision.case_id, [recipient.email],
+                                              detail=detail)
+                if revision.record_invitations:
+                    store.record_invitation(revision.case_id, recipient.email,
+                                            status="failed", detail=detail)
+                failures.append(detail)
+                report.failed += 1
+                if n == last and audit is not None:
+                    audit(report)
             continue
         sent = {"status": "sent", "message_id": str(message["Message-ID"]),
                 "at": _now_utc(ctx).isoformat()}
-        if email in reached:
-            store.set_state(sent_key, sent)
-        else:
-            reached.append(email)
-            save(**{sent_key: sent})  # one transaction: sent and reached agree after a crash
-            if revision.record_invitations and not revision.cancel:
-                store.record_invitation(revision.case_id, recipient.email, status="sent")
-        report.sent += 1
+        with store.batch():  # the copy, the reach and the invitation record agree after a crash
+            if email in reached:
+                store.set_state(sent_key, sent)
+            else:
+                reached.append(email)
+                save(**{sent_key: sent})
+                if revision.record_invitations and not revision.cancel:
+                    store.record_invitation(revision.case_id, recipient.email, status="sent")
+            report.sent += 1
+            if n == last and audit is not None:  # the audit line commits with the last record
+                audit(report)
     if failures:
         store.flag_review(revision.case_id, FAILED_FLAG,
                           f"{len(failures)} calendar invitation(s) refused by the mail server")
     return report
 
 
-def reached_by(ctx: HookContext, uid: str) -> list[Recipient]:
-    """Everyone a revision of ``uid`` has reached, as the recipients of a follow-up."""
-    state = ctx.store.get_state(f"rev:{uid}") or {}
+def reached_by(ctx: HookContext, uid: str, state: Any = _UNREAD) -> list[Recipient]:
+    """Everyone a revision of ``uid`` has reached, as the recipients of a follow-up (``state``:
+    the revision's stored state, when the caller has read it)."""
+    if state is _UNREAD:
+        state = ctx.store.get_state(f"rev:{uid}")
+    state = state or {}
     names = {str(a[0]).lower(): a for a in state.get("attendees", [])}
     result = []
     for email in state.get("reached", []):
@@ -337,14 +372,15 @@ def _meeting_builder(ctx: HookContext, event: LifecycleEvent, settings: OutlookS
                      attendees: tuple[Recipient, ...], cancelled: bool
                      ) -> Callable[[int, Recipient, bool], Any]:
     made: dict[int, tuple[ical.MeetingEntry, bytes]] = {}
+    parts = imip.Parts()  # the calendar and bodies every recipient shares, built once
+    domain = imip.address_of(settings.from_address).rpartition("@")[2]
 
     def build(sequence: int, recipient: Recipient, seen_before: bool) -> Any:
         # Every recipient of a revision gets the same calendar: serialise it once.
         if sequence not in made:
             entry = _meeting_entry(event, settings, sequence=sequence, attendees=attendees,
                                    cancelled=cancelled)
-            made[sequence] = entry, ical.to_bytes(ical.meeting_calendar(entry,
-                                                                        stamp=_now_utc(ctx)))
+            made[sequence] = entry, ical.meeting_calendar_bytes(entry, stamp=_now_utc(ctx))
         entry, calendar = made[sequence]
         method = "CANCEL" if cancelled else "REQUEST"
         text, html_body = imip.meeting_bodies(entry, recipient.required, update=seen_before)
@@ -355,8 +391,8 @@ def _meeting_builder(ctx: HookContext, event: LifecycleEvent, settings: OutlookS
             to=(recipient.name or "", recipient.email),
             reply_to=entry.organiser.email, sent_at=ctx.clock.now(),
             msg_id=imip.message_id(entry.uid, sequence, method, recipient.email.lower(),
-                                   domain=imip.address_of(settings.from_address).rpartition("@")[2]),
-            text=text, html_body=html_body,
+                                   domain=domain),
+            text=text, html_body=html_body, parts=parts,
         )
     return build
 
@@ -371,14 +407,20 @@ def meeting_fingerprint(event: LifecycleEvent, settings: OutlookSettings, cancel
 
 
 def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
-           sender: Callable[[Any], None]) -> Report:
-    """Send the meeting REQUEST to whoever ``invite`` selects, plus everyone reached before."""
+           sender: Callable[[Any], None], *, also: dict[str, Any] | None = None,
+           state: Any = _UNREAD, audit: Callable[[Report], None] | None = None) -> Report:
+    """Send the meeting REQUEST to whoever ``invite`` selects, plus everyone reached before
+    (``also``: more state to write with the revision, or on its own when nobody is sent;
+    ``state``: the meeting's stored state, when the caller has read it; ``audit``: see
+    :func:`deliver`)."""
     meeting = event.meeting
     assert meeting is not None
     case_id = event.plan.case_id
     uid = meeting_uid(event)
     attendees = tuple(recipients_of(event))
-    previously = {r.email.lower() for r in reached_by(ctx, uid)}
+    if state is _UNREAD:
+        state = ctx.store.get_state(f"rev:{uid}")  # read once for reached_by and deliver
+    previously = {r.email.lower() for r in reached_by(ctx, uid, state)}
     if settings.invite == "none":
         chosen: list[Recipient] = []
     elif settings.invite == "all":
@@ -388,25 +430,30 @@ def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
         chosen = [a for a in attendees if a.email.lower() not in elsewhere]
     chosen += [a for a in attendees if a.email.lower() in previously and a not in chosen]
     if not chosen:
+        if also:
+            ctx.store.set_state_many(also)
         return Report()
     revision = Revision(uid=uid, case_id=case_id,
                         fingerprint=meeting_fingerprint(event, settings, False),
                         base_sequence=meeting.sequence, cancel=False, attendees=attendees,
                         record_invitations=True, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, chosen,
-                   _meeting_builder(ctx, event, settings, attendees, False), sender)
+                   _meeting_builder(ctx, event, settings, attendees, False), sender, state=state,
+                   also=also, audit=audit)
 
 
 def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
-           sender: Callable[[Any], None]) -> Report:
+           sender: Callable[[Any], None], *,
+           audit: Callable[[Report], None] | None = None) -> Report:
     """Send METHOD:CANCEL (STATUS:CANCELLED, higher SEQUENCE) to everyone the meeting reached."""
     meeting = event.meeting
     assert meeting is not None
     uid = meeting_uid(event)
-    recipients = reached_by(ctx, uid)
+    stored = ctx.store.get_state(f"rev:{uid}")
+    recipients = reached_by(ctx, uid, stored)
     if not recipients:
         return Report()
-    state = ctx.store.get_state(f"rev:{uid}") or {}
+    state = stored or {}
     listed = tuple(Recipient(a[0], a[1], bool(a[2])) for a in state.get("attendees", [])) \
         or tuple(recipients_of(event)) or tuple(recipients)
     revision = Revision(uid=uid, case_id=event.plan.case_id,
@@ -414,7 +461,8 @@ def cancel(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                         base_sequence=meeting.sequence, cancel=True, attendees=listed,
                         record_invitations=False, keep_until=_keep_until(meeting.end.date()))
     return deliver(ctx, settings, revision, recipients,
-                   _meeting_builder(ctx, event, settings, listed, True), sender)
+                   _meeting_builder(ctx, event, settings, listed, True), sender, state=stored,
+                   audit=audit)
 
 
 # Deadlines -------------------------------------------------------------------------------------
@@ -428,6 +476,7 @@ def _deadline_builder(ctx: HookContext, event: LifecycleEvent, settings: Outlook
     organiser = ical.Person(imip.address_of(settings.organiser or settings.from_address),
                             settings.organiser_name)
     sender_address = imip.address_of(settings.from_address)
+    parts = imip.Parts()
 
     def build(sequence: int, recipient: Recipient, seen_before: bool) -> Any:
         entry = ical.DeadlineEntry(
@@ -451,7 +500,7 @@ def _deadline_builder(ctx: HookContext, event: LifecycleEvent, settings: Outlook
             reply_to=None, sent_at=ctx.clock.now(),
             msg_id=imip.message_id(entry.uid, sequence, method, recipient.email.lower(),
                                    domain=sender_address.rpartition("@")[2]),
-            text=text, html_body=html_body,
+            text=text, html_body=html_body, parts=parts,
         )
     return build
 
@@ -463,15 +512,20 @@ def _coordinator(event: LifecycleEvent) -> Recipient | None:
 
 def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
            names: Iterable[str], sender: Callable[[Any], None], *, only_reached: bool = False,
-           cancelled: bool = False) -> Report:
-    """Send (or move, or cancel) the coordinator's all-day deadline reminders ``names``."""
+           cancelled: bool = False, states: dict[str, Any] | None = None) -> Report:
+    """Send (or move, or cancel) the coordinator's all-day deadline reminders ``names``
+    (``states``: their stored states by key, when the caller has read them)."""
     coordinator = _coordinator(event)
     total = Report()
     if coordinator is None or (not settings.reminders and not only_reached):
         return total
+    names = list(names)
+    uids = {name: deadline_uid(event, name) for name in names}
+    if states is None:  # each reminder's state, read in one query (an invitation checks four)
+        states = ctx.store.get_state_many(f"rev:{uid}" for uid in uids.values())
     for name in names:
-        uid = deadline_uid(event, name)
-        state = ctx.store.get_state(f"rev:{uid}")
+        uid = uids[name]
+        state = states.get(f"rev:{uid}")
         if only_reached and (state is None or state.get("cancelled")):
             continue
         day = milestone_day(event, name)
@@ -482,7 +536,7 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
             # day already gone would only mislead, so it is recorded and not sent.
             total.past.append(f"{DEADLINES[name][0]} on {imip.day_text(day)}")
             continue
-        recipients = reached_by(ctx, uid) if only_reached else [coordinator]
+        recipients = reached_by(ctx, uid, state) if only_reached else [coordinator]
         revision = Revision(uid=uid, case_id=event.plan.case_id,
                             fingerprint=_fingerprint(day, cancelled),
                             base_sequence=0 if state is None else int(state["sequence"]),
@@ -490,7 +544,7 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                             keep_until=_keep_until(day))
         report = deliver(ctx, settings, revision, recipients,
                          _deadline_builder(ctx, event, settings, name, day, coordinator,
-                                           cancelled), sender)
+                                           cancelled), sender, state=state)
         total.sent += report.sent
         total.skipped += report.skipped
         total.failed += report.failed
@@ -503,9 +557,17 @@ def remind(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
 def record_feed(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                 cancelled: bool) -> None:
     """Keep what ``outlook feed`` publishes in step with the meeting and its deadlines."""
+    items = feed_items(event, settings, cancelled)
+    if items:
+        ctx.store.set_state_many(items)
+
+
+def feed_items(event: LifecycleEvent, settings: OutlookSettings,
+               cancelled: bool) -> dict[str, Any]:
+    """The state entries :func:`record_feed` writes (none without a meeting)."""
     meeting = event.meeting
     if meeting is None:
-        return
+        return {}
     coordinator = (event.review.coordinator_email or "").lower()
     teams = sorted({i.team for i in event.invitees if i.team})
     summary_values = template_values(event)
@@ -531,7 +593,7 @@ def record_feed(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettin
             "organiser": imip.address_of(settings.organiser or settings.from_address),
             "sequence": meeting.sequence, "cancelled": cancelled,
         }
-    ctx.store.set_state_many(items)
+    return items
 
 
 def build_feed(items: Iterable[tuple[str, Any]], *, now: datetime, coordinator: str | None = None,
@@ -586,19 +648,30 @@ def build_feed(items: Iterable[tuple[str, Any]], *, now: datetime, coordinator: 
 # Hook bodies -----------------------------------------------------------------------------------
 
 
-def _log(ctx: HookContext, what: str, event: LifecycleEvent, report: Report) -> None:
+def _log(ctx: HookContext, what: str, event: LifecycleEvent, report: Report, *,
+         audited: bool = False) -> None:
     ctx.logger.info("outlook %s for %s: %d sent, %d already sent, %d refused", what,
                     event.plan.case_id, report.sent, report.skipped, report.failed)
-    if report.sent or report.failed:
-        ctx.store.audit(event.plan.case_id, f"outlook.{what}",
-                        {"sent": report.sent, "refused": report.failed,
-                         "uid": meeting_uid(event) if event.meeting else None})
+    if not audited:
+        _auditor(ctx, what, event)(report)
+
+
+def _auditor(ctx: HookContext, what: str, event: LifecycleEvent) -> Callable[[Report], None]:
+    """Writes the audit line of a report that sent or refused something."""
+    def audit(report: Report) -> None:
+        if report.sent or report.failed:
+            ctx.store.audit(event.plan.case_id, f"outlook.{what}",
+                            {"sent": report.sent, "refused": report.failed,
+                             "uid": meeting_uid(event) if event.meeting else None})
+    return audit
 
 
 def _cancel_all(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
                 sender: Callable[[Any], None]) -> None:
     record_feed(ctx, event, settings, cancelled=True)
-    _log(ctx, "cancellation", event, cancel(ctx, event, settings, sender))
+    _log(ctx, "cancellation", event,
+         cancel(ctx, event, settings, sender, audit=_auditor(ctx, "cancellation", event)),
+         audited=True)
     _log(ctx, "reminder cancellation", event,
          remind(ctx, event, settings, DEADLINES, sender, only_reached=True, cancelled=True))
 
@@ -612,10 +685,17 @@ def on_review_scheduled(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = 
     if event.action == "cancelled" or event.meeting.status == MeetingStatus.CANCELLED:
         _cancel_all(ctx, event, settings, sender)
         return
-    record_feed(ctx, event, settings, cancelled=False)
-    _log(ctx, "invitation", event, invite(ctx, event, settings, sender))
+    # The meeting's and its reminders' states in one query; the feed entries written with the
+    # invitation's revision, in one transaction.
+    meeting_key = f"rev:{meeting_uid(event)}"
+    states = ctx.store.get_state_many(
+        [meeting_key, *(f"rev:{deadline_uid(event, name)}" for name in DEADLINES)])
+    _log(ctx, "invitation", event,
+         invite(ctx, event, settings, sender, also=feed_items(event, settings, False),
+                state=states.get(meeting_key), audit=_auditor(ctx, "invitation", event)),
+         audited=True)
     _log(ctx, "reminder update", event,
-         remind(ctx, event, settings, DEADLINES, sender, only_reached=True))
+         remind(ctx, event, settings, DEADLINES, sender, only_reached=True, states=states))
 
 
 def on_deadlines(event: LifecycleEvent, ctx: HookContext, sleep: Sleep = time.sleep) -> None:
@@ -689,8 +769,10 @@ def prune(ctx: HookContext) -> int:
         until = value.get("keep_until") if isinstance(value, dict) else None
         if until and date.fromisoformat(until) < today:
             uid = key.removeprefix("rev:")
-            doomed.append(key)
+            # The copies go before their revision: deliver() only looks for copies of a
+            # revision it finds stored.
             doomed += [k for k, _v in ctx.store.state_items(f"sent:{uid}:")]
+            doomed.append(key)
     for key, value in ctx.store.state_items("feed:"):
         if not isinstance(value, dict):
             continue
