@@ -248,10 +248,11 @@ class Store:
 
     @contextmanager
     def one_statement(self) -> Iterator[Connection]:
-        """A connection for work that is one statement (or a few that need not be atomic): on
-        PostgreSQL in autocommit, each statement committed as it runs, which spares the BEGIN
-        and COMMIT round trips of a transaction; on SQLite a transaction. Inside
-        :meth:`batch`, the batch's connection."""
+        """A connection for reads, or for work that is one statement (or a few that need not be
+        atomic): on PostgreSQL in autocommit, each statement committed as it runs, which spares
+        the BEGIN and COMMIT round trips of a transaction; on SQLite a transaction (which opens
+        only at the first write). Inside :meth:`batch`, the batch's connection, so its reads
+        see its writes."""
         if self._scope.conn is not None:
             yield self._scope.conn
         elif self.engine.dialect.name == "postgresql":
@@ -259,19 +260,6 @@ class Store:
                 yield conn
         else:
             with self.engine.begin() as conn:
-                yield conn
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        """A connection to read with: the batch's (so its writes are seen), else one that
-        opens no transaction on PostgreSQL."""
-        if self._scope.conn is not None:
-            yield self._scope.conn
-        elif self.engine.dialect.name == "postgresql":
-            with self._autocommit.connect() as conn:
-                yield conn
-        else:
-            with self.engine.connect() as conn:
                 yield conn
 
     @contextmanager
@@ -1202,7 +1190,7 @@ class Store:
 
     def get_state(self, plugin: str, key: str, default: Any = None) -> Any:
         """A plugin's stored value."""
-        with self._reading() as conn:
+        with self.one_statement() as conn:
             row = conn.execute(_GET_STATE, {"plugin": plugin, "key": key}).first()
         return default if row is None else row.value
 
@@ -1211,7 +1199,7 @@ class Store:
         query per 500 keys."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
-        with self._reading() as conn:
+        with self.one_statement() as conn:
             for chunk in _chunks(wanted, 500):
                 found.update(conn.execute(_GET_STATES, {"plugin": plugin, "keys": chunk}).all())
         return found
@@ -1233,7 +1221,7 @@ class Store:
 
     def state_items(self, plugin: str, prefix: str = "") -> list[tuple[str, Any]]:
         """A plugin's keys starting with ``prefix``, sorted."""
-        with self._reading() as conn:
+        with self.one_statement() as conn:
             q = select(t.plugin_state.c.key, t.plugin_state.c.value).where(
                 t.plugin_state.c.plugin == plugin).order_by(t.plugin_state.c.key)
             if prefix:

@@ -25,6 +25,7 @@ from ehcbridge.models import (
     Role,
 )
 from ehcbridge.store import schema as t
+from ehcbridge.store.errors import StoreError
 
 if TYPE_CHECKING:
     from ehcbridge.store import CaseView, EventRow, Store
@@ -168,9 +169,7 @@ def invitations(store: Store, case_id: str) -> list[dict[str, Any]]:
     """The current review's invitation records (as :attr:`CaseView.invitations`), in one query
     instead of a whole case view: calendar plugins ask on every delivery (the review looked
     up once per delivery, see :meth:`Store.one_delivery`)."""
-    from ehcbridge.store.errors import StoreError
-
-    with store._reading() as conn:
+    with store.one_statement() as conn:
         try:
             review_id = store._review_of(conn, case_id)
         except StoreError:  # an unknown case has no invitations
