@@ -85,7 +85,7 @@ class PluginStore(Protocol):
         transaction (or none of them, if it raises), and the state and invitation reads in it
         see them. For writes that belong together: send mail or call a service before or after
         the block, never inside, so a crash cannot leave an effect unrecorded or a record of
-        one that never happened."""
+        one that never happened (unless repeating the effect cannot duplicate it)."""
 
     def state_items(self, prefix: str = "") -> list[tuple[str, Any]]:
         """All of this plugin's keys starting with ``prefix``."""

@@ -338,3 +338,57 @@ def test_awkward_names_survive_both_parsers(tools: Any, smtp_server: Any) -> Non
     assert vobject.readOne(data.decode()).vevent.attendee.params["CN"] == [
         "Team 'North', Zoë; Ward: 7"]
     assert "Zoë" in str(received.message["To"])
+
+
+class Crash(BaseException):
+    """The process dying between two messages (not an error a plugin would catch)."""
+
+
+def _crash_after(monkeypatch: Any, count: int) -> None:
+    real = service.send
+    sent = [0]
+
+    def send(message: Any, mail: Any) -> str:
+        if sent[0] == count:
+            raise Crash
+        sent[0] += 1
+        return real(message, mail)
+
+    monkeypatch.setattr(service, "send", send)
+
+
+def test_a_crash_mid_delivery_to_the_outbox_leaves_one_copy_each_after_the_retry(
+        tools: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    # The outbox replaces a message's file when it is written again, so the delivery is one
+    # transaction: the crash loses every record and the retry rewrites the same files.
+    outbox = tools.settings.model_copy(update={"transport": "outbox",
+                                               "outbox_dir": tmp_path / "out"})
+    _crash_after(monkeypatch, 2)
+    with pytest.raises(Crash):
+        service.on_review_scheduled(scheduled(), tools.ctx(settings=outbox))
+    first = {p.name: p.read_bytes() for p in (tmp_path / "out").glob("*.eml")}
+    assert len(first) == 2
+    assert not tools.store.state_items("sent:") and tools.store.invitation_records == []
+
+    monkeypatch.undo()
+    service.on_review_scheduled(scheduled(), tools.ctx(settings=outbox))
+    files = {p.name: p.read_bytes() for p in (tmp_path / "out").glob("*.eml")}
+    assert len(files) == len(INVITEES)
+    assert {n: files[n] for n in first} == first  # the same messages, byte for byte
+    assert sorted(r["email"] for r in tools.store.invitation_records) == sorted(INVITEES)
+    service.on_review_scheduled(scheduled(), tools.ctx(settings=outbox))
+    assert len(list((tmp_path / "out").glob("*.eml"))) == len(INVITEES)
+
+
+def test_a_crash_mid_delivery_over_smtp_keeps_the_record_of_each_message_sent(
+        tools: Any, smtp_server: Any, monkeypatch: Any) -> None:
+    # Mail that has left cannot be called back: each message's record commits as it is sent,
+    # so after the crash only the unsent invitees are sent to.
+    _crash_after(monkeypatch, 2)
+    with pytest.raises(Crash):
+        service.on_review_scheduled(scheduled(), tools.ctx())
+    assert len(tools.store.invitation_records) == 2
+    monkeypatch.undo()
+    service.on_review_scheduled(scheduled(), tools.ctx())
+    counts = {a: len(smtp_server.handler.to(a)) for a in INVITEES}
+    assert counts == dict.fromkeys(INVITEES, 1)

@@ -24,6 +24,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -88,6 +89,9 @@ class Sender:
         self.settings = settings
         self.mail = settings.mail()
         self.sleep = sleep
+        # An outbox file is named by its Message-ID and replaced whole, so sending a message
+        # again leaves one copy: nothing is duplicated if its record is lost in a crash.
+        self.idempotent = self.mail.transport == "outbox"
 
     def __call__(self, message: Any) -> None:
         """Send, retrying RetryLater up to ``send_attempts`` times, then let it propagate."""
@@ -237,7 +241,9 @@ def deliver(
     goes in one transaction per step: before anything leaves, the revision (its SEQUENCE fixed,
     so a retry sends the same one) with the claims on new invitees; after each message, its
     copy record with the revision's reach and the invitation record. A crash loses at most the
-    record of the one message in flight, which a retry resends with the same Message-ID."""
+    record of the one message in flight, which a retry resends with the same Message-ID. When
+    ``sender.idempotent`` (the outbox, where a resent message replaces its own file), all of
+    it is one transaction: a crash loses those records and a retry rewrites the same files."""
     store = ctx.store
     rev_key = f"rev:{revision.uid}"
     if state is _UNREAD:
@@ -269,56 +275,66 @@ def deliver(
     # the revision is always saved before any copy of it is sent.
     already = store.get_state_many(f"{sent_prefix}{r.email.lower()}" for r in recipients) \
         if state is not None else {}
-    with store.batch():
-        save(**(also or {}))  # the SEQUENCE fixed before anything leaves: a retry sends the same
-        for recipient in recipients:
-            email = recipient.email.lower()
-            sent_key = f"{sent_prefix}{email}"
-            if sent_key in seen or sent_key in already:
-                report.skipped += 1
+    # One transaction per delivery when a resent message cannot duplicate (see above).
+    grouped = bool(getattr(sender, "idempotent", False))
+    pending: dict[str, Any] = {}
+    with store.batch() if grouped else nullcontext():
+        with store.batch():
+            # The SEQUENCE fixed before anything leaves: a retry sends the same.
+            save(**(also or {}))
+            for recipient in recipients:
+                email = recipient.email.lower()
+                sent_key = f"{sent_prefix}{email}"
+                if sent_key in seen or sent_key in already:
+                    report.skipped += 1
+                    continue
+                seen.add(sent_key)  # the same address twice in one list gets one message
+                if exclusive and email not in reached and not store.claim_invitation(
+                        revision.case_id, recipient.email):
+                    report.skipped += 1
+                    continue
+                todo.append((recipient, email, sent_key))
+        last = len(todo) - 1
+        for n, (recipient, email, sent_key) in enumerate(todo):
+            message = build(sequence, recipient, email in reached)
+            try:
+                sender(message)
+            except PermanentError as exc:
+                if _whole_message_refused(exc):
+                    raise
+                detail = str(exc)
+                with store.batch():
+                    store.set_state(sent_key, {"status": "failed", "detail": detail,
+                                               "at": _now_utc(ctx).isoformat()})
+                    if exclusive:
+                        store.release_invitations(revision.case_id, [recipient.email],
+                                                  detail=detail)
+                    if revision.record_invitations:
+                        store.record_invitation(revision.case_id, recipient.email,
+                                                status="failed", detail=detail)
+                    failures.append(detail)
+                    report.failed += 1
+                    if n == last and audit is not None:
+                        audit(report)
                 continue
-            seen.add(sent_key)  # the same address twice in one list gets one message
-            if exclusive and email not in reached and not store.claim_invitation(
-                    revision.case_id, recipient.email):
-                report.skipped += 1
-                continue
-            todo.append((recipient, email, sent_key))
-    last = len(todo) - 1
-    for n, (recipient, email, sent_key) in enumerate(todo):
-        message = build(sequence, recipient, email in reached)
-        try:
-            sender(message)
-        except PermanentError as exc:
-            if _whole_message_refused(exc):
-                raise
-            detail = str(exc)
-            with store.batch():
-                store.set_state(sent_key, {"status": "failed", "detail": detail,
-                                           "at": _now_utc(ctx).isoformat()})
-                if exclusive:
-                    store.release_invitations(revision.case_id, [recipient.email],
-                                              detail=detail)
-                if revision.record_invitations:
-                    store.record_invitation(revision.case_id, recipient.email,
-                                            status="failed", detail=detail)
-                failures.append(detail)
-                report.failed += 1
-                if n == last and audit is not None:
+            sent = {"status": "sent", "message_id": str(message["Message-ID"]),
+                    "at": _now_utc(ctx).isoformat()}
+            with store.batch():  # the copy, the reach and the invitation record agree after a crash
+                if email in reached:
+                    store.set_state(sent_key, sent)
+                else:
+                    reached.append(email)
+                    if grouped:
+                        pending[sent_key] = sent
+                    else:
+                        save(**{sent_key: sent})
+                    if revision.record_invitations and not revision.cancel:
+                        store.record_invitation(revision.case_id, recipient.email, status="sent")
+                report.sent += 1
+                if n == last and audit is not None:  # the audit line commits with the last record
                     audit(report)
-            continue
-        sent = {"status": "sent", "message_id": str(message["Message-ID"]),
-                "at": _now_utc(ctx).isoformat()}
-        with store.batch():  # the copy, the reach and the invitation record agree after a crash
-            if email in reached:
-                store.set_state(sent_key, sent)
-            else:
-                reached.append(email)
-                save(**{sent_key: sent})
-                if revision.record_invitations and not revision.cancel:
-                    store.record_invitation(revision.case_id, recipient.email, status="sent")
-            report.sent += 1
-            if n == last and audit is not None:  # the audit line commits with the last record
-                audit(report)
+        if pending:  # the revision's final reach and every copy's record in one write
+            save(**pending)
     if failures:
         store.flag_review(revision.case_id, FAILED_FLAG,
                           f"{len(failures)} calendar invitation(s) refused by the mail server")
