@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ehcbridge import mail
+
 if TYPE_CHECKING:
     from ehcbridge.store import DeliveryRow
     from ehcbridge.store.queue import DeliveryQueue
@@ -118,26 +120,31 @@ class Lanes:
     def _run(self, lane: Lane) -> None:
         self.local.lane = lane
         try:
-            while not lane.abandoned:
-                batch = self.queue.claim(lane.now, lane.plugin, BATCH,
-                                         self._earlier_for(lane.plugin))
-                if not batch:
-                    return
-                with self._claims_lock:
-                    self.claims += 1
-                lane.held = [d.id for d in batch]
-                self._prepare(batch)
-                for d in batch:
-                    if not lane.begin(d):
-                        return
-                    status = self._attempt(d, lane.now)
-                    lane.held.remove(d.id)
-                    if status != "abandoned":
-                        self._record(status)
+            # The lane's messages share SMTP connections rather than opening one each.
+            with mail.session():
+                self._drain_lane(lane)
         except Exception:  # a store error: the claims run out and another pass retries
             log.exception("lane of plugin %s stopped", lane.plugin)
         finally:
             lane.done = True
+
+    def _drain_lane(self, lane: Lane) -> None:
+        while not lane.abandoned:
+            batch = self.queue.claim(lane.now, lane.plugin, BATCH,
+                                     self._earlier_for(lane.plugin))
+            if not batch:
+                return
+            with self._claims_lock:
+                self.claims += 1
+            lane.held = [d.id for d in batch]
+            self._prepare(batch)
+            for d in batch:
+                if not lane.begin(d):
+                    return
+                status = self._attempt(d, lane.now)
+                lane.held.remove(d.id)
+                if status != "abandoned":
+                    self._record(status)
 
     def lane_of_thread(self) -> Lane | None:
         """The lane the calling thread works for (None on the engine's own thread)."""

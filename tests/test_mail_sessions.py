@@ -1,0 +1,189 @@
+"""SMTP connections shared by a lane's messages: fewer handshakes and logins, and no message lost
+or sent twice when the server closes a kept connection (idle, or past its per-connection limit).
+
+The server is aiosmtpd on loopback; it counts connections and can close them the way Exchange
+and Postfix do."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import ehcbridge_outlook
+import pytest
+from aiosmtpd.controller import Controller
+from ehcbridge import PermanentError, mail
+from ehcbridge.engine import Engine
+from ehcbridge.models import LONDON, Invitee, Plan, Pupil, ReviewKind, Role
+from ehcbridge.store import Store
+from ehcbridge.testing import make_app
+
+T0 = datetime(2027, 1, 4, 8, 0, tzinfo=LONDON)
+
+
+@dataclass
+class Server:
+    """Accepts mail; counts connections; closes or limits them on request."""
+
+    connections: int = 0
+    received: list[str] = field(default_factory=list)
+    close_after_each: bool = False  # as a server that drops an idle connection
+    limit: int | None = None  # messages a connection may carry, then 421 (Exchange's limit)
+    refuse: set[str] = field(default_factory=set)
+    per_session: dict[int, int] = field(default_factory=dict)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """A new connection greets once (no STARTTLS here)."""
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        """421 past the connection's limit."""
+        if self.limit is not None and self.per_session.get(id(session), 0) >= self.limit:
+            return "421 4.3.2 Too many messages on this connection"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        """Refuse the addresses in ``refuse`` for good."""
+        if address in self.refuse:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """Keep the recipient; close the connection just after when asked to."""
+        self.received.extend(envelope.rcpt_tos)
+        self.per_session[id(session)] = self.per_session.get(id(session), 0) + 1
+        if self.close_after_each:
+            asyncio.get_running_loop().call_later(0.05, server.transport.close)
+        return "250 Accepted"
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Server, int]]:
+    """aiosmtpd on a free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    handler = Server()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def _settings(port: int) -> mail.MailSettings:
+    return mail.MailSettings(transport="smtp", smtp_host="127.0.0.1", smtp_port=port,
+                             smtp_security="none", smtp_timeout=5,
+                             from_address="reviews@council.example.gov.uk")
+
+
+def _message(to: str) -> EmailMessage:
+    message = EmailMessage()
+    message["To"] = to
+    message["Subject"] = "Advice request"
+    message.set_content("Please send your advice.")
+    return message
+
+
+def _send(settings: mail.MailSettings, to: str) -> None:
+    mail.send(_message(to), settings)
+
+
+def test_without_a_session_each_message_has_its_own_connection(server: Any) -> None:
+    handler, port = server
+    for n in range(3):
+        _send(_settings(port), f"p{n}@example.net")
+    assert handler.connections == 3 and len(handler.received) == 3
+
+
+def test_in_a_session_messages_share_a_connection_up_to_the_per_connection_limit(
+        server: Any) -> None:
+    handler, port = server
+    count = mail.PER_CONNECTION + 5
+    with mail.session():
+        for n in range(count):
+            _send(_settings(port), f"p{n}@example.net")
+    assert handler.received == [f"p{n}@example.net" for n in range(count)]
+    assert handler.connections == 2
+
+
+def test_a_connection_the_server_closed_is_replaced_and_nothing_is_sent_twice(
+        server: Any) -> None:
+    handler, port = server
+    handler.close_after_each = True
+    with mail.session():
+        for n in range(4):
+            _send(_settings(port), f"p{n}@example.net")
+            # Let the server's close arrive, as it would on a connection left idle.
+            asyncio.run(asyncio.sleep(0.15))
+    assert handler.received == [f"p{n}@example.net" for n in range(4)]
+    assert handler.connections == 4
+
+
+def test_a_421_for_too_many_messages_opens_a_new_connection_for_the_same_message(
+        server: Any) -> None:
+    handler, port = server
+    handler.limit = 2  # lower than ours, as a stricter server might be
+    with mail.session():
+        for n in range(5):
+            _send(_settings(port), f"p{n}@example.net")
+    assert handler.received == [f"p{n}@example.net" for n in range(5)]
+    assert handler.connections == 3
+
+
+def test_a_refused_recipient_does_not_spoil_the_shared_connection(server: Any) -> None:
+    handler, port = server
+    handler.refuse = {"gone@example.net"}
+    with mail.session():
+        _send(_settings(port), "p0@example.net")
+        with pytest.raises(PermanentError, match="550"):
+            _send(_settings(port), "gone@example.net")
+        _send(_settings(port), "p1@example.net")
+    assert handler.received == ["p0@example.net", "p1@example.net"]
+    assert handler.connections == 1
+
+
+def test_the_engine_sends_a_meetings_invitations_over_one_connection(
+        server: Any, tmp_path: Path) -> None:
+    handler, port = server
+    store = Store(f"sqlite:///{tmp_path / 'ehcbridge.sqlite3'}")
+    meeting = datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
+    issued = meeting.date() - timedelta(days=340)
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam",
+                                            surname="Example", dob=date(2014, 5, 2), nc_year=7),
+                          plan=Plan(case_id="EHC-1", issued_on=issued),
+                          coordinator_email="senco@school.example.org",
+                          review_due=issued + timedelta(days=364), kind=ReviewKind.ANNUAL,
+                          pfa=False)
+    invitees = [("parent@example.net", Role.PARENT), ("senco@school.example.org", Role.SETTING),
+                ("sen@la.example.gov.uk", Role.LA_SEN_OFFICER),
+                ("salt@nhs.example.net", Role.HEALTH), ("csc@la.example.gov.uk", Role.SOCIAL_CARE)]
+    for address, role in invitees:
+        store.add_invitee("EHC-1", Invitee(role=role, name=role.value, email=address))
+    store.schedule_meeting("EHC-1", start=meeting, end=meeting + timedelta(hours=1),
+                           location="Room 4", online=False, now=T0)
+    settings = {"plugins": {"outlook": {"transport": "smtp", "smtp_host": "127.0.0.1",
+                                        "smtp_port": port, "smtp_security": "none",
+                                        "from_address": "reviews@council.example.gov.uk"}}}
+    try:
+        app = make_app(store, {"outlook": ehcbridge_outlook}, settings=settings, now=T0)
+        Engine(app).run_once(T0)
+    finally:
+        store.close()
+    assert sorted(handler.received) == sorted(a for a, _role in invitees)
+    assert handler.connections == 1
