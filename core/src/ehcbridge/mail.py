@@ -83,8 +83,9 @@ def _write_outbox(message: Message, folder: Path) -> None:
 
 _local = threading.local()  # the connections of the thread's open session, if any
 
-# Messages sent over one connection before a fresh one is opened: Exchange's receive
-# connectors allow 20 by default (MaxMessagesPerConnection) and answer 421 beyond it.
+# Messages sent over one connection before a fresh one is opened, as Exchange's own send
+# connectors do (MaxMessagesPerConnection, 20 by default); a server that allows fewer answers
+# 421 and the message goes on a new connection.
 PER_CONNECTION = 20
 
 
