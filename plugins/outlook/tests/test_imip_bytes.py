@@ -259,3 +259,22 @@ def test_one_audit_line_per_invitation_and_none_for_a_repeat(tmp_path: Path) -> 
     assert [(a["action"], a["detail"]["sent"], a["detail"]["refused"]) for a in store.audits] \
         == [("outlook.invitation", 3, 0)]
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3
+
+
+def test_calendars_are_folded_exactly_as_icalendar_folds_them() -> None:
+    # to_bytes skips icalendar's folding for short ASCII lines: the bytes must not change,
+    # whatever the lengths (74, 75, 76 octets), accents, emoji or escapes at a fold.
+    from ehcbridge_outlook import ical
+
+    rng = random.Random(23)
+    alphabet = "abc XYZ 019 :;,\\\"'-_/" + "éß€😀"
+    texts = ["x" * n for n in range(60, 90)] + [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 160))) for _ in range(300)]
+    for text in texts:
+        entry = ical.MeetingEntry(
+            uid="u@ehcbridge", sequence=1, start=START, end=START.replace(hour=11),
+            summary=text, organiser=ical.Person("o@example.net", text[:40]),
+            attendees=(ical.Person("a@example.net", text),), location=text, join_url=JOIN,
+            description=text, online=True)
+        cal = ical.meeting_calendar(entry, stamp=NOW.astimezone(UTC))
+        assert ical.to_bytes(cal) == cal.to_ical(), text
