@@ -7,8 +7,6 @@ and Postfix do."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
@@ -17,7 +15,6 @@ from typing import Any
 
 import ehcbridge_outlook
 import pytest
-from aiosmtpd.controller import Controller
 from ehcbridge import PermanentError, mail
 from ehcbridge.engine import Engine
 from ehcbridge.models import LONDON, Invitee, Plan, Pupil, ReviewKind, Role
@@ -71,18 +68,10 @@ class Server:
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[Server, int]]:
+def server(loopback_smtp: Any) -> tuple[Server, int]:
     """aiosmtpd on a free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     handler = Server()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    return handler, loopback_smtp(handler)
 
 
 def _settings(port: int) -> mail.MailSettings:

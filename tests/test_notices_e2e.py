@@ -10,8 +10,6 @@ import email
 import email.policy
 import io
 import json
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
@@ -19,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from ehcbridge import lifecycle
 from ehcbridge.cli import cli
@@ -64,18 +61,10 @@ class Inbox:
 
 
 @pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
+def inbox(loopback_smtp: Any) -> tuple[Inbox, int]:
     """aiosmtpd on a free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    return handler, loopback_smtp(handler)
 
 
 def _pdf(text: str) -> bytes:
