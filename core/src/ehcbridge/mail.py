@@ -118,7 +118,9 @@ def _close(smtp: smtplib.SMTP) -> None:
         smtp.close()
 
 
-def _connect(settings: MailSettings) -> smtplib.SMTP:
+def connect(settings: MailSettings) -> smtplib.SMTP:
+    """An SMTP connection to the configured server, with TLS and the login done (the caller
+    closes it); smtplib's errors propagate."""
     assert settings.smtp_host is not None
     smtp: smtplib.SMTP
     if settings.smtp_security == "tls":
@@ -169,7 +171,7 @@ def _send_smtp(message: Message, settings: MailSettings) -> None:
             if refused is None:
                 shared = None
         if shared is None:
-            shared = _Shared(_connect(settings))
+            shared = _Shared(connect(settings))
             refused = shared.smtp.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
         _keep(opened, key, shared)

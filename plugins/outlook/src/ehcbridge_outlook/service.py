@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import smtplib
-import ssl
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -31,6 +30,7 @@ from typing import Any
 
 from ehcbridge import PermanentError, RetryLater, Skipped, plugin_settings
 from ehcbridge.events import CheckResult, HookContext, LifecycleEvent
+from ehcbridge.mail import connect as mail_connect
 from ehcbridge.mail import send
 from ehcbridge.models import LONDON, MeetingStatus, Outcome
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -754,20 +754,8 @@ def check_transport(settings: OutlookSettings) -> CheckResult:
     mail = settings.mail()
     target = f"{mail.smtp_host}:{mail.smtp_port}"
     try:
-        context = ssl.create_default_context(
-            cafile=str(mail.ca_bundle) if mail.ca_bundle else None)
-        smtp: smtplib.SMTP = (
-            smtplib.SMTP_SSL(mail.smtp_host, mail.smtp_port, timeout=mail.smtp_timeout,
-                             context=context)
-            if mail.smtp_security == "tls"
-            else smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=mail.smtp_timeout))
-        with smtp:
+        with mail_connect(mail) as smtp:  # the same handshake and login as sending
             smtp.ehlo()
-            if mail.smtp_security == "starttls":
-                smtp.starttls(context=context)
-                smtp.ehlo()
-            if mail.smtp_username and mail.smtp_password:
-                smtp.login(mail.smtp_username, mail.smtp_password.get_secret_value())
     except smtplib.SMTPAuthenticationError as exc:
         return CheckResult("outlook transport", "failed",
                            f"{target} refused the login ({exc.smtp_code})")
