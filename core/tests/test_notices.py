@@ -294,3 +294,102 @@ def test_a_plugin_records_views_and_notice_statuses_through_its_store(store: Sto
     assert facade.set_notice_status(str(reference), "delivered", "read back") == "EHC-1"
     assert store.notices(case_id="EHC-1")[0]["status"] == "delivered"
     assert facade.set_notice_status("no-such-reference", "delivered") is None
+
+
+def _routed_case(store: Store) -> Any:
+    _case(store, invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", email="parent@example.net"),
+        Invitee(role=Role.SETTING, name="SENCO", email="senco@school.example.org"),
+        Invitee(role=Role.HEALTH, name="SALT", email="SALT.Team@nhs.example.net",
+                team="SALT", source="routed"),
+        Invitee(role=Role.OTHER, name="Early help", email="salt.team@nhs.example.net",
+                source="routed")])  # a second invitee on the same team mailbox
+    return store.case("EHC-1")
+
+
+def test_readers_leave_a_team_a_plugin_asks_itself_out_of_the_views_request(
+        store: Store) -> None:
+    case = _routed_case(store)
+    asked = {"salt.team@nhs.example.net": "health_referrals",
+             "parent@example.net": "health_referrals"}  # never for a family
+    comp = Composer(settings=NoticeSettings(), case=case, today=date(2027, 1, 27),
+                    asked_by=asked)
+    assert [i.email for i in comp.readers("views_request")] == [
+        "parent@example.net", "senco@school.example.org"]
+    assert sorted(n.recipient.email or "" for n in comp.views_request()) == [
+        "parent@example.net", "senco@school.example.org"]
+    # Everything else still reaches the team (once for its two invitees).
+    for kind in ("advice_reminder", "report"):
+        assert [i.email for i in comp.readers(kind)] == [
+            "parent@example.net", "senco@school.example.org", "SALT.Team@nhs.example.net"]
+    plain = Composer(settings=NoticeSettings(), case=case, today=date(2027, 1, 27))
+    assert len(plain.readers("views_request")) == 3
+
+
+def test_a_team_a_plugin_chases_gets_the_advice_circulated_without_a_second_chase(
+        store: Store) -> None:
+    case = _routed_case(store)
+    comp = Composer(settings=NoticeSettings(), case=case, today=date(2027, 2, 24),
+                    asked_by={"salt.team@nhs.example.net": "health_referrals"})
+    files = [{"id": 7, "views_id": 1, "role": "setting", "received_on": date(2027, 2, 10),
+              "filename": "senco.pdf", "content_type": "application/pdf", "size": 100}]
+    by_email = {n.recipient.email: n for n in comp.advice_reminder(files)}
+    assert set(by_email) == {"parent@example.net", "senco@school.example.org",
+                             "SALT.Team@nhs.example.net"}
+    team, senco = by_email["SALT.Team@nhs.example.net"], by_email["senco@school.example.org"]
+    for notice in (team, senco):  # reg 20(4): the advice goes to everyone invited
+        assert [a.filename for a in notice.attachments] == ["senco.pdf"]
+        assert "received so far is enclosed" in notice.text()
+        assert notice.duty == lifecycle.ADVICE_CIRCULATED
+    assert "please send it now" in senco.text() and senco.subject.startswith("Reminder:")
+    assert "please send it now" not in team.text() and "Reminder" not in team.subject
+    assert team.subject.startswith("Advice received so far for the EHCP annual review")
+    assert "advice request, and any reminder about it, come to you separately" in team.text()
+    assert "please send them now" in by_email["parent@example.net"].text()
+
+
+def test_the_route_says_who_asks_for_advice_and_only_a_loaded_plugin_counts(
+        store: Store) -> None:
+    from ehcbridge.events import Route
+    from ehcbridge.routing import advice_asked_by
+
+    @hookimpl
+    def route_invite(review: Any, pupil: Any, invitee: Any, ctx: Any) -> Any:
+        if invitee.role == Role.HEALTH:
+            return Route(team="SALT", email="SALT@nhs.example.net", rule="salt", reason="SALT",
+                         advice_by="router")
+        if invitee.role == Role.SOCIAL_CARE:  # routed, but the core's notices ask them
+            return Route(team="CSC", email="csc@council.example.gov.uk", rule="csc",
+                         reason="social care")
+        return None
+
+    @hookimpl
+    def on_views_due(event: Any, ctx: Any) -> None:
+        """The router sends its own advice requests."""
+
+    _case(store)
+    router = plugin_module("router", route_invite=route_invite, on_views_due=on_views_due)
+    app = make_app(store, {"router": router})
+    app.add_invitee("EHC-1", Invitee(role=Role.HEALTH, team="SALT", email="jo@nhs.example.net"))
+    app.add_invitee("EHC-1", Invitee(role=Role.SOCIAL_CARE, team="CSC"))
+    review_id = store.case("EHC-1").review.id
+    assert review_id is not None
+    assert advice_asked_by(app, review_id) == {"salt@nhs.example.net": "router"}
+    assert advice_asked_by(app, review_id + 1) == {}  # next year's review is routed afresh
+
+    # A router that no longer asks for the mailbox hands it back to the notices.
+    @hookimpl
+    def route_plain(review: Any, pupil: Any, invitee: Any, ctx: Any) -> Any:
+        return Route(team="SALT", email="salt@nhs.example.net", rule="salt", reason="SALT")
+
+    plain = make_app(store, {"router": plugin_module("router", route_invite=route_plain,
+                                                     on_views_due=on_views_due)})
+    plain.add_invitee("EHC-1", Invitee(role=Role.HEALTH, team="SALT"))
+    assert advice_asked_by(plain, review_id) == {}
+
+    # A plugin that is not loaded (or sends no advice requests) asks no one.
+    app.add_invitee("EHC-1", Invitee(role=Role.HEALTH, team="SALT", email="jo@nhs.example.net"))
+    assert advice_asked_by(app, review_id) == {"salt@nhs.example.net": "router"}
+    silent = make_app(store, {"router": plugin_module("router", route_invite=route_invite)})
+    assert advice_asked_by(silent, review_id) == {}
+    assert advice_asked_by(make_app(store, {}), review_id) == {}

@@ -210,6 +210,10 @@ class Route:
     portal_url: str | None = None
     data_level: str = "minimal"
     flagged: bool = False
+    # The plugin that asks this invitee for advice itself (its own request and reminder): the
+    # core's notices then leave the invitee out of ``views_request`` and send the
+    # ``advice_reminder`` without its chase, only circulating the advice received so far.
+    advice_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,52 @@ if TYPE_CHECKING:
 UNROUTED_ROLES = frozenset({Role.PARENT, Role.YOUNG_PERSON})
 # Roles reg 20(2) requires that a school cannot fill in itself: a router finds the team.
 TEAM_ROLES = (Role.HEALTH, Role.SOCIAL_CARE)
+# Where the core keeps, per review and mailbox, the plugin a Route said asks for advice itself.
+ADVICE_STATE = "_engine"
+ADVICE_HOOK = "on_views_due"  # the hook such a plugin sends its own request and reminder from
+
+
+def _advice_prefix(review_id: int) -> str:
+    return f"advice_by:{review_id}:"
+
+
+def _remember_advice_by(app: App, review_id: int | None, found: Route) -> None:
+    """Keep what a Route says about who asks its mailbox for advice (``advice_by``), for the
+    notices; a later Route to the same mailbox without it hands the asking back to the core."""
+    if review_id is None or not found.email:
+        return
+    key = _advice_prefix(review_id) + found.email.strip().lower()
+    if found.advice_by:
+        if app.store.get_state(ADVICE_STATE, key) != found.advice_by:
+            app.store.set_state_many(ADVICE_STATE, {key: found.advice_by})
+    elif app.store.get_state(ADVICE_STATE, key) is not None:
+        app.store.delete_state(ADVICE_STATE, key)
+
+
+def advice_asked_by(app: App, review_id: int) -> dict[str, str]:
+    """The mailboxes of a review (lower case) that a loaded plugin asks for advice itself, with
+    the plugin's name. A plugin no longer loaded (or without ``on_views_due``) asks no one, so
+    the core's notices ask its mailboxes again."""
+    asking = set(app.plugins.implementers(ADVICE_HOOK))
+    prefix = _advice_prefix(review_id)
+    return {key[len(prefix):]: str(plugin)
+            for key, plugin in app.store.state_items(ADVICE_STATE, prefix) if plugin in asking}
 
 
 def route(app: App, case_id: str, invitee: Invitee, case: CaseView | None = None
           ) -> Route | None:
-    """Ask the routing plugins where this invitee's invitation goes (None: as given); ``case``
-    saves loading the case again when the caller has it."""
+    """Ask the routing plugins where this invitee's invitation goes (None: as given), keeping
+    the route's ``advice_by`` for the notices; ``case`` saves loading the case again when the
+    caller has it."""
     if invitee.role in UNROUTED_ROLES:
         return None
     case = case or app.store.case(case_id)
     result = app.plugins.call_first("route_invite", review=case.review, pupil=case.pupil,
                                     invitee=invitee, ctx=app.plugin_context)
-    return result if isinstance(result, Route) else None
+    if not isinstance(result, Route):
+        return None
+    _remember_advice_by(app, case.review.id, result)
+    return result
 
 
 def route_and_add(app: App, case_id: str, invitee: Invitee, *, require_email: bool = True

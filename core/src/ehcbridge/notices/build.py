@@ -66,6 +66,9 @@ class Composer:
     today: date
     milestones: dict[str, date] = field(default_factory=dict)
     loaded: frozenset[str] = frozenset()  # plugins implementing deliver_notice
+    # Mailboxes (lower case) a plugin asks for advice itself, with its name (Route.advice_by):
+    # left out of views_request, and sent the advice_reminder without its chase.
+    asked_by: dict[str, str] = field(default_factory=dict)
     env: SandboxedEnvironment | None = None
     config_dir: Any = None
 
@@ -88,6 +91,8 @@ class Composer:
             family = parents + young
         if kind == "decision":
             others = [i for i in invitees if i.role == Role.SETTING]
+        elif kind == "views_request":  # a plugin that asks a team itself: it asks them once
+            others = [i for i in invitees if i.role not in FAMILY and not self.asks(i)]
         else:
             others = [i for i in invitees if i.role not in FAMILY]
         seen: set[str] = set()
@@ -98,6 +103,13 @@ class Composer:
                 seen.add(key)
                 result.append(invitee)
         return result
+
+    def asks(self, invitee: Invitee) -> str | None:
+        """The plugin that asks this professional for advice itself (its own request and
+        reminder), or None when the core's notices ask them."""
+        if invitee.role in FAMILY or not invitee.email:
+            return None
+        return self.asked_by.get(_identity(invitee))
 
     def channels(self, invitee: Invitee) -> list[str]:
         """Email when there is an address; a letter without one (or as well, for families, when
@@ -158,6 +170,8 @@ class Composer:
             "views_due_short": short_date(views_due) if views_due else "soon",
             "pfa": case.review.preparing_for_adulthood,
             "advice": [], "attached": False,
+            # False for a team a plugin chases itself: its advice_reminder only circulates.
+            "chase": True,
         }
         context.update(extra)
         return context
@@ -200,9 +214,12 @@ class Composer:
         """The notice of ``kind`` for every reader on each of their channels."""
         out = []
         for invitee in self.readers(kind):
+            mine = dict(extra or {})
+            if kind == "advice_reminder" and self.asks(invitee):
+                mine["chase"] = False  # reg 20(4): still circulated to them; the plugin chases
             for channel in self.channels(invitee):
                 contacts = family_contacts if invitee.role in FAMILY else ()
-                out.append(self.notice(kind, invitee, channel, extra=extra or {},
+                out.append(self.notice(kind, invitee, channel, extra=mine,
                                        attachments=attachments, dates=dates,
                                        contacts=contacts))
             if (kind == "advice_reminder" and invitee.role in FAMILY and invitee.mobile
@@ -214,13 +231,15 @@ class Composer:
     # The four messages ----------------------------------------------------------------------
 
     def views_request(self) -> list[Notice]:
-        """Six weeks ahead: every invitee is asked for views or advice."""
+        """Six weeks ahead: every invitee is asked for views or advice (but a team a plugin
+        asks itself)."""
         due = self.milestones.get("views_due")
         dates = (NoticeDate(label="Views and advice due", date=long_date(due)),) if due else ()
         return self.for_readers("views_request", dates=dates)
 
     def advice_reminder(self, files: list[dict[str, Any]]) -> list[Notice]:
-        """Two weeks ahead: one reminder to everyone, with the advice received so far."""
+        """Two weeks ahead: one reminder to everyone, with the advice received so far (to a team
+        a plugin chases itself, the advice received so far without the chase)."""
         limit = int(self.settings.attachment_limit_mb * 1024 * 1024)
         total = sum(int(f["size"]) for f in files)
         attach = bool(files) and total <= limit

@@ -14,7 +14,7 @@ from ehcbridge.notices.render import TemplateProblem
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
-    from ehcbridge.store import EventRow
+    from ehcbridge.store import CaseView, EventRow
 
 log = logging.getLogger("ehcbridge.notices")
 
@@ -27,12 +27,14 @@ TRIGGERS = {("on_views_due", "request"): "views_request",
 
 def composer(app: App, review_id: int) -> Composer:
     """A Composer for a review as it stands now."""
+    from ehcbridge.routing import advice_asked_by
+
     case = app.store.case_by_review(review_id)
     miles = {m.name: m.date for m in app.milestones(case)}
     loaded = frozenset(app.plugins.implementers(NOTICE_HOOK))
     config = app.settings.config_path
     return Composer(settings=app.settings.notices, case=case, today=app.clock.now().date(),
-                    milestones=miles, loaded=loaded,
+                    milestones=miles, loaded=loaded, asked_by=advice_asked_by(app, review_id),
                     config_dir=config.parent if config is not None else None)
 
 
@@ -171,6 +173,21 @@ def delivered(app: App, ev: EventRow, plugin: str, result: Any, now: datetime) -
         meet_if_complete(app, ev.review_id, str(duty), now.date())
 
 
+def _asked_by_plugins(app: App, case: CaseView) -> str:
+    """The invitees' mailboxes a plugin asked for advice itself instead of a notice, in words
+    (the request was made for them too); empty when there are none."""
+    from ehcbridge.routing import advice_asked_by
+
+    asked = advice_asked_by(app, case.review.id or 0)
+    mailboxes = {(i.email or "").strip().lower() for i in case.invitees if i.email}
+    by_plugin: dict[str, int] = {}
+    for mailbox, plugin in asked.items():
+        if mailbox in mailboxes:
+            by_plugin[plugin] = by_plugin.get(plugin, 0) + 1
+    return "".join(f"; {count} team mailbox(es) asked by {plugin} itself"
+                   for plugin, count in sorted(by_plugin.items()))
+
+
 def failed(app: App, ev: EventRow, plugin: str, message: str) -> None:
     """A notice that could not be delivered: record it and flag the review."""
     app.store.set_notice_status(ev.id, status="failed", plugin=plugin, detail=message)
@@ -199,6 +216,8 @@ def meet_if_complete(app: App, review_id: int, duty_name: str, on: date) -> bool
     channels = sorted({f"{r['channel']}" for r in rows})
     evidence = (f"{len(rows)} notice(s) by {', '.join(channels)}: deliveries of events "
                 f"{', '.join(str(r['event_id']) for r in rows)}")
+    if duty_name == lifecycle.VIEWS_REQUESTED:
+        evidence += _asked_by_plugins(app, case)
     # A transition may have marked the duty met when it was triggered (the views stage fired,
     # the decision was recorded); the day everyone was actually sent it is the better record.
     store.save_duties(review_id, [lifecycle.meet(found[0], on, evidence)])
