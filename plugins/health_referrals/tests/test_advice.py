@@ -404,3 +404,53 @@ def test_advice_due_is_two_weeks_before_the_meeting_across_the_clock_change(
     body = text_of(outbox_messages(settings.outbox_dir)["salt.bristol@nhs.net"])
     assert "Meeting: Tuesday 7 April 2026, 09:30 to 10:30" in body
     assert f"Advice due by: Tuesday {date(2026, 3, 24).day} March 2026" in body
+
+
+def test_a_team_routed_away_from_is_still_asked_while_it_is_invited(
+        context: Ctx, settings: HealthReferralsSettings, store: MemoryPluginStore,
+        settings_factory: Callable[..., HealthReferralsSettings]) -> None:
+    # SALT is routed to the Bristol team, then (the area recorded) SALT again to the north
+    # team: the review now invites both mailboxes, and the route answers told the core that this
+    # plugin asks both, so the notices ask neither. Each is asked once, and reminded once.
+    ctx = context()
+    event = views_event("request")
+    first = route_invite(review=event.review, pupil=event.pupil,
+                         invitee=Invitee(role=Role.HEALTH, team="SALT"), ctx=ctx)
+    store.set_state(area_key("EHC-0001"), {"postcode_district": "BS5"})
+    second = route_invite(review=event.review, pupil=event.pupil,
+                          invitee=Invitee(role=Role.HEALTH, team="SALT"), ctx=ctx)
+    assert first is not None and second is not None
+    assert (first.email, second.email) == ("salt.bristol@nhs.net", "salt.north@nhs.net")
+    assert first.advice_by == second.advice_by == "health_referrals"
+    invited = (Invitee(role=Role.PARENT, email="parent@example.net"),
+               Invitee(role=Role.HEALTH, team=first.team, email=first.email, source="routed"),
+               Invitee(role=Role.HEALTH, team=second.team, email=second.email,
+                       source="routed"))
+    on_views_due(event=views_event("request", invitees=invited), ctx=ctx)
+    on_views_due(event=views_event("request", invitees=invited), ctx=ctx)  # a retry
+    assert set(outbox_messages(settings.outbox_dir)) == {"salt.bristol@nhs.net",
+                                                         "salt.north@nhs.net"}
+    later = context(now=START - timedelta(weeks=2))
+    for _ in range(2):
+        on_views_due(event=views_event("reminder", invitees=invited), ctx=later)
+    sent = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in settings.outbox_dir.glob("*.eml")]
+    assert sorted((str(m["To"]), str(m["Subject"]).split(":")[0]) for m in sent) == [
+        ("salt.bristol@nhs.net", "Advice request"), ("salt.bristol@nhs.net", "Reminder"),
+        ("salt.north@nhs.net", "Advice request"), ("salt.north@nhs.net", "Reminder")]
+
+    # Next year the north team is routed away from and the core replaces it with the south
+    # team: a mailbox no longer invited is not asked.
+    outbox = settings.outbox_dir.parent / "next-year"
+    ctx = context(settings_=settings_factory(outbox_dir=outbox))
+    next_year = views_event("request", key="next-year")
+    review = next_year.review.model_copy(update={"id": 2})
+    for district in ("BS5", "BS3"):
+        store.set_state(area_key("EHC-0001"), {"postcode_district": district})
+        route_invite(review=review, pupil=next_year.pupil,
+                     invitee=Invitee(role=Role.HEALTH, team="SALT"), ctx=ctx)
+    south = Invitee(role=Role.HEALTH, team="South Bristol SALT", email="salt.south@nhs.net",
+                    source="routed")
+    on_views_due(event=next_year.model_copy(update={"review": review,
+                                                    "invitees": (invited[0], south)}), ctx=ctx)
+    assert set(outbox_messages(outbox)) == {"salt.south@nhs.net"}

@@ -61,6 +61,8 @@ def test_core_routes_through_the_plugin(tmp_path: Path) -> None:
                           invitee=Invitee(role=Role.HEALTH, team="SALT"), ctx=ctx_for)
     assert isinstance(route, Route)
     assert route.rule == "salt"
+    # It asks the team for advice itself: the core's notices do not ask the mailbox again.
+    assert route.advice_by == "health_referrals"
 
 
 def test_an_ambiguous_table_fails_the_plugin_naming_both_rules() -> None:

@@ -83,7 +83,8 @@ def test_unmatched_goes_to_the_dco_and_is_flagged(context: Ctx,
                                                   store: MemoryPluginStore) -> None:
     route = routed(context(("HI",)), Role.HEALTH, team="Dietetics")
     assert route == Route(team="Designated Clinical Officer service", email=DCO,
-                          rule="dco-fallback", flagged=True, reason=route.reason if route else "")
+                          rule="dco-fallback", flagged=True, reason=route.reason if route else "",
+                          advice_by="health_referrals")
     assert route is not None and "no rule matched role=health, service=dietetics" in route.reason
     assert store.flags["EHC-0001"]["unrouted_invite"] == (
         "no routing rule for health dietetics (sent to the DCO service)")

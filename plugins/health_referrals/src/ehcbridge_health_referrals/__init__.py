@@ -74,13 +74,21 @@ def check(ctx: HookContext) -> list[CheckResult]:
 
 @hookimpl
 def route_invite(review: Any, pupil: Any, invitee: Any, ctx: HookContext) -> Any:
-    """Route a professional invitee to their team's secure mailbox (Route), or the DCO."""
+    """Route a professional invitee to their team's secure mailbox (Route), or the DCO. The
+    Route says this plugin asks the team for advice itself (``advice_by``), so the core's notices
+    do not ask and chase the same mailbox a second time."""
     settings = _settings(ctx)
     if settings is None:
         return None
-    from .routing import route_for
+    from dataclasses import replace
 
-    return route_for(invitee, pupil, review, ctx, settings)
+    from .routing import record_asks, route_for
+
+    route = route_for(invitee, pupil, review, ctx, settings)
+    if route is None:
+        return None
+    record_asks(ctx, review, route)
+    return replace(route, advice_by=ctx.plugin)
 
 
 @hookimpl

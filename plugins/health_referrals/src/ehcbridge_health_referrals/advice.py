@@ -139,7 +139,8 @@ def build_message(event: LifecycleEvent, team: dict[str, Any],
 
 def _ensure_routes(event: LifecycleEvent, ctx: HookContext,
                    settings: HealthReferralsSettings) -> list[dict[str, Any]]:
-    teams = teams_of(ctx, event.review)
+    invited = {i.email.strip().casefold() for i in event.invitees if i.email}
+    teams = teams_of(ctx, event.review, invited)
     if teams:
         return teams
     # route_invite was not consulted for this case: route the event's invitees now, keeping
@@ -158,7 +159,7 @@ def _ensure_routes(event: LifecycleEvent, ctx: HookContext,
             })
         else:
             route_for(invitee, event.pupil, event.review, ctx, settings)
-    return teams_of(ctx, event.review)
+    return teams_of(ctx, event.review, invited)
 
 
 def _send(event: LifecycleEvent, ctx: HookContext, settings: HealthReferralsSettings,

@@ -279,9 +279,38 @@ def routes_of(ctx: HookContext, case_id: str, token: str | None = None) -> list[
     return [value for _key, value in ctx.store.state_items(prefix)]
 
 
-def teams_of(ctx: HookContext, review: Review) -> list[dict[str, Any]]:
-    """The distinct teams (by mailbox) a review's invitees were routed to."""
+def asks_key(review: Review, mailbox: str) -> str:
+    """State key of this plugin's word to the core that it asks ``mailbox`` for advice on a
+    review itself (the Route's ``advice_by``)."""
+    digest = hashlib.sha256(mailbox.strip().casefold().encode()).hexdigest()[:12]
+    return f"asks:{review.case_id}:{review_token(review)}:{digest}"
+
+
+def record_asks(ctx: HookContext, review: Review, route: Route) -> None:
+    """Remember that the core was told this plugin asks the route's mailbox itself: the core's
+    notices leave it to us from then on, so it is asked even if a later route of the same
+    service goes to another team (while the review still invites it)."""
+    key = asks_key(review, route.email)
+    if ctx.store.get_state(key) is not None:
+        return
+    ctx.store.set_state(key, {
+        "team": route.team, "mailbox": route.email, "rule": route.rule, "reason": route.reason,
+        "portal_url": route.portal_url, "data_level": route.data_level,
+        "flagged": route.flagged, "review": review_token(review),
+        "at": ctx.clock.now().isoformat()})
+
+
+def teams_of(ctx: HookContext, review: Review,
+             invited: set[str] | None = None) -> list[dict[str, Any]]:
+    """The distinct teams (by mailbox) a review's invitees were routed to, and any mailbox this
+    plugin told the core it asks that a later route replaced (with ``invited``, the mailboxes
+    the review invites in lower case, only those still invited)."""
     seen: dict[str, dict[str, Any]] = {}
-    for record in routes_of(ctx, review.case_id, review_token(review)):
+    token = review_token(review)
+    for record in routes_of(ctx, review.case_id, token):
         seen.setdefault(record["mailbox"].casefold(), record)
+    for _key, record in ctx.store.state_items(f"asks:{review.case_id}:{token}:"):
+        mailbox = record["mailbox"].casefold()
+        if mailbox not in seen and (invited is None or mailbox in invited):
+            seen[mailbox] = record
     return sorted(seen.values(), key=lambda r: (r["team"].casefold(), r["mailbox"]))
