@@ -294,3 +294,37 @@ def test_timeline_and_review_show_read_the_nc_year_the_same_way(tmp_path: Path) 
         "--as-of", "2026-09-07", "--json").output)}
     assert shown["review_due"] == printed["review_due"] == "2027-02-15"
     assert shown["meeting_latest"] == printed["meeting_latest"] == "2026-11-23"
+
+
+def test_a_meeting_set_late_then_moved_into_time_is_no_longer_flagged(
+        tmp_path: Path, store_url: str) -> None:
+    ehc = Council(tmp_path, store_url)
+    reviews_csv = tmp_path / "reviews.csv"
+    reviews_csv.write_text(CSV, encoding="utf-8")
+    ehc("import", "reviews", str(reviews_csv), "--now", "2026-09-07T09:00")
+
+    def flagged(flag: str) -> list[str]:
+        rows = json.loads(ehc.review("2026-09-14", "list", "--flag", flag, "--json").output)
+        return [r["case_id"] for r in rows]
+
+    # EHC-A is due by 2027-03-31: a meeting in April is set with a warning and flagged.
+    out = ehc.review("2026-09-14", "schedule", "EHC-A", "--start", "2027-04-14T10:00").output
+    assert "after the review is due" in out
+    assert flagged("meeting_late") == ["EHC-A"] and flagged("deadline_late") == []
+    assert ehc.duties("EHC-A", "current")["meeting_held"][0] == "late"
+    # The SENCO moves it into time: nothing is late any more.
+    out = ehc.review("2026-09-14", "reschedule", "EHC-A", "--start", "2027-03-03T10:00").output
+    assert "warning" not in out
+    assert flagged("meeting_late") == []
+    assert ehc.duties("EHC-A", "current")["meeting_held"][0] == "pending"
+    # Set late again, then cancelled: the flag goes with the meeting.
+    ehc.review("2026-09-14", "reschedule", "EHC-A", "--start", "2027-04-14T10:00")
+    ehc.review("2026-09-14", "cancel", "EHC-A", "--reason", "family unavailable")
+    assert flagged("meeting_late") == []
+    assert ehc.duties("EHC-A", "current")["meeting_held"][0] == "pending"
+    # A meeting held with a week's notice: the warning becomes a recorded lateness.
+    ehc.review("2026-09-14", "schedule", "EHC-B", "--start", "2026-09-21T10:00")
+    assert flagged("meeting_late") == ["EHC-B"]
+    out = ehc.review("2026-09-21", "held", "EHC-B").output
+    assert "with less notice" in out
+    assert flagged("meeting_late") == [] and flagged("deadline_late") == ["EHC-B"]

@@ -15,13 +15,21 @@ from typing import Any
 
 import ehcbridge_outlook
 import pytest
-from ehcbridge import PermanentError, mail
+from ehcbridge import PermanentError, RetryLater, mail
 from ehcbridge.engine import Engine
 from ehcbridge.models import LONDON, Invitee, Plan, Pupil, ReviewKind, Role
 from ehcbridge.store import Store
 from ehcbridge.testing import make_app
 
 T0 = datetime(2027, 1, 4, 8, 0, tzinfo=LONDON)
+# Exchange Online's replies to a submission refused for the sending mailbox (Microsoft Learn:
+# "Message storage and concurrent connection throttling for SMTP Authenticated Submission",
+# "Continuous error throttling for SMTP AUTH submissions").
+DAILY_LIMIT = ("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; "
+               "Failed to process message due to a permanent exception")
+THROTTLED = "550 5.2.253 Sender throttled due to continuous invalid license errors"
+MAILBOX_FULL = ("554 5.2.2 mailbox full; "
+                "STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionQuotaExceeded")
 
 
 @dataclass
@@ -34,6 +42,9 @@ class Server:
     limit: int | None = None  # messages a connection may carry, then 421 (Exchange's limit)
     refuse: set[str] = field(default_factory=set)
     per_session: dict[int, int] = field(default_factory=dict)
+    quota: int | None = None  # messages accepted before every DATA gets ``over_quota``
+    over_quota: str = DAILY_LIMIT
+    data_calls: int = 0
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -59,7 +70,11 @@ class Server:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        """Keep the recipient; close the connection just after when asked to."""
+        """Keep the recipient (unless over the quota); close the connection just after when
+        asked to."""
+        self.data_calls += 1
+        if self.quota is not None and len(self.received) >= self.quota:
+            return self.over_quota
         self.received.extend(envelope.rcpt_tos)
         self.per_session[id(session)] = self.per_session.get(id(session), 0) + 1
         if self.close_after_each:
@@ -78,6 +93,17 @@ def _settings(port: int) -> mail.MailSettings:
     return mail.MailSettings(transport="smtp", smtp_host="127.0.0.1", smtp_port=port,
                              smtp_security="none", smtp_timeout=5,
                              from_address="reviews@council.example.gov.uk")
+
+
+INVITEES = [("parent@example.net", Role.PARENT), ("senco@school.example.org", Role.SETTING),
+            ("sen@la.example.gov.uk", Role.LA_SEN_OFFICER),
+            ("salt@nhs.example.net", Role.HEALTH), ("csc@la.example.gov.uk", Role.SOCIAL_CARE)]
+
+
+def _outlook(port: int) -> dict[str, Any]:
+    return {"plugins": {"outlook": {"transport": "smtp", "smtp_host": "127.0.0.1",
+                                    "smtp_port": port, "smtp_security": "none",
+                                    "from_address": "reviews@council.example.gov.uk"}}}
 
 
 def _message(to: str) -> EmailMessage:
@@ -150,6 +176,43 @@ def test_the_engine_sends_a_meetings_invitations_over_one_connection(
         server: Any, tmp_path: Path) -> None:
     handler, port = server
     store = Store(f"sqlite:///{tmp_path / 'ehcbridge.sqlite3'}")
+    _case_with_invitees(store, INVITEES)
+    try:
+        app = make_app(store, {"outlook": ehcbridge_outlook}, settings=_outlook(port), now=T0)
+        Engine(app).run_once(T0)
+    finally:
+        store.close()
+    assert sorted(handler.received) == sorted(a for a, _role in INVITEES)
+    assert handler.connections == 1
+
+
+@pytest.mark.parametrize(("reply", "error", "wait"), [
+    (DAILY_LIMIT, RetryLater, mail.DAILY_LIMIT_WAIT),
+    (THROTTLED, RetryLater, mail.THROTTLED_WAIT),
+    (MAILBOX_FULL, mail.SenderRefused, None),
+])
+def test_a_refusal_of_the_sending_mailbox_is_not_a_refused_recipient_and_is_asked_once(
+        server: Any, reply: str, error: type[Exception], wait: float | None) -> None:
+    handler, port = server
+    handler.quota, handler.over_quota = 2, reply
+    with mail.session():
+        for n in range(2):
+            _send(_settings(port), f"p{n}@example.net")
+        for n in range(2, 5):
+            with pytest.raises(error) as caught:
+                _send(_settings(port), f"p{n}@example.net")
+            assert "recipient" not in str(caught.value).replace("recipient limit", "")
+            assert getattr(caught.value, "retry_after", None) == wait
+    assert handler.received == ["p0@example.net", "p1@example.net"]
+    assert handler.data_calls == 3  # the server was asked once; the rest failed at once
+    # A new session (the engine's next pass) asks the server again.
+    handler.quota = None
+    with mail.session():
+        _send(_settings(port), "p2@example.net")
+    assert handler.received[-1] == "p2@example.net"
+
+
+def _case_with_invitees(store: Store, invitees: list[tuple[str, Role]]) -> datetime:
     meeting = datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
     issued = meeting.date() - timedelta(days=340)
     with store.begin() as conn:
@@ -159,20 +222,40 @@ def test_the_engine_sends_a_meetings_invitations_over_one_connection(
                           coordinator_email="senco@school.example.org",
                           review_due=issued + timedelta(days=364), kind=ReviewKind.ANNUAL,
                           pfa=False)
-    invitees = [("parent@example.net", Role.PARENT), ("senco@school.example.org", Role.SETTING),
-                ("sen@la.example.gov.uk", Role.LA_SEN_OFFICER),
-                ("salt@nhs.example.net", Role.HEALTH), ("csc@la.example.gov.uk", Role.SOCIAL_CARE)]
     for address, role in invitees:
         store.add_invitee("EHC-1", Invitee(role=role, name=role.value, email=address))
     store.schedule_meeting("EHC-1", start=meeting, end=meeting + timedelta(hours=1),
                            location="Room 4", online=False, now=T0)
-    settings = {"plugins": {"outlook": {"transport": "smtp", "smtp_host": "127.0.0.1",
-                                        "smtp_port": port, "smtp_security": "none",
-                                        "from_address": "reviews@council.example.gov.uk"}}}
+    return meeting
+
+
+def invitations(store: Store) -> list[Any]:
+    return [r for r in store.deliveries()
+            if r.plugin == "outlook" and r.hook == "on_review_scheduled"]
+
+
+def test_exchanges_daily_limit_mid_delivery_waits_and_fails_no_invitee(
+        server: Any, tmp_path: Path) -> None:
+    handler, port = server
+    handler.quota = 2  # the mailbox reaches its 10,000 recipients a day after two invitations
+    store = Store(f"sqlite:///{tmp_path / 'ehcbridge.sqlite3'}")
+    _case_with_invitees(store, INVITEES)
     try:
-        app = make_app(store, {"outlook": ehcbridge_outlook}, settings=settings, now=T0)
+        app = make_app(store, {"outlook": ehcbridge_outlook}, settings=_outlook(port), now=T0)
         Engine(app).run_once(T0)
+        [row] = invitations(store)
+        assert row.status == "retrying" and "daily recipient limit" in (row.last_error or "")
+        case = store.case("EHC-1")
+        assert "outlook_invitation_failed" not in case.flags
+        assert {i["status"] for i in case.invitations if i["plugin"] == "outlook"} <= {"sent"}
+        assert len(handler.received) == 2 and handler.data_calls == 3
+        handler.quota = None  # the rolling 24 hours moved on
+        Engine(app).run_once(T0 + timedelta(hours=1))  # too early: not asked again
+        assert handler.data_calls == 3
+        Engine(app).run_once(T0 + timedelta(seconds=mail.DAILY_LIMIT_WAIT + 60))
+        [row] = invitations(store)
+        assert row.status == "delivered"
+        assert "outlook_invitation_failed" not in store.case("EHC-1").flags
     finally:
         store.close()
-    assert sorted(handler.received) == sorted(a for a, _role in invitees)
-    assert handler.connections == 1
+    assert sorted(handler.received) == sorted(a for a, _role in INVITEES)  # each exactly once

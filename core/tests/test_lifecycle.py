@@ -76,8 +76,36 @@ def test_a_meeting_after_the_review_is_due_is_accepted_late_with_a_warning_and_f
                          online=False, organiser=None, now=NOW, new_meeting_id=3)
     assert by_name(change.duties)[lc.MEETING_HELD].status == DutyStatus.LATE
     assert "after the review is due (2027-03-31)" in change.warnings[0]
-    assert change.flags[0][0] == lc.FLAG_LATE
+    assert change.flags[0][0] == lc.FLAG_MEETING_LATE  # a plan, not yet a fact
     assert by_name(change.duties)[lc.DECISION_MADE].due == date(2027, 3, 31)
+
+
+def test_a_late_meeting_moved_into_time_is_pending_again_and_its_flag_clears() -> None:
+    late = scheduled(datetime(2027, 4, 14, 10, tzinfo=LONDON))
+    assert by_name(late.duties)[lc.MEETING_HELD].status == DutyStatus.LATE
+    start = datetime(2027, 3, 3, 10, tzinfo=LONDON)
+    moved = lc.reschedule(late, start=start, end=start.replace(hour=11), location=None,
+                          online=False, organiser=None, now=NOW, new_meeting_id=None)
+    held = by_name(moved.duties)[lc.MEETING_HELD]
+    assert (held.status, held.evidence) == (DutyStatus.PENDING, None)
+    assert moved.flags == () and moved.warnings == ()
+    assert moved.clear_flags == (lc.FLAG_MEETING_LATE,)
+    cancelled = lc.cancel(late, reason="moved school", now=NOW)
+    assert by_name(cancelled.duties)[lc.MEETING_HELD].status == DutyStatus.PENDING
+    assert lc.FLAG_MEETING_LATE in cancelled.clear_flags
+
+
+def test_a_meeting_held_as_late_as_it_was_set_raises_deadline_late() -> None:
+    short = scheduled(datetime(2026, 11, 9, 10, tzinfo=LONDON))  # a week's notice on NOW
+    assert [f for f, _ in lc.schedule(
+        state(), start=short.meeting.start, end=short.meeting.end, location=None, online=False,
+        organiser=None, now=NOW, new_meeting_id=3).flags] == [lc.FLAG_MEETING_LATE]
+    done = lc.held(replace(short, review=short.review.model_copy(
+        update={"status": ReviewStatus.SCHEDULED})), action="recorded",
+        now=datetime(2026, 11, 9, 12, tzinfo=LONDON))
+    assert [f for f, _ in done.flags] == [lc.FLAG_LATE]
+    assert "held on 2026-11-09 with less notice" in done.warnings[0]
+    assert lc.FLAG_MEETING_LATE in done.clear_flags
 
 
 def test_decision_before_the_meeting_is_held_or_dated_before_it_is_refused() -> None:

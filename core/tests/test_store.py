@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ehcbridge.models import LONDON, Invitee, Outcome, Plan, Pupil, ReviewKind, Role
@@ -318,3 +319,33 @@ def test_a_batch_commits_its_writes_together_or_not_at_all(store: Store) -> None
         raise RuntimeError("the next write failed")
     assert store.get_state("p", "b") is None
     assert store.claim_invitation("EHC-1", "b@example.net", plugin="q") == "q"  # never claimed
+
+
+def test_a_plugins_prefix_lookup_uses_an_index_not_a_scan_of_every_key(store: Store) -> None:
+    keys = {f"sent:{n}:{n % 7}_x@example.net": n for n in range(20_000)}
+    keys["sent:1%:odd@example.net"] = -1  # LIKE's own characters in a key are literal
+    store.set_state_many("outlook", keys)
+    store.set_state_many("other", {"sent:12:": 0})
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, params: Any,
+                *_args: object) -> None:
+        seen.append((statement, params))
+
+    from sqlalchemy import event
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        found = store.state_items("outlook", "sent:12:")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    assert found == [("sent:12:5_x@example.net", 12)]
+    assert store.state_items("outlook", "sent:1%:") == [("sent:1%:odd@example.net", -1)]
+    [(statement, params)] = seen
+    explain = "EXPLAIN QUERY PLAN " if store.backend == "sqlite" else "EXPLAIN "
+    with store.engine.connect() as conn:
+        if store.backend == "postgresql":
+            conn.exec_driver_sql("ANALYZE plugin_state")
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(explain + statement, params))
+    assert "plugin_state" in plan or "Index" in plan
+    assert "Seq Scan" not in plan and "SCAN plugin_state" not in plan, plan

@@ -18,6 +18,7 @@ from ehcbridge.online import online_wanted
 if TYPE_CHECKING:
     from ehcbridge.app import App
     from ehcbridge.engine import TickReport
+    from ehcbridge.store import Store
 
 DEMO_CONFIG = """\
 # Written by `ehcbridge demo`: embedded defaults, no cloud credentials.
@@ -190,7 +191,7 @@ def run_demo(directory: Path | None = None, *, echo: Callable[[str], None] = pri
 def _caseworker_actions(app: App, day: date, decided: set[str],
                         actions: Counter[str]) -> None:
     """What people do during the term: move one meeting, cancel one, decide after meetings."""
-    from ehcbridge import transitions
+    from ehcbridge import lifecycle, transitions
     from ehcbridge.lifecycle_cli import demo_day
 
     demo_day(app, day)  # schools circulate advice and send reports (issue 12)
@@ -206,6 +207,19 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
                                        now=app.clock.now())
                 actions["rescheduled"] += 1
                 break
+        late = [r for r in store.list_reviews() if r["status"] == "scheduled"][-1]
+        case = store.case(late["case_id"])
+        assert case.meeting is not None and case.review is not None
+        # A date typed after the review is due: warned and flagged meeting_late, then moved
+        # back into time, which clears the flag.
+        start, end = case.meeting.start, case.meeting.end
+        for days in ((case.review.due_by - start.date()).days + 7, 0):
+            store.schedule_meeting(late["case_id"], start=start + timedelta(days=days),
+                                   end=end + timedelta(days=days),
+                                   location=case.meeting.location, online=case.meeting.online,
+                                   now=app.clock.now())
+        if lifecycle.FLAG_MEETING_LATE not in store.case(late["case_id"]).flags:
+            actions["set late and moved back into time (meeting_late cleared)"] += 1
     if day == date(2026, 12, 2):
         rows = [r for r in store.list_reviews() if r["status"] == "scheduled"]
         if rows:
@@ -234,6 +248,16 @@ def engine_line(app: App) -> str:
     tick = app.store.get_state(ENGINE_STATE, LAST_TICK) or {}
     return (f"Engine: worker {tick.get('worker', '?')}, each plugin in its own lane, calls "
             f"limited to {app.settings.engine.call_timeout_seconds:g} s")
+
+
+def flags_line(store: Store) -> str:
+    """How many open reviews carry each deadline flag: what happened late, and what is only
+    planned late and can still be put right."""
+    from ehcbridge import lifecycle as lc
+
+    flags = (lc.FLAG_OVERDUE, lc.FLAG_MISSED, lc.FLAG_LATE, lc.FLAG_MEETING_LATE)
+    return "Deadline flags raised on reviews: " + ", ".join(
+        f"{store.flag_count(f)} {f}" for f in flags)
 
 
 def command_line(*args: str) -> str:
@@ -274,6 +298,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
           for p, c in sorted(by_plugin.items())],
         "Deliveries by status: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
         duties_line(store),
+        flags_line(store),
         engine_line(app),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",

@@ -149,6 +149,10 @@ TIMER_HOUR = 8
 
 # Flags the lifecycle raises (shown by `review show`, listed by `review list --flag`).
 FLAG_LATE = "deadline_late"
+# A meeting set (not yet held) after its latest date, or with less notice than invitations need:
+# a warning about a plan, cleared when the meeting is moved into time or cancelled, and turned
+# into deadline_late (a fact) if the meeting is held as set.
+FLAG_MEETING_LATE = "meeting_late"
 FLAG_MISSED = "deadline_missed"
 FLAG_OVERDUE = "overdue"
 FLAG_EARLY = "early_review"
@@ -514,6 +518,13 @@ def _late(duty: Duty, what: str) -> tuple[str, tuple[str, str]]:
     return text, (FLAG_LATE, text)
 
 
+def _unplanned(duty: Duty) -> Duty:
+    """The duty without a lateness that came from a meeting as set, not from anything done."""
+    if duty.status == DutyStatus.LATE and duty.met_on is None:
+        return duty.model_copy(update={"status": DutyStatus.PENDING, "evidence": None})
+    return duty
+
+
 def _replace(items: tuple[Duty, ...], *changed: Duty) -> tuple[Duty, ...]:
     by_name = {d.name: d for d in changed}
     return tuple(by_name.get(d.name, d) for d in items)
@@ -570,21 +581,24 @@ def schedule(state: ReviewState, *, start: datetime, end: datetime, location: st
     flags: list[tuple[str, str]] = []
     day = meeting.start.astimezone(LONDON).date()
     held = _find(found, MEETING_HELD)
+    if held is not None and _unplanned(held) is not held:
+        held = _unplanned(held)
+        changed.append(held)  # late only for the meeting as set before: judged afresh below
     if held is not None and held.due is not None and day > held.due and held.met_on is None:
         due_by = miles["review_due"].date
         what = (f"the meeting on {day.isoformat()} is after the review is due "
                 f"({due_by.isoformat()})" if day > due_by else
                 f"the meeting on {day.isoformat()} is after the latest meeting date")
-        text, flag = _late(held, what)
+        text, _ = _late(held, what)
         warnings.append(text)
-        flags.append(flag)
+        flags.append((FLAG_MEETING_LATE, text))
         changed.append(held.model_copy(update={"status": DutyStatus.LATE,
                                                "evidence": f"meeting set for {day.isoformat()}"}))
     for d in changed:
         if d.name == INVITATIONS_SENT and d.status == DutyStatus.LATE:
-            text, flag = _late(d, f"the meeting on {day.isoformat()} gives less notice")
+            text, _ = _late(d, f"the meeting on {day.isoformat()} gives less notice")
             warnings.append(text)
-            flags.append(flag)
+            flags.append((FLAG_MEETING_LATE, text))
     timers = [NewTimer(kind, datetime.combine(miles[kind].date, time(TIMER_HOUR), tzinfo=LONDON),
                        meeting.id)
               for kind in VIEWS_TIMERS if kind in miles and kind not in state.fired_timers]
@@ -592,7 +606,7 @@ def schedule(state: ReviewState, *, start: datetime, end: datetime, location: st
     return Change(
         action=action, review_status=ReviewStatus.SCHEDULED, meeting=meeting, new_meeting=new,
         timers=tuple(timers), duties=_replace(found, *changed), flags=tuple(flags),
-        warnings=tuple(warnings),
+        warnings=tuple(warnings), clear_flags=() if flags else (FLAG_MEETING_LATE,),
         events=(NewEvent(meeting_key(case, state.review_id, meeting.id, action, seq),
                          HOOK_REVIEW_SCHEDULED, action, meeting.id, payload),))
 
@@ -614,9 +628,10 @@ def cancel(state: ReviewState, *, reason: str, now: datetime,
                              case_id=state.case_id, field="meeting_start")
     seq = current.sequence + 1
     meeting = current.model_copy(update={"status": MeetingStatus.CANCELLED, "sequence": seq})
-    found = duties(replace(state, meeting=meeting), policy, _day(now))
+    found = tuple(_unplanned(d) if d.name == MEETING_HELD else d
+                  for d in duties(replace(state, meeting=meeting), policy, _day(now)))
     return Change(action="cancelled", review_status=ReviewStatus.DUE, meeting=meeting, timers=(),
-                  duties=found, events=(NewEvent(
+                  duties=found, clear_flags=(FLAG_MEETING_LATE,), events=(NewEvent(
                       meeting_key(state.case_id, state.review_id, current.id, "cancelled", seq),
                       HOOK_REVIEW_SCHEDULED, "cancelled", current.id, {"reason": reason}),))
 
@@ -692,8 +707,14 @@ def held(state: ReviewState, *, action: str, now: datetime,
         if done.status == DutyStatus.LATE:
             text, flag = _late(done, f"the meeting was held on {day.isoformat()}")
             warnings, flags = (text,), (flag,)
+    notice = _find(found, INVITATIONS_SENT)
+    if notice is not None and notice.status == DutyStatus.LATE:
+        # The short notice warned of when the meeting was set is now a fact (reg 20(3)).
+        text, flag = _late(notice, f"the meeting was held on {day.isoformat()} with less notice")
+        warnings, flags = (*warnings, text), (*flags, flag)
     return Change(action=action, review_status=status, meeting=meeting, held_at=now, timers=(),
                   duties=_replace(found, *changed), warnings=warnings, flags=flags,
+                  clear_flags=(FLAG_MEETING_LATE,),
                   events=(NewEvent(held_key(state.case_id, state.review_id, m.id),
                                    HOOK_MEETING_HELD, action, m.id),))
 

@@ -6,11 +6,18 @@ delivery; permanent ones (5xx) raise ``PermanentError`` naming the refused recip
 Inside ``with session():`` a thread's messages share one SMTP connection (opened at its first
 message, closed with QUIT when the block ends) instead of each making its own: a first run sends
 tens of thousands, and each connection costs a TLS handshake and a login.
+
+A refusal that concerns the sending mailbox rather than the recipient (the login, the sender,
+Exchange Online's daily recipient limit or throttling of the mailbox) raises ``SenderRefused``,
+or ``RetryLater`` with a wait when it lifts by itself, so that no recipient is recorded as
+refused for it; inside a session the rest of the messages to that server then fail at once
+instead of each being refused again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 import threading
@@ -25,6 +32,49 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from ehcbridge import PermanentError, RetryLater
+
+
+class SenderRefused(PermanentError):
+    """The server refused the sending mailbox, not a recipient: a fault of the configuration
+    or the account that no recipient should be recorded as refused for."""
+
+
+# Exchange Online refuses a submission for the sending mailbox whoever it is addressed to
+# (Microsoft Learn, "Message storage and concurrent connection throttling for SMTP Authenticated
+# Submission" and "Continuous error throttling for SMTP AUTH submissions"):
+# - 554 5.2.0 ...SubmissionQuotaExceededException: 10,000 recipients a day, over a rolling
+#   24 hours, so it lifts as the earliest messages age; trying again every few hours wastes
+#   nothing and stays within the engine's attempts;
+# - 550 5.2.251-5.2.255 "Sender throttled due to continuous ... errors": for a period of time;
+# - 554 5.2.2 mailbox full; ...QuotaExceededException: the Sent Items folder filled the mailbox,
+#   which only an administrator can fix.
+DAILY_LIMIT_WAIT = 4 * 3600.0
+THROTTLED_WAIT = 3600.0
+_DAILY_LIMIT = "submissionquotaexceededexception"
+_THROTTLED = re.compile(r"\b5\.2\.25[1-5]\b")
+_MAILBOX_FULL = "quotaexceededexception"
+
+
+def sender_fault(code: int, text: str) -> Exception | None:
+    """The error for a reply that refuses the sending mailbox rather than a recipient (None
+    for any other reply)."""
+    lowered = text.lower()
+    if _DAILY_LIMIT in lowered:
+        return RetryLater(f"the sending mailbox has reached its daily recipient limit ({code} "
+                          f"5.2.0); trying again in {DAILY_LIMIT_WAIT / 3600:g} h",
+                          retry_after=DAILY_LIMIT_WAIT)
+    if _THROTTLED.search(lowered):
+        return RetryLater(f"the server throttled the sending mailbox after repeated errors "
+                          f"({code}); trying again in {THROTTLED_WAIT / 3600:g} h",
+                          retry_after=THROTTLED_WAIT)
+    if _MAILBOX_FULL in lowered:
+        return SenderRefused(f"the sending mailbox is full ({code} 5.2.2): empty its Sent Items "
+                             "or give the folder a retention policy")
+    return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 class MailSettings(BaseModel):
@@ -98,17 +148,27 @@ class _Shared:
 @contextmanager
 def session() -> Iterator[None]:
     """Messages sent by this thread inside the block share an SMTP connection per server
-    (nested blocks join the outer one); the outbox is not affected."""
+    (nested blocks join the outer one), and once a server refuses the sending mailbox the
+    block's later messages to it fail the same way without asking again; the outbox is not
+    affected."""
     if getattr(_local, "open", None) is not None:
         yield
         return
-    _local.open = {}
+    _local.open, _local.refused = {}, {}
     try:
         yield
     finally:
-        opened, _local.open = _local.open, None
+        opened, _local.open, _local.refused = _local.open, None, None
         for shared in opened.values():
             _close(shared.smtp)
+
+
+def _refuse_sender(key: object, error: Exception) -> Exception:
+    """Remember for the session that the server refused the sending mailbox."""
+    refused: dict[object, Exception] | None = getattr(_local, "refused", None)
+    if refused is not None:
+        refused[key] = error
+    return error
 
 
 def _close(smtp: smtplib.SMTP) -> None:
@@ -160,6 +220,11 @@ def _send_smtp(message: Message, settings: MailSettings) -> None:
     opened: dict[object, _Shared] | None = getattr(_local, "open", None)
     key = (settings.smtp_host, settings.smtp_port, settings.smtp_security,
            settings.smtp_username)
+    known = (getattr(_local, "refused", None) or {}).get(key)
+    if known is not None:
+        # A copy, so that each delivery's error is its own (tracebacks are not shared).
+        raise (RetryLater(str(known), retry_after=known.retry_after)
+               if isinstance(known, RetryLater) else SenderRefused(str(known)))
     shared = opened.pop(key, None) if opened is not None else None
     if shared is not None and shared.sent >= PER_CONNECTION:
         _close(shared.smtp)
@@ -175,14 +240,19 @@ def _send_smtp(message: Message, settings: MailSettings) -> None:
             refused = shared.smtp.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
         _keep(opened, key, shared)
-        _raise_for_codes({rcpt: code for rcpt, (code, _msg) in exc.recipients.items()})
+        _raise_for_codes(key, exc.recipients)
         raise  # pragma: no cover - _raise_for_codes always raises
     except smtplib.SMTPResponseException as exc:
         # smtplib resets the transaction (RSET) after a refused MAIL or DATA, so the
         # connection can serve the next message; after a 421 it has closed it.
         _keep(opened, key, shared if exc.smtp_code != 421 else None)
+        fault = sender_fault(exc.smtp_code, _text(exc.smtp_error))
+        if fault is not None:
+            raise _refuse_sender(key, fault) from exc
         if 400 <= exc.smtp_code < 500:
             raise RetryLater(f"SMTP temporary failure {exc.smtp_code}") from exc
+        if isinstance(exc, smtplib.SMTPSenderRefused | smtplib.SMTPAuthenticationError):
+            raise SenderRefused(f"SMTP refused the sender: {exc.smtp_code}") from exc
         raise PermanentError(f"SMTP refused the message: {exc.smtp_code}") from exc
     except (OSError, smtplib.SMTPException) as exc:
         if shared is not None:
@@ -192,7 +262,7 @@ def _send_smtp(message: Message, settings: MailSettings) -> None:
     shared.sent += 1
     _keep(opened, key, shared)
     if refused:
-        _raise_for_codes({rcpt: code for rcpt, (code, _msg) in refused.items()})
+        _raise_for_codes(key, refused)
 
 
 def _keep(opened: dict[object, _Shared] | None, key: object, shared: _Shared | None) -> None:
@@ -205,7 +275,12 @@ def _keep(opened: dict[object, _Shared] | None, key: object, shared: _Shared | N
         _close(shared.smtp)
 
 
-def _raise_for_codes(codes: dict[str, int]) -> None:
+def _raise_for_codes(key: object, replies: dict[str, tuple[int, bytes]]) -> None:
+    for code, text in replies.values():
+        fault = sender_fault(code, _text(text))
+        if fault is not None:  # refused at RCPT, but for the sending mailbox
+            raise _refuse_sender(key, fault)
+    codes = {rcpt: code for rcpt, (code, _text) in replies.items()}
     detail = ", ".join(f"{rcpt} ({code})" for rcpt, code in sorted(codes.items()))
     if any(400 <= code < 500 for code in codes.values()):
         raise RetryLater(f"SMTP deferred recipients: {detail}")

@@ -30,8 +30,8 @@ from typing import Any
 
 from ehcbridge import PermanentError, RetryLater, Skipped, plugin_settings
 from ehcbridge.events import CheckResult, HookContext, LifecycleEvent
+from ehcbridge.mail import SenderRefused, send
 from ehcbridge.mail import connect as mail_connect
-from ehcbridge.mail import send
 from ehcbridge.models import LONDON, MeetingStatus, Outcome
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -115,9 +115,11 @@ def _fingerprint(*parts: object) -> str:
 
 
 def _whole_message_refused(exc: PermanentError) -> bool:
-    # Login or sender refusal is a configuration fault, not a fault of this invitee.
+    # A refusal of the login or the sending mailbox (Exchange's full mailbox, say) is a fault
+    # of the configuration, not of this invitee.
     cause = exc.__cause__ or exc.__context__
-    return isinstance(cause, smtplib.SMTPAuthenticationError | smtplib.SMTPSenderRefused)
+    return isinstance(exc, SenderRefused) or isinstance(
+        cause, smtplib.SMTPAuthenticationError | smtplib.SMTPSenderRefused)
 
 
 def meeting_uid(event: LifecycleEvent) -> str:
