@@ -60,6 +60,11 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert {"REQUEST", "CANCEL"} <= methods
     # Notices (issue 13): everyone heard, and the family without email got letters in print packs.
     assert "Notices by status:" in text and "views_request by letter" in text
+    # A team health_referrals asks itself is not asked again by the notices.
+    assert "team mailbox(es) asked for advice by health_referrals itself" in text
+    # A meeting set after the review's due date and moved back has no flag left.
+    assert "set late and moved back into time (meeting_late cleared)" in text
+    assert "0 meeting_late" in text
     packs = sorted((Path(str(summary["workspace"])) / "letters").glob("print-pack-*.pdf"))
     assert packs and "Print packs: " in text
     from pypdf import PdfReader

@@ -20,8 +20,9 @@ ADVICE_STATE = "_engine"
 ADVICE_HOOK = "on_views_due"  # the hook such a plugin sends its own request and reminder from
 
 
-def _advice_prefix(review_id: int) -> str:
-    return f"advice_by:{review_id}:"
+def advice_prefix(review_id: int | None = None) -> str:
+    """The state key prefix of the advice markers of one review (or of every review)."""
+    return "advice_by:" if review_id is None else f"advice_by:{review_id}:"
 
 
 def _remember_advice_by(app: App, review_id: int | None, found: Route) -> None:
@@ -29,7 +30,7 @@ def _remember_advice_by(app: App, review_id: int | None, found: Route) -> None:
     notices; a later Route to the same mailbox without it hands the asking back to the core."""
     if review_id is None or not found.email:
         return
-    key = _advice_prefix(review_id) + found.email.strip().lower()
+    key = advice_prefix(review_id) + found.email.strip().lower()
     if found.advice_by:
         if app.store.get_state(ADVICE_STATE, key) != found.advice_by:
             app.store.set_state_many(ADVICE_STATE, {key: found.advice_by})
@@ -42,7 +43,7 @@ def advice_asked_by(app: App, review_id: int) -> dict[str, str]:
     the plugin's name. A plugin no longer loaded (or without ``on_views_due``) asks no one, so
     the core's notices ask its mailboxes again."""
     asking = set(app.plugins.implementers(ADVICE_HOOK))
-    prefix = _advice_prefix(review_id)
+    prefix = advice_prefix(review_id)
     return {key[len(prefix):]: str(plugin)
             for key, plugin in app.store.state_items(ADVICE_STATE, prefix) if plugin in asking}
 

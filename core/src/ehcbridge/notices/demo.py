@@ -34,8 +34,15 @@ def demo_notices(app: App, work: Path, day: date) -> list[str]:
     folder = app.plugin_settings("letters")
     letters = Path(getattr(folder, "folder", work / "letters"))
     packs = sorted(letters.glob("print-pack-*.pdf")) if letters.exists() else []
+    from ehcbridge.routing import ADVICE_STATE, advice_prefix
+
+    asked = Counter(str(plugin) for _key, plugin in store.state_items(ADVICE_STATE,
+                                                                      advice_prefix()))
     lines = [
         "Notices: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"),
+        *[f"  {n} team mailbox(es) asked for advice by {plugin} itself: no second request from "
+          "the notices, and their reminder only circulates the advice"
+          for plugin, n in sorted(asked.items())],
         "Notices by status: " + (", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
                                  or "none"),
         f"Print packs: {len(packs)} in {letters}"
