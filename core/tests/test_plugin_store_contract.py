@@ -128,3 +128,17 @@ def test_reviews_are_found_by_case_and_upn(subject: Subject) -> None:
 
 def test_an_unknown_case_has_no_invitations(subject: Subject) -> None:
     assert subject.store.invitations("EHC-404") == []
+
+
+def test_views_recorded_by_anyone_are_read_back_for_the_current_review(subject: Subject) -> None:
+    from datetime import date
+
+    s = subject.store
+    assert s.views(CASE) == [] and s.views("EHC-NONE") == []
+    s.record_views(CASE, "SALT.Team@nhs.example.net", date(2027, 1, 20),
+                   [("salt.pdf", "application/pdf", b"%PDF-1.4")])
+    s.record_views(CASE, "Ms A Parent", date(2027, 1, 21), [])
+    found = s.views(CASE)
+    assert [(v.contributor, v.received, v.files) for v in found] == [
+        ("SALT.Team@nhs.example.net", date(2027, 1, 20), ("salt.pdf",)),
+        ("Ms A Parent", date(2027, 1, 21), ())]

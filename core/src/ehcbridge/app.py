@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ehcbridge.events import CheckResult, HookContext, PupilRecord
-from ehcbridge.models import LONDON, Invitee, Review
+from ehcbridge.models import LONDON, Invitee, Review, Views
 from ehcbridge.plugins import PluginManager
 from ehcbridge.settings import Settings, load_settings
 from ehcbridge.store import Store, StoreError
@@ -155,6 +155,13 @@ class PluginStoreFacade:
             return self.store.case(case_id).review
         except StoreError:
             return None
+
+    def views(self, case_id: str) -> list[Views]:
+        """Views and advice recorded for the case's current review."""
+        try:
+            return self.store.views(case_id)
+        except StoreError:
+            return []
 
     def set_notice_status(self, reference: str, status: str, detail: str = "") -> str | None:
         """Record what became of a notice this plugin delivered, by its reference."""

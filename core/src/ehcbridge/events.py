@@ -21,6 +21,7 @@ from ehcbridge.models import (
     Plan,
     Pupil,
     Review,
+    Views,
 )
 
 if TYPE_CHECKING:
@@ -149,6 +150,10 @@ class PluginStore(Protocol):
                      files: list[tuple[str, str, bytes]]) -> int:
         """Record views received for the case's current review with their files (name, content
         type, bytes), as ``ehcbridge review views`` does; returns the views id."""
+
+    def views(self, case_id: str) -> list[Views]:
+        """Views and advice recorded for the case's current review, by anyone (``review views``,
+        a reply read from a mailbox, another plugin), oldest first; empty when there is none."""
 
 
 class Clock(Protocol):

@@ -28,6 +28,7 @@ from ehcbridge.models import (
     Review,
     ReviewStatus,
     Role,
+    Views,
 )
 
 
@@ -183,6 +184,12 @@ class MemoryPluginStore:
         """Record views received (kept in ``views_received``)."""
         self.views_received.append((case_id, contributor, received_on, files))
         return len(self.views_received)
+
+    def views(self, case_id: str) -> list[Views]:
+        """The views recorded for ``case_id`` through ``record_views``."""
+        return [Views(id=n, contributor=who, received=on, files=tuple(f[0] for f in files))
+                for n, (case, who, on, files) in enumerate(self.views_received, 1)
+                if case == case_id]
 
 
 @dataclass

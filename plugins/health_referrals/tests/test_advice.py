@@ -182,6 +182,43 @@ def test_reminded_once_then_flagged_overdue_until_received(
                for a in store.audits)
 
 
+def test_advice_recorded_with_the_review_is_not_chased_and_received_is_recorded_there(
+        context: Ctx, settings: HealthReferralsSettings, store: MemoryPluginStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = context()
+    assert views_event("request").review.id == store.reviews["EHC-0001"].id  # the current one
+    route_all(ctx, views_event("request"), TEAMS[:3])
+    on_views_due(event=views_event("request"), ctx=ctx)
+    # SALT's advice reaches the review the core's way (`review views`, or its reply read from
+    # the mailbox), not through `health-referrals received`.
+    store.record_views("EHC-0001", "SALT.Bristol@NHS.net", date(2026, 2, 16),
+                       [("salt-advice.pdf", "application/pdf", b"%PDF-1.4")])
+    later = context(now=START - timedelta(weeks=2, days=3))
+    on_views_due(event=views_event("reminder"), ctx=later)
+    on_views_due(event=views_event("due"), ctx=context(now=START - timedelta(weeks=2)))
+    reminded = [str(m["To"]) for p in settings.outbox_dir.glob("*.eml")
+                if str((m := email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                        )["Subject"]).startswith("Reminder")]
+    assert sorted(reminded) == sorted(
+        t["mailbox"] for t in _teams(ctx) if t["team"] != "Bristol SALT")
+    assert store.flags["EHC-0001"]["advice_overdue"] == "Bristol CAMHS, Children's social care"
+    # Recorded here, the advice is recorded with the review too (once), so the core's
+    # circulation and `review show` know of it.
+    monkeypatch.setattr("ehcbridge.invocation.current_app", lambda: ContextApp(later))
+    for team in ("bristol camhs", "Bristol CAMHS", "salt.bristol@nhs.net"):
+        assert CliRunner().invoke(cli.group, ["received", "EHC-0001", "--team", team]
+                                  ).exit_code == 0
+    camhs = next(t["mailbox"] for t in _teams(ctx) if t["team"] == "Bristol CAMHS")
+    assert [v.contributor for v in store.views("EHC-0001")] == ["SALT.Bristol@NHS.net", camhs]
+    assert store.flags["EHC-0001"]["advice_overdue"] == "Children's social care"
+
+
+def _teams(ctx: HookContext) -> list[dict[str, Any]]:
+    from ehcbridge_health_referrals.routing import teams_of
+
+    return teams_of(ctx, views_event("request").review)
+
+
 def test_reminder_text(context: Ctx, settings: HealthReferralsSettings) -> None:
     ctx = context()
     route_all(ctx, views_event("request"), TEAMS[:1])

@@ -198,9 +198,10 @@ def handle_views_due(event: LifecycleEvent, ctx: HookContext,
         needs, _note = pupil_needs(event.pupil, ctx)
     store = ctx.store
     today = ctx.clock.now().astimezone(LONDON).date().isoformat()
+    returned = returned_in_review(ctx, event.review)
     for team in teams:
         mailbox = team["mailbox"]
-        if store.get_state(received_key(case_id, token, mailbox)) is not None:
+        if received(ctx, event.review, team, returned):
             continue
         asked = store.get_state(sent_key(case_id, token, "request", mailbox))
         if asked is None:
@@ -221,13 +222,33 @@ def handle_views_due(event: LifecycleEvent, ctx: HookContext,
     return outcome
 
 
+def returned_in_review(ctx: HookContext, review: Review) -> set[str]:
+    """Who the core has recorded views or advice from for this review (``review views``, a
+    reply read from a mailbox), case-folded: an address or a name."""
+    current = ctx.store.review(review.case_id)
+    if current is None or current.id != review.id:
+        return set()  # the core keeps views for the current review only
+    return {v.contributor.strip().casefold() for v in ctx.store.views(review.case_id)}
+
+
+def received(ctx: HookContext, review: Review, team: dict[str, Any],
+             returned: set[str] | None = None) -> bool:
+    """Whether the team's advice is in: recorded here (``health-referrals received``) or with
+    the review in the core, from the team's mailbox or under its name."""
+    if ctx.store.get_state(received_key(review.case_id, review_token(review),
+                                        team["mailbox"])) is not None:
+        return True
+    found = returned if returned is not None else returned_in_review(ctx, review)
+    return bool({team["mailbox"].strip().casefold(), team["team"].strip().casefold()} & found)
+
+
 def outstanding(ctx: HookContext, review: Review) -> list[dict[str, Any]]:
     """Teams asked for advice on this review that have not returned it."""
     token = review_token(review)
+    returned = returned_in_review(ctx, review)
     return [t for t in teams_of(ctx, review)
             if ctx.store.get_state(sent_key(review.case_id, token, "request", t["mailbox"]))
-            is not None
-            and ctx.store.get_state(received_key(review.case_id, token, t["mailbox"])) is None]
+            is not None and not received(ctx, review, t, returned)]
 
 
 def refresh_overdue(ctx: HookContext, review: Review, *,
@@ -267,6 +288,13 @@ def record_received(ctx: HookContext, review: Review, team_name: str,
               "recorded_at": ctx.clock.now().isoformat()}
     ctx.store.set_state(received_key(review.case_id, review_token(review), team["mailbox"]),
                         record)
+    current = ctx.store.review(review.case_id)
+    names = {team["mailbox"].strip().casefold(), team["team"].strip().casefold()}
+    if current is not None and current.id == review.id and not (
+            names & returned_in_review(ctx, review)):
+        # The review's own record of advice received (`review show`, the circulation of reg
+        # 20(4)) learns of it too, without files: those come through `review views`.
+        ctx.store.record_views(review.case_id, team["mailbox"], day, [])
     ctx.store.audit(review.case_id, "advice_received", record)
     refresh_overdue(ctx, review)
     return record
@@ -278,6 +306,14 @@ def status_of(ctx: HookContext, case_id: str, record: dict[str, Any]) -> str:
     got = ctx.store.get_state(received_key(case_id, token, mailbox))
     if got:
         return f"advice received {got['on']}"
+    review = ctx.store.review(case_id)
+    if review is not None and review_token(review) == token:
+        names = {mailbox.strip().casefold(), str(record.get("team", "")).strip().casefold()}
+        views = [v for v in ctx.store.views(case_id)
+                 if v.contributor.strip().casefold() in names]
+        if views:
+            day = views[0].received
+            return f"advice received {day.isoformat() if day else ''}".rstrip()
     reminded = ctx.store.get_state(sent_key(case_id, token, "reminder", mailbox))
     if reminded:
         return f"reminded {reminded['at'][:10]}"
