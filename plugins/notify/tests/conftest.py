@@ -23,7 +23,14 @@ SECRET = "3d844edf-8d35-48ac-975b-e847b4f122b0"
 API_KEY = f"ehcbridge_live-{SERVICE_ID}-{SECRET}"
 EMAIL_TEMPLATE = "f33517ff-2a88-4f6e-b855-c550268ce08a"
 SMS_TEMPLATE = "a1b2c3d4-e5f6-4a5b-8c9d-0e1f2a3b4c5d"
-TEMPLATES = {EMAIL_TEMPLATE: ("email", ("subject", "body")), SMS_TEMPLATE: ("sms", ("body",))}
+# An email template with two "send a file by email" placeholders: ((file_1)) and ((file_2)).
+FILES_TEMPLATE = "0f6e3c1a-9b2d-4c8e-a7f5-3d2b1c0e9f8a"
+TEMPLATES = {EMAIL_TEMPLATE: ("email", ("subject", "body")), SMS_TEMPLATE: ("sms", ("body",)),
+             FILES_TEMPLATE: ("email", ("subject", "body", "file_1", "file_2"))}
+# Notify's documented limits and messages for a file sent by email.
+FILE_TYPES = (".csv", ".doc", ".docx", ".jpeg", ".jpg", ".json", ".odt", ".pdf", ".png", ".rtf",
+              ".txt", ".xlsx")
+RETENTION = re.compile(r"^([1-9]|[1-7][0-9]) weeks?$")
 UK_MOBILE = re.compile(r"^(\+44\s?7|07)\d{3}\s?\d{6}$")
 
 
@@ -35,6 +42,7 @@ class FakeNotify:
     api_key: str = API_KEY
     email_template: str = EMAIL_TEMPLATE
     sms_template: str = SMS_TEMPLATE
+    files_template: str = FILES_TEMPLATE  # an email template with ((file_1)) and ((file_2))
     sent: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> notification
     requests: list[tuple[str, str]] = field(default_factory=list)
     # (method, path regex, status, body, headers): answered once instead of the real thing
@@ -49,6 +57,26 @@ class FakeNotify:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         """Notifications of one type (email, sms, letter), oldest first."""
         return [n for n in self.sent.values() if n["type"] == kind]
+
+
+def _file_problem(value: dict[str, Any]) -> str | None:
+    """Notify's refusal of a ``{"file": ...}`` personalisation value, or None."""
+    try:
+        data = base64.b64decode(str(value.get("file", "")), validate=True)
+    except ValueError:
+        return "Unable to decode the file"
+    if len(data) > 2 * 1024 * 1024:
+        return "File is larger than 2MB"
+    name = str(value.get("filename") or "")
+    if not name.lower().endswith(FILE_TYPES):
+        return (f"Unsupported file type '{name.rpartition('.')[2]}'. Supported file types are: "
+                + ", ".join(FILE_TYPES))
+    if not isinstance(value.get("confirm_email_before_download"), bool | None):
+        return "Unsupported value for confirm_email_before_download"
+    retention = value.get("retention_period")
+    if retention is not None and not RETENTION.match(str(retention)):
+        return "Unsupported value for retention_period"
+    return None
 
 
 def _error(status: int, error: str, message: str) -> tuple[int, Any]:
@@ -135,10 +163,18 @@ def _handler(state: FakeNotify) -> type[BaseHTTPRequestHandler]:
             if missing:
                 return _error(400, "BadRequestError",
                               f"Missing personalisation: {', '.join(missing)}")
+            files: dict[str, bytes] = {}
+            for name, value in personalisation.items():
+                if not isinstance(value, dict):
+                    continue
+                problem = _file_problem(value)
+                if problem is not None:
+                    return _error(400, "BadRequestError", problem)
+                files[name] = base64.b64decode(value["file"])
             ident = str(uuid.uuid4())
             state.sent[ident] = {"id": ident, "reference": data.get("reference"), "type": kind,
                                  to_key: to, "status": "created",
-                                 "personalisation": personalisation}
+                                 "personalisation": personalisation, "files": files}
             content = {"body": personalisation.get("body", "")}
             if kind == "email":
                 content.update(subject=personalisation["subject"],

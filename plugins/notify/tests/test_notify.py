@@ -59,6 +59,52 @@ def test_email_goes_once_through_the_template_with_subject_and_body(notify: Any)
     assert len([r for r in notify.requests if r[0] == "POST"]) == 1
 
 
+def test_documents_go_as_notify_file_links_when_the_template_has_placeholders(
+        notify: Any) -> None:
+    settings = _settings(notify, file_placeholders=2, file_retention_weeks=12).model_copy(
+        update={"email_template_id": notify.files_template})
+    ctx = make_context("notify", settings, now=NOW, store=MemoryPluginStore(plugin="notify"))
+    report = Attachment.inline("camhs-advice.docx", b"PK\x03\x04 advice", "application/msword")
+    ehcbridge_notify.deliver_notice(notice=_notice(attachments=(
+        Attachment.inline("salt-advice.pdf", b"%PDF-1.4 salt", "application/pdf"), report)),
+        ctx=ctx)
+    [sent] = notify.of_type("email")
+    assert sent["files"] == {"file_1": b"%PDF-1.4 salt", "file_2": b"PK\x03\x04 advice"}
+    first = sent["personalisation"]["file_1"]
+    assert (first["filename"], first["confirm_email_before_download"],
+            first["retention_period"]) == ("salt-advice.pdf", True, "12 weeks")
+    body = sent["personalisation"]["body"]
+    assert "The documents are at the links below" in body and "available on" not in body
+    # One file: the second placeholder is sent empty (Notify refuses a missing one).
+    ehcbridge_notify.deliver_notice(notice=_notice(key="EHC-1/r1/notice/x/one/email"), ctx=ctx)
+    one = notify.of_type("email")[-1]
+    assert one["personalisation"]["file_2"] == "" and set(one["files"]) == {"file_1"}
+    # Three files, or one Notify cannot take (too large, or a type it refuses): none is sent,
+    # every placeholder is empty and the body points to the Hub, so nothing is half-sent.
+    big = Attachment.inline("scan.pdf", b"%PDF" + b"0" * (2 * 1024 * 1024), "application/pdf")
+    exe = Attachment.inline("advice.exe", b"MZ", "application/octet-stream")
+    for n, files in enumerate(((report,) * 3, (big,), (exe,))):
+        ehcbridge_notify.deliver_notice(
+            notice=_notice(key=f"EHC-1/r1/notice/x/{n}/email", attachments=files), ctx=ctx)
+        last = notify.of_type("email")[-1]
+        assert last["files"] == {} and last["personalisation"]["file_1"] == ""
+        assert "available on the EHC Hub: https://ehchub.example.gov.uk" in (
+            last["personalisation"]["body"])
+
+
+def test_the_fake_refuses_files_as_notify_does(notify: Any) -> None:
+    settings = _settings(notify, file_placeholders=2).model_copy(
+        update={"email_template_id": notify.files_template})
+    ctx = make_context("notify", settings, now=NOW, store=MemoryPluginStore(plugin="notify"))
+    notice = _notice(attachments=(Attachment.inline("a.pdf", b"%PDF", "application/pdf"),))
+    # Without the placeholders set, the template's ((file_N)) are missing: a clear refusal.
+    plain = make_context("notify", _settings(notify).model_copy(
+        update={"email_template_id": notify.files_template}), now=NOW)
+    with pytest.raises(PermanentError, match="Missing personalisation: file_1, file_2"):
+        ehcbridge_notify.deliver_notice(notice=notice, ctx=plain)
+    assert ehcbridge_notify.deliver_notice(notice=notice, ctx=ctx) is not None
+
+
 def test_text_reminder_goes_to_the_mobile(notify: Any) -> None:
     ctx = make_context("notify", _settings(notify), now=NOW)
     notice = _notice("sms", kind="text_reminder",
@@ -107,7 +153,7 @@ def test_a_key_that_is_not_a_notify_key_is_refused_by_settings() -> None:
 
 def test_check_lists_templates_and_spots_a_missing_one(notify: Any) -> None:
     ok = ehcbridge_notify.check(ctx=make_context("notify", _settings(notify), now=NOW))
-    assert ok.status == "ok" and "2 template(s)" in ok.detail
+    assert ok.status == "ok" and "3 template(s)" in ok.detail
     other = _settings(notify).model_copy(
         update={"sms_template_id": "11111111-2222-4333-8444-555555555555"})
     warn = ehcbridge_notify.check(ctx=make_context("notify", other, now=NOW))

@@ -72,15 +72,53 @@ def _call(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise PermanentError(text) from None
 
 
-def email_body(notice: Notice) -> str:
-    """The ((body)) of the email template: the notice as text, with its documents listed."""
+# GOV.UK Notify's "send a file by email": each file fills a ((placeholder)) of the template with a
+# download link; up to 2 MB a file, of the types Notify accepts.
+FILE_LIMIT = 2 * 1024 * 1024
+FILE_TYPES = frozenset({".csv", ".doc", ".docx", ".jpeg", ".jpg", ".json", ".odt", ".pdf",
+                        ".png", ".rtf", ".txt", ".xlsx"})
+
+
+def file_links(notice: Notice, settings: NotifySettings) -> dict[str, Any] | None:
+    """The template's ((file_N)) personalisation carrying the notice's documents, or None
+    when they cannot all go that way (too many, too large, a type Notify refuses, no data)."""
+    files = notice.attachments
+    if not files or len(files) > settings.file_placeholders:
+        return None
+    for f in files:
+        suffix = f".{f.filename.rpartition('.')[2].lower()}" if "." in f.filename else ""
+        if f.data_b64 is None or f.size > FILE_LIMIT or suffix not in FILE_TYPES:
+            return None
+    return {f"file_{n}": {"file": f.data_b64, "filename": f.filename,
+                          # Children's data: only someone who knows the reader's address opens it.
+                          "confirm_email_before_download": True,
+                          "retention_period": f"{settings.file_retention_weeks} weeks"}
+            for n, f in enumerate(files, 1)}
+
+
+def email_body(notice: Notice, linked: bool = False) -> str:
+    """The ((body)) of the email template: the notice as text, with its documents listed (or,
+    ``linked``, pointed to the download links the template carries)."""
     text = notice.text()
-    if notice.attachments:
+    if notice.attachments and linked:
+        text += ("\nThe documents are at the links below. To open one, enter the email address "
+                 "this message was sent to.\n")
+    elif notice.attachments:
         where = f" on the EHC Hub: {notice.links[0]}" if notice.links else " from us on request"
         text += (f"\nThe documents mentioned are available{where}.\n")
     for link in notice.links:
         text += f"\n{link}\n"
     return text
+
+
+def email_personalisation(notice: Notice, settings: NotifySettings) -> dict[str, Any]:
+    """Everything the email template's placeholders need: subject, body and, when it has them,
+    every ((file_N)) (empty where the notice has fewer files or they cannot be sent)."""
+    links = file_links(notice, settings)
+    values: dict[str, Any] = {f"file_{n}": "" for n in range(1, settings.file_placeholders + 1)}
+    values.update(links or {})
+    values.update(subject=notice.subject, body=email_body(notice, linked=links is not None))
+    return values
 
 
 def deliver_notice(notice: Notice, ctx: HookContext) -> NoticeReceipt | None:
@@ -99,7 +137,7 @@ def deliver_notice(notice: Notice, ctx: HookContext) -> NoticeReceipt | None:
             raise PermanentError(f"{notice.kind}: the recipient has no email address")
         answer = _call(api.send_email_notification, email_address=notice.recipient.email,
                        template_id=settings.email_template_id,
-                       personalisation={"subject": notice.subject, "body": email_body(notice)},
+                       personalisation=email_personalisation(notice, settings),
                        reference=reference)
     elif notice.channel == SMS:
         if not settings.sms_template_id:

@@ -20,6 +20,12 @@ class NotifySettings(PluginSettings):
         default=None, description="Email template whose subject is ((subject)) and body ((body))")
     sms_template_id: str | None = Field(default=None,
                                         description="Text message template: ((body))")
+    file_placeholders: int = Field(
+        default=0, ge=0, le=10,
+        description="How many ((file_1)) ... ((file_N)) placeholders the email template has: "
+                    "a notice's documents go as Notify's download links (0: listed, not sent)")
+    file_retention_weeks: int = Field(
+        default=26, ge=1, le=78, description="How long Notify keeps a sent file to download")
     postage: Literal["first", "second", "economy"] = "second"
     timeout: float = Field(default=30.0, gt=0)
 
