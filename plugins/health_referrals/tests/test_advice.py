@@ -213,6 +213,32 @@ def test_advice_recorded_with_the_review_is_not_chased_and_received_is_recorded_
     assert store.flags["EHC-0001"]["advice_overdue"] == "Children's social care"
 
 
+def test_the_hourly_schedule_clears_overdue_teams_whose_advice_reached_the_review(
+        context: Ctx, store: MemoryPluginStore) -> None:
+    import ehcbridge_health_referrals
+    from ehcbridge_health_referrals.advice import refresh_all_overdue
+
+    ctx = context()
+    route_all(ctx, views_event("request"), TEAMS[:2])
+    on_views_due(event=views_event("request"), ctx=ctx)
+    on_views_due(event=views_event("due"), ctx=context(now=START - timedelta(weeks=2)))
+    assert store.flags["EHC-0001"]["advice_overdue"] == "Bristol CAMHS, Bristol SALT"
+    registered: list[tuple[str, str, Any]] = []
+    ehcbridge_health_referrals.register_schedules(
+        register=lambda *args: registered.append(args))
+    [(name, cron, job)] = registered
+    assert (name, cron) == ("health-referrals-overdue", "5 * * * *")
+    # SALT's advice is recorded with the review after the due stage (`review views --from`).
+    store.record_views("EHC-0001", "salt.bristol@nhs.net", date(2026, 2, 25), [])
+    job(ctx)
+    assert store.flags["EHC-0001"]["advice_overdue"] == "Bristol CAMHS"
+    camhs = next(t["mailbox"] for t in _teams(ctx) if t["team"] == "Bristol CAMHS")
+    store.record_views("EHC-0001", camhs.upper(), date(2026, 2, 26), [])
+    assert refresh_all_overdue(ctx) == 0
+    assert "advice_overdue" not in store.flags["EHC-0001"]
+    assert store.state_items("overdue:") == []  # nothing left to look at each hour
+
+
 def _teams(ctx: HookContext) -> list[dict[str, Any]]:
     from ehcbridge_health_referrals.routing import teams_of
 

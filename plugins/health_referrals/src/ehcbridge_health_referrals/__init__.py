@@ -119,6 +119,20 @@ def on_views_due(event: Any, ctx: HookContext) -> None:
 
 
 @hookimpl
+def register_schedules(register: Any) -> None:
+    """Hourly: bring ``advice_overdue`` up to date with advice recorded since the due stage
+    (``review views`` from a team's mailbox, a reply read from a mailbox)."""
+    register("health-referrals-overdue", "5 * * * *", _refresh_overdue)
+
+
+def _refresh_overdue(ctx: HookContext) -> None:
+    from .advice import refresh_all_overdue
+
+    if _settings(ctx) is not None:
+        refresh_all_overdue(ctx)
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     """Add the ``health-referrals`` command group."""
     from .cli import group

@@ -268,6 +268,25 @@ def refresh_overdue(ctx: HookContext, review: Review, *,
         ctx.store.clear_flag(review.case_id, OVERDUE_FLAG)
 
 
+def refresh_all_overdue(ctx: HookContext) -> int:
+    """Bring every ``advice_overdue`` flag up to date with advice recorded since (with the
+    review, or here); returns how many reviews still have advice outstanding. A review whose
+    advice is all in, or that is no longer its case's current one, is not looked at again."""
+    still = 0
+    for key, marked in ctx.store.state_items("overdue:"):
+        case_id, _, token = key.removeprefix("overdue:").rpartition(":")
+        review = ctx.store.review(case_id)
+        if not marked or review is None or review_token(review) != token:
+            ctx.store.delete_state(key)  # next year's review has its own marker
+            continue
+        refresh_overdue(ctx, review)
+        if outstanding(ctx, review):
+            still += 1
+        else:
+            ctx.store.delete_state(key)
+    return still
+
+
 class UnknownTeam(LookupError):
     """``received`` named a team that was not asked for advice on this review."""
 
