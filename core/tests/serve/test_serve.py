@@ -392,7 +392,10 @@ def _entra_sign_in(app: App, fake: Any, ca: str, user: dict[str, Any]) -> Any:
     c = client(app)
     start = c.get("/sign-in/entra")
     assert start.status_code == 303 and start.headers["location"].startswith(fake.base)
-    at_issuer = httpx.get(start.headers["location"], verify=ca, follow_redirects=False)
+    import ssl
+
+    at_issuer = httpx.get(start.headers["location"], verify=ssl.create_default_context(cafile=ca),
+                          follow_redirects=False)
     back = at_issuer.headers["location"]
     assert back.startswith("https://testserver/auth/callback?")
     return c, c.get(back.removeprefix("https://testserver"))
