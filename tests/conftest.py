@@ -45,3 +45,45 @@ def loopback_smtp() -> Iterator[Callable[[Any], int]]:
     finally:
         for controller in controllers:
             controller.stop()
+
+
+@pytest.fixture
+def add_case() -> Callable[..., None]:
+    """``add_case(store, case_id, upn=..., coordinator=...)``: one annual review of a Year 7
+    pupil, as the import would add it (for tests that then invite and schedule)."""
+    return _add_case
+
+
+def _add_case(store: Any, case_id: str, *, upn: str, coordinator: str | None,
+              forename: str = "Sam", issued: Any = None, due: Any = None) -> None:
+    from datetime import date
+
+    from ehcbridge.models import Plan, Pupil, ReviewKind
+
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(upn=upn, forename=forename, surname="Example",
+                                            dob=date(2014, 5, 2), nc_year=7),
+                          plan=Plan(case_id=case_id, issued_on=issued or date(2026, 4, 1)),
+                          coordinator_email=coordinator, review_due=due or date(2027, 3, 31),
+                          kind=ReviewKind.ANNUAL, pfa=False)
+
+
+@pytest.fixture
+def cli_runner() -> Callable[[Path], Callable[..., str]]:
+    """``cli_runner(config)`` gives ``run(*args)``: ``ehcbridge --config CONFIG ARGS...``
+    in-process, asserting exit 0 and returning the output."""
+    return _cli_runner
+
+
+def _cli_runner(config: Path) -> Callable[..., str]:
+    from click.testing import CliRunner
+    from ehcbridge.cli import cli
+
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, ["--config", str(config), *args])
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    return run

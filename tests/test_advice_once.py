@@ -11,12 +11,11 @@ from datetime import date
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from ehcbridge import lifecycle
-from ehcbridge.cli import cli
-from ehcbridge.models import DutyStatus, Plan, Pupil, ReviewKind
+from ehcbridge.models import DutyStatus
 from ehcbridge.store import Store
 
 CASE = "EHC-5120"
@@ -64,7 +63,8 @@ def _text(message: EmailMessage) -> str:
 
 
 def test_a_routed_team_is_asked_and_reminded_once_and_still_gets_the_advice(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, add_case: Any, cli_runner: Any
+) -> None:
     db = tmp_path / "ehcbridge.sqlite3"
     outbox = tmp_path / "outbox"
     config = tmp_path / "ehcbridge.toml"
@@ -108,20 +108,9 @@ team = "Children's social care"
 mailbox = "{CSC}"
 """, encoding="utf-8")
     monkeypatch.setenv("EHCBRIDGE_LOAD_PLUGINS", "outlook,health_referrals")
-    runner = CliRunner()
-
-    def run(*args: str) -> str:
-        result = runner.invoke(cli, ["--config", str(config), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
-
+    run = cli_runner(config)
     store = Store(f"sqlite:///{db}")
-    with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="A123456789013", forename="Alex",
-                                            surname="Example", dob=date(2014, 5, 2), nc_year=7),
-                          plan=Plan(case_id=CASE, issued_on=date(2026, 4, 1)),
-                          coordinator_email=OFFICER, review_due=date(2027, 3, 31),
-                          kind=ReviewKind.ANNUAL, pfa=False)
+    add_case(store, CASE, upn="A123456789013", forename="Alex", coordinator=OFFICER)
     run("review", "invite", CASE, "--role", "parent", "--email", PARENT)
     run("review", "invite", CASE, "--role", "setting", "--email", SENCO)
     run("review", "invite", CASE, "--role", "la_sen_officer", "--email", OFFICER)

@@ -7,8 +7,9 @@ and Postfix do."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import ehcbridge_outlook
 import pytest
 from ehcbridge import PermanentError, RetryLater, mail
 from ehcbridge.engine import Engine
-from ehcbridge.models import LONDON, Invitee, Plan, Pupil, ReviewKind, Role
+from ehcbridge.models import LONDON, Invitee, Role
 from ehcbridge.store import Store
 from ehcbridge.testing import make_app
 
@@ -173,15 +174,10 @@ def test_a_refused_recipient_does_not_spoil_the_shared_connection(server: Any) -
 
 
 def test_the_engine_sends_a_meetings_invitations_over_one_connection(
-        server: Any, tmp_path: Path) -> None:
+        server: Any, scheduled: Store) -> None:
     handler, port = server
-    store = Store(f"sqlite:///{tmp_path / 'ehcbridge.sqlite3'}")
-    _case_with_invitees(store, INVITEES)
-    try:
-        app = make_app(store, {"outlook": ehcbridge_outlook}, settings=_outlook(port), now=T0)
-        Engine(app).run_once(T0)
-    finally:
-        store.close()
+    app = make_app(scheduled, {"outlook": ehcbridge_outlook}, settings=_outlook(port), now=T0)
+    Engine(app).run_once(T0)
     assert sorted(handler.received) == sorted(a for a, _role in INVITEES)
     assert handler.connections == 1
 
@@ -212,21 +208,22 @@ def test_a_refusal_of_the_sending_mailbox_is_not_a_refused_recipient_and_is_aske
     assert handler.received[-1] == "p2@example.net"
 
 
-def _case_with_invitees(store: Store, invitees: list[tuple[str, Role]]) -> datetime:
+@pytest.fixture
+def scheduled(tmp_path: Path, add_case: Any) -> Iterator[Store]:
+    """A store with EHC-1's meeting on 10 March 2027 set, five people invited."""
+    store = Store(f"sqlite:///{tmp_path / 'ehcbridge.sqlite3'}")
     meeting = datetime(2027, 3, 10, 10, 0, tzinfo=LONDON)
     issued = meeting.date() - timedelta(days=340)
-    with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam",
-                                            surname="Example", dob=date(2014, 5, 2), nc_year=7),
-                          plan=Plan(case_id="EHC-1", issued_on=issued),
-                          coordinator_email="senco@school.example.org",
-                          review_due=issued + timedelta(days=364), kind=ReviewKind.ANNUAL,
-                          pfa=False)
-    for address, role in invitees:
+    add_case(store, "EHC-1", upn="C999000000001", coordinator="senco@school.example.org",
+             issued=issued, due=issued + timedelta(days=364))
+    for address, role in INVITEES:
         store.add_invitee("EHC-1", Invitee(role=role, name=role.value, email=address))
     store.schedule_meeting("EHC-1", start=meeting, end=meeting + timedelta(hours=1),
                            location="Room 4", online=False, now=T0)
-    return meeting
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def invitations(store: Store) -> list[Any]:
@@ -235,27 +232,23 @@ def invitations(store: Store) -> list[Any]:
 
 
 def test_exchanges_daily_limit_mid_delivery_waits_and_fails_no_invitee(
-        server: Any, tmp_path: Path) -> None:
+        server: Any, scheduled: Store) -> None:
     handler, port = server
     handler.quota = 2  # the mailbox reaches its 10,000 recipients a day after two invitations
-    store = Store(f"sqlite:///{tmp_path / 'ehcbridge.sqlite3'}")
-    _case_with_invitees(store, INVITEES)
-    try:
-        app = make_app(store, {"outlook": ehcbridge_outlook}, settings=_outlook(port), now=T0)
-        Engine(app).run_once(T0)
-        [row] = invitations(store)
-        assert row.status == "retrying" and "daily recipient limit" in (row.last_error or "")
-        case = store.case("EHC-1")
-        assert "outlook_invitation_failed" not in case.flags
-        assert {i["status"] for i in case.invitations if i["plugin"] == "outlook"} <= {"sent"}
-        assert len(handler.received) == 2 and handler.data_calls == 3
-        handler.quota = None  # the rolling 24 hours moved on
-        Engine(app).run_once(T0 + timedelta(hours=1))  # too early: not asked again
-        assert handler.data_calls == 3
-        Engine(app).run_once(T0 + timedelta(seconds=mail.DAILY_LIMIT_WAIT + 60))
-        [row] = invitations(store)
-        assert row.status == "delivered"
-        assert "outlook_invitation_failed" not in store.case("EHC-1").flags
-    finally:
-        store.close()
+    store = scheduled
+    app = make_app(store, {"outlook": ehcbridge_outlook}, settings=_outlook(port), now=T0)
+    Engine(app).run_once(T0)
+    [row] = invitations(store)
+    assert row.status == "retrying" and "daily recipient limit" in (row.last_error or "")
+    case = store.case("EHC-1")
+    assert "outlook_invitation_failed" not in case.flags
+    assert {i["status"] for i in case.invitations if i["plugin"] == "outlook"} <= {"sent"}
+    assert len(handler.received) == 2 and handler.data_calls == 3
+    handler.quota = None  # the rolling 24 hours moved on
+    Engine(app).run_once(T0 + timedelta(hours=1))  # too early: not asked again
+    assert handler.data_calls == 3
+    Engine(app).run_once(T0 + timedelta(seconds=mail.DAILY_LIMIT_WAIT + 60))
+    [row] = invitations(store)
+    assert row.status == "delivered"
+    assert "outlook_invitation_failed" not in store.case("EHC-1").flags
     assert sorted(handler.received) == sorted(a for a, _role in INVITEES)  # each exactly once

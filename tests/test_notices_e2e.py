@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from ehcbridge import lifecycle
-from ehcbridge.cli import cli
-from ehcbridge.models import Duty, Plan, Pupil, ReviewKind
+from ehcbridge.models import Duty
 from ehcbridge.store import Store
 from pypdf import PdfReader
 
@@ -89,7 +87,8 @@ def _body(message: EmailMessage) -> str:
 
 
 def test_a_review_cycle_reaches_everyone_once_by_email_and_letter(
-        inbox: tuple[Inbox, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        inbox: tuple[Inbox, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        add_case: Any, cli_runner: Any) -> None:
     handler, port = inbox
     db = tmp_path / "ehcbridge.sqlite3"
     letters = tmp_path / "letters"
@@ -119,20 +118,9 @@ retry_wait = 0
 folder = "{letters.as_posix()}"
 """, encoding="utf-8")
     monkeypatch.setenv("EHCBRIDGE_LOAD_PLUGINS", "outlook,letters")
-    runner = CliRunner()
-
-    def run(*args: str) -> str:
-        result = runner.invoke(cli, ["--config", str(config), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
-
+    run = cli_runner(config)
     store = Store(f"sqlite:///{db}")
-    with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="A123456789012", forename="Sam",
-                                            surname="Example", dob=date(2014, 5, 2), nc_year=7),
-                          plan=Plan(case_id=CASE, issued_on=date(2026, 4, 1)),
-                          coordinator_email="sen.officer@council.example.gov.uk",
-                          review_due=date(2027, 3, 31), kind=ReviewKind.ANNUAL, pfa=False)
+    add_case(store, CASE, upn="A123456789012", coordinator="sen.officer@council.example.gov.uk")
     run("review", "invite", CASE, "--role", "parent", "--name", "Ms R Example",
         "--address", "12 Mill Lane, Oakfield, OK1 2AB")
     for address, role in PROFESSIONALS.items():
