@@ -62,9 +62,28 @@ def _text(message: EmailMessage) -> str:
                      if p.get_content_type() == "text/plain")
 
 
-def test_a_routed_team_is_asked_and_reminded_once_and_still_gets_the_advice(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, add_case: Any, cli_runner: Any
-) -> None:
+class _NewMessages:
+    """Each call: the messages written to the outbox since the last, by kind per mailbox
+    (calendar messages left out)."""
+
+    def __init__(self, outbox: Path) -> None:
+        self.outbox, self.seen = outbox, set[Path]()
+
+    def __call__(self) -> dict[str, Counter[str]]:
+        by_mailbox: dict[str, Counter[str]] = {}
+        for path, message in _read(self.outbox).items():
+            if path in self.seen:
+                continue
+            self.seen.add(path)
+            kind = _kind(message)
+            if kind != "calendar":
+                to = parseaddr(str(message["To"]))[1].lower()
+                by_mailbox.setdefault(to, Counter())[kind] += 1
+        return by_mailbox
+
+
+def _settings(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The council's settings: outlook and health_referrals writing to one outbox folder."""
     db = tmp_path / "ehcbridge.sqlite3"
     outbox = tmp_path / "outbox"
     config = tmp_path / "ehcbridge.toml"
@@ -107,6 +126,13 @@ service = "early help"
 team = "Children's social care"
 mailbox = "{CSC}"
 """, encoding="utf-8")
+    return config, outbox, db
+
+
+def test_a_routed_team_is_asked_and_reminded_once_and_still_gets_the_advice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, add_case: Any, cli_runner: Any
+) -> None:
+    config, outbox, db = _settings(tmp_path)
     monkeypatch.setenv("EHCBRIDGE_LOAD_PLUGINS", "outlook,health_referrals")
     run = cli_runner(config)
     store = Store(f"sqlite:///{db}")
@@ -123,20 +149,7 @@ mailbox = "{CSC}"
         "Oakfield School")
     invited = {i.email for i in store.case(CASE).invitees}
     assert invited == {*UNROUTED, *TEAMS}  # the therapist's own address was replaced
-    seen: set[Path] = set()
-
-    def new_messages() -> dict[str, Counter[str]]:
-        found = _read(outbox)
-        by_mailbox: dict[str, Counter[str]] = {}
-        for path, message in found.items():
-            if path in seen:
-                continue
-            seen.add(path)
-            kind = _kind(message)
-            if kind != "calendar":
-                to = parseaddr(str(message["To"]))[1].lower()
-                by_mailbox.setdefault(to, Counter())[kind] += 1
-        return by_mailbox
+    new_messages = _NewMessages(outbox)
 
     run("run", "--once", "--now", "2027-01-01T09:00")  # invitations (calendar) go out
     new_messages()
@@ -190,4 +203,43 @@ mailbox = "{CSC}"
     assert "3 team mailbox(es) asked by health_referrals" in (requested.evidence or "")
     circulated = duties[lifecycle.ADVICE_CIRCULATED]
     assert circulated.status == DutyStatus.MET and circulated.met_on == date(2027, 2, 24)
+    store.close()
+
+
+def test_a_routing_plugin_enabled_after_the_invitations_still_asks_each_team_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, add_case: Any, cli_runner: Any
+) -> None:
+    config, outbox, db = _settings(tmp_path)
+    run = cli_runner(config)
+    store = Store(f"sqlite:///{db}")
+    add_case(store, CASE, upn="A123456789013", forename="Alex", coordinator=OFFICER)
+    # The meeting is set and everyone invited before the council turns health_referrals on:
+    # the therapist keeps her own address.
+    monkeypatch.setenv("EHCBRIDGE_LOAD_PLUGINS", "outlook")
+    therapist = "a.therapist@nhs.example.net"
+    run("review", "invite", CASE, "--role", "parent", "--email", PARENT)
+    run("review", "invite", CASE, "--role", "setting", "--email", SENCO)
+    run("review", "invite", CASE, "--role", "health", "--team", "SALT", "--email", therapist)
+    run("review", "schedule", CASE, "--start", "2027-03-10T10:00", "--location",
+        "Oakfield School")
+    run("run", "--once", "--now", "2027-01-01T09:00")
+    new_messages = _NewMessages(outbox)
+    new_messages()
+
+    monkeypatch.setenv("EHCBRIDGE_LOAD_PLUGINS", "outlook,health_referrals")
+    run("run", "--once", "--now", "2027-01-27T09:00")
+    got = new_messages()
+    # SALT is asked once, by health_referrals at its team mailbox; the core does not ask the
+    # therapist's own address as well. The family and the school are asked by the notices.
+    assert got[SALT] == Counter({PLUGIN_REQUEST: 1})
+    assert therapist not in got
+    assert got[PARENT] == Counter({CORE_REQUEST: 1}) and got[SENCO] == Counter({CORE_REQUEST: 1})
+
+    # Two weeks ahead: SALT reminded once by the plugin; the therapist, still invited, gets
+    # the advice received so far without a chase.
+    run("run", "--once", "--now", "2027-02-24T09:00")
+    got = new_messages()
+    assert got[SALT] == Counter({PLUGIN_REMINDER: 1})
+    assert got[therapist] == Counter({CORE_CIRCULATION: 1})
+    assert got[PARENT] == Counter({CORE_REMINDER: 1})
     store.close()

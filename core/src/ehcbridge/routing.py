@@ -64,6 +64,27 @@ def route(app: App, case_id: str, invitee: Invitee, case: CaseView | None = None
     return result
 
 
+def ensure_advice_routes(app: App, case: CaseView) -> None:
+    """Before the core asks for advice: ask the routers about professionals none has answered
+    for on this review (a routing plugin enabled after the meeting was set and invited), so a
+    team a plugin asks itself is not asked by the notices as well."""
+    review_id = case.review.id
+    if review_id is None or not app.plugins.implementers("route_invite"):
+        return
+    known = {key.removeprefix(advice_prefix(review_id))
+             for key, _plugin in app.store.state_items(ADVICE_STATE, advice_prefix(review_id))}
+    for invitee in case.invitees:
+        address = (invitee.email or "").strip().lower()
+        if (invitee.role in UNROUTED_ROLES or not address or invitee.source == "routed"
+                or address in known):
+            continue
+        found = route(app, case.plan.case_id, invitee, case)
+        # The invitee keeps its own address (it was invited already): the answer is kept under
+        # it too, empty when the core asks this one itself, so it is asked once, not per stage.
+        app.store.set_state_many(ADVICE_STATE, {
+            advice_prefix(review_id) + address: found.advice_by or "" if found else ""})
+
+
 def route_and_add(app: App, case_id: str, invitee: Invitee, *, require_email: bool = True
                   ) -> bool:
     """Add an invitee, replacing the address with the team's when a router answers; True when

@@ -80,6 +80,10 @@ def queue_for_event(app: App, ev: EventRow, now: datetime) -> int:
     kind = TRIGGERS.get((ev.hook, ev.action))
     if kind is None:
         return 0
+    if kind in ("views_request", "advice_reminder"):
+        from ehcbridge.routing import ensure_advice_routes
+
+        ensure_advice_routes(app, app.store.case_by_review(ev.review_id))
     try:
         comp = composer(app, ev.review_id)
         if kind == "views_request":

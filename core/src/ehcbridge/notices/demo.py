@@ -37,7 +37,7 @@ def demo_notices(app: App, work: Path, day: date) -> list[str]:
     from ehcbridge.routing import ADVICE_STATE, advice_prefix
 
     asked = Counter(str(plugin) for _key, plugin in store.state_items(ADVICE_STATE,
-                                                                      advice_prefix()))
+                                                                      advice_prefix()) if plugin)
     lines = [
         "Notices: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"),
         *[f"  {n} team mailbox(es) asked for advice by {plugin} itself: no second request from "
