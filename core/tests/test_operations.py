@@ -148,3 +148,32 @@ def test_long_listings_are_plain_aligned_columns() -> None:
     assert lines[0] == "case      kind" and lines[1] == "--------  ----------"
     assert lines[2] == "EHC-0000  under_five" and len(lines) == 203
     assert not operations.echo_columns(("case", "kind"), rows[:200], out.append)
+
+
+def test_doctor_reads_the_councils_notice_templates(tmp_path: Path) -> None:
+    config = tmp_path / "ehcbridge.toml"
+
+    def doctor(**files: str) -> tuple[int, dict[str, str]]:
+        for kind, text in files.items():
+            (tmp_path / f"{kind}.j2").write_text(text, encoding="utf-8")
+        config.write_text("[notices.templates]\n" + "".join(
+            f'{kind} = "{kind}.j2"\n' for kind in files), encoding="utf-8")
+        code, out, _ = run("--config", str(config), "doctor", "--json")
+        row = next(r for r in json.loads(out)["checks"] if r["check"] == "notice templates")
+        return code, row
+
+    code, row = doctor(decision='{% extends "default/decision.j2" %}\n{% block body %}\n'
+                                "{{ super() }}\nCall us.\n{% endblock %}\n")
+    assert (code, row["status"]) == (0, "ok") and "1 council template(s)" in row["detail"]
+    # A chase the council wrote into its own reminder would reach teams a plugin chases itself.
+    code, row = doctor(advice_reminder="@@subject\nReminder\n@@body\nPlease send your advice.\n")
+    assert (code, row["status"]) == (0, "warning")
+    assert "advice_reminder.j2 does not use `chase`" in row["detail"]
+    code, row = doctor(advice_reminder="@@subject\nReminder\n@@body\n"
+                                       "{% if chase %}Please send your advice.{% endif %}\n")
+    assert row["status"] == "ok"
+    # A template that does not parse: doctor fails, naming the file and line, before the engine
+    # meets it while sending.
+    code, row = doctor(views_request="@@subject\nViews\n@@body\n{% if %}\n")
+    assert (code, row["status"]) == (operations.EXIT_CHECK_FAILED, "failed")
+    assert "views_request.j2 line 4" in row["detail"]

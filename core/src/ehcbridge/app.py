@@ -292,9 +292,15 @@ class App:
             for item in items:
                 if isinstance(item, CheckResult):
                     results.append((outcome.plugin, item))
+        from ehcbridge.notices.render import template_check
         from ehcbridge.online import provider_check
 
         online = provider_check(self)
         if online is not None:
             results.append(("core", online))
+        config = self.settings.config_path
+        wording = template_check(self.settings.notices,
+                                 config.parent if config is not None else None)
+        if wording is not None:
+            results.append(("core", CheckResult("notice templates", *wording)))
         return sorted(results, key=lambda r: r[0])

@@ -86,3 +86,38 @@ def render(env: SandboxedEnvironment, kind: str, context: dict[str, Any]
     if not subject:
         raise TemplateProblem(f"notice template {kind}.j2 gives no subject")
     return subject, paragraphs, tuple(questions)
+
+
+def template_check(settings: NoticeSettings, config_dir: Path | None = None
+                   ) -> tuple[str, str] | None:
+    """Doctor's view of the council's own templates: ``(status, detail)``, ``failed`` naming the
+    file and line of one that cannot be read or parsed, ``warning`` for an ``advice_reminder``
+    whose wording ignores ``chase`` (a team a plugin asks itself would be chased twice); None
+    when the council replaces none."""
+    from jinja2 import meta, nodes
+
+    if not settings.templates:
+        return None
+    env = environment(settings, config_dir)
+    warnings = []
+    for kind in sorted(settings.templates):
+        name = f"{kind}.j2"
+        try:
+            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+            tree = env.parse(source, name, filename)
+        except TemplateProblem as exc:
+            return "failed", str(exc)
+        except Exception as exc:  # a syntax error: name the file and line, as rendering does
+            line = getattr(exc, "lineno", None)
+            return "failed", (f"notice template {settings.templates[kind]}"
+                              + (f" line {line}" if line else "") + f": {exc}")
+        if kind == "advice_reminder" and "chase" not in meta.find_undeclared_variables(tree):
+            extends = list(meta.find_referenced_templates(tree))
+            blocks = {b.name for b in tree.find_all(nodes.Block)}
+            if not extends or blocks & {"subject", "body"}:
+                warnings.append(f"{settings.templates[kind]} does not use `chase`: a team a "
+                                "plugin asks for advice itself (health_referrals) would be "
+                                "chased twice; see docs/notices.md")
+    if warnings:
+        return "warning", "; ".join(warnings)
+    return "ok", f"{len(settings.templates)} council template(s) read"
