@@ -501,6 +501,13 @@ def test_a_team_routed_away_from_is_still_asked_while_it_is_invited(
     assert sorted((str(m["To"]), str(m["Subject"]).split(":")[0]) for m in sent) == [
         ("salt.bristol@nhs.net", "Advice request"), ("salt.bristol@nhs.net", "Reminder"),
         ("salt.north@nhs.net", "Advice request"), ("salt.north@nhs.net", "Reminder")]
+    # `explain` shows the team routed away from too, and where its advice stands.
+    from ehcbridge_health_referrals.cli import explain_lines
+
+    shown = "\n".join(explain_lines(later, "EHC-0001"))
+    assert "<salt.north@nhs.net>" in shown
+    assert ("<salt.bristol@nhs.net>  [routed elsewhere since; still asked for advice while the "
+            "review invites it]\n    advice: reminded") in shown
 
     # Next year the north team is routed away from and the core replaces it with the south
     # team: a mailbox no longer invited is not asked.

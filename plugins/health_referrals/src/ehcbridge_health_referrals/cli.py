@@ -57,6 +57,17 @@ def explain_lines(ctx: HookContext, case_id: str) -> list[str]:
             extras += f"; portal {record['portal_url']}"
         lines.append(f"    {extras}; routed {str(record.get('routed_at', ''))[:16]}")
         lines.append(f"    advice: {status_of(ctx, case_id, record)}")
+    if review is not None and not note:
+        # Mailboxes this plugin told the core it asks that a later route replaced: still asked
+        # (once) while the review invites them.
+        token = review_token(review)
+        for _key, kept in sorted(ctx.store.state_items(f"asks:{case_id}:{token}:"),
+                                 key=lambda item: str(item[1]["team"]).casefold()):
+            if kept["mailbox"].casefold() in teams:
+                continue
+            lines.append(f"- {kept['team']} <{kept['mailbox']}>  [routed elsewhere since; "
+                         "still asked for advice while the review invites it]")
+            lines.append(f"    advice: {status_of(ctx, case_id, kept)}")
     return lines
 
 
