@@ -349,3 +349,34 @@ def test_a_plugins_prefix_lookup_uses_an_index_not_a_scan_of_every_key(store: St
         plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(explain + statement, params))
     assert "plugin_state" in plan or "Index" in plan
     assert "Seq Scan" not in plan and "SCAN plugin_state" not in plan, plan
+
+
+def test_upgrade_turns_a_flag_for_a_meeting_only_set_late_into_meeting_late(
+        store: Store) -> None:
+    start = datetime(2027, 2, 24, 10, tzinfo=LONDON)  # in time: nothing flagged by this
+    with store.begin() as conn:
+        for n in (1, 2, 3):
+            store.upsert_case(conn, pupil=Pupil(upn=f"C99900000000{n}", forename="S",
+                                                surname="E"),
+                              plan=Plan(case_id=f"EHC-{n}", issued_on=date(2026, 4, 1)),
+                              coordinator_email=None, review_due=date(2027, 3, 31),
+                              kind=ReviewKind.ANNUAL, pfa=False)
+    for n in (1, 2):
+        store.schedule_meeting(f"EHC-{n}", start=start, end=start + timedelta(hours=1),
+                               now=datetime(2026, 11, 2, 9, tzinfo=LONDON))
+    assert store.flag_count("meeting_late") == 0
+    # As the lifecycle worded them before revision 0012.
+    planned = ("meeting_held (SEND Regs 2014 reg 20(10); CFA 2014 s44(1)) was due by "
+               "2027-03-03; the meeting on 2027-04-14 is after the review is due (2027-03-31)")
+    done = ("advice_circulated (SEND Regs 2014 reg 20(4)) was due by 2027-02-24; recorded as "
+            "done on 2027-03-01, 5 days late")
+    store.flag_review("EHC-1", "deadline_late", planned, raised_by="lifecycle")
+    store.flag_review("EHC-2", "deadline_late", done, raised_by="lifecycle")
+    store.flag_review("EHC-3", "deadline_late", planned, raised_by="lifecycle")  # no meeting
+    with store.engine.begin() as conn:
+        conn.execute(text("update alembic_version set version_num = '0011'"))
+    store.migrate()
+    assert store.revision() == head_revision()
+    assert store.case("EHC-1").flags == {"meeting_late": planned}
+    assert store.case("EHC-2").flags == {"deadline_late": done}  # something done late stays
+    assert store.case("EHC-3").flags == {"deadline_late": planned}
