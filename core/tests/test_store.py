@@ -25,12 +25,15 @@ def head_revision() -> str:
     return head
 
 
-def seed(store: Store) -> None:
+def seed(store: Store, count: int = 1) -> None:
+    """Cases EHC-1 ... EHC-<count>, each with an annual review due by 31 March 2027."""
     with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn="C999000000001", forename="Sam", surname="Ex"),
-                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
-                          coordinator_email=None, review_due=date(2027, 3, 31),
-                          kind=ReviewKind.ANNUAL, pfa=False)
+        for n in range(1, count + 1):
+            store.upsert_case(conn, pupil=Pupil(upn=f"C99900000000{n}", forename="Sam",
+                                                surname="Ex"),
+                              plan=Plan(case_id=f"EHC-{n}", issued_on=date(2026, 4, 1)),
+                              coordinator_email=None, review_due=date(2027, 3, 31),
+                              kind=ReviewKind.ANNUAL, pfa=False)
 
 
 def test_reopening_an_existing_database_keeps_every_row(tmp_path: Path) -> None:
@@ -271,13 +274,7 @@ def test_ensure_delivery_creates_one_row_whatever_the_calls(store: Store) -> Non
 
 def test_mark_linkless_writes_a_batch_in_a_few_statements(store: Store) -> None:
     start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
-    with store.begin() as conn:
-        for n in (1, 2, 3):
-            store.upsert_case(conn, pupil=Pupil(upn=f"C99900000000{n}", forename="S",
-                                                surname="E"),
-                              plan=Plan(case_id=f"EHC-{n}", issued_on=date(2026, 4, 1)),
-                              coordinator_email=None, review_due=date(2027, 3, 31),
-                              kind=ReviewKind.ANNUAL, pfa=False)
+    seed(store, 3)
     cases = {}
     for n in (1, 2, 3):
         store.schedule_meeting(f"EHC-{n}", start=start, end=start + timedelta(hours=1),
@@ -354,13 +351,7 @@ def test_a_plugins_prefix_lookup_uses_an_index_not_a_scan_of_every_key(store: St
 def test_upgrade_turns_a_flag_for_a_meeting_only_set_late_into_meeting_late(
         store: Store) -> None:
     start = datetime(2027, 2, 24, 10, tzinfo=LONDON)  # in time: nothing flagged by this
-    with store.begin() as conn:
-        for n in (1, 2, 3):
-            store.upsert_case(conn, pupil=Pupil(upn=f"C99900000000{n}", forename="S",
-                                                surname="E"),
-                              plan=Plan(case_id=f"EHC-{n}", issued_on=date(2026, 4, 1)),
-                              coordinator_email=None, review_due=date(2027, 3, 31),
-                              kind=ReviewKind.ANNUAL, pfa=False)
+    seed(store, 3)
     for n in (1, 2):
         store.schedule_meeting(f"EHC-{n}", start=start, end=start + timedelta(hours=1),
                                now=datetime(2026, 11, 2, 9, tzinfo=LONDON))
