@@ -172,8 +172,8 @@ def _send(event: LifecycleEvent, ctx: HookContext, settings: HealthReferralsSett
     now = ctx.clock.now().isoformat()
     ctx.store.set_state(sent_key(case_id, token, stage, team["mailbox"]),
                         {"at": now, "message_id": sent_id, "team": team["team"]})
-    ctx.store.record_invitation(case_id, team["mailbox"], status="sent",
-                                detail=f"advice {'reminder' if reminder else 'request'}")
+    # Not an invitation record: those say who was invited to the *meeting*, and a calendar
+    # plugin reading one for this mailbox would take the team as invited already and skip it.
     ctx.store.audit(case_id, f"advice_{'reminder' if reminder else 'request'}", {
         "team": team["team"], "mailbox": team["mailbox"], "rule": team.get("rule"),
         "message_id": sent_id, "advice_due": advice_due(event.meeting).isoformat()
