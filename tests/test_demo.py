@@ -60,6 +60,18 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert {"REQUEST", "CANCEL"} <= methods
     # Notices (issue 13): everyone heard, and the family without email got letters in print packs.
     assert "Notices by status:" in text and "views_request by letter" in text
+    # Everyone invited to a meeting got the calendar invitation, the teams health_referrals
+    # asks for advice included (its advice requests were once taken for invitations, and a
+    # team asked first was never invited; it happened in most runs).
+    import sqlite3
+
+    with sqlite3.connect(Path(str(summary["workspace"])) / "ehcbridge.sqlite3") as db:
+        uninvited = db.execute(
+            "select count(*) from invitees iv join meetings m on m.review_id = iv.review_id "
+            "where iv.email is not null and not exists (select 1 from invitations i where "
+            "i.review_id = iv.review_id and lower(i.email) = lower(iv.email) "
+            "and i.plugin = 'outlook' and i.status = 'sent')").fetchone()[0]
+    assert uninvited == 0
     # A team health_referrals asks itself is not asked again by the notices.
     assert "team mailbox(es) asked for advice by health_referrals itself" in text
     # A meeting set after the review's due date and moved back has no flag left.
