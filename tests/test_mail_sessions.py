@@ -252,3 +252,17 @@ def test_exchanges_daily_limit_mid_delivery_waits_and_fails_no_invitee(
     assert row.status == "delivered"
     assert "outlook_invitation_failed" not in store.case("EHC-1").flags
     assert sorted(handler.received) == sorted(a for a, _role in INVITEES)  # each exactly once
+
+
+def test_a_full_sending_mailbox_fails_the_delivery_and_blames_no_invitee(
+        server: Any, scheduled: Store) -> None:
+    handler, port = server
+    handler.quota, handler.over_quota = 0, MAILBOX_FULL
+    app = make_app(scheduled, {"outlook": ehcbridge_outlook}, settings=_outlook(port), now=T0)
+    Engine(app).run_once(T0)
+    [row] = invitations(scheduled)
+    assert row.status == "dead" and "sending mailbox is full" in (row.last_error or "")
+    case = scheduled.case("EHC-1")
+    assert "outlook_invitation_failed" not in case.flags
+    assert [i for i in case.invitations if i["status"] == "failed"] == []
+    assert handler.data_calls == 1  # asked once; the other invitees were not tried in vain
