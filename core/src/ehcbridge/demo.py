@@ -251,8 +251,8 @@ def engine_line(app: App) -> str:
 
 
 def flags_line(store: Store) -> str:
-    """How many open reviews carry each deadline flag: what happened late, and what is only
-    planned late and can still be put right."""
+    """How many reviews, past and current, carry each deadline flag: what happened late, and
+    what is only planned late and can still be put right."""
     from ehcbridge import lifecycle as lc
 
     flags = (lc.FLAG_OVERDUE, lc.FLAG_MISSED, lc.FLAG_LATE, lc.FLAG_MEETING_LATE)

@@ -280,7 +280,7 @@ def _raise_for_codes(key: object, replies: dict[str, tuple[int, bytes]]) -> None
         fault = sender_fault(code, _text(text))
         if fault is not None:  # refused at RCPT, but for the sending mailbox
             raise _refuse_sender(key, fault)
-    codes = {rcpt: code for rcpt, (code, _text) in replies.items()}
+    codes = {rcpt: code for rcpt, (code, _reply) in replies.items()}
     detail = ", ".join(f"{rcpt} ({code})" for rcpt, code in sorted(codes.items()))
     if any(400 <= code < 500 for code in codes.values()):
         raise RetryLater(f"SMTP deferred recipients: {detail}")

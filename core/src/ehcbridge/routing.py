@@ -38,14 +38,21 @@ def _remember_advice_by(app: App, review_id: int | None, found: Route) -> None:
         app.store.delete_state(ADVICE_STATE, key)
 
 
+def advice_markers(app: App, review_id: int | None = None) -> dict[str, str]:
+    """Every answer kept about who asks for advice: ``mailbox -> plugin`` for one review (an
+    empty plugin: the core asks), or ``"<review id>:<mailbox>" -> plugin`` for all reviews."""
+    prefix = advice_prefix(review_id)
+    return {key[len(prefix):]: str(plugin)
+            for key, plugin in app.store.state_items(ADVICE_STATE, prefix)}
+
+
 def advice_asked_by(app: App, review_id: int) -> dict[str, str]:
     """The mailboxes of a review (lower case) that a loaded plugin asks for advice itself, with
     the plugin's name. A plugin no longer loaded (or without ``on_views_due``) asks no one, so
     the core's notices ask its mailboxes again."""
     asking = set(app.plugins.implementers(ADVICE_HOOK))
-    prefix = advice_prefix(review_id)
-    return {key[len(prefix):]: str(plugin)
-            for key, plugin in app.store.state_items(ADVICE_STATE, prefix) if plugin in asking}
+    return {mailbox: plugin for mailbox, plugin in advice_markers(app, review_id).items()
+            if plugin in asking}
 
 
 def route(app: App, case_id: str, invitee: Invitee, case: CaseView | None = None
@@ -71,8 +78,7 @@ def ensure_advice_routes(app: App, case: CaseView) -> None:
     review_id = case.review.id
     if review_id is None or not app.plugins.implementers("route_invite"):
         return
-    known = {key.removeprefix(advice_prefix(review_id))
-             for key, _plugin in app.store.state_items(ADVICE_STATE, advice_prefix(review_id))}
+    known = advice_markers(app, review_id)
     for invitee in case.invitees:
         address = (invitee.email or "").strip().lower()
         if (invitee.role in UNROUTED_ROLES or not address or invitee.source == "routed"
@@ -81,8 +87,8 @@ def ensure_advice_routes(app: App, case: CaseView) -> None:
         found = route(app, case.plan.case_id, invitee, case)
         # The invitee keeps its own address (it was invited already): the answer is kept under
         # it too, empty when the core asks this one itself, so it is asked once, not per stage.
-        app.store.set_state_many(ADVICE_STATE, {
-            advice_prefix(review_id) + address: found.advice_by or "" if found else ""})
+        answer = (found.advice_by or "") if found is not None else ""
+        app.store.set_state_many(ADVICE_STATE, {advice_prefix(review_id) + address: answer})
 
 
 def route_and_add(app: App, case_id: str, invitee: Invitee, *, require_email: bool = True

@@ -34,10 +34,9 @@ def demo_notices(app: App, work: Path, day: date) -> list[str]:
     folder = app.plugin_settings("letters")
     letters = Path(getattr(folder, "folder", work / "letters"))
     packs = sorted(letters.glob("print-pack-*.pdf")) if letters.exists() else []
-    from ehcbridge.routing import ADVICE_STATE, advice_prefix
+    from ehcbridge.routing import advice_markers
 
-    asked = Counter(str(plugin) for _key, plugin in store.state_items(ADVICE_STATE,
-                                                                      advice_prefix()) if plugin)
+    asked = Counter(plugin for plugin in advice_markers(app).values() if plugin)
     lines = [
         "Notices: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"),
         *[f"  {n} team mailbox(es) asked for advice by {plugin} itself: no second request from "

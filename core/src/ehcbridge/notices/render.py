@@ -94,7 +94,7 @@ def template_check(settings: NoticeSettings, config_dir: Path | None = None
     file and line of one that cannot be read or parsed, ``warning`` for an ``advice_reminder``
     whose wording ignores ``chase`` (a team a plugin asks itself would be chased twice); None
     when the council replaces none."""
-    from jinja2 import meta, nodes
+    from jinja2 import TemplateError, meta, nodes
 
     if not settings.templates:
         return None
@@ -107,7 +107,7 @@ def template_check(settings: NoticeSettings, config_dir: Path | None = None
             tree = env.parse(source, name, filename)
         except TemplateProblem as exc:
             return "failed", str(exc)
-        except Exception as exc:  # a syntax error: name the file and line, as rendering does
+        except TemplateError as exc:  # a syntax error: name the file and line, as rendering does
             line = getattr(exc, "lineno", None)
             return "failed", (f"notice template {settings.templates[kind]}"
                               + (f" line {line}" if line else "") + f": {exc}")

@@ -222,24 +222,36 @@ def handle_views_due(event: LifecycleEvent, ctx: HookContext,
     return outcome
 
 
-def returned_in_review(ctx: HookContext, review: Review) -> set[str]:
-    """Who the core has recorded views or advice from for this review (``review views``, a
-    reply read from a mailbox), case-folded: an address or a name."""
+def _is_current(ctx: HookContext, review: Review) -> bool:
     current = ctx.store.review(review.case_id)
-    if current is None or current.id != review.id:
-        return set()  # the core keeps views for the current review only
-    return {v.contributor.strip().casefold() for v in ctx.store.views(review.case_id)}
+    return current is not None and current.id == review.id
+
+
+def _names(team: dict[str, Any]) -> set[str]:
+    """How the core may have recorded a team's advice: its mailbox or its name, case-folded."""
+    return {str(team["mailbox"]).strip().casefold(), str(team.get("team", "")).strip().casefold()}
+
+
+def returned_in_review(ctx: HookContext, review: Review) -> dict[str, date | None]:
+    """Who the core has recorded views or advice from for this review (``review views``, a
+    reply read from a mailbox), case-folded (an address or a name), with the first date."""
+    if not _is_current(ctx, review):
+        return {}  # the core keeps views for the current review only
+    found: dict[str, date | None] = {}
+    for views in ctx.store.views(review.case_id):
+        found.setdefault(views.contributor.strip().casefold(), views.received)
+    return found
 
 
 def received(ctx: HookContext, review: Review, team: dict[str, Any],
-             returned: set[str] | None = None) -> bool:
+             returned: dict[str, date | None] | None = None) -> bool:
     """Whether the team's advice is in: recorded here (``health-referrals received``) or with
     the review in the core, from the team's mailbox or under its name."""
     if ctx.store.get_state(received_key(review.case_id, review_token(review),
                                         team["mailbox"])) is not None:
         return True
     found = returned if returned is not None else returned_in_review(ctx, review)
-    return bool({team["mailbox"].strip().casefold(), team["team"].strip().casefold()} & found)
+    return bool(_names(team) & found.keys())
 
 
 def outstanding(ctx: HookContext, review: Review) -> list[dict[str, Any]]:
@@ -307,10 +319,7 @@ def record_received(ctx: HookContext, review: Review, team_name: str,
               "recorded_at": ctx.clock.now().isoformat()}
     ctx.store.set_state(received_key(review.case_id, review_token(review), team["mailbox"]),
                         record)
-    current = ctx.store.review(review.case_id)
-    names = {team["mailbox"].strip().casefold(), team["team"].strip().casefold()}
-    if current is not None and current.id == review.id and not (
-            names & returned_in_review(ctx, review)):
+    if _is_current(ctx, review) and not (_names(team) & returned_in_review(ctx, review).keys()):
         # The review's own record of advice received (`review show`, the circulation of reg
         # 20(4)) learns of it too, without files: those come through `review views`.
         ctx.store.record_views(review.case_id, team["mailbox"], day, [])
@@ -327,11 +336,10 @@ def status_of(ctx: HookContext, case_id: str, record: dict[str, Any]) -> str:
         return f"advice received {got['on']}"
     review = ctx.store.review(case_id)
     if review is not None and review_token(review) == token:
-        names = {mailbox.strip().casefold(), str(record.get("team", "")).strip().casefold()}
-        views = [v for v in ctx.store.views(case_id)
-                 if v.contributor.strip().casefold() in names]
-        if views:
-            day = views[0].received
+        returned = returned_in_review(ctx, review)
+        days = [returned[name] for name in _names(record) if name in returned]
+        if days:
+            day = min((d for d in days if d is not None), default=None)
             return f"advice received {day.isoformat() if day else ''}".rstrip()
     reminded = ctx.store.get_state(sent_key(case_id, token, "reminder", mailbox))
     if reminded:

@@ -116,10 +116,8 @@ def _fingerprint(*parts: object) -> str:
 
 def _whole_message_refused(exc: PermanentError) -> bool:
     # A refusal of the login or the sending mailbox (Exchange's full mailbox, say) is a fault
-    # of the configuration, not of this invitee.
-    cause = exc.__cause__ or exc.__context__
-    return isinstance(exc, SenderRefused) or isinstance(
-        cause, smtplib.SMTPAuthenticationError | smtplib.SMTPSenderRefused)
+    # of the configuration, not of this invitee: ehcbridge.mail says so with SenderRefused.
+    return isinstance(exc, SenderRefused)
 
 
 def meeting_uid(event: LifecycleEvent) -> str:
