@@ -511,11 +511,11 @@ def dated(found: tuple[Duty, ...]) -> tuple[Duty, ...]:
     return tuple(d for d in found if d.due is not None or d.status != DutyStatus.PENDING)
 
 
-def _late(duty: Duty, what: str) -> tuple[str, tuple[str, str]]:
-    """Warning text and flag for a duty met (or set) after its due date."""
+def _late(duty: Duty, what: str, flag: str = FLAG_LATE) -> tuple[str, tuple[str, str]]:
+    """Warning text and flag for a duty met (or set: ``meeting_late``) after its due date."""
     due = duty.due.isoformat() if duty.due else "-"
     text = f"{duty.name} ({duty.rule}) was due by {due}; {what}"
-    return text, (FLAG_LATE, text)
+    return text, (flag, text)
 
 
 def _unplanned(duty: Duty) -> Duty:
@@ -589,16 +589,17 @@ def schedule(state: ReviewState, *, start: datetime, end: datetime, location: st
         what = (f"the meeting on {day.isoformat()} is after the review is due "
                 f"({due_by.isoformat()})" if day > due_by else
                 f"the meeting on {day.isoformat()} is after the latest meeting date")
-        text, _ = _late(held, what)
+        text, flag = _late(held, what, FLAG_MEETING_LATE)
         warnings.append(text)
-        flags.append((FLAG_MEETING_LATE, text))
+        flags.append(flag)
         changed.append(held.model_copy(update={"status": DutyStatus.LATE,
                                                "evidence": f"meeting set for {day.isoformat()}"}))
     for d in changed:
         if d.name == INVITATIONS_SENT and d.status == DutyStatus.LATE:
-            text, _ = _late(d, f"the meeting on {day.isoformat()} gives less notice")
+            text, flag = _late(d, f"the meeting on {day.isoformat()} gives less notice",
+                               FLAG_MEETING_LATE)
             warnings.append(text)
-            flags.append((FLAG_MEETING_LATE, text))
+            flags.append(flag)
     timers = [NewTimer(kind, datetime.combine(miles[kind].date, time(TIMER_HOUR), tzinfo=LONDON),
                        meeting.id)
               for kind in VIEWS_TIMERS if kind in miles and kind not in state.fired_timers]
