@@ -77,6 +77,12 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     # A meeting set after the review's due date and moved back has no flag left.
     assert "set late and moved back into time (meeting_late cleared)" in text
     assert "0 meeting_late" in text
+    # Next year's reviews already know whom to invite (they once started with nobody).
+    import re
+
+    opened = re.search(r"Next reviews opened by a decision: (\d+), starting with (\d+) invitees",
+                       text)
+    assert opened is not None and int(opened[1]) > 0 and int(opened[2]) >= int(opened[1])
     packs = sorted((Path(str(summary["workspace"])) / "letters").glob("print-pack-*.pdf"))
     assert packs and "Print packs: " in text
     from pypdf import PdfReader

@@ -328,3 +328,48 @@ def test_a_meeting_set_late_then_moved_into_time_is_no_longer_flagged(
     out = ehc.review("2026-09-21", "held", "EHC-B").output
     assert "with less notice" in out
     assert flagged("meeting_late") == [] and flagged("deadline_late") == ["EHC-B"]
+
+
+def test_next_years_review_invites_the_same_family_and_professionals(
+        tmp_path: Path, store_url: str) -> None:
+    """A decision opens the next review with the family and the professionals named for the
+    plan, so next year's meeting invitations reach them without anyone entering them again."""
+    ehc = Council(tmp_path, store_url)
+    reviews_csv = tmp_path / "reviews.csv"
+    reviews_csv.write_text(CSV, encoding="utf-8")
+    ehc("import", "reviews", str(reviews_csv), "--now", "2026-09-07T09:00")
+    # Added by hand this year: an educational psychologist, and a grandparent by post.
+    ehc.review("2026-09-07", "invite", "EHC-A", "--role", "other", "--name", "EP",
+               "--email", "ep@la.example.gov.uk")
+    ehc.review("2026-09-07", "invite", "EHC-A", "--role", "parent", "--name", "Gran",
+               "--address", "1 Old Road, Demoton, DE1 1AA")
+    ehc.review("2026-09-07", "schedule", "EHC-A", "--start", "2026-11-10T10:00")
+    ehc.engine("2026-09-07")
+    ehc.review("2026-11-10", "held", "EHC-A")
+    ehc.review("2026-11-20", "decide", "EHC-A", "maintain", "--reason", "Outcomes on track",
+               "--on", "2026-11-20")
+
+    data = ehc.show("EHC-A")
+    assert data["review"]["status"] == "due"
+    carried = {(i["role"], i["email"] or i["name"]): i for i in data["invitees"]}
+    assert set(carried) == {("parent", "a.parent@example.net"),
+                            ("la_sen_officer", "sen.a@la.example.gov.uk"),
+                            ("other", "ep@la.example.gov.uk"), ("parent", "Gran")}
+    assert all(i["response"] in (None, "") for i in carried.values())
+
+    # Next year's meeting: everyone with an address gets its calendar invitation.
+    ehc.review("2027-09-06", "schedule", "EHC-A", "--start", "2027-10-12T10:00")
+    before = {p.name for p in ehc.outbox.glob("*.eml")}
+    ehc.engine("2027-09-06")
+    invited: set[str] = set()
+    for path in ehc.outbox.glob("*.eml"):
+        if path.name in before:
+            continue
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for part in message.walk():
+            if (part.get_content_type() == "text/calendar"
+                    and part.get_param("method") == "REQUEST"
+                    and "DTSTART;TZID=Europe/London:20271012" in part.get_content()):
+                invited.update(a.addr_spec for a in message["To"].addresses)
+    assert {"a.parent@example.net", "sen.a@la.example.gov.uk",
+            "ep@la.example.gov.uk"} <= invited

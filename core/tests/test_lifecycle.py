@@ -228,3 +228,17 @@ def test_the_deadline_horizon_covers_every_duty_at_risk_even_across_holidays() -
         due = today + timedelta(days=offset)
         at_risk = lc.at_risk_from(due, 5, summer.school_holidays) <= today
         assert not at_risk or due <= horizon, due
+
+
+def test_carried_invitees_leave_what_is_found_again_and_collapse_repeats() -> None:
+    from ehcbridge.models import Invitee, Role
+
+    parent = Invitee(role=Role.PARENT, email="p@example.net", response="declined")
+    out = lc.carried_invitees([
+        (parent, None), (parent.model_copy(update={"name": "Pat"}), None),
+        (Invitee(role=Role.HEALTH, name="SALT", email="salt@nhs.example", source="routed"), ""),
+        (Invitee(role=Role.HEALTH, email="team@nhs.example", source="routed"), None),
+        (Invitee(role=Role.PARENT, email="m@example.net", source="mis"), None)])
+    assert [(i.role, i.name, i.email, i.source, i.response) for i in out] == [
+        (Role.PARENT, None, "p@example.net", "manual", None),
+        (Role.HEALTH, "SALT", None, "carried", None)]

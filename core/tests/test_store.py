@@ -371,3 +371,46 @@ def test_upgrade_turns_a_flag_for_a_meeting_only_set_late_into_meeting_late(
     assert store.case("EHC-1").flags == {"meeting_late": planned}
     assert store.case("EHC-2").flags == {"deadline_late": done}  # something done late stays
     assert store.case("EHC-3").flags == {"deadline_late": planned}
+
+
+def test_the_engine_reads_an_invitees_postal_address_and_mobile(store: Store) -> None:
+    """The engine's set reads give plugins the same invitees as ``Store.case``: a family
+    without email keeps its address (for letters) and mobile (for texts)."""
+    from ehcbridge.store import reads
+
+    seed(store)
+    store.add_invitee("EHC-1", Invitee(role=Role.PARENT, name="Gran", address="1 Old Road\nDE1",
+                                       mobile="07700900123"))
+    case = store.case("EHC-1")
+    assert reads.cases_by_review(store, [case.review.id or 0])[case.review.id or 0] \
+        .invitees == case.invitees
+    assert case.invitees[0].address == "1 Old Road\nDE1"
+
+
+def test_a_decision_hands_the_invitees_on_to_the_next_review(store: Store) -> None:
+    """The family and named professionals are carried, without their answers; parents from
+    the MIS, rule invitees and teams routing found are left to be found again."""
+    seed(store)
+    ep = Invitee(role=Role.OTHER, name="EP", email="ep@la.example.gov.uk")
+    for invitee in (Invitee(role=Role.PARENT, email="p@example.net", source="import"), ep,
+                    Invitee(role=Role.PARENT, email="mis@example.net", source="mis"),
+                    Invitee(role=Role.SOCIAL_CARE, email="csw@la.example.gov.uk",
+                            source="rule:csw-group"),
+                    Invitee(role=Role.HEALTH, name="CAMHS", email="camhs@nhs.example",
+                            team="CAMHS", source="routed")):
+        store.add_invitee("EHC-1", invitee)
+    # A named therapist routed to her team's mailbox: carried as named, routed again next year.
+    store.add_invitee("EHC-1", Invitee(role=Role.HEALTH, name="Dr Salt", email="salt@nhs.example",
+                                       team="SALT", source="routed"),
+                      routed_from="dr.salt@nhs.example")
+    store.set_response("EHC-1", "p@example.net", "accepted")
+    start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
+    store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1))
+    store.mark_held("EHC-1")
+    store.decide("EHC-1", outcome=Outcome.MAINTAIN, reason="progress good",
+                 decided_on=date(2027, 3, 30), next_review_due=None)
+    after = store.case("EHC-1").invitees
+    assert [(i.role, i.email, i.team, i.source, i.response) for i in after] == [
+        (Role.PARENT, "p@example.net", None, "import", None),
+        (Role.OTHER, "ep@la.example.gov.uk", None, "manual", None),
+        (Role.HEALTH, "dr.salt@nhs.example", None, "carried", None)]

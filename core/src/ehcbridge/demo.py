@@ -260,6 +260,16 @@ def flags_line(store: Store) -> str:
         f"{store.flag_count(f)} {f}" for f in flags)
 
 
+def next_reviews_line(store: Store) -> str:
+    """How many reviews the decisions opened, and the invitees they start with."""
+    from ehcbridge.store.reports import next_review_invitees
+
+    reviews, invitees = next_review_invitees(store)
+    return (f"Next reviews opened by a decision: {reviews}, starting with {invitees} invitees "
+            "handed on (the family and named professionals; MIS parents, rule invitees and "
+            "routed teams are found again before each meeting)")
+
+
 def command_line(*args: str) -> str:
     """A command to paste into any shell: this installation's ``ehcbridge`` by its full path
     (under ``uv run`` it is not on the shell's PATH), its arguments quoted."""
@@ -299,6 +309,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         "Deliveries by status: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
         duties_line(store),
         flags_line(store),
+        next_reviews_line(store),
         engine_line(app),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",

@@ -8,6 +8,7 @@ date is defined once. See docs/lifecycle.md for every duty, its rule, who owes i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -20,6 +21,7 @@ from ehcbridge.models import (
     Duty,
     DutyStatus,
     Frozen,
+    Invitee,
     Meeting,
     MeetingStatus,
     Milestone,
@@ -239,11 +241,13 @@ class NewTimer:
 
 @dataclass(frozen=True)
 class NextReview:
-    """The review opened by a decision: its kind, due date and duties."""
+    """The review opened by a decision: its kind, due date, duties and the invitees it starts
+    with (see :func:`carried_invitees`)."""
 
     kind: ReviewKind
     due_by: date
     duties: tuple[Duty, ...] = ()
+    invitees: tuple[Invitee, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -732,6 +736,38 @@ def report(state: ReviewState, *, on: date, policy: Policy = DEFAULT_POLICY) -> 
                              value=on.isoformat())
     return _met(state, REPORT_SENT, on, f"review report --on {on.isoformat()}", policy,
                 report_sent_on=on)
+
+
+# Invitees the engine works out again before each meeting, from that year's data: parents the
+# MIS knows, and those an invitation rule adds (``rule:<name>``).
+RECOMPUTED_SOURCES = ("mis",)
+
+
+def carried_invitees(invitees: Iterable[tuple[Invitee, str | None]]) -> tuple[Invitee, ...]:
+    """The invitees a decided review hands on to the next one, from (invitee, routed_from)
+    pairs: the family and the professionals named for the plan, without their responses.
+
+    The plan, not the review, is what the family and professionals are involved in, so next
+    year's meeting invites them again without anyone re-entering them. Those found afresh
+    before each meeting are left to be found again (MIS parents, rule invitees, and a team
+    routed for a role nobody was named for); a professional routed to a team mailbox is
+    carried as named, to be routed again by that year's routes."""
+    out: list[Invitee] = []
+    seen: set[tuple[str, str | None, str | None]] = set()
+    for invitee, routed_from in invitees:
+        source = invitee.source
+        if source in RECOMPUTED_SOURCES or source.startswith("rule:"):
+            continue
+        if source == "routed":
+            if routed_from is None:
+                continue  # a team found for the role: routing finds it again
+            invitee = invitee.model_copy(update={"email": routed_from or None, "team": None,
+                                                 "source": "carried"})
+        key = (invitee.role.value, invitee.email, invitee.address)
+        if key not in seen:
+            seen.add(key)
+            out.append(invitee.model_copy(update={"response": None}))
+    return tuple(out)
 
 
 def decide(state: ReviewState, *, outcome: Outcome, reason: str, on: date, now: datetime,

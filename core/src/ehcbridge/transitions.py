@@ -148,9 +148,18 @@ def advice(store: Store, case_id: str, *, on: date, now: datetime,
 def decide(store: Store, case_id: str, *, outcome: Outcome, reason: str, on: date,
            now: datetime, policy: Policy = DEFAULT_POLICY, next_due: date | None = None
            ) -> Change:
-    """The LA's decision; refused before the meeting is held, late accepted with a warning."""
-    return _one(store, case_id, now, None, lambda c, s: lifecycle.decide(
-        s, outcome=outcome, reason=reason, on=on, now=now, policy=policy, next_due=next_due))
+    """The LA's decision; refused before the meeting is held, late accepted with a warning.
+    The next review starts with the invitees :func:`lifecycle.carried_invitees` hands on."""
+
+    def run(c: Connection, state: ReviewState) -> Change:
+        change = lifecycle.decide(state, outcome=outcome, reason=reason, on=on, now=now,
+                                  policy=policy, next_due=next_due)
+        if change.next_review is None:
+            return change
+        carried = lifecycle.carried_invitees(store.invitees_with_origin(c, state.review_id))
+        return replace(change, next_review=replace(change.next_review, invitees=carried))
+
+    return _one(store, case_id, now, None, run)
 
 
 def amendments(store: Store, case_id: str, *, on: date, now: datetime,

@@ -759,7 +759,21 @@ class Store:
                     preparing_for_adulthood=review.preparing_for_adulthood, current=True,
                     created_at=now)))
                 self.save_duties(opened, list(nxt.duties), conn=c)
+                _bulk_insert(c, t.invitees, [
+                    dict(review_id=opened, role=i.role.value, name=i.name, email=i.email,
+                         team=i.team, source=i.source, added_at=now, address=i.address,
+                         mobile=i.mobile) for i in nxt.invitees])
         return opened
+
+    def invitees_with_origin(self, conn: Connection, review_id: int
+                             ) -> list[tuple[Invitee, str | None]]:
+        """A review's invitees, each with the address it was routed from (None when it was
+        not routed from anyone)."""
+        rows = conn.execute(select(t.invitees).where(t.invitees.c.review_id == review_id)
+                            .order_by(t.invitees.c.id)).all()
+        return [(Invitee(role=Role(i.role), name=i.name, email=i.email, team=i.team,
+                         source=i.source, response=i.response, address=i.address,
+                         mobile=i.mobile), i.routed_from) for i in rows]
 
     def insert_changes(self, conn: Connection, changes: list[tuple[int, Any]], now: datetime
                        ) -> None:

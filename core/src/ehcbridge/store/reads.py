@@ -112,7 +112,8 @@ def _case_views(conn: Connection, ids: list[int]) -> dict[int, CaseView]:
                           report_sent_on=r.report_sent_on),
             meeting=_meeting(m) if m is not None else None,
             invitees=[Invitee(role=Role(i.role), name=i.name, email=i.email, team=i.team,
-                              source=i.source, response=i.response)
+                              source=i.source, response=i.response, address=i.address,
+                              mobile=i.mobile)
                       for i in invitees.get(r.id, [])],
             decision=(Decision(outcome=Outcome(d.outcome), reason=d.reason,
                                decided_on=d.decided_on) if d is not None else None),

@@ -123,3 +123,19 @@ def duty_outcomes(store: Store, names: list[str], statuses: list[str], due_from:
                      t.duties.c.due >= due_from, t.duties.c.due <= due_to)))
     with store.engine.connect() as conn:
         return [(r[0], r[1], r[2], r[3]) for r in conn.execute(q)]
+
+
+def next_review_invitees(store: Store) -> tuple[int, int]:
+    """(current reviews a decision opened, invitees they have): how many people next year's
+    reviews already know to invite."""
+    earlier = t.reviews.alias("earlier")
+    opened = (select(t.reviews.c.id).where(and_(
+        t.reviews.c.current.is_(True),
+        select(earlier.c.id).join(t.decisions, t.decisions.c.review_id == earlier.c.id)
+        .where(and_(earlier.c.plan_id == t.reviews.c.plan_id, earlier.c.id < t.reviews.c.id))
+        .exists())).subquery())
+    with store.engine.connect() as conn:
+        reviews = int(conn.execute(select(func.count()).select_from(opened)).scalar_one())
+        invitees = int(conn.execute(select(func.count()).select_from(t.invitees).where(
+            t.invitees.c.review_id.in_(select(opened.c.id)))).scalar_one())
+    return reviews, invitees
