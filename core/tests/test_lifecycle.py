@@ -242,3 +242,22 @@ def test_carried_invitees_leave_what_is_found_again_and_collapse_repeats() -> No
     assert [(i.role, i.name, i.email, i.source, i.response) for i in out] == [
         (Role.PARENT, None, "p@example.net", "manual", None),
         (Role.HEALTH, "SALT", None, "carried", None)]
+
+
+@pytest.mark.parametrize(("nc_year", "already", "expected"), [
+    (8, False, True),   # Year 8 now: the next review is in Year 9 (reg 20(6))
+    (7, False, False),  # Year 8 next time: not yet
+    (None, False, False),
+    (None, True, True),  # once preparing for adulthood, always
+])
+def test_the_next_review_covers_preparing_for_adulthood_from_year_9(
+        nc_year: int | None, already: bool, expected: bool) -> None:
+    s = scheduled()
+    held = replace(s, review=s.review.model_copy(update={
+        "status": ReviewStatus.HELD, "preparing_for_adulthood": already}),
+        meeting=s.meeting.model_copy(update={"status": MeetingStatus.HELD}) if s.meeting else None,
+        pupil=s.pupil.model_copy(update={"nc_year": nc_year}))
+    change = lc.decide(held, outcome=Outcome.MAINTAIN, reason="r", on=date(2027, 3, 10),
+                       now=datetime(2027, 3, 10, 9, tzinfo=LONDON))
+    assert change.next_review is not None
+    assert change.next_review.preparing_for_adulthood is expected

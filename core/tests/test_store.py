@@ -414,3 +414,19 @@ def test_a_decision_hands_the_invitees_on_to_the_next_review(store: Store) -> No
         (Role.PARENT, "p@example.net", None, "import", None),
         (Role.OTHER, "ep@la.example.gov.uk", None, "manual", None),
         (Role.HEALTH, "dr.salt@nhs.example", None, "carried", None)]
+
+
+def test_a_year_8_pupils_next_review_prepares_for_adulthood(store: Store) -> None:
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(upn="C999000000009", forename="Sam", surname="Ex",
+                                            nc_year=8),
+                          plan=Plan(case_id="EHC-8", issued_on=date(2026, 4, 1)),
+                          coordinator_email=None, review_due=date(2027, 3, 31),
+                          kind=ReviewKind.ANNUAL, pfa=False)
+    start = datetime(2027, 3, 10, 10, tzinfo=LONDON)
+    store.schedule_meeting("EHC-8", start=start, end=start + timedelta(hours=1))
+    store.mark_held("EHC-8")
+    store.decide("EHC-8", outcome=Outcome.MAINTAIN, reason="progress good",
+                 decided_on=date(2027, 3, 30), next_review_due=None,
+                 now=datetime(2027, 3, 30, 9, tzinfo=LONDON))
+    assert store.case("EHC-8").review.preparing_for_adulthood is True

@@ -248,6 +248,7 @@ class NextReview:
     due_by: date
     duties: tuple[Duty, ...] = ()
     invitees: tuple[Invitee, ...] = ()
+    preparing_for_adulthood: bool = False
 
 
 @dataclass(frozen=True)
@@ -818,7 +819,11 @@ def decide(state: ReviewState, *, outcome: Outcome, reason: str, on: date, now: 
         plan = state.plan.model_copy(update={"last_review_decision": on})
         fresh = ReviewState(review=Review(case_id=case, kind=kind, due_by=due), plan=plan,
                             pupil=state.pupil)
-        nxt = NextReview(kind, due, duties(fresh, policy, on))
+        # Reg 20(6): the review in Year 9 and every one after it covers preparing for
+        # adulthood, so a Year 8 pupil's next review does, without waiting for new data.
+        pfa = state.review.preparing_for_adulthood or timeline.preparing_for_adulthood(
+            state.pupil, on=due, as_of=_day(now))
+        nxt = NextReview(kind, due, duties(fresh, policy, on), preparing_for_adulthood=pfa)
     return Change(action="recorded", review_status=ReviewStatus.DECIDED, decision=decision,
                   next_review=nxt, timers=(), duties=_replace(found, *changed),
                   warnings=tuple(warnings), flags=tuple(flags),

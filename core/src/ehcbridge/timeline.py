@@ -152,9 +152,15 @@ def review_due(
     return _due(plan, pupil, options or _DEFAULT_OPTIONS, as_of)[0]
 
 
-def preparing_for_adulthood(pupil: Pupil) -> bool:
-    """True from Year 9: the review must cover preparing for adulthood (reg 20(6))."""
-    return pupil.nc_year is not None and pupil.nc_year >= 9
+def preparing_for_adulthood(pupil: Pupil, on: date | None = None,
+                            as_of: date | None = None) -> bool:
+    """True from Year 9: the review must cover preparing for adulthood (reg 20(6)); with
+    ``on`` and ``as_of``, for a review on ``on`` of a pupil whose NC year is read as of
+    ``as_of`` (a year on for each September between)."""
+    if pupil.nc_year is None:
+        return False
+    ahead = academic_year_end(on) - academic_year_end(as_of) if on and as_of else 0
+    return pupil.nc_year + ahead >= 9
 
 
 @lru_cache(maxsize=256)

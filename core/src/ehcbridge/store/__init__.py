@@ -756,7 +756,7 @@ class Store:
                 opened = _new_id(c.execute(insert(t.reviews).values(
                     plan_id=review.plan_id, kind=nxt.kind.value, due_by=nxt.due_by,
                     status=ReviewStatus.DUE.value,
-                    preparing_for_adulthood=review.preparing_for_adulthood, current=True,
+                    preparing_for_adulthood=nxt.preparing_for_adulthood, current=True,
                     created_at=now)))
                 self.save_duties(opened, list(nxt.duties), conn=c)
                 _bulk_insert(c, t.invitees, [
