@@ -261,3 +261,16 @@ def test_the_next_review_covers_preparing_for_adulthood_from_year_9(
                        now=datetime(2027, 3, 10, 9, tzinfo=LONDON))
     assert change.next_review is not None
     assert change.next_review.preparing_for_adulthood is expected
+
+
+def test_maintaining_a_phase_transfer_plan_is_warned_at_the_decision() -> None:
+    s = scheduled()
+    held = replace(s, review=s.review.model_copy(update={
+        "status": ReviewStatus.HELD, "kind": ReviewKind.PHASE_TRANSFER}),
+        meeting=s.meeting.model_copy(update={"status": MeetingStatus.HELD}) if s.meeting else None)
+    kept = lc.decide(held, outcome=Outcome.MAINTAIN, reason="r", on=date(2027, 3, 10), now=NOW)
+    [warning] = [w for w in kept.warnings if lc.PHASE_TRANSFER_FINAL_PLAN in w]
+    assert "amended to name the next setting" in warning and "recorded missed" in warning
+    assert by_name(kept.duties)[lc.PHASE_TRANSFER_FINAL_PLAN].status == DutyStatus.PENDING
+    amended = lc.decide(held, outcome=Outcome.AMEND, reason="r", on=date(2027, 3, 10), now=NOW)
+    assert not any(lc.PHASE_TRANSFER_FINAL_PLAN in w for w in amended.warnings)

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ehcbridge.models import LONDON, Outcome
+from ehcbridge.models import LONDON, Outcome, ReviewKind
 from ehcbridge.notices.demo import demo_notices
 from ehcbridge.online import demo_line as online_demo_line
 from ehcbridge.online import online_wanted
@@ -233,7 +233,9 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
             case = store.case(row["case_id"])
             if case.meeting is None or case.meeting.start.date() > day - timedelta(days=14):
                 continue
-            outcome = (Outcome.AMEND, Outcome.MAINTAIN)[len(decided) % 2]
+            # A phase transfer is amended to name the next setting (reg 18); others alternate.
+            outcome = Outcome.AMEND if case.review.kind == ReviewKind.PHASE_TRANSFER else (
+                Outcome.AMEND, Outcome.MAINTAIN)[len(decided) % 2]
             transitions.decide(store, row["case_id"], outcome=outcome,
                                reason="Outcomes reviewed at the annual review meeting",
                                on=day, now=app.clock.now(), policy=app.lifecycle_policy())

@@ -811,6 +811,17 @@ def decide(state: ReviewState, *, outcome: Outcome, reason: str, on: date, now: 
             text, flag = _late(done, f"the decision is dated {on.isoformat()}")
             warnings.append(text)
             flags.append(flag)
+    transfer = _find(found, PHASE_TRANSFER_FINAL_PLAN)
+    if outcome == Outcome.MAINTAIN and transfer is not None and transfer.met_on is None \
+            and transfer.status != DutyStatus.NOT_APPLICABLE:
+        # Reg 18 asks for the plan to be amended to name the next setting; maintaining it is
+        # lawful only where no amendment is needed, so the caseworker hears it now, not when
+        # the duty is missed in February.
+        by = transfer.due.isoformat() if transfer.due else "its deadline"
+        warnings.append(f"{PHASE_TRANSFER_FINAL_PLAN} ({transfer.rule}): this is a phase "
+                        f"transfer review; the plan is to be amended to name the next setting, "
+                        f"with the final plan issued by {by}. A decision to maintain it leaves "
+                        "that duty unmet, and it is recorded missed on that date.")
     nxt = None
     if outcome != Outcome.CEASE:
         kind, due = next_review(state, on, policy, _day(now))
