@@ -274,3 +274,17 @@ def test_maintaining_a_phase_transfer_plan_is_warned_at_the_decision() -> None:
     assert by_name(kept.duties)[lc.PHASE_TRANSFER_FINAL_PLAN].status == DutyStatus.PENDING
     amended = lc.decide(held, outcome=Outcome.AMEND, reason="r", on=date(2027, 3, 10), now=NOW)
     assert not any(lc.PHASE_TRANSFER_FINAL_PLAN in w for w in amended.warnings)
+
+
+def test_every_duty_a_person_records_names_a_review_command_that_exists() -> None:
+    from ehcbridge.cli import review_group as review
+
+    for spec in lc.SPECS:
+        command = lc.record_command(spec.name, "EHC-1")
+        if spec.automatic or spec.silent or spec.window:
+            assert command is None, spec.name
+            continue
+        assert command is not None, spec.name
+        verb = command.split()[2]
+        assert verb in review.commands, (spec.name, verb)  # type: ignore[attr-defined]
+        assert "EHC-1" in command

@@ -101,48 +101,69 @@ class DutySpec:
     automatic: bool = False  # met by the engine itself on its date: never "at risk"
     silent: bool = False  # met with another duty (the decision): its status moves, no on_deadline
     text: str = ""
+    record: str = ""  # the ``ehcbridge review`` command that records it done ({case}: the case)
 
 
 SPECS: tuple[DutySpec, ...] = (
     DutySpec(INVITATIONS_GOOD_PRACTICE, timeline.RULE_GUIDANCE, GOOD_PRACTICE, SETTING, INVITED,
              "invites_good_practice", meeting_linked=True,
-             text="invitations sent 16 weeks before the meeting"),
+             text="invitations sent 16 weeks before the meeting",
+             record="schedule {case} --start DATETIME"),
     DutySpec(INVITATIONS_SENT, timeline.RULE_NOTICE, STATUTORY, SETTING, INVITED,
              "invites_statutory", meeting_linked=True,
-             text="invitations sent to each reg 20(2) role at least 2 weeks before the meeting"),
+             text="invitations sent to each reg 20(2) role at least 2 weeks before the meeting",
+             record="schedule {case} --start DATETIME"),
     DutySpec(VIEWS_REQUESTED, timeline.RULE_GUIDANCE, GOOD_PRACTICE, SETTING, INVITED,
              "views_request", meeting_linked=True, automatic=True,
              text="advice and views requested 6 weeks before the meeting"),
     DutySpec(ADVICE_CIRCULATED, timeline.RULE_ADVICE, STATUTORY, SETTING, INVITED, "views_due",
              meeting_linked=True,
              text="advice and information circulated to everyone invited at least 2 weeks "
-                  "before the meeting"),
+                  "before the meeting",
+             record="advice {case} --on DATE"),
     DutySpec(MEETING_HELD, RULE_HELD, STATUTORY, SETTING, INVITED, "meeting_latest",
-             text="the meeting held by the latest meeting date, before the review is due"),
+             text="the meeting held by the latest meeting date, before the review is due",
+             record="held {case}"),
     DutySpec(REPORT_SENT, timeline.RULE_REPORT, STATUTORY, SETTING, INVITED, "report_due",
              meeting_linked=True,
-             text="the report sent to the LA and everyone invited within 2 weeks of the meeting"),
+             text="the report sent to the LA and everyone invited within 2 weeks of the meeting",
+             record="report {case} --on DATE"),
     DutySpec(DECISION_MADE, RULE_DECIDED, STATUTORY, LA, FAMILY, "decision_due",
-             text="the LA decides within 4 weeks of the meeting and within the 12 months"),
+             text="the LA decides within 4 weeks of the meeting and within the 12 months",
+             record="decide {case} maintain|amend|cease --reason TEXT --on DATE"),
     DutySpec(DECISION_NOTIFIED, timeline.RULE_DECISION, STATUTORY, LA, FAMILY_AND_SETTING,
              "decision_due", silent=True,
              text="the decision notified to the parent or young person and the setting"),
     DutySpec(AMENDMENTS_PROPOSED, RULE_PROPOSED, STATUTORY, LA, FAMILY_AND_SETTING,
              "decision_due", stage=AMEND,
-             text="after an amend decision, the proposed amendments sent with the evidence"),
+             text="after an amend decision, the proposed amendments sent with the evidence",
+             record="amendments {case} --on DATE"),
     DutySpec(REPRESENTATIONS_WINDOW, timeline.RULE_REPRESENTATIONS, STATUTORY, LA, FAMILY,
              "representations_due", stage=AMEND, window=True,
              text="at least 15 days for representations on the proposed amendments"),
     DutySpec(FINAL_PLAN_ISSUED, timeline.RULE_FINAL_PLAN, STATUTORY, LA, FAMILY_AND_SETTING,
              "final_amended_plan_due", stage=AMEND,
-             text="the final amended plan issued within 8 weeks of the proposed amendments"),
+             text="the final amended plan issued within 8 weeks of the proposed amendments",
+             record="final-plan {case} --on DATE"),
     DutySpec(PHASE_TRANSFER_FINAL_PLAN, RULE_TRANSFER, STATUTORY, LA, FAMILY_AND_SETTING,
              "phase_transfer_deadline", stage=TRANSFER,
              text="for a phase transfer, the amended plan naming the new setting by 15 February "
-                  "(31 March for post-16)"),
+                  "(31 March for post-16)",
+             record="final-plan {case} --on DATE"),
 )
 SPEC = {s.name: s for s in SPECS}
 DUTY_NAMES = tuple(SPEC)
+# Who owes a duty, in words for the people who receive messages about it.
+OWED_BY_WORDS = {SETTING: "the school or setting", LA: "the local authority",
+                 Role.HEALTH.value: "health", Role.SOCIAL_CARE.value: "social care"}
+
+
+def record_command(name: str, case_id: str) -> str | None:
+    """The command that records the duty done (``ehcbridge review ...``), for messages about
+    it; None for a duty met by the engine or with another duty."""
+    spec = SPEC.get(name)
+    return f"ehcbridge review {spec.record.format(case=case_id)}" if spec and spec.record \
+        else None
 
 # Timers: milestones whose day (at 08:00) fires a views stage, and the meeting's end.
 VIEWS_TIMERS = {"views_request": "request", "reminder": "reminder", "views_due": "due"}

@@ -46,3 +46,19 @@ def test_missed_tells_the_coordinator_and_the_la_sen_officer_once_each(
     assert got == ["sen@la.example.gov.uk", "senco@school.example.org"]
     for m in smtp_server.handler.messages:
         assert "was missed" in m.message["Subject"]
+
+
+def test_the_message_names_the_command_that_records_that_duty(
+        tools: Any, smtp_server: Any) -> None:
+    """A missed decision points the LA officer to 'review decide', not to the report command
+    every message once suggested; who owes it is said in words."""
+    decision = Duty(name="decision_made", rule="SEND Regs 2014 reg 20(10)", kind="statutory",
+                    due=date(2026, 3, 24), owed_by="la", owed_to=("parent", "young_person"))
+    ehcbridge_outlook.on_deadline(make_event(
+        "on_deadline", "missed", duty=decision, key="EHC-0001/r1/deadline/decision_made/missed"),
+        tools.ctx())
+    body = smtp_server.handler.messages[0].message.get_body(("plain",)).get_content()
+    assert "'ehcbridge review decide EHC-0001 maintain|amend|cease --reason TEXT --on DATE'" \
+        in body
+    assert "review report" not in body
+    assert "Owed by: the local authority" in body

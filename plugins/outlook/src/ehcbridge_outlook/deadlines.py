@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from ehcbridge.events import HookContext, LifecycleEvent
+from ehcbridge.lifecycle import OWED_BY_WORDS, record_command
 from ehcbridge.models import Role
 
 from ehcbridge_outlook import imip
@@ -49,14 +50,15 @@ def message(event: LifecycleEvent, to: str, sender: str, now: Any) -> EmailMessa
         ("Duty", duty.name.replace("_", " ")),
         ("Rule", duty.rule),
         ("Due", due),
-        ("Owed by", duty.owed_by),
+        ("Owed by", OWED_BY_WORDS.get(duty.owed_by, duty.owed_by)),
         ("Owed to", ", ".join(r.replace("_", " ") for r in duty.owed_to)),
     ]
     intro = (f"A duty of an EHC plan review {what}." if event.action != "at_risk" else
              f"A duty of an EHC plan review {what}: it is due in a few school days and has not "
              "been recorded as done.")
-    outro = (f"See 'ehcbridge review show {case}'. Record it when done (for example "
-             f"'ehcbridge review report {case} --on DATE').")
+    command = record_command(duty.name, case)
+    outro = f"See 'ehcbridge review show {case}'." + (
+        f" Record it when done: '{command}'." if command else "")
     text, html_body = imip._bodies(intro, lines, outro)
     msg = EmailMessage()
     subject = f"EHC review {case}: {duty.name.replace('_', ' ')} {what} (due {duty.due})"
