@@ -79,6 +79,8 @@ def test_views_request_reaches_every_invitee_with_the_questions_for_them(store: 
     assert "personal budget" in " ".join(parent.questions)
     assert any("after school or college" in q for q in parent.questions)  # Year 9: PfA
     assert "preparing for adulthood" in " ".join(parent.paragraphs)
+    # The default SENDIASS wording reads mid-sentence (it once said "help from Your local").
+    assert "ask for help from your local SEND Information" in parent.text()
     assert "Sam's EHC plan" in parent.subject and "Sam Example" not in parent.text()
     for pro in (senco, salt):
         text = pro.text() + pro.subject

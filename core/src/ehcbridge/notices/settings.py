@@ -31,7 +31,7 @@ class NoticeSettings(BaseModel):
     text_reminders: bool = True
     attachment_limit_mb: float = Field(default=10.0, ge=0)
     include_names_for_professionals: bool = False
-    sendiass: str = "Your local SEND Information, Advice and Support Service (SENDIASS)"
+    sendiass: str = "your local SEND Information, Advice and Support Service (SENDIASS)"
     mediation: str = "The council's mediation service"
     disagreement_resolution: str = "The council's disagreement resolution service"
     large_print: bool = False
