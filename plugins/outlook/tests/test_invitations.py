@@ -392,3 +392,15 @@ def test_a_crash_mid_delivery_over_smtp_keeps_the_record_of_each_message_sent(
     service.on_review_scheduled(scheduled(), tools.ctx())
     counts = {a: len(smtp_server.handler.to(a)) for a in INVITEES}
     assert counts == dict.fromkeys(INVITEES, 1)
+
+
+def test_an_in_person_meeting_without_a_place_says_it_is_to_be_confirmed(
+        tools: Any, smtp_server: Any) -> None:
+    event = scheduled(online=False, join_url=None)
+    assert event.meeting is not None
+    event = event.model_copy(update={
+        "meeting": event.meeting.model_copy(update={"location": None})})
+    ehcbridge_outlook.on_review_scheduled(event, tools.ctx())
+    message = smtp_server.handler.messages[0].message
+    assert str(tools.vevent(message)["LOCATION"]) == "To be confirmed by the organiser"
+    assert "Where: To be confirmed by the organiser" in message.get_body(("plain",)).get_content()

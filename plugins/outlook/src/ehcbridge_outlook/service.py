@@ -358,6 +358,8 @@ def reached_by(ctx: HookContext, uid: str, state: Any = _UNREAD) -> list[Recipie
 
 # Meetings --------------------------------------------------------------------------------------
 
+LOCATION_TO_CONFIRM = "To be confirmed by the organiser"
+
 
 def _meeting_entry(event: LifecycleEvent, settings: OutlookSettings, *, sequence: int,
                    attendees: Iterable[Recipient], cancelled: bool) -> ical.MeetingEntry:
@@ -370,6 +372,10 @@ def _meeting_entry(event: LifecycleEvent, settings: OutlookSettings, *, sequence
             else f"{location} / online: {join_url}"
     elif meeting.online and (not location or location.lower() == "online"):
         location = "Online (joining link to follow)"
+    elif not location:
+        # An in-person meeting set without a place (a list row or a planned date): saying so
+        # beats an invitation that leaves a family guessing where to go.
+        location = LOCATION_TO_CONFIRM
     organiser = organiser_of(event, settings)
     sender = imip.address_of(settings.from_address)
     entry = ical.MeetingEntry(
