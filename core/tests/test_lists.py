@@ -257,3 +257,17 @@ def test_sen2_items_take_the_meeting_and_the_decision_dates_apart(store: Store) 
         "maintain", "2026-12-20")
     assert rows["S-2"]["review_meeting_date"] == "2027-01-12"
     assert rows["S-2"]["review_decision"] == "" and rows["S-2"]["review_decision_date"] == ""
+
+
+def test_early_years_are_listed_as_schools_write_them(store: Store) -> None:
+    """Reception and nursery show as R, N2 and N1 on the heads' lists, not 0, -1 and -2."""
+    from ehcbridge.formats import nc_year_label, parse_nc_year
+
+    for n, code in enumerate(("N2", "N1", "R"), start=1):
+        _case(store, f"C-{n}", nc_year=parse_nc_year(code), urn="100001",
+              due=date(2027, 2, n))
+    lists = build(store, title="Spring 2027", due_from=date(2027, 1, 4),
+                  due_to=date(2027, 3, 31), as_of=date(2026, 12, 4), directory=DIRECTORY)
+    assert sorted(e.row()["nc_year"] for e in lists.entries) == ["N1", "N2", "R"]
+    assert [nc_year_label(n) for n in (None, -2, -1, 0, 1, 14)] == ["", "N1", "N2", "R", "1",
+                                                                     "14"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ehcbridge.formats.ncyear import nc_year_label
 from ehcbridge.models import LONDON, ReviewKind
 from ehcbridge.schools import School
 from ehcbridge.terms import Term
@@ -49,7 +50,7 @@ class ListEntry:
         return {
             "school_urn": self.school_urn, "school_name": self.school_name,
             "case_id": self.case_id, "initials": self.initials,
-            "nc_year": "" if self.nc_year is None else str(self.nc_year),
+            "nc_year": nc_year_label(self.nc_year),
             "due_by": self.due_by.isoformat(),
             "meeting": self.meeting.astimezone(LONDON).strftime("%Y-%m-%d %H:%M")
             if self.meeting else "",

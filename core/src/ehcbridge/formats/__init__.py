@@ -9,7 +9,7 @@ from __future__ import annotations
 from .dates import DateRangeError, check_date, parse_date, parse_datetime
 from .headers import canonical_headers, normalise_header
 from .limits import DEFAULT_LIMITS, Limits, TooLarge, check_file_size, field_problem
-from .ncyear import parse_nc_year
+from .ncyear import nc_year_label, parse_nc_year
 from .problems import RowProblem
 from .tables import Table, TableError, TableStream, read_table, stream_table
 from .text import EncodingError, decode_text, detect_encoding
@@ -35,6 +35,7 @@ __all__ = [
     "field_problem",
     "is_valid_upn",
     "make_upn",
+    "nc_year_label",
     "normalise_header",
     "parse_date",
     "parse_datetime",

@@ -42,3 +42,14 @@ def parse_nc_year(value: str | int | float | None) -> int | None:
     if not -2 <= number <= 14:
         raise ValueError(MESSAGE)
     return number
+
+
+_LABELS = {-2: "N1", -1: "N2", 0: "R"}
+
+
+def nc_year_label(number: int | None) -> str:
+    """The year as schools write it (``N1``, ``N2``, ``R``, ``1`` ... ``14``; empty for none):
+    the DfE's codes, where a bare 0 or -1 would puzzle a headteacher."""
+    if number is None:
+        return ""
+    return _LABELS.get(number, str(number))
