@@ -373,3 +373,30 @@ def test_next_years_review_invites_the_same_family_and_professionals(
                 invited.update(a.addr_spec for a in message["To"].addresses)
     assert {"a.parent@example.net", "sen.a@la.example.gov.uk",
             "ep@la.example.gov.uk"} <= invited
+
+
+def test_the_review_list_shows_last_years_breaches_as_history_not_as_open_duties(
+        tmp_path: Path, store_url: str) -> None:
+    """After the decision, the list row is the new review: last year's missed report is not
+    shown as its duty, while the amendments the decision called for still are."""
+    ehc = Council(tmp_path, store_url)
+    reviews_csv = tmp_path / "reviews.csv"
+    reviews_csv.write_text(CSV, encoding="utf-8")
+    ehc("import", "reviews", str(reviews_csv), "--now", "2026-09-07T09:00")
+    ehc.review("2026-09-07", "schedule", "EHC-A", "--start", "2026-11-10T10:00")
+    ehc.engine("2026-09-07")
+    ehc.review("2026-11-10", "held", "EHC-A")
+    ehc.engine("2026-11-30")  # the report was due on 24 November and never sent
+    assert ehc.duties("EHC-A", "current")["report_sent"][0] == "missed"
+    ehc.review("2026-12-01", "decide", "EHC-A", "amend", "--reason", "Needs changed",
+               "--on", "2026-12-01")
+
+    def listed(*args: str) -> dict[str, list[str]]:
+        rows = json.loads(ehc.review("2026-12-02", "list", *args, "--json").output)
+        return {r["case_id"]: [d["name"] for d in r["duties"]] for r in rows}
+
+    assert "EHC-A" not in listed("--overdue")
+    assert listed()["EHC-A"] == []
+    assert listed("--duty", "amendments_proposed")["EHC-A"] == ["amendments_proposed"]
+    table = ehc.review("2026-12-02", "list", "--duty", "amendments_proposed").output
+    assert "amendments_proposed pending (decided review)" in " ".join(table.split())

@@ -543,7 +543,9 @@ def review_list(due_before: str | None, at_risk: bool, overdue: bool, duty: str 
               r["meeting_start"].astimezone(LONDON).strftime("%d %b %Y %H:%M")
               if r["meeting_start"] and r["meeting_status"] == "scheduled" else "",
               ", ".join(r["flags"]),
-              ", ".join(f"{d['name']} {d['status']}" for d in r.get("duties", [])))
+              ", ".join(f"{d['name']} {d['status']}"
+                        + (" (decided review)" if d["review_id"] != r["review_id"] else "")
+                        for d in r.get("duties", [])))
              for r in rows]
     if not echo_columns(headers, cells, click.echo):  # a short list: a rich table
         table = Table(*headers)
