@@ -400,3 +400,14 @@ def test_the_review_list_shows_last_years_breaches_as_history_not_as_open_duties
     assert listed("--duty", "amendments_proposed")["EHC-A"] == ["amendments_proposed"]
     table = ehc.review("2026-12-02", "list", "--duty", "amendments_proposed").output
     assert "amendments_proposed pending (decided review)" in " ".join(table.split())
+    # The dashboard's "needs attention" reads the same way.
+    from ehcbridge.app import App
+    from ehcbridge.settings import load_settings
+    from ehcbridge.web.data import attention
+
+    app = App(load_settings(ehc.config))
+    try:
+        assert [(r.case_id, r.duty.name) for r in attention(app)
+                if r.case_id == "EHC-A"] == []
+    finally:
+        app.store.close()

@@ -288,3 +288,16 @@ def test_every_duty_a_person_records_names_a_review_command_that_exists() -> Non
         verb = command.split()[2]
         assert verb in review.commands, (spec.name, verb)  # type: ignore[attr-defined]
         assert "EHC-1" in command
+
+
+def test_to_act_on_keeps_the_current_review_and_the_decisions_follow_up_only() -> None:
+    def duty(name: str) -> Duty:
+        return Duty(name=name, rule="r", kind="statutory", due=date(2027, 1, 1),
+                    owed_by="la", owed_to=("parent",), status=DutyStatus.MISSED)
+
+    rows = [("EHC-1", 1, duty(lc.REPORT_SENT)), ("EHC-1", 1, duty(lc.FINAL_PLAN_ISSUED)),
+            ("EHC-1", 2, duty(lc.REPORT_SENT)), ("EHC-1", 3, duty(lc.MEETING_HELD)),
+            ("EHC-1", 2, duty(lc.FINAL_PLAN_ISSUED))]
+    kept = lc.to_act_on(rows, {"EHC-1": 3})
+    assert [(r, d.name) for _, r, d in kept] == [(3, lc.MEETING_HELD),
+                                                 (2, lc.FINAL_PLAN_ISSUED)]

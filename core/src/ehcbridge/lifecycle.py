@@ -158,6 +158,21 @@ OWED_BY_WORDS = {SETTING: "the school or setting", LA: "the local authority",
                  Role.HEALTH.value: "health", Role.SOCIAL_CARE.value: "social care"}
 
 
+def to_act_on(rows: Iterable[tuple[str, int, Duty]], current: dict[str, int]
+              ) -> list[tuple[str, int, Duty]]:
+    """The (case, review, duty) rows still calling for action, given each case's current
+    review: every duty of the current review, and of the review decided before it only those
+    that follow the decision (amendments, final plan, a transfer's plan). What an older review
+    missed is history: reported by the figures, not an open duty."""
+    rows = list(rows)
+    earlier: dict[str, int] = {}
+    for case_id, review_id, duty in rows:
+        if review_id != current.get(case_id) and SPEC[duty.name].stage in (AMEND, TRANSFER):
+            earlier[case_id] = max(earlier.get(case_id, 0), review_id)
+    return [(c, r, d) for c, r, d in rows if r == current.get(c) or (
+        r == earlier.get(c) and SPEC[d.name].stage in (AMEND, TRANSFER))]
+
+
 def record_command(name: str, case_id: str) -> str | None:
     """The command that records the duty done (``ehcbridge review ...``), for messages about
     it; None for a duty met by the engine or with another duty."""

@@ -109,25 +109,17 @@ def filter_by_duties(app: App, rows: list[dict[str, Any]], *, at_risk: bool, ove
         statuses = [DutyStatus.AT_RISK.value, DutyStatus.MISSED.value]
     if duty is not None and not (at_risk or overdue):
         statuses.append(DutyStatus.PENDING.value)
-    from ehcbridge.lifecycle import AMEND, SPEC, TRANSFER
+    from ehcbridge.lifecycle import to_act_on
 
     current = {row["case_id"]: row["review_id"] for row in rows}
     found: dict[str, list[dict[str, Any]]] = {}
-    earlier: dict[str, int] = {}
-    for case_id, review_id, d in app.store.duty_rows(statuses=statuses, name=duty):
-        if review_id != current.get(case_id):
-            # An earlier review's duty is still to be done only when it follows the decision
-            # (the amended plan); last year's missed report is history, not this review's.
-            if SPEC[d.name].stage not in (AMEND, TRANSFER):
-                continue
-            earlier[case_id] = max(earlier.get(case_id, 0), review_id)
+    for case_id, review_id, d in to_act_on(app.store.duty_rows(statuses=statuses, name=duty),
+                                           current):
         found.setdefault(case_id, []).append(
             {"review_id": review_id, "name": d.name, "status": d.status.value,
              "due": d.due.isoformat() if d.due else None, "rule": d.rule})
     for row in rows:
-        case_id = row["case_id"]
-        row["duties"] = [d for d in found.get(case_id, [])
-                         if d["review_id"] in (row["review_id"], earlier.get(case_id))]
+        row["duties"] = found.get(row["case_id"], [])
     if not (at_risk or overdue or duty):
         return rows
     return [r for r in rows if r["duties"]

@@ -40,8 +40,12 @@ def term_bounds(today: date) -> tuple[date, date]:
 
 def attention(app: App) -> list[AttentionRow]:
     """Duties at risk or missed, by school then due date."""
-    rows = [r for status in ATTENTION for r in app.store.duty_rows(status=status.value)]
-    schools = {r["case_id"]: r["school_urn"] or "" for r in app.store.list_reviews(open_only=False)}
+    from ehcbridge.lifecycle import to_act_on
+
+    reviews = app.store.list_reviews(open_only=False)
+    rows = to_act_on([r for status in ATTENTION for r in app.store.duty_rows(status=status.value)],
+                     {r["case_id"]: r["review_id"] for r in reviews})
+    schools = {r["case_id"]: r["school_urn"] or "" for r in reviews}
     initials: dict[str, str] = {}
     out = []
     for case_id, _review_id, duty in rows:
