@@ -395,3 +395,27 @@ def test_the_route_says_who_asks_for_advice_and_only_a_loaded_plugin_counts(
     silent = make_app(store, {"router": plugin_module("router", route_invite=route_invite)})
     assert advice_asked_by(silent, review_id) == {}
     assert advice_asked_by(make_app(store, {}), review_id) == {}
+
+
+@pytest.mark.parametrize(("transfer", "pfa", "expected"), [
+    (0, 0, None),
+    (2, 0, "2 must focus on the move to the next school or college (phase transfer); these are "
+           "marked in the list."),
+    (0, 3, "3 must focus on preparing for adulthood (Year 9 onwards); these are marked in the "
+           "list."),
+    (1, 3, "1 must focus on the move to the next school or college (phase transfer) and 3 on "
+           "preparing for adulthood (Year 9 onwards); both are marked in the list."),
+])
+def test_the_termly_list_letter_counts_only_what_is_there(
+        transfer: int, pfa: int, expected: str | None) -> None:
+    """A head reads "3 must focus on preparing for adulthood", not "0 must focus on ...")."""
+    from ehcbridge.notices.render import environment, render
+    from ehcbridge.notices.settings import NoticeSettings
+
+    _, paragraphs, _ = render(environment(NoticeSettings(), None), "termly_list", {
+        "whose": "pupils at Oak School", "school": "Oak School", "count": 7,
+        "phase_transfer": transfer, "preparing_for_adulthood": pfa,
+        "due_from": "Monday 12 April 2027", "due_to": "Wednesday 21 July 2027"})
+    [counts] = [p for p in paragraphs if p.startswith("There are 7 reviews")]
+    assert "0 must" not in counts and " 0 on " not in counts
+    assert counts.endswith("on the list." if expected is None else expected)
