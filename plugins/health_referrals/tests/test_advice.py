@@ -528,3 +528,25 @@ def test_a_team_routed_away_from_is_still_asked_while_it_is_invited(
     on_views_due(event=next_year.model_copy(update={"review": review,
                                                     "invitees": (invited[0], south)}), ctx=ctx)
     assert set(outbox_messages(outbox)) == {"salt.south@nhs.net"}
+
+
+def test_the_setting_is_named_from_the_councils_schools_directory(
+        context: Ctx, settings_factory: Any, tmp_path: Path) -> None:
+    """With no setting_names of its own, the request names the school from the directory the
+    termly lists use (engine.schools_directory), not by URN alone."""
+    import dataclasses
+
+    from ehcbridge.settings import EngineSettings
+
+    directory = tmp_path / "schools.csv"
+    directory.write_text("urn,name,headteacher_email\n100001,Directory Academy,"
+                         "head@directory.example.org\n", encoding="utf-8")
+    own = settings_factory(setting_names={})
+    ctx = dataclasses.replace(context(settings_=own),
+                              engine_settings=EngineSettings(schools_directory=directory))
+    event = views_event("request")
+    route_all(ctx, event, TEAMS)
+    on_views_due(event=event, ctx=ctx)
+    body = text_of(outbox_messages(own.outbox_dir)["salt.bristol@nhs.net"])
+    assert "Setting: Directory Academy (URN 100001)" in body, [
+        line for line in body.splitlines() if line.startswith("Setting")]

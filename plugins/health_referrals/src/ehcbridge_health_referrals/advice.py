@@ -6,6 +6,8 @@ import hashlib
 import html
 from datetime import date, timedelta
 from email.message import EmailMessage
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from ehcbridge import mail
@@ -61,10 +63,34 @@ def _kind(review: Review) -> str:
             "under_five": "under-fives review"}.get(str(review.kind.value), "review")
 
 
+def setting_names(ctx: HookContext, settings: HealthReferralsSettings) -> dict[str, str]:
+    """School names by URN: the council's schools directory (``engine.schools_directory``,
+    which the termly lists use too), with this plugin's ``setting_names`` taking precedence."""
+    names: dict[str, str] = {}
+    path = ctx.engine_settings.schools_directory if ctx.engine_settings is not None else None
+    if path is not None:
+        try:
+            names = _directory_names(str(path), Path(path).stat().st_mtime_ns)
+        except (ValueError, OSError):
+            names = {}  # doctor reports the directory; the request still goes, with the URN
+    return {**names, **settings.setting_names}
+
+
+@lru_cache(maxsize=4)
+def _directory_names(path: str, mtime_ns: int) -> dict[str, str]:
+    """The directory's names by URN, read once per version of the file (a catch-up run sends
+    thousands of requests)."""
+    from ehcbridge.schools import load_directory
+
+    return {urn: school.name for urn, school in load_directory(Path(path)).items()}
+
+
 def build_message(event: LifecycleEvent, team: dict[str, Any],
                   settings: HealthReferralsSettings, *, reminder: bool = False,
-                  needs: tuple[str, ...] = ()) -> EmailMessage:
-    """The advice request (or its reminder) for one team, as plain text and HTML."""
+                  needs: tuple[str, ...] = (), names: dict[str, str] | None = None
+                  ) -> EmailMessage:
+    """The advice request (or its reminder) for one team, as plain text and HTML (``names``:
+    school names by URN, by default this plugin's ``setting_names``)."""
     meeting = event.meeting
     if meeting is None:
         raise ValueError("an advice request needs a meeting")
@@ -72,7 +98,8 @@ def build_message(event: LifecycleEvent, team: dict[str, Any],
     due = advice_due(meeting)
     start, end = meeting.start.astimezone(LONDON), meeting.end.astimezone(LONDON)
     urn = pupil.school_urn
-    setting = (f"{settings.setting_names[urn]} (URN {urn})" if urn in settings.setting_names
+    names = settings.setting_names if names is None else names
+    setting = (f"{names[urn]} (URN {urn})" if urn and urn in names
                else f"URN {urn}" if urn else "not recorded")
     facts: list[tuple[str, str, str | None]] = [
         ("Case reference", review.case_id, None),
@@ -165,7 +192,8 @@ def _ensure_routes(event: LifecycleEvent, ctx: HookContext,
 def _send(event: LifecycleEvent, ctx: HookContext, settings: HealthReferralsSettings,
           team: dict[str, Any], *, stage: str, reminder: bool, needs: tuple[str, ...]) -> None:
     case_id, token = event.review.case_id, review_token(event.review)
-    message = build_message(event, team, settings, reminder=reminder, needs=needs)
+    message = build_message(event, team, settings, reminder=reminder, needs=needs,
+                            names=setting_names(ctx, settings))
     domain = settings.from_address.rpartition("@")[2] or "localhost"
     message["Message-ID"] = message_id(event.idempotency_key, team["mailbox"], domain)
     sent_id = mail.send(message, settings.mail_settings())
