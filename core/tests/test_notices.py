@@ -172,9 +172,17 @@ def test_decision_notice_tells_the_family_and_the_setting_what_follows(
         assert "Sunday 4 April 2027" in parent.text()  # decision + 15 days
     if outcome == Outcome.MAINTAIN:
         assert "Sunday 19 March 2028" in parent.text()
-    if outcome == Outcome.CEASE:
+    if outcome in (Outcome.MAINTAIN, Outcome.CEASE):
+        # Not amending the plan can be appealed too (CoP 9.176): rights, time limit, mediation.
+        assert "appeal to the First-tier Tribunal" in parent.text()
+        assert "within two months of the date of this letter" in parent.text()
+        assert "consider mediation" in parent.text()
         assert {c.name for c in parent.contacts} >= {"SENDIASS", "Mediation",
                                                      "Disagreement resolution"}
+        setting = next(n for n in decisions if n.recipient.role == "setting")
+        assert "The family has been told of their right of appeal" in setting.text()
+    else:
+        assert "tell you about your right to appeal" in parent.text()
 
 
 def test_a_council_replaces_one_block_of_the_wording(store: Store, tmp_path: Path) -> None:

@@ -287,7 +287,9 @@ class Composer:
         elif decision.outcome.value == "amend":
             dates.append(NoticeDate(label="Representations on the proposed amendments",
                                     date=f"at least 15 days, to {long_date(representations)}"))
-        elif decision.outcome.value == "cease":
+        if decision.outcome.value in ("maintain", "cease"):
+            # A decision not to amend the plan can be appealed as a decision to cease can (CFA
+            # 2014 s51; CoP 9.176): the family is told how, and where to get help.
             s = self.settings
             contacts = (NoticeContact(name="SENDIASS", detail=s.sendiass),
                         NoticeContact(name="Mediation", detail=s.mediation),
