@@ -69,11 +69,14 @@ def _default(value: Any) -> Any:
 
 
 def _console() -> Any:
+    """The console for tables and lines: text is printed as it is, never read as rich markup
+    (a name, a place or an error with square brackets in it was eaten, or crashed the command);
+    styling is given as ``rich.text.Text``."""
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)
     if not console.is_terminal:  # piped or captured: don't wrap tables at 80 columns
-        console = Console(highlight=False, width=200)
+        console = Console(highlight=False, markup=False, width=200)
     return console
 
 
@@ -596,19 +599,21 @@ def review_show(case: str, as_json: bool) -> None:
         _json(data)
         return
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     r = data["review"]
-    console.print(f"[bold]{data['case_id']}[/] ({data['pupil']['initials']}), {r['kind']} "
-                  f"review due by {r['due_by']}, status {r['status']}"
-                  + (", preparing for adulthood" if r["preparing_for_adulthood"] else ""))
+    console.print(Text.assemble(
+        (data["case_id"], "bold"), f" ({data['pupil']['initials']}), {r['kind']} review due by "
+        f"{r['due_by']}, status {r['status']}"
+        + (", preparing for adulthood" if r["preparing_for_adulthood"] else "")))
     m = data["meeting"]
     if m:
-        console.print(f"Meeting: {m['start']} to {m['end']} ({m['status']}) "
-                      f"{m['location'] or ''}" + (f"\nJoin: {m['join_url']}" if m["join_url"]
-                                                  else "")
-                      + (f"\n[red]Online link failed:[/] {m['link_error']}"
-                         if m.get("link_error") else ""))
+        console.print(Text.assemble(
+            f"Meeting: {m['start']} to {m['end']} ({m['status']}) {m['location'] or ''}"
+            + (f"\nJoin: {m['join_url']}" if m["join_url"] else ""),
+            *((("\nOnline link failed:", "red"), f" {m['link_error']}")
+              if m.get("link_error") else ())))
     if r.get("report_sent_on"):
         console.print(f"Report sent: {r['report_sent_on']}")
     invitees = Table("role", "name", "email", "team", "source", "response", title="Invitees")
@@ -624,7 +629,7 @@ def review_show(case: str, as_json: bool) -> None:
 
     console.print(duties_table(data["duties"]))
     for flag, detail in data["flags"].items():
-        console.print(f"[yellow]flag[/] {flag}: {detail}")
+        console.print(Text.assemble(("flag", "yellow"), f" {flag}: {detail}"))
     if data["deliveries"]:
         dt = Table("id", "hook", "plugin", "status", "attempts", "error", title="Deliveries")
         for d in data["deliveries"]:
@@ -769,8 +774,10 @@ def plan_cmd(window_from: str | None, window_to: str | None, school: str | None,
     for p in result.proposals:
         table.add_row(p.case_id, f"{p.start:%a %d %b %Y %H:%M}", p.coordinator or "", p.reason)
     console.print(table)
+    from rich.text import Text
+
     for u in result.unplanned:
-        console.print(f"[yellow]cannot plan[/] {u.case_id}: {u.reason}")
+        console.print(Text.assemble(("cannot plan", "yellow"), f" {u.case_id}: {u.reason}"))
     click.echo(f"{len(result.proposals)} proposed, {len(result.overdue)} overdue, "
                f"{len(result.unplanned)} cannot be planned"
                + ("; meetings scheduled" if apply_ else "")

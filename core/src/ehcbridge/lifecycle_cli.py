@@ -146,19 +146,17 @@ def _last_decided(store: Store, case_id: str) -> int | None:
 
 
 def duties_table(duties: list[dict[str, Any]]) -> Any:
-    """A rich table of duties for ``review show``."""
-    from rich.markup import escape
+    """A rich table of duties for ``review show`` (printed with markup off: see cli._console)."""
     from rich.table import Table
+    from rich.text import Text
 
     colours = {"met": "green", "late": "yellow", "at_risk": "yellow", "missed": "red"}
     table = Table("review", "duty", "due", "status", "met on", "rule", "owed by", "owed to",
                   "evidence", title="Duties")
     for d in duties:
-        colour = colours.get(d["status"])
-        status = f"[{colour}]{d['status']}[/]" if colour else d["status"]
+        status = Text(d["status"], style=colours.get(d["status"], ""))
         table.add_row(str(d["review_id"]), d["name"], d["due"] or "-", status, d["met_on"] or "",
-                      escape(d["rule"]), d["owed_by"], ", ".join(d["owed_to"]),
-                      escape(d["evidence"] or ""))
+                      d["rule"], d["owed_by"], ", ".join(d["owed_to"]), d["evidence"] or "")
     return table
 
 

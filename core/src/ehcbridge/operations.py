@@ -72,7 +72,8 @@ class Progress:
             )
             from rich.progress import Progress as RichProgress
 
-            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
+            # The label names a file, which may hold square brackets: not markup.
+            self._bar = RichProgress(TextColumn("{task.description}", markup=False), BarColumn(),
                                      MofNCompleteColumn(), TimeElapsedColumn(),
                                      TimeRemainingColumn(),
                                      console=Console(file=self._stream), transient=False)
@@ -268,14 +269,13 @@ def doctor(app: App, as_json: bool, echo: Callable[..., Any]) -> int:
     if as_json:
         echo(json.dumps({"exit_code": code, "checks": rows}, indent=2))
         return code
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("plugin", "check", "status", "detail")
-    for r in rows:
+    for r in rows:  # literal text: the console prints with markup off (cli._console)
         colour = {"ok": "green", "failed": "red", "warning": "yellow"}.get(r["status"], "")
-        status = f"[{colour}]{escape(r['status'])}[/]" if colour else escape(r["status"])
-        table.add_row(escape(r["plugin"]), escape(r["check"]), status, escape(r["detail"]))
+        table.add_row(r["plugin"], r["check"], Text(r["status"], style=colour), r["detail"])
     from ehcbridge.cli import _console
 
     _console().print(table)
