@@ -11,10 +11,11 @@ from pathlib import Path
 from click.testing import CliRunner
 from ehcbridge.cli import cli
 
-CSV = """\
-case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,coordinator_email,meeting_start,location,parent_email,parent_name
-EHC-M1,Q999000000011,Sam,Ng,2014-03-02,7,100001,2026-04-01,senco@school.example.org,2026-11-10T10:00,Room [/b] 4 [plugins.teams],p@example.net,Pat [/b] Ng [red]
-"""
+CSV = (
+    "case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,coordinator_email,"
+    "meeting_start,location,parent_email,parent_name\n"
+    "EHC-M1,Q999000000011,Sam,Ng,2014-03-02,7,100001,2026-04-01,senco@school.example.org,"
+    "2026-11-10T10:00,Room [/b] 4 [plugins.teams],p@example.net,Pat [/b] Ng [red]\n")
 
 
 def test_review_show_list_and_doctor_print_brackets_as_written(tmp_path: Path) -> None:
