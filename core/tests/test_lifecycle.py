@@ -301,3 +301,12 @@ def test_to_act_on_keeps_the_current_review_and_the_decisions_follow_up_only() -
     kept = lc.to_act_on(rows, {"EHC-1": 3})
     assert [(r, d.name) for _, r, d in kept] == [(3, lc.MEETING_HELD),
                                                  (2, lc.FINAL_PLAN_ISSUED)]
+
+
+def test_after_a_phase_transfer_the_setting_left_behind_is_not_carried() -> None:
+    from ehcbridge.models import Invitee, Role
+
+    people = [(Invitee(role=Role.SETTING, email="senco@primary.example.org"), None),
+              (Invitee(role=Role.PARENT, email="p@example.net"), None)]
+    assert [i.role for i in lc.carried_invitees(people)] == [Role.SETTING, Role.PARENT]
+    assert [i.role for i in lc.carried_invitees(people, moving_on=True)] == [Role.PARENT]

@@ -780,9 +780,11 @@ def report(state: ReviewState, *, on: date, policy: Policy = DEFAULT_POLICY) -> 
 RECOMPUTED_SOURCES = ("mis",)
 
 
-def carried_invitees(invitees: Iterable[tuple[Invitee, str | None]]) -> tuple[Invitee, ...]:
+def carried_invitees(invitees: Iterable[tuple[Invitee, str | None]], *,
+                     moving_on: bool = False) -> tuple[Invitee, ...]:
     """The invitees a decided review hands on to the next one, from (invitee, routed_from)
-    pairs: the family and the professionals named for the plan, without their responses.
+    pairs: the family and the professionals named for the plan, without their responses;
+    ``moving_on`` (a phase transfer review): not the setting the child is leaving.
 
     The plan, not the review, is what the family and professionals are involved in, so next
     year's meeting invites them again without anyone re-entering them. Those found afresh
@@ -795,6 +797,8 @@ def carried_invitees(invitees: Iterable[tuple[Invitee, str | None]]) -> tuple[In
         source = invitee.source
         if source in RECOMPUTED_SOURCES or source.startswith("rule:"):
             continue
+        if moving_on and invitee.role == Role.SETTING:
+            continue  # next year's review is held by the new school or college
         if source == "routed":
             if routed_from is None:
                 continue  # a team found for the role: routing finds it again

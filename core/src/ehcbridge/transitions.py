@@ -156,7 +156,9 @@ def decide(store: Store, case_id: str, *, outcome: Outcome, reason: str, on: dat
                                   policy=policy, next_due=next_due)
         if change.next_review is None:
             return change
-        carried = lifecycle.carried_invitees(store.invitees_with_origin(c, state.review_id))
+        moving_on = any(d.name == lifecycle.PHASE_TRANSFER_FINAL_PLAN for d in change.duties)
+        carried = lifecycle.carried_invitees(store.invitees_with_origin(c, state.review_id),
+                                             moving_on=moving_on)
         return replace(change, next_review=replace(change.next_review, invitees=carried))
 
     return _one(store, case_id, now, None, run)
