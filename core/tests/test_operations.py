@@ -177,3 +177,19 @@ def test_doctor_reads_the_councils_notice_templates(tmp_path: Path) -> None:
     code, row = doctor(views_request="@@subject\nViews\n@@body\n{% if %}\n")
     assert (code, row["status"]) == (operations.EXIT_CHECK_FAILED, "failed")
     assert "views_request.j2 line 4" in row["detail"]
+
+
+def test_doctor_warns_when_replies_to_notices_have_nowhere_to_go(tmp_path: Path) -> None:
+    config = tmp_path / "ehcbridge.toml"
+
+    def replies(text: str) -> dict[str, str] | None:
+        config.write_text(text, encoding="utf-8")
+        code, out, _ = run("--config", str(config), "doctor", "--json")
+        assert code == operations.EXIT_OK  # a warning, not a failure
+        return next((r for r in json.loads(out)["checks"] if r["check"] == "notice replies"),
+                    None)
+
+    row = replies("")
+    assert row is not None and row["status"] == "warning"
+    assert "notices.council_email is not set" in row["detail"]
+    assert replies('[notices]\ncouncil_email = "sen@council.example.gov.uk"\n') is None

@@ -303,4 +303,11 @@ class App:
                                  config.parent if config is not None else None)
         if wording is not None:
             results.append(("core", CheckResult("notice templates", *wording)))
+        if self.settings.notices.council_email is None:
+            # Notices invite a reply ("reply to this message"): without it the reply goes to
+            # whichever mailbox sent the notice, often one nobody reads.
+            results.append(("core", CheckResult(
+                "notice replies", "warning", "notices.council_email is not set: a family or "
+                "professional replying to a notice reaches the sending mailbox, and notices "
+                "name no council contact")))
         return sorted(results, key=lambda r: r[0])

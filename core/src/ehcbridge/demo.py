@@ -75,6 +75,7 @@ email = "sen.team@council.example.gov.uk"
 
 [notices]
 council_name = "Demo County Council SEN Team"
+council_email = "sen.team@council.example.gov.uk"
 council_address = ["County Hall", "Demoton", "DE1 0AA"]
 hub_url = "https://ehchub.demo.example.gov.uk"
 
