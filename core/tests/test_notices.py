@@ -427,3 +427,24 @@ def test_the_termly_list_letter_counts_only_what_is_there(
     [counts] = [p for p in paragraphs if p.startswith("There are 7 reviews")]
     assert "0 must" not in counts and " 0 on " not in counts
     assert counts.endswith("on the list." if expected is None else expected)
+
+
+def test_a_family_without_email_gets_the_joining_link_of_an_online_meeting_by_letter(
+        store: Store) -> None:
+    """No email, so no calendar invitation: the letter is the only way the link reaches them."""
+    _case(store, invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", address="12 Mill Lane\nOK1 2AB")])
+    case = store.case("EHC-1")
+    assert case.meeting is not None
+    link = "https://teams.example.com/l/meetup-join/abc"
+    from dataclasses import replace
+
+    online = replace(case, meeting=case.meeting.model_copy(
+        update={"online": True, "join_url": link}))
+    composer = Composer(settings=NoticeSettings(), case=online, today=date(2027, 2, 24))
+    for notice in (*composer.views_request(), *composer.advice_reminder([])):
+        assert notice.channel == "letter"
+        assert f"Join the meeting online: {link}" in notice.text()
+    # In person, or no link yet: no such line.
+    plain = Composer(settings=NoticeSettings(), case=case, today=date(2027, 2, 24))
+    assert all("Join the meeting online" not in n.text() for n in plain.views_request())

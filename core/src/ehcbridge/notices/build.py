@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ehcbridge import lifecycle
-from ehcbridge.models import LONDON, Invitee, Role
+from ehcbridge.models import LONDON, Invitee, MeetingStatus, Role
 from ehcbridge.notices.model import (
     EMAIL,
     LETTER,
@@ -235,7 +235,15 @@ class Composer:
         asks itself)."""
         due = self.milestones.get("views_due")
         dates = (NoticeDate(label="Views and advice due", date=long_date(due)),) if due else ()
-        return self.for_readers("views_request", dates=dates)
+        return self.for_readers("views_request", dates=dates + self._join())
+
+    def _join(self) -> tuple[NoticeDate, ...]:
+        """The joining link of an online meeting, once it has one: a family without email gets
+        no calendar invitation, so its letter is the only place the link can reach it."""
+        m = self.case.meeting
+        if m is None or not m.online or not m.join_url or m.status != MeetingStatus.SCHEDULED:
+            return ()
+        return (NoticeDate(label="Join the meeting online", date=m.join_url),)
 
     def advice_reminder(self, files: list[dict[str, Any]]) -> list[Notice]:
         """Two weeks ahead: one reminder to everyone, with the advice received so far (to a team
@@ -257,7 +265,7 @@ class Composer:
                                        size=int(f["size"]), file_id=int(f["id"]))
                             for f in files) if attach else ()
         return self.for_readers("advice_reminder", extra={"advice": advice, "attached": attach},
-                                attachments=attachments)
+                                attachments=attachments, dates=self._join())
 
     def report(self, report: dict[str, Any] | None) -> list[Notice]:
         """Within two weeks of the meeting: the report to everyone invited (reg 20(7))."""
