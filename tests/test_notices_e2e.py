@@ -155,7 +155,9 @@ folder = "{letters.as_posix()}"
     assert "SENCO" in _body(senco)
     pack = letters / "print-pack-2027-01-27.pdf"
     text = _text(pack)
-    assert "Print pack for 27 January 2027" in text and "1 letter(s)" in text
+    assert "Print pack for 27 January 2027" in text and "2 letter(s)" in text
+    # Without email there is no calendar invitation: the meeting itself comes by letter too.
+    assert "You are invited to the annual review meeting for Sam's" in " ".join(text.split())
     assert "Ms R Example" in text and "12 Mill Lane" in text and "OK1 2AB" in text
     assert "Dear Ms R Example" in text and "annual review of Sam's EHC plan" in text
     assert "personal budget" in text and "What is not working" in text
@@ -231,12 +233,12 @@ folder = "{letters.as_posix()}"
         assert "notice(s) by" in (duties[name].evidence or ""), name
     ledger = store.notices(case_id=CASE)
     assert {(r["kind"], r["channel"]) for r in ledger if r["role"] == "parent"} == {
-        ("views_request", "letter"), ("advice_reminder", "letter"), ("report", "letter"),
-        ("decision", "letter")}
+        ("meeting", "letter"), ("views_request", "letter"), ("advice_reminder", "letter"),
+        ("report", "letter"), ("decision", "letter")}
     assert all(r["status"] == "sent" for r in ledger)
-    assert len(ledger) == 6 + 6 + 6 + 2
+    assert len(ledger) == 1 + 6 + 6 + 6 + 2
     shown = json.loads(run("review", "show", CASE, "--json"))
     assert shown["views"] == [{"contributor": "salt@nhs.example.net", "role": "health",
                                "received": "2027-02-10", "files": ["salt-advice.pdf"]}]
-    assert len(shown["notices"]) == 20 and "Notices" in run("review", "show", CASE)
+    assert len(shown["notices"]) == 21 and "Notices" in run("review", "show", CASE)
     store.close()

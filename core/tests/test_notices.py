@@ -448,3 +448,33 @@ def test_a_family_without_email_gets_the_joining_link_of_an_online_meeting_by_le
     # In person, or no link yet: no such line.
     plain = Composer(settings=NoticeSettings(), case=case, today=date(2027, 2, 24))
     assert all("Join the meeting online" not in n.text() for n in plain.views_request())
+
+
+def test_a_family_without_email_is_told_of_the_meeting_each_time_it_changes(
+        store: Store) -> None:
+    """The calendar invitation reaches whoever has email; a family with only a postal address
+    gets the invitation, a new date and a cancellation by letter, once per revision."""
+    _case(store, invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", address="12 Mill Lane\nOK1 2AB"),
+        Invitee(role=Role.SETTING, name="SENCO", email="senco@school.example.org")])
+
+    def letters() -> list[Notice]:
+        return Composer(settings=NoticeSettings(), case=store.case("EHC-1"),
+                        today=date(2027, 1, 10)).meeting_letters()
+
+    [invited] = letters()
+    assert (invited.channel, invited.recipient.name, invited.duty) == (
+        "letter", "Ms R Example", None)
+    assert invited.subject.startswith("Invitation: the annual review meeting for Sam's")
+    assert "You are invited" in invited.text() and "Oakfield School" in invited.text()
+    assert [n.key for n in letters()] == [invited.key]  # the same revision: the same letter
+    later = MEETING + timedelta(days=7)
+    store.schedule_meeting("EHC-1", start=later, end=later + timedelta(hours=1),
+                           location="Oakfield School", now=T0)
+    [moved] = letters()
+    assert moved.key != invited.key and moved.subject.startswith("New date:")
+    assert "replaces the one we gave you before" in moved.text()
+    store.cancel_meeting("EHC-1", reason="family asked", now=T0)
+    [cancelled] = letters()
+    assert cancelled.key not in (invited.key, moved.key)
+    assert cancelled.subject.startswith("Cancelled:") and "has been cancelled" in cancelled.text()

@@ -184,9 +184,10 @@ def test_through_the_engine_statuses_come_back_and_a_failure_is_flagged(
                                        "sms_template_id": notify.sms_template}}}
     app = make_app(store, {"notify": ehcbridge_notify}, settings=settings, now=NOW)
     Engine(app).run_once(NOW)
-    # Views request (email + letter) and the reminder (email + letter + a text to the parent).
+    # The meeting by letter to the parent (no email: no calendar invitation), the views request
+    # (email + letter) and the reminder (email + letter + a text to the parent).
     assert (len(notify.of_type("email")), len(notify.of_type("letter")),
-            len(notify.of_type("sms"))) == (2, 2, 1)
+            len(notify.of_type("sms"))) == (2, 3, 1)
     ledger = store.notices(case_id="EHC-1")
     assert {r["reference"] for r in ledger} == set(notify.sent)
     letter = notify.of_type("letter")[0]
@@ -202,7 +203,8 @@ def test_through_the_engine_statuses_come_back_and_a_failure_is_flagged(
     flag = store.case("EHC-1").flags["notify_failed"]
     assert "text_reminder by sms: Notify reports permanent-failure" in flag
     assert "Sam" not in flag and "07700" not in flag
-    assert poll(app.plugin_context("notify")) == {"pending-virus-check": 1}  # finals not asked
+    # Finals are not asked again: the two letters still in the virus check are.
+    assert poll(app.plugin_context("notify")) == {"pending-virus-check": 2}
     store.close()
 
 

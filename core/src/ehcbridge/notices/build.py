@@ -178,9 +178,10 @@ class Composer:
 
     def notice(self, kind: str, invitee: Invitee, channel: str, *, extra: dict[str, Any],
                attachments: tuple[Attachment, ...] = (), dates: tuple[NoticeDate, ...] = (),
-               contacts: tuple[NoticeContact, ...] = (), template: str | None = None
-               ) -> Notice:
-        """One notice for one reader on one channel."""
+               contacts: tuple[NoticeContact, ...] = (), template: str | None = None,
+               variant: str = "") -> Notice:
+        """One notice for one reader on one channel (``variant``: what makes a later notice of
+        the same kind to the same reader a new one, such as the meeting's revision)."""
         assert self.env is not None
         context = self.context(invitee, channel, {**extra, "attached": bool(attachments)
                                                   or extra.get("attached", False)})
@@ -192,7 +193,7 @@ class Composer:
                           if line.strip()),
             mobile=invitee.mobile, professional=invitee.role not in FAMILY)
         key = (f"{case.plan.case_id}/r{case.review.id}/notice/{kind}/"
-               f"{_digest(_identity(invitee))}/{channel}")
+               f"{_digest(_identity(invitee))}/{channel}" + (f"/{variant}" if variant else ""))
         s = self.settings
         contact_lines = tuple(c for c in (s.council_email, s.council_phone) if c)
         return Notice(
@@ -236,6 +237,22 @@ class Composer:
         due = self.milestones.get("views_due")
         dates = (NoticeDate(label="Views and advice due", date=long_date(due)),) if due else ()
         return self.for_readers("views_request", dates=dates + self._join())
+
+    def meeting_letters(self) -> list[Notice]:
+        """The meeting itself by letter, to invitees without email (the calendar invitation
+        reaches everyone else): set, moved, cancelled, or its joining link arrived. One letter
+        per revision of the meeting, however many events led to it."""
+        m = self.case.meeting
+        if m is None or m.status not in (MeetingStatus.SCHEDULED, MeetingStatus.CANCELLED):
+            return []
+        cancelled = m.status == MeetingStatus.CANCELLED
+        variant = f"m{m.id}.{m.sequence}" + ("-cancelled" if cancelled else
+                                             "-link" if self._join() else "")
+        extra = {"cancelled": cancelled, "moved": m.sequence > 0}
+        return [self.notice("meeting", invitee, LETTER, extra=extra,
+                            dates=() if cancelled else self._join(), variant=variant)
+                for invitee in self.readers("meeting")
+                if not invitee.email and invitee.address]
 
     def _join(self) -> tuple[NoticeDate, ...]:
         """The joining link of an online meeting, once it has one: a family without email gets

@@ -22,7 +22,9 @@ FAILED_FLAG = "notice_failed"
 # Lifecycle events that produce notices, and the Composer method that builds them.
 TRIGGERS = {("on_views_due", "request"): "views_request",
             ("on_views_due", "reminder"): "advice_reminder",
-            ("on_decision", "recorded"): "decision"}
+            ("on_decision", "recorded"): "decision",
+            **{("on_review_scheduled", action): "meeting"
+               for action in ("scheduled", "rescheduled", "updated", "cancelled")}}
 
 
 def composer(app: App, review_id: int) -> Composer:
@@ -90,6 +92,8 @@ def queue_for_event(app: App, ev: EventRow, now: datetime) -> int:
             notices = comp.views_request()
         elif kind == "advice_reminder":
             notices = comp.advice_reminder(app.store.review_files(ev.review_id, kind="views"))
+        elif kind == "meeting":
+            notices = comp.meeting_letters()
         else:
             notices = comp.decision(_next_review_due(app, comp))
     except TemplateProblem as exc:

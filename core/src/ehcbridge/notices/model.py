@@ -73,7 +73,7 @@ class Notice(Frozen):
     """One message to one recipient on one channel, ready for a channel plugin to deliver."""
 
     key: str  # stable across retries; the same notice is never queued twice
-    kind: str  # views_request, advice_reminder, report, decision, or a plugin's own kind
+    kind: str  # views_request, advice_reminder, report, decision, meeting, or a plugin's own kind
     channel: str  # email, letter or sms
     recipient: NoticeRecipient
     subject: str

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 KINDS = ("views_request", "advice_reminder", "report", "decision", "text_reminder",
-         "termly_list")
+         "termly_list", "meeting")
 
 
 class NoticeSettings(BaseModel):
