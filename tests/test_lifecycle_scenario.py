@@ -411,3 +411,38 @@ def test_the_review_list_shows_last_years_breaches_as_history_not_as_open_duties
                 if r.case_id == "EHC-A"] == []
     finally:
         app.store.close()
+
+
+def test_an_older_list_imported_after_a_decision_does_not_undo_it(
+        tmp_path: Path, store_url: str) -> None:
+    """The Hub's export lags: last month's list, without the new last review date, must not
+    take the next review back to the deadline the decision has met (it made the review
+    overdue, and the planner would book a meeting for it at once)."""
+    ehc = Council(tmp_path, store_url)
+    reviews_csv = tmp_path / "reviews.csv"
+    reviews_csv.write_text(CSV, encoding="utf-8")
+    ehc("import", "reviews", str(reviews_csv), "--now", "2026-09-07T09:00")
+    ehc.review("2026-09-07", "schedule", "EHC-A", "--start", "2027-02-10T10:00")
+    ehc.review("2027-02-10", "held", "EHC-A")
+    ehc.review("2027-02-20", "decide", "EHC-A", "maintain", "--reason", "On track",
+               "--on", "2027-02-20")
+    due = ehc.show("EHC-A")["review"]["due_by"]
+    assert due == "2028-02-19"
+
+    out = ehc("import", "reviews", str(reviews_csv), "--now", "2027-04-22T09:00").output
+    assert "0 updated, 8 unchanged" in out
+    # The import's overdue count is of the reviews really past due, EHC-A not among them.
+    rows = json.loads(ehc.review("2027-04-22", "list", "--json").output)
+    late = sum(str(r["due_by"]) < "2027-04-22" for r in rows)
+    assert late > 0 and f"{late} imported review(s) are already overdue" in out
+    data = ehc.show("EHC-A")
+    assert data["review"]["due_by"] == due
+    assert data["plan"]["last_review_decision"] == "2027-02-20"
+
+    # A later decision the list knows of (made in the Hub) still wins.
+    newer = tmp_path / "newer.csv"
+    newer.write_text(CSV.replace("2026-04-01,,senco.a@", "2026-04-01,2027-03-01,senco.a@"),
+                     encoding="utf-8")
+    out = ehc("import", "reviews", str(newer), "--now", "2027-04-22T09:00").output
+    assert "1 updated" in out
+    assert ehc.show("EHC-A")["plan"]["last_review_decision"] == "2027-03-01"

@@ -418,7 +418,6 @@ class _Writer:
         items = []
         for row in rows:
             kind, due = self._open_review(row.plan, row.pupil, policy, as_of=today)
-            report.overdue += due < today  # flagged "overdue" by the lifecycle
             meeting = None
             if row.meeting_start is not None and row.meeting_end is not None:
                 meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
@@ -451,6 +450,10 @@ class _Writer:
                 exc.value or "", str(exc).split(": ", 1)[-1], sheet=report.sheet)]) from None
         self._save_details(self.conn, {r.plan.case_id: r.details for r in rows
                                        if r.details is not None})
+        # Counted after the store has read the list against what it knows (a later decision
+        # keeps the due date it gave): flagged "overdue" by the lifecycle.
+        kept = {r.plan.case_id for r in rows}
+        report.overdue += sum(i.review_due < today for i in items if i.plan.case_id in kept)
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:

@@ -240,6 +240,22 @@ def check_deadlines(store: Store, now: datetime, policy: Policy = DEFAULT_POLICY
 # The bulk import -----------------------------------------------------------------------------
 
 
+def _keep_later_decision(view: CaseView | None, item: CaseInput) -> None:
+    """A list older than a decision recorded here (the Hub's export has not caught up, or last
+    month's file is imported again) does not undo it: the item keeps the plan's last decision
+    and the review that decision opened (due date, kind, preparing for adulthood). Changes
+    ``item`` in place, so the caller's report reads the same dates."""
+    if view is None or view.plan.last_review_decision is None:
+        return
+    listed = item.plan.last_review_decision
+    if listed is not None and listed >= view.plan.last_review_decision:
+        return  # the list knows this decision, or a later one made outside ehcbridge
+    item.plan = item.plan.model_copy(
+        update={"last_review_decision": view.plan.last_review_decision})
+    item.review_due, item.kind = view.review.due_by, view.review.kind
+    item.pfa = item.pfa or view.review.preparing_for_adulthood
+
+
 def _same_case(view: CaseView, item: CaseInput) -> bool:
     """True when the stored case already holds everything the row says (what upsert_case
     would compare), so nothing need be written."""
@@ -285,6 +301,8 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
         # A re-import is mostly unchanged rows: read the chunk's cases in a few set queries
         # and write (or re-run a transition) only where a row differs.
         views = reads.current_cases_in(conn, [i.plan.case_id for i in chunk])
+        for item in chunk:
+            _keep_later_decision(views.get(item.plan.case_id), item)
         existing = store.existing_case_ids(conn, [i.plan.case_id for i in chunk
                                                   if i.plan.case_id not in views]) | set(views)
         new = [i for i in chunk if i.plan.case_id not in existing]
