@@ -439,6 +439,16 @@ def test_an_older_list_imported_after_a_decision_does_not_undo_it(
     assert data["review"]["due_by"] == due
     assert data["plan"]["last_review_decision"] == "2027-02-20"
 
+    # The Hub row still shows the meeting that was held: it is not set again for next year.
+    header, *rows = CSV.splitlines()
+    with_meeting = tmp_path / "with-meeting.csv"
+    with_meeting.write_text(f"{header},meeting_start\n{rows[0]},2027-02-10T10:00\n",
+                            encoding="utf-8")
+    out = ehc("import", "reviews", str(with_meeting), "--now", "2027-04-22T09:00").output
+    assert "meetings: none" in out
+    data = ehc.show("EHC-A")
+    assert data["review"]["status"] == "due" and data["review"]["due_by"] == due
+
     # A later decision the list knows of (made in the Hub) still wins.
     newer = tmp_path / "newer.csv"
     newer.write_text(CSV.replace("2026-04-01,,senco.a@", "2026-04-01,2027-03-01,senco.a@"),

@@ -243,17 +243,19 @@ def check_deadlines(store: Store, now: datetime, policy: Policy = DEFAULT_POLICY
 def _keep_later_decision(view: CaseView | None, item: CaseInput) -> None:
     """A list older than a decision recorded here (the Hub's export has not caught up, or last
     month's file is imported again) does not undo it: the item keeps the plan's last decision
-    and the review that decision opened (due date, kind, preparing for adulthood). Changes
-    ``item`` in place, so the caller's report reads the same dates."""
-    if view is None or view.plan.last_review_decision is None:
-        return
+    and the review that decision opened (due date, kind, preparing for adulthood), and the
+    meeting it still lists, held before that decision, is not set again for the next review.
+    Changes ``item`` in place, so the caller's report reads the same dates."""
+    decided = view.plan.last_review_decision if view is not None else None
     listed = item.plan.last_review_decision
-    if listed is not None and listed >= view.plan.last_review_decision:
-        return  # the list knows this decision, or a later one made outside ehcbridge
-    item.plan = item.plan.model_copy(
-        update={"last_review_decision": view.plan.last_review_decision})
-    item.review_due, item.kind = view.review.due_by, view.review.kind
-    item.pfa = item.pfa or view.review.preparing_for_adulthood
+    if view is not None and decided is not None and (listed is None or listed < decided):
+        # Not when the list knows this decision, or a later one made in the Hub.
+        item.plan = item.plan.model_copy(update={"last_review_decision": decided})
+        item.review_due, item.kind = view.review.due_by, view.review.kind
+        item.pfa = item.pfa or view.review.preparing_for_adulthood
+    latest = item.plan.last_review_decision
+    if item.meeting is not None and latest is not None and today_of(item.meeting[0]) <= latest:
+        item.meeting = None  # the decided review's meeting, not one for the review now due
 
 
 def _same_case(view: CaseView, item: CaseInput) -> bool:
