@@ -456,3 +456,19 @@ def test_an_older_list_imported_after_a_decision_does_not_undo_it(
     out = ehc("import", "reviews", str(newer), "--now", "2027-04-22T09:00").output
     assert "1 updated" in out
     assert ehc.show("EHC-A")["plan"]["last_review_decision"] == "2027-03-01"
+
+
+def test_an_imported_year_8_pupil_reviewed_in_year_9_prepares_for_adulthood(
+        tmp_path: Path, store_url: str) -> None:
+    """Reg 20(6) is about the year of the review: a Year 8 pupil whose review falls due after
+    September is reviewed in Year 9 (the import read only today's NC year)."""
+    ehc = Council(tmp_path, store_url)
+    reviews_csv = tmp_path / "reviews.csv"
+    reviews_csv.write_text(
+        "case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued\n"
+        "EHC-P,Q999000000011,Pat,One,2013-03-02,8,100001,2026-10-01\n"
+        "EHC-Q,E999000000012,Quin,Two,2013-03-02,8,100001,2026-04-01\n", encoding="utf-8")
+    ehc("import", "reviews", str(reviews_csv), "--now", "2026-09-07T09:00")
+    assert ehc.show("EHC-P")["review"]["due_by"] == "2027-09-30"
+    assert ehc.show("EHC-P")["review"]["preparing_for_adulthood"] is True
+    assert ehc.show("EHC-Q")["review"]["preparing_for_adulthood"] is False  # due in Year 8

@@ -423,7 +423,9 @@ class _Writer:
                 meeting = (row.meeting_start, row.meeting_end, row.location, row.online)
             items.append(self._case_input(
                 pupil=row.pupil, plan=row.plan, coordinator_email=row.coordinator_email,
-                review_due=due, kind=kind, pfa=self._pfa(row.pupil), invitees=row.invitees,
+                # Reg 20(6): the review in Year 9, read at its due date, as the decision does.
+                review_due=due, kind=kind, pfa=self._pfa(row.pupil, on=due, as_of=today),
+                invitees=row.invitees,
                 meeting=meeting))
         by_case = {row.plan.case_id: row for row in rows}
         try:
