@@ -478,3 +478,37 @@ def test_a_family_without_email_is_told_of_the_meeting_each_time_it_changes(
     [cancelled] = letters()
     assert cancelled.key not in (invited.key, moved.key)
     assert cancelled.subject.startswith("Cancelled:") and "has been cancelled" in cancelled.text()
+
+
+def test_a_batch_of_events_composes_its_notices_from_one_set_read(
+        store: Store, monkeypatch: Any) -> None:
+    """A council's first run: the meetings' letters and the views requests of many reviews
+    are composed from the batch's set read of their cases. Reading each case on its own made
+    dispatch eight times slower (435 events/s for 20,000 plans)."""
+    for n in range(30):
+        with store.begin() as conn:
+            store.upsert_case(conn, pupil=Pupil(upn=f"A1234567890{n:02d}", forename="Sam",
+                                                surname="Example", dob=date(2014, 5, 2),
+                                                nc_year=7),
+                              plan=Plan(case_id=f"EHC-{n}", issued_on=date(2026, 4, 1)),
+                              coordinator_email="officer@council.example.gov.uk",
+                              review_due=date(2027, 3, 31), kind=ReviewKind.ANNUAL, pfa=False)
+        store.add_invitee(f"EHC-{n}", Invitee(role=Role.PARENT, name="Ms R Example",
+                                              address="1 High Street\nDE1 1AA"))
+        store.schedule_meeting(f"EHC-{n}", start=MEETING, end=MEETING + timedelta(hours=1),
+                               location="Oakfield School", now=T0)
+    reads: list[int] = []
+    original = Store.case_by_review
+
+    def counted(self: Store, review_id: int) -> Any:
+        reads.append(review_id)
+        return original(self, review_id)
+
+    monkeypatch.setattr(Store, "case_by_review", counted)
+    channel = Channel()
+    engine = Engine(_app(store, channel))
+    engine.run_once(T0)
+    engine.run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))
+    kinds = sorted(n.kind for n in channel.notices)
+    assert kinds == ["meeting"] * 30 + ["views_request"] * 30
+    assert len(reads) < 5, f"{len(reads)} cases read one by one"

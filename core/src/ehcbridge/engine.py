@@ -202,7 +202,9 @@ class Engine:
             waiting = self.queue.open_deliveries([ev.id for ev in scheduled], PROVIDER_HOOK)
         # Routing happens once per change: not again while the event waits for its link.
         fresh = [ev for ev in scheduled if ev.id not in waiting]
-        cases = reads.cases_by_review(store, {ev.review_id for ev in fresh})
+        # The cases of the batch's notices too: composing them read each case on its own.
+        cases = reads.cases_by_review(store, {ev.review_id for ev in fresh} | {
+            ev.review_id for ev in batch if (ev.hook, ev.action) in notices.TRIGGERS})
         details = details_by_case(store, [c.plan.case_id for c in cases.values()])
         meetings = reads.meetings_by_id(store, {ev.meeting_id for ev in fresh
                                                 if ev.meeting_id is not None})
@@ -214,7 +216,8 @@ class Engine:
                 notice_plugins[ev.id] = notices.plugins_for(self.app, ev)
                 ready.append(ev)
                 continue
-            notices.queue_for_event(self.app, ev, now)  # the notices this event calls for, once
+            # The notices this event calls for, once, from the case as this batch last saw it.
+            notices.queue_for_event(self.app, ev, now, cases.get(ev.review_id))
             if ev.hook != HOOK_REVIEW_SCHEDULED:
                 ready.append(ev)
                 continue
@@ -350,7 +353,8 @@ class Engine:
             if d.hook == PROVIDER_HOOK:
                 self._store_link(ev, outcome.result, d.plugin)
             if d.hook == NOTICE_HOOK:
-                notices.delivered(self.app, ev, d.plugin, outcome.result, now)
+                notices.delivered(self.app, ev, d.plugin, outcome.result, now,
+                                  self._case(ev.review_id))
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
         message = redact(f"{type(error).__name__}: {error}")  # stored and shown: no secrets

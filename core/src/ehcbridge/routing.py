@@ -51,6 +51,8 @@ def advice_asked_by(app: App, review_id: int) -> dict[str, str]:
     the plugin's name. A plugin no longer loaded (or without ``on_views_due``) asks no one, so
     the core's notices ask its mailboxes again."""
     asking = set(app.plugins.implementers(ADVICE_HOOK))
+    if not asking:  # nobody asks for advice itself: no need to read the markers
+        return {}
     return {mailbox: plugin for mailbox, plugin in advice_markers(app, review_id).items()
             if plugin in asking}
 

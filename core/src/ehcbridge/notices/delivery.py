@@ -27,11 +27,11 @@ TRIGGERS = {("on_views_due", "request"): "views_request",
                for action in ("scheduled", "rescheduled", "updated", "cancelled")}}
 
 
-def composer(app: App, review_id: int) -> Composer:
-    """A Composer for a review as it stands now."""
+def composer(app: App, review_id: int, case: CaseView | None = None) -> Composer:
+    """A Composer for a review as it stands now (``case``: as the caller just read it)."""
     from ehcbridge.routing import advice_asked_by
 
-    case = app.store.case_by_review(review_id)
+    case = case or app.store.case_by_review(review_id)
     miles = {m.name: m.date for m in app.milestones(case)}
     loaded = frozenset(app.plugins.implementers(NOTICE_HOOK))
     config = app.settings.config_path
@@ -76,18 +76,21 @@ def deliver_now(app: App, notice: Notice) -> NoticeReceipt | None:
     return result if isinstance(result, NoticeReceipt) else None
 
 
-def queue_for_event(app: App, ev: EventRow, now: datetime) -> int:
-    """Build and queue the notices a lifecycle event calls for (none for most events). A
+def queue_for_event(app: App, ev: EventRow, now: datetime, case: CaseView | None = None
+                    ) -> int:
+    """Build and queue the notices a lifecycle event calls for (none for most events); ``case``
+    saves reading the review's case again when the caller (the engine's batch) has it. A
     template a council got wrong flags the review instead of stopping the engine."""
     kind = TRIGGERS.get((ev.hook, ev.action))
     if kind is None:
         return 0
+    case = case or app.store.case_by_review(ev.review_id)
     if kind in ("views_request", "advice_reminder"):
         from ehcbridge.routing import ensure_advice_routes
 
-        ensure_advice_routes(app, app.store.case_by_review(ev.review_id))
+        ensure_advice_routes(app, case)  # keeps state only: the case's invitees stay as read
     try:
-        comp = composer(app, ev.review_id)
+        comp = composer(app, ev.review_id, case)
         if kind == "views_request":
             notices = comp.views_request()
         elif kind == "advice_reminder":
@@ -170,15 +173,17 @@ def notice_for(app: App, ev: EventRow) -> Notice:
     return notice.model_copy(update={"attachments": filled})
 
 
-def delivered(app: App, ev: EventRow, plugin: str, result: Any, now: datetime) -> None:
-    """Record a delivered notice and, once every notice for its duty is out, meet the duty."""
+def delivered(app: App, ev: EventRow, plugin: str, result: Any, now: datetime,
+              case: CaseView | None = None) -> None:
+    """Record a delivered notice and, once every notice for its duty is out, meet the duty
+    (``case``: the review's case as the caller read it, to save reading it again)."""
     receipt = result if isinstance(result, NoticeReceipt) else None
     app.store.set_notice_status(ev.id, status=receipt.status if receipt else "sent",
                                 plugin=plugin, reference=receipt.reference if receipt else None,
                                 detail=receipt.detail if receipt else None, now=now)
     duty = ev.payload.get("notice", {}).get("duty")
     if duty and ev.review_id:
-        meet_if_complete(app, ev.review_id, str(duty), now.date())
+        meet_if_complete(app, ev.review_id, str(duty), now.date(), case)
 
 
 def _asked_by_plugins(app: App, case: CaseView) -> str:
@@ -207,7 +212,8 @@ def failed(app: App, ev: EventRow, plugin: str, message: str) -> None:
                    f"by {notice.get('channel')} ({plugin}): {message}")
 
 
-def meet_if_complete(app: App, review_id: int, duty_name: str, on: date) -> bool:
+def meet_if_complete(app: App, review_id: int, duty_name: str, on: date,
+                     case: CaseView | None = None) -> bool:
     """Meet ``duty_name`` on the review when all of its notices have gone; True when met."""
     rows = app.store.notices(review_id=review_id, duty=duty_name)
     if not rows or any(r["status"] not in ("sent", "delivered") for r in rows):
@@ -215,7 +221,7 @@ def meet_if_complete(app: App, review_id: int, duty_name: str, on: date) -> bool
     from ehcbridge import lifecycle
 
     store = app.store
-    case = store.case_by_review(review_id)
+    case = case or store.case_by_review(review_id)
     found = [d for _cid, rid, d in store.duty_rows(name=duty_name,
                                                     case_ids=[case.plan.case_id])
              if rid == review_id]
