@@ -27,8 +27,11 @@ TRIGGERS = {("on_views_due", "request"): "views_request",
                for action in ("scheduled", "rescheduled", "updated", "cancelled")}}
 
 
-def composer(app: App, review_id: int, case: CaseView | None = None) -> Composer:
-    """A Composer for a review as it stands now (``case``: as the caller just read it)."""
+def composer(app: App, review_id: int, case: CaseView | None = None, *,
+             advice: bool = True) -> Composer:
+    """A Composer for a review as it stands now (``case``: as the caller just read it;
+    ``advice``: False for notices that ask nobody for advice, which need not know who a plugin
+    asks itself, a query per review)."""
     from ehcbridge.routing import advice_asked_by
 
     case = case or app.store.case_by_review(review_id)
@@ -36,7 +39,8 @@ def composer(app: App, review_id: int, case: CaseView | None = None) -> Composer
     loaded = frozenset(app.plugins.implementers(NOTICE_HOOK))
     config = app.settings.config_path
     return Composer(settings=app.settings.notices, case=case, today=app.clock.now().date(),
-                    milestones=miles, loaded=loaded, asked_by=advice_asked_by(app, review_id),
+                    milestones=miles, loaded=loaded,
+                    asked_by=advice_asked_by(app, review_id) if advice else {},
                     config_dir=config.parent if config is not None else None)
 
 
@@ -90,7 +94,8 @@ def queue_for_event(app: App, ev: EventRow, now: datetime, case: CaseView | None
 
         ensure_advice_routes(app, case)  # keeps state only: the case's invitees stay as read
     try:
-        comp = composer(app, ev.review_id, case)
+        comp = composer(app, ev.review_id, case,
+                        advice=kind in ("views_request", "advice_reminder"))
         if kind == "views_request":
             notices = comp.views_request()
         elif kind == "advice_reminder":
