@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ehcbridge.events import CheckResult, HookContext, PupilRecord
-from ehcbridge.models import LONDON, Invitee, Review, Views
+from ehcbridge.models import LONDON, Invitee, Pupil, Review, Views
 from ehcbridge.plugins import PluginManager
 from ehcbridge.settings import Settings, load_settings
 from ehcbridge.store import Store, StoreError
@@ -131,12 +131,23 @@ class PluginStoreFacade:
 
     def update_pupils(self, items: dict[str, dict[str, Any]]) -> dict[str, bool]:
         """Update many pupils by UPN in one transaction; which ones changed."""
+        from ehcbridge.timeline import preparing_for_adulthood
+
         changed = self.store.update_pupils(items)
+        today = self.app.clock.now().date() if self.app is not None else None
         pfa: dict[bool, list[int]] = {True: [], False: []}
-        for upn, review_ids in changed.items():
+        for upn, reviews in changed.items():
             year = items[upn].get("nc_year")
-            if year is not None:
-                pfa[int(year) >= 9].extend(review_ids)
+            if year is None:
+                continue
+            pupil = Pupil(forename="-", surname="-", nc_year=int(year))
+            # Judged at each review's due date, as the import and the decision judge it: a
+            # Year 8 pupil whose review falls due after September is reviewed in Year 9 (by
+            # this year alone, a sync turned off what the import had rightly turned on).
+            for rid, due, was in reviews:
+                now_pfa = preparing_for_adulthood(pupil, on=due, as_of=today)
+                if now_pfa != was:
+                    pfa[now_pfa].append(rid)
         for value, ids in pfa.items():
             self.store.set_pfa(ids, value)
         return {upn: upn in changed for upn in items}

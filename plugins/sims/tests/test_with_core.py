@@ -52,3 +52,29 @@ def test_sync_reaches_the_review(app: Any, tmp_path: Path) -> None:
     again = sync_files([tmp_path / "b.xml"], ctx)
     assert again.summary() == "added 0, updated 0, unchanged 2, left 0"
     assert app.lookup_pupil(upn_for(0)).source == "sims:ctf"
+
+
+def test_a_year_8_pupil_whose_review_falls_after_september_is_reviewed_for_adulthood(
+        tmp_path: Path) -> None:
+    """The sync judges preparing for adulthood at the review's due date, as the import does:
+    by the Year 8 alone, a sync turned off what the import had rightly turned on."""
+    from datetime import datetime
+
+    from ehcbridge.cli import case_json
+    from ehcbridge.models import LONDON
+
+    store = store_module.Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    with store.begin() as conn:
+        store.upsert_case(conn, pupil=Pupil(upn=upn_for(0), forename="S", surname="E",
+                                            dob=date(2013, 1, 1), nc_year=8),
+                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 10, 20)),
+                          coordinator_email="senco@school.example.org",
+                          review_due=date(2027, 10, 19), kind=ReviewKind.ANNUAL, pfa=True)
+    app = testing.make_app(store, {"sims": ehcbridge_sims},
+                           now=datetime(2027, 1, 10, 9, tzinfo=LONDON))
+    ctx = app.plugin_context("sims")
+    sync_files([write_ctf(tmp_path / "a.xml", [pupil(0, nc_year="8")])], ctx)
+    assert case_json(app, "EHC-1")["review"]["preparing_for_adulthood"]  # Year 9 by October
+    sync_files([write_ctf(tmp_path / "b.xml", [pupil(0, nc_year="7")])], ctx)
+    assert not case_json(app, "EHC-1")["review"]["preparing_for_adulthood"]  # corrected
+    store.close()

@@ -1273,11 +1273,12 @@ class Store:
                 .scalars())
             return changed, review_ids
 
-    def update_pupils(self, items: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
-        """Update many pupils by UPN in one transaction; returns the changed UPNs with the ids
-        of their current reviews."""
+    def update_pupils(self, items: dict[str, dict[str, Any]]
+                      ) -> dict[str, list[tuple[int, date, bool]]]:
+        """Update many pupils by UPN in one transaction; returns the changed UPNs with their
+        current reviews (id, due date, covers preparing for adulthood)."""
         allowed = {"forename", "surname", "dob", "nc_year", "school_urn"}
-        changed: dict[str, list[int]] = {}
+        changed: dict[str, list[tuple[int, date, bool]]] = {}
         now = utcnow()
         with self.begin() as c:
             for chunk in _chunks(list(items), 500):
@@ -1296,13 +1297,14 @@ class Store:
                         changed[upn] = []
                 ids = [rows[u].id for u in chunk if u in changed]
                 if ids:
-                    for pupil_id, review_id in c.execute(
-                            select(t.plans.c.pupil_id, t.reviews.c.id)
+                    for pupil_id, review_id, due, pfa in c.execute(
+                            select(t.plans.c.pupil_id, t.reviews.c.id, t.reviews.c.due_by,
+                                   t.reviews.c.preparing_for_adulthood)
                             .join(t.reviews, t.reviews.c.plan_id == t.plans.c.id)
                             .where(and_(t.plans.c.pupil_id.in_(ids),
                                         t.reviews.c.current.is_(True)))):
                         upn = next(u for u in chunk if u in rows and rows[u].id == pupil_id)
-                        changed[upn].append(review_id)
+                        changed[upn].append((review_id, due, bool(pfa)))
         return changed
 
     def open_reviews_for_upns(self, upns: list[str]) -> dict[str, list[Review]]:
