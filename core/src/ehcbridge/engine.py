@@ -353,8 +353,10 @@ class Engine:
             if d.hook == PROVIDER_HOOK:
                 self._store_link(ev, outcome.result, d.plugin)
             if d.hook == NOTICE_HOOK:
+                # The case as the lane's batch read it, when it did (a termly list belongs
+                # to no review).
                 notices.delivered(self.app, ev, d.plugin, outcome.result, now,
-                                  self._case(ev.review_id))
+                                  self._cases.get(ev.review_id) if ev.review_id else None)
             return self._finish(d, DELIVERED, attempts, now, None)
         error = outcome.error
         message = redact(f"{type(error).__name__}: {error}")  # stored and shown: no secrets
