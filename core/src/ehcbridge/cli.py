@@ -321,6 +321,10 @@ def import_reviews_cmd(file: Path, dry_run: bool, skip_invalid: bool, as_json: b
         click.echo(f"{report.overdue} imported review(s) {'would be' if dry_run else 'are'} "
                    "already overdue (past their due date, flagged 'overdue': ehcbridge review "
                    "list --flag overdue)")
+    if report.replaced:
+        click.echo(f"{report.replaced} invitee(s) an earlier list named {verb} replaced by the "
+                   "one this list names for their role (calendar plugins withdraw their "
+                   "invitation)")
     for problem in report.skipped:
         click.echo(f"skipped: {problem}", err=True)
     for warning in report.warnings:
@@ -444,6 +448,28 @@ def review_invite(case: str, role: str, email: str | None, name: str | None,
                                                team=team, address="\n".join(lines) or None,
                                                mobile=mobile))
     click.echo(f"{case}: {role} invited")
+
+
+@review_group.command("uninvite")
+@click.argument("case")
+@click.option("--email", help="The address they were invited at.")
+@click.option("--name", help="For someone invited by letter only (no email): their name.")
+@click.option("--role", type=click.Choice(["parent", "young_person", "setting", "la_sen_officer",
+                                          "health", "social_care", "other"]),
+              help="Only the invitee of this role (when one address has two roles).")
+def review_uninvite(case: str, email: str | None, name: str | None, role: str | None) -> None:
+    """Remove someone from the review's invitees (wrong address, the child left that school):
+    they get no more notices, and calendar plugins withdraw their invitation."""
+    from ehcbridge import transitions
+
+    if bool(email) == bool(name):
+        raise click.UsageError("give --email, or --name for someone invited by letter only")
+    app = get_app()
+    removed = _store_call(transitions.uninvite, app.store, case, email=email, name=name,
+                          role=role, now=app.clock.now())
+    roles = ", ".join(sorted({i.role.value for i in removed}))
+    click.echo(f"{case}: {len(removed)} invitee(s) removed ({roles}); a meeting already set is "
+               "updated and their invitation withdrawn at the next engine run")
 
 
 @review_group.command("held")

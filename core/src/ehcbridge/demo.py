@@ -221,6 +221,9 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
                                    now=app.clock.now())
         if lifecycle.FLAG_MEETING_LATE not in store.case(late["case_id"]).flags:
             actions["set late and moved back into time (meeting_late cleared)"] += 1
+    if day == date(2026, 12, 3):
+        actions["invitee(s) replaced by a later list (a new SENCO: the old one is sent a "
+                "cancellation, the new one the invitation)"] += _new_senco(app)
     if day == date(2026, 12, 2):
         rows = [r for r in store.list_reviews() if r["status"] == "scheduled"]
         if rows:
@@ -242,6 +245,39 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
                                on=day, now=app.clock.now(), policy=app.lifecycle_policy())
             decided.add(row["case_id"])
             actions[f"decided ({outcome.value})"] += 1
+
+
+def _new_senco(app: App) -> int:
+    """A later Hub list names a school's new SENCO for one review already invited: imported as
+    `ehcbridge import reviews` would, it replaces the one the first list named. Returns how
+    many invitees were replaced."""
+    import csv
+
+    from ehcbridge.intake import import_reviews, parse_datetime
+
+    config = app.settings.config_path
+    assert config is not None
+    source = config.parent / "reviews.csv"
+    with source.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    now = app.clock.now()
+    for row in rows:
+        if not row.get("meeting_start") or not row.get("setting_email"):
+            continue
+        case = app.store.case(row["case_id"])
+        # One the caseworkers left alone (not moved): the list's meeting is the one stored.
+        if (case.meeting is None or case.meeting.start <= now
+                or case.meeting.start != parse_datetime(row["meeting_start"])):
+            continue
+        later = config.parent / "reviews-later.csv"
+        with later.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header)
+            writer.writeheader()
+            writer.writerow({**row, "setting_email": "new.senco@" + row["setting_email"]
+                             .rpartition("@")[2]})
+        return import_reviews(app, later, now=now).replaced
+    return 0
 
 
 def engine_line(app: App) -> str:

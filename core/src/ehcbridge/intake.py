@@ -120,6 +120,7 @@ class ImportReport:
     encoding: str | None = None
     sheet: str | None = None
     overdue: int = 0  # reviews already past their due date when imported
+    replaced: int = 0  # invitees of an earlier list this one names someone else instead of
 
 
 @dataclass
@@ -456,6 +457,7 @@ class _Writer:
         # keeps the due date it gave): flagged "overdue" by the lifecycle.
         kept = {r.plan.case_id for r in rows}
         report.overdue += sum(i.review_due < today for i in items if i.plan.case_id in kept)
+        report.replaced += sum(i.replaced for i in items if i.plan.case_id in kept)
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:
@@ -476,7 +478,8 @@ def summary(report: ImportReport) -> dict[str, Any]:
     return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
             "meetings": dict(report.meetings), "dry_run": report.dry_run,
             "skipped": [str(p) for p in report.skipped], "warnings": list(report.warnings),
-            "encoding": report.encoding, "sheet": report.sheet, "overdue": report.overdue}
+            "encoding": report.encoding, "sheet": report.sheet, "overdue": report.overdue,
+            "invitees_replaced": report.replaced}
 
 
 def demo_workbook_check(app: App, csv_path: Path, echo: Any) -> ImportReport:

@@ -8,6 +8,7 @@ date is defined once. See docs/lifecycle.md for every duty, its rule, who owes i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -321,6 +322,9 @@ class ReviewState:
     duties: tuple[Duty, ...] = ()
     fired_timers: frozenset[str] = frozenset()
     invitee_count: int = 0
+    # Who is invited, as :func:`invitees_key` gives it: an invitation update is keyed by it,
+    # so adding someone after someone else was removed (the same count) still updates.
+    invitees_key: str = ""
 
     @property
     def case_id(self) -> str:
@@ -685,9 +689,30 @@ def invite(state: ReviewState) -> Change | None:
     if current is None or current.id is None:
         return None
     key = meeting_key(state.case_id, state.review_id, current.id, "updated", current.sequence,
-                      state.invitee_count)
+                      state.invitees_key or state.invitee_count)
     return Change(action="updated", events=(NewEvent(key, HOOK_REVIEW_SCHEDULED, "updated",
                                                      current.id),))
+
+
+def invitees_key(invitees: Iterable[Invitee]) -> str:
+    """A short digest of who is invited (role and address), the same whatever their order."""
+    names = sorted(f"{i.role.value}|{(i.email or '').strip().lower()}|{i.address or ''}"
+                   for i in invitees)
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+
+
+def replaced_by_list(current: Iterable[Invitee], listed: Iterable[Invitee]) -> list[Invitee]:
+    """The invitees a council's list no longer names: those an earlier list added (source
+    ``import``) for a role this list names someone else for. A list names one person per
+    role, so a new address there (the child changed school, the family moved mailbox) means
+    the old one is no longer invited; invitees from anywhere else are left alone."""
+    named: dict[Role, set[str]] = {}
+    for invitee in listed:
+        if invitee.email:
+            named.setdefault(invitee.role, set()).add(invitee.email.strip().lower())
+    return [i for i in current
+            if i.source == "import" and i.email and i.role in named
+            and i.email.strip().lower() not in named[i.role]]
 
 
 def request_update(state: ReviewState, reason: str) -> Change | None:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from ehcbridge import lifecycle
 from ehcbridge.lifecycle import DEFAULT_POLICY, Change, LifecycleError, Policy, ReviewState
-from ehcbridge.models import LONDON, DutyStatus, Outcome, Review, ReviewStatus
+from ehcbridge.models import LONDON, DutyStatus, Invitee, Outcome, Review, ReviewStatus
 from ehcbridge.store import CaseInput, CaseView, Store, StoreError, reads
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ def state_of(case: CaseView) -> ReviewState:
     """The lifecycle's view of a stored review."""
     return ReviewState(review=case.review, plan=case.plan, pupil=case.pupil, meeting=case.meeting,
                        decision=case.decision, duties=tuple(case.duties),
-                       fired_timers=case.fired_timers, invitee_count=len(case.invitees))
+                       fired_timers=case.fired_timers, invitee_count=len(case.invitees),
+                       invitees_key=lifecycle.invitees_key(case.invitees))
 
 
 def today_of(now: datetime) -> date:
@@ -111,6 +112,22 @@ def cancel(store: Store, case_id: str, *, reason: str, now: datetime,
 def invite(store: Store, case_id: str, *, now: datetime, conn: Connection | None = None) -> bool:
     """New invitees of a meeting already set: calendar plugins invite them (False: no meeting)."""
     return _apply(store, case_id, now, conn, lambda c, s: lifecycle.invite(s)) is not None
+
+
+def uninvite(store: Store, case_id: str, *, email: str | None = None, name: str | None = None,
+             role: str | None = None, now: datetime) -> list[Invitee]:
+    """Remove an invitee of the current review (by email, else by name for someone reached by
+    letter); calendar plugins then update the meeting already set, which withdraws their
+    invitation. Returns who was removed (StoreError when nobody matches)."""
+    with store.begin() as conn:
+        removed = store.remove_invitees(conn, case_id, email=email, name=name, role=role)
+        if not removed:
+            who = "with that email" if email else "with that name"
+            raise StoreError(f"{case_id}: no {role or 'invitee'} {who} is invited to the current "
+                             "review ('review show' lists them)", case_id=case_id,
+                             field="email" if email else "name")
+        invite(store, case_id, now=now, conn=conn)
+    return removed
 
 
 def request_update(store: Store, case_id: str, reason: str, *, now: datetime) -> bool:
@@ -322,7 +339,16 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
             else:
                 status = "added"
             statuses[item.plan.case_id] = status
-        gained = store.import_invitees(conn, chunk, review_ids, now)
+        # A list names one person per role: one it no longer names there is not invited.
+        for item in chunk:
+            view = views.get(item.plan.case_id)
+            if view is not None and item.invitees:
+                gone = lifecycle.replaced_by_list(view.invitees, item.invitees)
+                if gone:
+                    store.remove_listed_invitees(conn, view.review.id or 0, gone)
+                    item.replaced = len(gone)
+        gained = store.import_invitees(conn, chunk, review_ids, now) | {
+            review_ids[i.plan.case_id] for i in chunk if i.replaced}
         actions: dict[str, str] = {}
         meeting_ids = iter(store.reserve_meeting_ids(
             conn, sum(1 for i in new if i.meeting is not None)))

@@ -59,3 +59,23 @@ def test_engine_stores_the_join_url_then_patches_and_cancels_once(fake: Any, run
     assert len({c["body"]["transactionId"] for c in creates}) == 1
     assert len(fake.events(ORGANISER, include_cancelled=True)) == 1
     assert fake.events(ORGANISER) == []
+
+
+def test_someone_uninvited_is_taken_off_the_event(fake: Any, run: Any) -> None:
+    """A caseworker removes the old school's SENCO: the event is PATCHed without them, and
+    Exchange sends them the cancellation (as it does when an organiser removes an attendee)."""
+    run("import", "reviews", "reviews.csv")
+    run("review", "schedule", "EHC-00077", "--start", "2026-12-08T10:00", "--online")
+    run("run", "--once", "--now", "2026-11-22T15:00")
+    [event] = fake.events(ORGANISER)
+    invited = {a["emailAddress"]["address"] for a in event["attendees"]}
+    assert "senco@school.example.org" in invited
+
+    run("review", "uninvite", "EHC-00077", "--email", "senco@school.example.org")
+    run("run", "--once", "--now", "2026-11-22T15:10")
+    [patch] = fake.calls("PATCH")
+    left = {a["emailAddress"]["address"] for a in patch["body"]["attendees"]}
+    assert left == invited - {"senco@school.example.org"}
+    [event] = fake.events(ORGANISER)
+    assert "senco@school.example.org" not in {a["emailAddress"]["address"]
+                                              for a in event["attendees"]}

@@ -100,6 +100,7 @@ class CaseInput:
     pfa: bool
     invitees: list[Invitee] = field(default_factory=list)
     meeting: tuple[datetime, datetime, str | None, bool] | None = None
+    replaced: int = 0  # set by the import: invitees of an earlier list this one replaced
 
 
 @dataclass
@@ -764,6 +765,35 @@ class Store:
                          team=i.team, source=i.source, added_at=now, address=i.address,
                          mobile=i.mobile) for i in nxt.invitees])
         return opened
+
+    def remove_invitees(self, conn: Connection, case_id: str, *, email: str | None = None,
+                        name: str | None = None, role: str | None = None) -> list[Invitee]:
+        """Delete the current review's invitees with this email (any case), or with this name
+        and no email; only of ``role`` when given. Returns who was deleted."""
+        review_id = self.review_id_for(conn, case_id)
+        cond = [t.invitees.c.review_id == review_id]
+        if email:
+            cond.append(func.lower(t.invitees.c.email) == email.strip().lower())
+        elif name:
+            cond += [t.invitees.c.email.is_(None), t.invitees.c.name == name.strip()]
+        else:
+            return []
+        if role:
+            cond.append(t.invitees.c.role == role)
+        rows = conn.execute(select(t.invitees).where(and_(*cond))).all()
+        if rows:
+            conn.execute(delete(t.invitees).where(t.invitees.c.id.in_([r.id for r in rows])))
+        return [Invitee(role=Role(r.role), name=r.name, email=r.email, team=r.team,
+                        source=r.source, response=r.response, address=r.address,
+                        mobile=r.mobile) for r in rows]
+
+    def remove_listed_invitees(self, conn: Connection, review_id: int,
+                               invitees: list[Invitee]) -> None:
+        """Delete these invitees (by role, address and source) from a review."""
+        for i in invitees:
+            conn.execute(delete(t.invitees).where(and_(
+                t.invitees.c.review_id == review_id, t.invitees.c.role == i.role.value,
+                t.invitees.c.email == i.email, t.invitees.c.source == i.source)))
 
     def invitees_with_origin(self, conn: Connection, review_id: int
                              ) -> list[tuple[Invitee, str | None]]:

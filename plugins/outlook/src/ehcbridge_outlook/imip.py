@@ -96,9 +96,15 @@ def _bodies(intro: str, lines: list[tuple[str, str]], outro: str) -> tuple[str, 
 
 
 def meeting_bodies(entry: MeetingEntry, recipient_required: bool, *,
-                   update: bool) -> tuple[str, str]:
-    """Plain-text and HTML bodies saying what the calendar part says."""
-    if entry.cancelled:
+                   update: bool, withdrawn: bool = False) -> tuple[str, str]:
+    """Plain-text and HTML bodies saying what the calendar part says (``withdrawn``: the
+    meeting goes ahead, but this recipient is no longer invited)."""
+    if withdrawn:
+        intro = ("You are no longer invited to this EHC plan review meeting. "
+                 "Please remove it from your calendar.")
+        outro = ("The meeting itself goes ahead. If you think you should still be there, "
+                 "please reply to the organiser.")
+    elif entry.cancelled:
         intro = ("This EHC plan review meeting has been cancelled. "
                  "Please remove it from your calendar.")
         outro = "The organiser will send a new invitation if the review is rearranged."

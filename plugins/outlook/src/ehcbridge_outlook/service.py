@@ -419,6 +419,51 @@ def _meeting_builder(ctx: HookContext, event: LifecycleEvent, settings: OutlookS
     return build
 
 
+def withdraw(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
+             sender: Callable[[Any], None], state: Any) -> int:
+    """Send METHOD:CANCEL to each address this meeting reached that is no longer invited (the
+    caseworker removed them, or a later list named someone else), so the meeting leaves their
+    calendar; the meeting itself goes ahead. Returns how many were sent.
+
+    Each goes at the revision's SEQUENCE with a later DTSTAMP, which calendars take as newer
+    than the invitation they hold (RFC 5546 2.1.5), and lists only them as attendee, as
+    Outlook does when an attendee is removed. Once sent, they leave the revision's reach, so
+    nothing later goes to them; a retry after a crash sends the same message again."""
+    if not state or state.get("cancelled"):
+        return 0
+    invited = {r.email.lower() for r in recipients_of(event)}
+    gone = [r for r in reached_by(ctx, meeting_uid(event), state)
+            if r.email.lower() not in invited]
+    if not gone:
+        return 0
+    store = ctx.store
+    sequence = int(state.get("sequence", 0))
+    domain = imip.address_of(settings.from_address).rpartition("@")[2]
+    reached = list(state.get("reached", []))
+    for person in gone:
+        entry = _meeting_entry(event, settings, sequence=sequence, attendees=(person,),
+                               cancelled=True)
+        calendar = ical.meeting_calendar_bytes(entry, stamp=_now_utc(ctx))
+        text, html_body = imip.meeting_bodies(entry, person.required, update=True,
+                                              withdrawn=True)
+        sender(imip.build_message(
+            calendar=calendar, method="CANCEL",
+            subject=f"Cancelled: {entry.summary}, {imip.when_text(entry.start, entry.end)}",
+            sender=settings.from_address, to=(person.name or "", person.email),
+            reply_to=entry.organiser.email, sent_at=ctx.clock.now(),
+            msg_id=imip.message_id(entry.uid, sequence, "WITHDRAW", person.email.lower(),
+                                   domain=domain),
+            text=text, html_body=html_body))
+        reached = [e for e in reached if e != person.email.lower()]
+        with store.batch():  # the reach and the invitation record agree after a crash
+            state = {**state, "reached": reached}
+            store.set_state(f"rev:{meeting_uid(event)}", state)
+            store.record_invitation(event.plan.case_id, person.email, status="withdrawn",
+                                    detail="no longer invited: cancellation sent")
+    store.audit(event.plan.case_id, "outlook.withdrawn", {"sent": len(gone)})
+    return len(gone)
+
+
 def meeting_fingerprint(event: LifecycleEvent, settings: OutlookSettings, cancelled: bool) -> str:
     """What a change of which must reach attendees as a new SEQUENCE."""
     meeting = event.meeting
@@ -442,6 +487,8 @@ def invite(ctx: HookContext, event: LifecycleEvent, settings: OutlookSettings,
     attendees = tuple(recipients_of(event))
     if state is _UNREAD:
         state = ctx.store.get_state(f"rev:{uid}")  # read once for reached_by and deliver
+    if withdraw(ctx, event, settings, sender, state):
+        state = ctx.store.get_state(f"rev:{uid}")  # without those no longer invited
     previously = {r.email.lower() for r in reached_by(ctx, uid, state)}
     if settings.invite == "none":
         chosen: list[Recipient] = []
