@@ -245,6 +245,9 @@ def test_a_replayed_request_is_refused_once_stale_and_has_one_effect_while_fresh
                "upn": "X1"}}, "data.upn"),
     ({"id": "e", "type": "invitee.added",
       "data": {"case_id": "EHC-001", "role": "uncle"}}, "data.role"),
+    ({"id": "e", "type": "invitee.removed", "data": {"case_id": "EHC-001"}}, "data.email"),
+    ({"id": "e", "type": "invitee.removed",
+      "data": {"case_id": "EHC-001", "email": "nobody@example.org"}}, "data.email"),
     ({"id": "e", "type": "decision.recorded",
       "data": {"case_id": "EHC-001", "outcome": "maintain", "reason": "ok",
                "colour": "red"}}, "data.colour"),
@@ -281,6 +284,9 @@ def test_every_event_type_reaches_the_review_functions(app: App) -> None:
         ("meeting.scheduled", {"case_id": "EHC-002", "start": "2027-02-10T10:00"}),
         ("meeting.rescheduled", {"case_id": "EHC-002", "start": "2027-02-11T10:00"}),
         ("invitee.added", {"case_id": "EHC-002", "role": "parent", "email": "p@example.org"}),
+        ("invitee.added", {"case_id": "EHC-002", "role": "setting", "email": "s@example.org"}),
+        ("invitee.removed", {"case_id": "EHC-002", "email": "S@example.org",
+                             "role": "setting"}),
         ("meeting.held", {"case_id": "EHC-002"}),
         ("report.sent", {"case_id": "EHC-002", "on": "2027-02-15"}),
         ("decision.recorded", {"case_id": "EHC-002", "outcome": "maintain",
@@ -292,6 +298,8 @@ def test_every_event_type_reaches_the_review_functions(app: App) -> None:
         r = post_event(c, {"id": f"s{n}", "type": kind, "data": data})
         assert r.status_code == 202, (kind, r.text)
     # The decision opened the next review; the one before was decided with its report date.
+    # The family was handed on to it, the SENCO removed before the meeting was not.
+    assert [i.email for i in app.store.case("EHC-002").invitees] == ["p@example.org"]
     assert app.store.case("EHC-002").review.status == "due"
     assert app.store.case("EHC-001").meeting.status == "cancelled"  # type: ignore[union-attr]
     assert WebStore(app.store).event_count() == len(steps)

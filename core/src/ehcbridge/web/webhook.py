@@ -33,6 +33,7 @@ TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "meeting.rescheduled": (MEETING_FIELDS, ("case_id", "start")),
     "meeting.cancelled": (("case_id", "reason"), ("case_id",)),
     "invitee.added": (("case_id", "role", "email", "name", "team"), ("case_id", "role")),
+    "invitee.removed": (("case_id", "email", "name", "role"), ("case_id",)),
     "meeting.held": (("case_id",), ("case_id",)),
     "report.sent": (("case_id", "on"), ("case_id",)),
     "decision.recorded": (("case_id", "outcome", "reason", "on"),
@@ -201,6 +202,20 @@ def apply(app: App, event: Event) -> None:
             app.start_plugins()
             app.add_invitee(case, Invitee(role=Role(role), email=email, name=_get(data, "name"),
                                           team=_get(data, "team")))
+        elif kind == "invitee.removed":
+            email, name = _get(data, "email"), _get(data, "name")
+            if bool(email) == bool(name):
+                raise WebhookError(422, "give email, or name for someone invited by letter only",
+                                   "data.email")
+            role = _choice(data, "role", [r.value for r in Role]) if _get(data, "role") else None
+            try:
+                transitions.uninvite(app.store, case, email=email, name=name, role=role,
+                                     now=app.clock.now())
+            except StoreError as exc:
+                if str(exc).startswith("unknown case"):
+                    raise
+                raise WebhookError(422, "is not invited to the current review",
+                                   f"data.{exc.field or 'email'}") from None
         elif kind == "meeting.held":
             transitions.held(app.store, case, **lifecycle_args(app))
         elif kind == "report.sent":
