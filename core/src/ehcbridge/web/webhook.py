@@ -207,9 +207,9 @@ def apply(app: App, event: Event) -> None:
             if bool(email) == bool(name):
                 raise WebhookError(422, "give email, or name for someone invited by letter only",
                                    "data.email")
-            role = _choice(data, "role", [r.value for r in Role]) if _get(data, "role") else None
+            only = _choice(data, "role", [r.value for r in Role]) if _get(data, "role") else None
             try:
-                transitions.uninvite(app.store, case, email=email, name=name, role=role,
+                transitions.uninvite(app.store, case, email=email, name=name, role=only,
                                      now=app.clock.now())
             except StoreError as exc:
                 if str(exc).startswith("unknown case"):
