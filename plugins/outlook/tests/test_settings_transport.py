@@ -76,6 +76,10 @@ def test_doctor_reports_outbox_and_smtp(tools: Any, tmp_path: Path) -> None:
     outbox = OutlookSettings(outbox_dir=tmp_path / "out")
     statuses = [(r.name, r.status) for r in ehcbridge_outlook.check(tools.ctx(settings=outbox))]
     assert statuses == [("outlook invitations", "ok"), ("outlook transport", "ok")]
+    # Said in words: "uninvited" is a setting's value, not people removed from a review.
+    detail = ehcbridge_outlook.check(tools.ctx(settings=outbox))[0].detail
+    assert detail == ("invitations to everyone no other calendar plugin invited "
+                      "(invite = uninvited); deadline reminders to the coordinator")
     smtp = ehcbridge_outlook.check(tools.ctx())[1]
     assert smtp.status == "ok" and "none, no login" in smtp.detail
     down = tools.settings.model_copy(update={"smtp_port": tools.free_port()})

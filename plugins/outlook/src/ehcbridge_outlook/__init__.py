@@ -82,8 +82,12 @@ def check(ctx: Any) -> Any:
     from ehcbridge_outlook.settings import OutlookSettings
 
     settings = settings_of(ctx, OutlookSettings, require=False)
+    who = {"uninvited": "invitations to everyone no other calendar plugin invited",
+           "all": "invitations to every invitee", "none": "no invitations"}[settings.invite]
+    reminders = "deadline reminders to the coordinator" if settings.reminders \
+        else "no deadline reminders"
     results = [CheckResult("outlook invitations", "ok",
-                           f"invite = {settings.invite}, reminders = {settings.reminders}")]
+                           f"{who} (invite = {settings.invite}); {reminders}")]
     results.append(service.check_transport(settings))
     return results
 
