@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from ehcbridge import PermanentError, hookimpl, lifecycle
+from ehcbridge import PermanentError, RetryLater, hookimpl, lifecycle
 from ehcbridge.cli import cli
 from ehcbridge.engine import Engine
 from ehcbridge.models import LONDON, Duty, Invitee, Outcome, Plan, Pupil, ReviewKind, Role
@@ -512,3 +512,48 @@ def test_a_batch_of_events_composes_its_notices_from_one_set_read(
     kinds = sorted(n.kind for n in channel.notices)
     assert kinds == ["meeting"] * 30 + ["views_request"] * 30
     assert len(reads) < 5, f"{len(reads)} cases read one by one"
+
+
+@pytest.mark.parametrize("refusal", ["permanent", "retry"])
+def test_removing_an_invitee_withdraws_their_unsent_notices_and_meets_the_duty(
+        store: Store, refusal: str) -> None:
+    """The SENCO's address was wrong: the views request to it failed, the duty stayed unmet
+    and the review flagged. Removing them withdraws that notice (and one still waiting for a
+    retry), meets the duty from the notices everyone else was sent, and clears the flag."""
+    from ehcbridge import transitions
+    from ehcbridge.notices.delivery import after_withdrawal
+
+    _case(store)
+    channel = Channel()
+    app = _app(store, channel)
+
+    @hookimpl
+    def deliver_notice(notice: Any, ctx: Any) -> Any:
+        if notice.recipient.email == "senco@school.example.org":
+            if refusal == "retry":  # the delivery waits for its next attempt
+                raise RetryLater("421 try again later", retry_after=3600)
+            raise PermanentError("SMTP refused recipients: senco@school.example.org (550)")
+        channel.notices.append(notice)
+        return NoticeReceipt(channel=notice.channel, reference=f"ok-{len(channel.notices)}")
+
+    app = make_app(store, {"mail": plugin_module("mail", deliver_notice=deliver_notice),
+                           "post": channel.module("post")},
+                   settings={"notices": {"email_via": "mail", "letter_via": "post"}}, now=T0)
+    engine = Engine(app)
+    engine.run_once(datetime(2027, 1, 27, 9, 0, tzinfo=LONDON))  # the views request
+    requested = next(d for d in store.duties("EHC-1") if d.name == lifecycle.VIEWS_REQUESTED)
+    assert "notice(s) by" not in (requested.evidence or "")
+    assert ("notice_failed" in store.case("EHC-1").flags) == (refusal == "permanent")
+
+    done = transitions.uninvite(store, "EHC-1", email="SENCO@school.example.org",
+                                now=datetime(2027, 1, 28, 9, 0, tzinfo=LONDON))
+    assert [i.role for i in done.removed] == [Role.SETTING]
+    assert after_withdrawal(app, done.review_id, done.duties) == 1
+    requested = next(d for d in store.duties("EHC-1") if d.name == lifecycle.VIEWS_REQUESTED)
+    assert requested.evidence is not None and "1 notice(s) by email" in requested.evidence
+    assert "notice_failed" not in store.case("EHC-1").flags
+    assert {r["status"] for r in store.notices(case_id="EHC-1")} == {"sent", "withdrawn"}
+    # Nothing more goes to the address removed: the reminder is for the parent alone.
+    engine.run_once(datetime(2027, 2, 24, 9, 0, tzinfo=LONDON))
+    assert all(n.recipient.email != "senco@school.example.org" for n in channel.notices)
+    assert {n.kind for n in channel.notices} == {"views_request", "advice_reminder"}

@@ -464,12 +464,15 @@ def review_uninvite(case: str, email: str | None, name: str | None, role: str | 
 
     if bool(email) == bool(name):
         raise click.UsageError("give --email, or --name for someone invited by letter only")
+    from ehcbridge.notices.delivery import after_withdrawal
+
     app = get_app()
-    removed = _store_call(transitions.uninvite, app.store, case, email=email, name=name,
-                          role=role, now=app.clock.now())
-    roles = ", ".join(sorted({i.role.value for i in removed}))
-    click.echo(f"{case}: {len(removed)} invitee(s) removed ({roles}); a meeting already set is "
-               "updated and their invitation withdrawn at the next engine run")
+    done = _store_call(transitions.uninvite, app.store, case, email=email, name=name,
+                       role=role, now=app.clock.now())
+    after_withdrawal(app, done.review_id, done.duties)
+    roles = ", ".join(sorted({i.role.value for i in done.removed}))
+    click.echo(f"{case}: {len(done.removed)} invitee(s) removed ({roles}); a meeting already "
+               "set is updated and their invitation withdrawn at the next engine run")
 
 
 @review_group.command("held")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -114,11 +114,21 @@ def invite(store: Store, case_id: str, *, now: datetime, conn: Connection | None
     return _apply(store, case_id, now, conn, lambda c, s: lifecycle.invite(s)) is not None
 
 
+@dataclass(frozen=True)
+class Uninvited:
+    """Who :func:`uninvite` removed, from which review, and the duties of notices to them it
+    withdrew (each may now be met: everyone still invited was sent theirs)."""
+
+    removed: list[Invitee]
+    review_id: int
+    duties: frozenset[str]
+
+
 def uninvite(store: Store, case_id: str, *, email: str | None = None, name: str | None = None,
-             role: str | None = None, now: datetime) -> list[Invitee]:
+             role: str | None = None, now: datetime) -> Uninvited:
     """Remove an invitee of the current review (by email, else by name for someone reached by
-    letter); calendar plugins then update the meeting already set, which withdraws their
-    invitation. Returns who was removed (StoreError when nobody matches)."""
+    letter) and withdraw their notices not sent yet; calendar plugins then update the meeting
+    already set, which withdraws their invitation. StoreError when nobody matches."""
     with store.begin() as conn:
         removed = store.remove_invitees(conn, case_id, email=email, name=name, role=role)
         if not removed:
@@ -126,8 +136,26 @@ def uninvite(store: Store, case_id: str, *, email: str | None = None, name: str 
             raise StoreError(f"{case_id}: no {role or 'invitee'} {who} is invited to the current "
                              "review ('review show' lists them)", case_id=case_id,
                              field="email" if email else "name")
+        review_id = store.review_id_for(conn, case_id)
+        duties = withdraw_notices(store, conn, review_id, removed)
         invite(store, case_id, now=now, conn=conn)
-    return removed
+    return Uninvited(removed, review_id, duties)
+
+
+def withdraw_notices(store: Store, conn: Connection, review_id: int,
+                     removed: list[Invitee]) -> frozenset[str]:
+    """Notices to people no longer invited that have not gone (a views request waiting for a
+    mail server, one that failed at a wrong address) are withdrawn: they would send the
+    child's papers to someone who should not have them. Returns the duties they were for."""
+    emails = {(i.email or "").strip().lower() for i in removed if i.email}
+    letters = {(i.name, tuple((i.address or "").split("\n"))) for i in removed if not i.email}
+    found = [(event_id, duty) for event_id, duty, to in store.unsent_notices(conn, review_id)
+             if (to.get("email") or "").strip().lower() in emails
+             or (not to.get("email") and (to.get("name"), tuple(to.get("address") or ()))
+                 in letters)]
+    store.withdraw_notices(conn, [event_id for event_id, _ in found],
+                           "withdrawn: the recipient is no longer invited")
+    return frozenset(duty for _, duty in found if duty)
 
 
 def request_update(store: Store, case_id: str, reason: str, *, now: datetime) -> bool:
@@ -346,6 +374,7 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
                 gone = lifecycle.replaced_by_list(view.invitees, item.invitees)
                 if gone:
                     store.remove_listed_invitees(conn, view.review.id or 0, gone)
+                    withdraw_notices(store, conn, view.review.id or 0, gone)
                     item.replaced = len(gone)
         gained = store.import_invitees(conn, chunk, review_ids, now) | {
             review_ids[i.plan.case_id] for i in chunk if i.replaced}

@@ -217,10 +217,24 @@ def failed(app: App, ev: EventRow, plugin: str, message: str) -> None:
                    f"by {notice.get('channel')} ({plugin}): {message}")
 
 
+def after_withdrawal(app: App, review_id: int, duties: frozenset[str]) -> int:
+    """Meet the duties whose only notices not sent were withdrawn (everyone still invited has
+    theirs); returns how many were met."""
+    today = app.clock.now().date()
+    met = sum(meet_if_complete(app, review_id, duty, today) for duty in sorted(duties))
+    if not any(r["status"] == "failed" for r in app.store.notices(review_id=review_id)):
+        case = app.store.case_by_review(review_id)
+        if FAILED_FLAG in case.flags:  # the only failures were to those no longer invited
+            app.store.clear_flag(case.plan.case_id, FAILED_FLAG)
+    return met
+
+
 def meet_if_complete(app: App, review_id: int, duty_name: str, on: date,
                      case: CaseView | None = None) -> bool:
     """Meet ``duty_name`` on the review when all of its notices have gone; True when met."""
-    rows = app.store.notices(review_id=review_id, duty=duty_name)
+    # A notice withdrawn (its recipient is no longer invited) is owed to nobody now.
+    rows = [r for r in app.store.notices(review_id=review_id, duty=duty_name)
+            if r["status"] != "withdrawn"]
     if not rows or any(r["status"] not in ("sent", "delivered") for r in rows):
         return False
     from ehcbridge import lifecycle

@@ -1498,6 +1498,31 @@ class Store:
                       .values(status=status, detail=detail))
             return str(row.case_id)
 
+    def unsent_notices(self, conn: Connection, review_id: int
+                       ) -> list[tuple[int, str | None, dict[str, Any]]]:
+        """The review's notices not sent (queued, or failed): (event id, duty, recipient as
+        queued)."""
+        rows = conn.execute(select(t.notices.c.event_id, t.notices.c.duty, t.events.c.payload)
+                            .join(t.events, t.events.c.id == t.notices.c.event_id)
+                            .where(and_(t.notices.c.review_id == review_id,
+                                        t.notices.c.status.in_(("queued", "failed"))))).all()
+        return [(r.event_id, r.duty,
+                 dict((r.payload or {}).get("notice", {}).get("recipient") or {}))
+                for r in rows]
+
+    def withdraw_notices(self, conn: Connection, event_ids: list[int], detail: str) -> None:
+        """Mark notices ``withdrawn`` and their deliveries not yet made ``skipped`` (events not
+        yet dispatched are marked dispatched, so no delivery is made)."""
+        if not event_ids:
+            return
+        conn.execute(update(t.notices).where(t.notices.c.event_id.in_(event_ids))
+                     .values(status="withdrawn", detail=detail))
+        conn.execute(update(t.deliveries).where(and_(
+            t.deliveries.c.event_id.in_(event_ids), t.deliveries.c.status.in_(OPEN_STATUSES)))
+            .values(status=SKIPPED, last_error=detail, finished_at=utcnow()))
+        conn.execute(update(t.events).where(t.events.c.id.in_(event_ids))
+                     .values(dispatched=True))
+
     def notices(self, *, review_id: int | None = None, case_id: str | None = None,
                 duty: str | None = None) -> list[dict[str, Any]]:
         """Notice ledger rows: kind, duty, role, channel, plugin, status, reference, dates."""

@@ -209,13 +209,16 @@ def apply(app: App, event: Event) -> None:
                                    "data.email")
             only = _choice(data, "role", [r.value for r in Role]) if _get(data, "role") else None
             try:
-                transitions.uninvite(app.store, case, email=email, name=name, role=only,
-                                     now=app.clock.now())
+                done = transitions.uninvite(app.store, case, email=email, name=name, role=only,
+                                            now=app.clock.now())
             except StoreError as exc:
                 if str(exc).startswith("unknown case"):
                     raise
                 raise WebhookError(422, "is not invited to the current review",
                                    f"data.{exc.field or 'email'}") from None
+            from ehcbridge.notices.delivery import after_withdrawal
+
+            after_withdrawal(app, done.review_id, done.duties)
         elif kind == "meeting.held":
             transitions.held(app.store, case, **lifecycle_args(app))
         elif kind == "report.sent":
