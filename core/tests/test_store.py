@@ -430,3 +430,21 @@ def test_a_year_8_pupils_next_review_prepares_for_adulthood(store: Store) -> Non
                  decided_on=date(2027, 3, 30), next_review_due=None,
                  now=datetime(2027, 3, 30, 9, tzinfo=LONDON))
     assert store.case("EHC-8").review.preparing_for_adulthood is True
+
+
+def test_an_invitee_is_removed_by_their_address_or_the_one_they_were_routed_from(
+        store: Store) -> None:
+    seed(store)
+    store.add_invitee("EHC-1", Invitee(role=Role.HEALTH, name="Dr Salt", email="salt@nhs.example",
+                                       team="SALT", source="routed"),
+                      routed_from="dr.salt@nhs.example")
+    store.add_invitee("EHC-1", Invitee(role=Role.PARENT, name="Gran", address="1 Old Road"))
+    store.add_invitee("EHC-1", Invitee(role=Role.PARENT, email="p@example.net"))
+    with store.begin() as conn:
+        assert store.remove_invitees(conn, "EHC-1") == []  # nobody named: nobody removed
+        assert [i.team for i in store.remove_invitees(conn, "EHC-1",
+                                                      email="Dr.Salt@nhs.example")] == ["SALT"]
+        assert store.remove_invitees(conn, "EHC-1", email="p@example.net", role="setting") == []
+        assert [i.address for i in store.remove_invitees(conn, "EHC-1", name="Gran")] == [
+            "1 Old Road"]
+    assert [i.email for i in store.case("EHC-1").invitees] == ["p@example.net"]

@@ -24,6 +24,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -773,7 +774,11 @@ class Store:
         review_id = self.review_id_for(conn, case_id)
         cond = [t.invitees.c.review_id == review_id]
         if email:
-            cond.append(func.lower(t.invitees.c.email) == email.strip().lower())
+            address = email.strip().lower()
+            # A professional routed to a team mailbox is known by the address they were named
+            # with too.
+            cond.append(or_(func.lower(t.invitees.c.email) == address,
+                            func.lower(t.invitees.c.routed_from) == address))
         elif name:
             cond += [t.invitees.c.email.is_(None), t.invitees.c.name == name.strip()]
         else:
