@@ -553,7 +553,17 @@ def test_removing_an_invitee_withdraws_their_unsent_notices_and_meets_the_duty(
     assert requested.evidence is not None and "1 notice(s) by email" in requested.evidence
     assert "notice_failed" not in store.case("EHC-1").flags
     assert {r["status"] for r in store.notices(case_id="EHC-1")} == {"sent", "withdrawn"}
-    # Nothing more goes to the address removed: the reminder is for the parent alone.
+    # The right address, invited after the views stage: asked for views too, once.
+    app.add_invitee("EHC-1", Invitee(role=Role.SETTING, name="SENCO",
+                                     email="senco@oakfield.example.org"))
+    engine.run_once(datetime(2027, 1, 29, 9, 0, tzinfo=LONDON))
+    engine.run_once(datetime(2027, 1, 30, 9, 0, tzinfo=LONDON))
+    assert [(n.kind, n.recipient.email) for n in channel.notices] == [
+        ("views_request", "parent@example.net"),
+        ("views_request", "senco@oakfield.example.org")]
+    # Nothing more goes to the address removed.
     engine.run_once(datetime(2027, 2, 24, 9, 0, tzinfo=LONDON))
     assert all(n.recipient.email != "senco@school.example.org" for n in channel.notices)
-    assert {n.kind for n in channel.notices} == {"views_request", "advice_reminder"}
+    assert sorted((n.kind, n.recipient.email) for n in channel.notices[2:]) == [
+        ("advice_reminder", "parent@example.net"),
+        ("advice_reminder", "senco@oakfield.example.org")]

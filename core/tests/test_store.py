@@ -448,3 +448,24 @@ def test_an_invitee_is_removed_by_their_address_or_the_one_they_were_routed_from
         assert [i.address for i in store.remove_invitees(conn, "EHC-1", name="Gran")] == [
             "1 Old Road"]
     assert [i.email for i in store.case("EHC-1").invitees] == ["p@example.net"]
+
+
+def test_the_engines_set_read_is_the_case_store_case_gives(store: Store) -> None:
+    """Everything but the duties (which the engine does not read per event), the timers
+    already fired included: the notices ask whether the views stage has fired."""
+    import dataclasses
+    from datetime import datetime as dt
+
+    from ehcbridge.store import reads
+
+    seed(store)
+    store.add_invitee("EHC-1", Invitee(role=Role.PARENT, email="p@example.net"))
+    start = dt(2027, 3, 10, 10, tzinfo=LONDON)
+    store.schedule_meeting("EHC-1", start=start, end=start + timedelta(hours=1),
+                           now=dt(2027, 1, 4, 8, tzinfo=LONDON))
+    with store.begin() as conn:
+        store.take_due_timers(conn, dt(2027, 1, 28, 9, tzinfo=LONDON))
+    case = store.case("EHC-1")
+    assert "views_request" in case.fired_timers
+    read = reads.cases_by_review(store, [case.review.id or 0])[case.review.id or 0]
+    assert dataclasses.replace(read, duties=case.duties) == case

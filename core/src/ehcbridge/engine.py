@@ -234,6 +234,8 @@ class Engine:
                     details.get(case.plan.case_id, PlanDetails())))
                 if changed:  # a later event of this review sees the new invitees
                     cases[ev.review_id] = store.case_by_review(ev.review_id)
+                # Once routed: anyone new since the views stage is asked for views too.
+                notices.queue_late_requests(self.app, cases[ev.review_id], now)
             meeting = meetings.get(ev.meeting_id or 0)
             if not provider:  # not silent: the review says why, and doctor warns
                 self._no_provider(ev, "engine.online_meetings is not set", cases[ev.review_id],

@@ -352,7 +352,21 @@ def import_reviews(app: App, path: Path, *, dry_run: bool = False, skip_invalid:
         report.warnings = scan.warnings()
         if report.dry_run:
             raise _DryRun
+    if not report.dry_run:
+        _after_replacing(app, writer.replaced_in)
     return report
+
+
+def _after_replacing(app: App, case_ids: list[str]) -> None:
+    """Duties whose only notices not sent were to invitees the list replaced: met now."""
+    from ehcbridge.notices.delivery import after_withdrawal
+
+    for case_id in case_ids:
+        review_id = app.store.case(case_id).review.id or 0
+        duties = frozenset(r["duty"] for r in app.store.notices(review_id=review_id)
+                           if r["status"] == "withdrawn" and r["duty"])
+        if duties:
+            after_withdrawal(app, review_id, duties)
 
 
 _CHUNK = 2000  # rows written at a time: large enough for bulk writes, small enough to stream
@@ -405,6 +419,7 @@ class _Writer:
         self.policy, self.today = app.lifecycle_policy(), app.clock.now().date()
         self.rejected: list[RowProblem] = []  # values the store cannot hold
         self.rows = 0
+        self.replaced_in: list[str] = []  # cases whose list named someone new for a role
         self._open_review, self._pfa = lifecycle.open_review, timeline.preparing_for_adulthood
         self._case_input, self._save_details = CaseInput, save_details
 
@@ -458,6 +473,8 @@ class _Writer:
         kept = {r.plan.case_id for r in rows}
         report.overdue += sum(i.review_due < today for i in items if i.plan.case_id in kept)
         report.replaced += sum(i.replaced for i in items if i.plan.case_id in kept)
+        self.replaced_in += [i.plan.case_id for i in items
+                             if i.replaced and i.plan.case_id in kept]
         for status, action in results:
             setattr(report, status, getattr(report, status) + 1)
             if action:

@@ -114,6 +114,33 @@ def queue_for_event(app: App, ev: EventRow, now: datetime, case: CaseView | None
     return queue(app, notices, now)
 
 
+def queue_late_requests(app: App, case: CaseView, now: datetime) -> int:
+    """Someone invited after the views stage fired (a corrected address, a new SENCO named by
+    a later list) is asked for views too, and sent the reminder with the advice gathered when
+    that stage has fired: notices are keyed by recipient, so those asked already are not
+    asked again. Nothing once the meeting has started. Returns how many were queued."""
+    from ehcbridge.models import MeetingStatus
+
+    meeting = case.meeting
+    review_id = case.review.id
+    if (review_id is None or meeting is None or meeting.status != MeetingStatus.SCHEDULED
+            or meeting.start <= now or "views_request" not in case.fired_timers):
+        return 0
+    from ehcbridge.routing import ensure_advice_routes
+
+    ensure_advice_routes(app, case)
+    try:
+        comp = composer(app, review_id, case)
+        found = comp.views_request()
+        if "reminder" in case.fired_timers:
+            found += comp.advice_reminder(app.store.review_files(review_id, kind="views"))
+    except TemplateProblem as exc:
+        log.error("cannot build views_request notices: %s", exc)
+        app.store.flag_review(case.plan.case_id, FAILED_FLAG, str(exc), raised_by="notices")
+        return 0
+    return queue(app, found, now) if found else 0
+
+
 def queue_report(app: App, case_id: str, file_id: int | None, now: datetime) -> int:
     """The review report to everyone invited (reg 20(7)), with the report attached."""
     review_id = app.store.case(case_id).review.id

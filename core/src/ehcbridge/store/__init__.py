@@ -488,8 +488,10 @@ class Store:
         duty_rows = conn.execute(select(t.duties).where(t.duties.c.review_id == review_id)).all()
         fired: frozenset[str] = frozenset()
         if m is not None:
+            # By review too: timers are indexed by review, not by meeting.
             fired = frozenset(conn.execute(select(t.timers.c.kind).where(and_(
-                t.timers.c.meeting_id == m.id, t.timers.c.fired.is_(True)))).scalars())
+                t.timers.c.review_id == review_id, t.timers.c.meeting_id == m.id,
+                t.timers.c.fired.is_(True)))).scalars())
         pupil = Pupil(upn=pu.upn, forename=pu.forename, surname=pu.surname, dob=pu.dob,
                       nc_year=pu.nc_year, school_urn=pu.school_urn)
         plan = Plan(case_id=p.case_id, issued_on=p.issued_on,

@@ -94,6 +94,10 @@ def _case_views(conn: Connection, ids: list[int]) -> dict[int, CaseView]:
     invitations = _grouped(conn, t.invitations, ids, t.invitations.c.id)
     decisions = {d.review_id: d for d in conn.execute(
         select(t.decisions).where(t.decisions.c.review_id.in_(ids)))}
+    fired: dict[int, set[str]] = {}  # timer kinds fired for each review's latest meeting
+    for timer in conn.execute(select(t.timers.c.meeting_id, t.timers.c.kind).where(and_(
+            t.timers.c.review_id.in_(ids), t.timers.c.fired.is_(True)))):
+        fired.setdefault(timer.meeting_id, set()).add(timer.kind)
     out: dict[int, CaseView] = {}
     for r in rows:
         flag_rows = flags.get(r.id, [])
@@ -122,6 +126,7 @@ def _case_views(conn: Connection, ids: list[int]) -> dict[int, CaseView]:
                           "detail": i.detail or "", "at": i.at.isoformat()}
                          for i in invitations.get(r.id, [])],
             plan_id=r.plan_id, pupil_id=r.pupil_id,
+            fired_timers=frozenset(fired.get(m.id, ())) if m is not None else frozenset(),
         )
     return out
 
