@@ -60,6 +60,7 @@ class Council:
             f'[plugins.outlook]\ntransport = "outbox"\noutbox_dir = "{self.outbox.as_posix()}"\n',
             encoding="utf-8")
         self.seen: set[str] = set()
+        self.last_body = ""
 
     def __call__(self, *args: str, ok: bool = True) -> Any:
         result = CliRunner().invoke(cli, ["--config", str(self.config), *args],
@@ -85,8 +86,8 @@ class Council:
             method = next((str(p.get_param("method")) for p in message.walk()
                            if p.get_content_type() == "text/calendar"), "")
             body = message.get_body(preferencelist=("plain",))
-            out.append((message["To"].addresses[0].addr_spec, method,
-                        body.get_content() if body is not None else ""))
+            self.last_body = body.get_content() if body is not None else ""
+            out.append((message["To"].addresses[0].addr_spec, method, self.last_body))
         return sorted(out)
 
 
@@ -146,3 +147,36 @@ def test_a_list_without_the_column_keeps_who_was_invited(tmp_path: Path, column:
     assert "replaced" not in ehc("import", "reviews", str(path), "--now", "2027-01-05T09:00").output
     shown = ehc("review", "--now", "2027-01-05T09:00", "show", "EHC-A").output
     assert "old-school" in shown and "a.parent@example.net" in shown
+
+
+def test_someone_removed_stays_removed_until_invited_again(tmp_path: Path, store_url: str) -> None:
+    """The Hub's list lags: it still names the SENCO a caseworker removed. Importing it again
+    does not bring them back, nor does next year's review; `review invite` does."""
+    ehc = Council(tmp_path, store_url)
+    ehc.import_list("senco@old-school.example.org")
+    ehc("review", "--now", "2027-01-04T09:00", "schedule", "EHC-A",
+        "--start", "2027-03-10T10:00", "--location", "Room 4")
+    ehc.new_messages("2027-01-04")
+    ehc("review", "--now", "2027-01-05T09:00", "uninvite", "EHC-A",
+        "--email", "senco@old-school.example.org")
+    assert ehc.new_messages("2027-01-05") == [
+        ("senco@old-school.example.org", "CANCEL", ehc.last_body)]
+    out = ehc.import_list("senco@old-school.example.org")
+    assert "0 added, 0 updated, 1 unchanged" in out
+    assert ehc.new_messages("2027-01-06") == []
+    shown = ehc("review", "--now", "2027-01-06T09:00", "show", "EHC-A").output
+    assert "old-school" not in shown
+
+    # Next year's review starts without them too, whatever the list says.
+    ehc("review", "--now", "2027-03-10T12:00", "held", "EHC-A")
+    ehc("review", "--now", "2027-03-12T09:00", "decide", "EHC-A", "maintain",
+        "--reason", "Needs met")
+    ehc.import_list("senco@old-school.example.org")
+    shown = ehc("review", "--now", "2027-03-12T09:00", "show", "EHC-A").output
+    assert "old-school" not in shown and "a.parent@example.net" in shown
+
+    # Invited again by hand: the removal is lifted.
+    ehc("review", "--now", "2027-03-12T09:00", "invite", "EHC-A", "--role", "setting",
+        "--email", "senco@old-school.example.org")
+    shown = ehc("review", "--now", "2027-03-12T09:00", "show", "EHC-A").output
+    assert "old-school" in shown

@@ -444,6 +444,7 @@ def review_invite(case: str, role: str, email: str | None, name: str | None,
     app = get_app()
     app.start_plugins()
     lines = [p.strip() for p in (address or "").replace("\n", ",").split(",") if p.strip()]
+    _store_call(app.store.invite_again, case, email)  # lifts an earlier 'review uninvite'
     _store_call(app.add_invitee, case, Invitee(role=Role(role), email=email, name=name,
                                                team=team, address="\n".join(lines) or None,
                                                mobile=mobile))

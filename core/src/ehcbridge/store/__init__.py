@@ -406,7 +406,9 @@ class Store:
                         review_ids: dict[str, int], now: datetime) -> set[int]:
         """Insert the invitees a list names that the reviews do not have yet; returns the ids
         of reviews that gained someone."""
-        wanted = [(review_ids[i.plan.case_id], inv) for i in items for inv in i.invitees]
+        removed = self.removed_addresses(conn, [i.plan.case_id for i in items if i.invitees])
+        wanted = [(review_ids[i.plan.case_id], inv) for i in items for inv in i.invitees
+                  if (i.plan.case_id, (inv.email or "").strip().lower()) not in removed]
         if not wanted:
             return set()
         have = {(r.review_id, r.role, r.email) for r in conn.execute(
@@ -769,6 +771,39 @@ class Store:
                          mobile=i.mobile) for i in nxt.invitees])
         return opened
 
+    # Addresses a caseworker removed from a plan's reviews: kept in a reserved state namespace,
+    # by case and address, so nothing automatic (a list still naming them, the MIS, routing,
+    # a rule, next year's review) invites them again; only an explicit invitation does.
+    _REMOVED = "_uninvited"
+
+    def _removed_key(self, case_id: str, email: str) -> str:
+        return f"{case_id}:{email.strip().lower()}"
+
+    def removed_addresses(self, conn: Connection, case_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """(case id, address) pairs a caseworker removed from these cases' reviews."""
+        wanted = set(case_ids)
+        found: set[tuple[str, str]] = set()
+        # Every removal in one read: they are few (a caseworker's corrections), the cases many.
+        for key in conn.execute(select(t.plugin_state.c.key).where(
+                t.plugin_state.c.plugin == self._REMOVED)).scalars():
+            case_id, _, address = str(key).rpartition(":")
+            if case_id in wanted:
+                found.add((case_id, address))
+        return found
+
+    def invite_again(self, case_id: str, email: str | None) -> None:
+        """An explicit invitation: lift a caseworker's earlier removal of this address (and of
+        the team mailbox it was routed to, or the address routed there)."""
+        if not email:
+            return
+        key = self._removed_key(case_id, email)
+        with self.begin() as c:
+            value = c.execute(_GET_STATE, {"plugin": self._REMOVED, "key": key}).scalar()
+            keys = [key] + ([self._removed_key(case_id, value["with"])]
+                            if isinstance(value, dict) and value.get("with") else [])
+            c.execute(delete(t.plugin_state).where(and_(
+                t.plugin_state.c.plugin == self._REMOVED, t.plugin_state.c.key.in_(keys))))
+
     def remove_invitees(self, conn: Connection, case_id: str, *, email: str | None = None,
                         name: str | None = None, role: str | None = None) -> list[Invitee]:
         """Delete the current review's invitees with this email (any case), or with this name
@@ -790,6 +825,16 @@ class Store:
         rows = conn.execute(select(t.invitees).where(and_(*cond))).all()
         if rows:
             conn.execute(delete(t.invitees).where(t.invitees.c.id.in_([r.id for r in rows])))
+            from ehcbridge.store.queue import upsert_state
+
+            marks: dict[str, Any] = {}
+            for r in rows:  # the address and the one it was routed from, each naming the other
+                for one, other in ((r.email, r.routed_from), (r.routed_from, r.email)):
+                    if one:
+                        marks[self._removed_key(case_id, one)] = {"role": r.role,
+                                                                 "with": other or None}
+            if marks:  # someone reached by letter only has no address to keep
+                upsert_state(conn, self._REMOVED, marks, utcnow())
         return [Invitee(role=Role(r.role), name=r.name, email=r.email, team=r.team,
                         source=r.source, response=r.response, address=r.address,
                         mobile=r.mobile) for r in rows]
@@ -1110,6 +1155,10 @@ class Store:
         """Add an invitee, or update the one with the same role and email; True when new."""
         with self._maybe_begin(conn) as c:
             review_id = self.review_id_for(c, case_id)
+            if invitee.email and c.execute(_GET_STATE, {
+                    "plugin": self._REMOVED,
+                    "key": self._removed_key(case_id, invitee.email)}).first() is not None:
+                return False  # removed by a caseworker: only an explicit invitation lifts it
             match_email = replace_email if replace_email is not None else invitee.email
             cond = and_(t.invitees.c.review_id == review_id,
                         t.invitees.c.role == invitee.role.value,
