@@ -150,6 +150,25 @@ def test_caseworker_records_a_report_through_the_review_functions(app: App) -> N
     assert r.status_code == 422 and "on" in r.text and "is not a date" in r.text
 
 
+def test_caseworker_removes_an_invitee_and_a_viewer_cannot(app: App) -> None:
+    viewer = signed_in(app, "viewer@council.example")
+    page = viewer.get("/reviews/EHC-001").text
+    assert "Remove invitee" not in page
+    assert viewer.post("/reviews/EHC-001/uninvite", data={
+        "csrf": csrf_of(page), "who": "salt@nhs.example.net"}).status_code == 403
+    cw = signed_in(app, "cw@council.example")
+    page = cw.get("/reviews/EHC-001").text
+    assert "Remove invitee" in page
+    r = cw.post("/reviews/EHC-001/uninvite", data={"csrf": csrf_of(page),
+                                                   "who": "nobody@example.org"})
+    assert r.status_code == 422 and "is not invited to the current review" in r.text
+    r = cw.post("/reviews/EHC-001/uninvite", data={"csrf": csrf_of(page),
+                                                   "who": "SALT@nhs.example.net"})
+    assert r.status_code == 303 and r.headers["location"] == "/reviews/EHC-001?done=removal"
+    assert "The removal was recorded." in cw.get(r.headers["location"]).text
+    assert [i.email for i in app.store.case("EHC-001").invitees] == ["parent1@example.org"]
+
+
 def test_sign_out_ends_the_session(app: App) -> None:
     c = signed_in(app, "viewer@council.example")
     page = c.get("/").text

@@ -337,12 +337,22 @@ async def record_decision(dash: Dashboard, request: Request) -> Response:
     return await _review_action(dash, request, "decision.recorded")
 
 
+@_signed_in("caseworker")
+async def record_uninvite(dash: Dashboard, request: Request) -> Response:
+    """Remove someone from the review's invitees (as ``ehcbridge review uninvite``)."""
+    return await _review_action(dash, request, "invitee.removed")
+
+
 async def _review_action(dash: Dashboard, request: Request, kind: str) -> Response:
     case_id = request.path_params["case_id"]
     form = await request.form()
-    fields = {"report.sent": ("on",), "decision.recorded": ("outcome", "reason", "on")}[kind]
     values: dict[str, Any] = {"case_id": case_id}
-    values.update({k: str(form.get(k, "")).strip() for k in fields if form.get(k)})
+    if kind == "invitee.removed":  # one box: an address, or the name of a letter-only family
+        who = str(form.get("who", "")).strip()
+        values["email" if "@" in who else "name"] = who
+    else:
+        fields = {"report.sent": ("on",), "decision.recorded": ("outcome", "reason", "on")}[kind]
+        values.update({k: str(form.get(k, "")).strip() for k in fields if form.get(k)})
     try:
         event = webhook.parse(json.dumps({"id": "form", "type": kind, "data": values}).encode())
         await _run(webhook.apply, dash.app, event)
@@ -351,7 +361,8 @@ async def _review_action(dash: Dashboard, request: Request, kind: str) -> Respon
                          title="That could not be recorded",
                          message=(f"{(exc.field or '').removeprefix('data.')} " if exc.field
                                   else "") + exc.message)
-    done = "report" if kind == "report.sent" else "decision"
+    done = {"report.sent": "report", "decision.recorded": "decision",
+            "invitee.removed": "removal"}[kind]
     return RedirectResponse(f"/reviews/{case_id}?done={done}", status_code=303)
 
 
@@ -496,6 +507,7 @@ def create_app(app: App) -> Starlette:
         r("/reviews/{case_id}/report", record_report, ("POST",)),
         r("/reviews/{case_id}/views", record_views, ("POST",)),
         r("/reviews/{case_id}/decision", record_decision, ("POST",)),
+        r("/reviews/{case_id}/uninvite", record_uninvite, ("POST",)),
         r("/deliveries", deliveries), r("/deliveries/{id:int}/retry", retry, ("POST",)),
         r("/plugins", plugins), r("/figures", figures),
         Mount("/static", StaticFiles(directory=str(resources.files("ehcbridge.web") / "static")),
