@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -165,18 +166,25 @@ def test_someone_removed_stays_removed_until_invited_again(tmp_path: Path, store
     assert "0 added, 0 updated, 1 unchanged" in out
     assert ehc.new_messages("2027-01-06") == []
     shown = ehc("review", "--now", "2027-01-06T09:00", "show", "EHC-A").output
-    assert "old-school" not in shown
+    assert "Removed (not invited again unless invited by hand with 'review invite'): " \
+           "senco@old-school.example.org (setting)" in " ".join(shown.split())
+    assert shown.count("old-school") == 1  # in that line only, not among the invitees
 
     # Next year's review starts without them too, whatever the list says.
     ehc("review", "--now", "2027-03-10T12:00", "held", "EHC-A")
     ehc("review", "--now", "2027-03-12T09:00", "decide", "EHC-A", "maintain",
         "--reason", "Needs met")
     ehc.import_list("senco@old-school.example.org")
-    shown = ehc("review", "--now", "2027-03-12T09:00", "show", "EHC-A").output
-    assert "old-school" not in shown and "a.parent@example.net" in shown
+    shown = ehc("review", "--now", "2027-03-12T09:00", "show", "EHC-A", "--json").output
+    assert "old-school" not in str(json.loads(shown)["invitees"])
+    assert "a.parent@example.net" in str(json.loads(shown)["invitees"])
+    assert json.loads(shown)["removed"] == [{"email": "senco@old-school.example.org",
+                                             "role": "setting"}]
 
     # Invited again by hand: the removal is lifted.
     ehc("review", "--now", "2027-03-12T09:00", "invite", "EHC-A", "--role", "setting",
         "--email", "senco@old-school.example.org")
-    shown = ehc("review", "--now", "2027-03-12T09:00", "show", "EHC-A").output
-    assert "old-school" in shown
+    shown = json.loads(ehc("review", "--now", "2027-03-12T09:00", "show", "EHC-A",
+                           "--json").output)
+    assert "senco@old-school.example.org" in [i["email"] for i in shown["invitees"]]
+    assert shown["removed"] == []

@@ -606,6 +606,7 @@ def case_json(app: App, case_id: str) -> dict[str, Any]:
                   "nc_year": case.pupil.nc_year, "school_urn": case.pupil.school_urn},
         "meeting": meeting,
         "invitees": [i.model_dump(mode="json") for i in case.invitees],
+        "removed": app.store.removed_from(case.plan.case_id),
         "invitations": case.invitations,
         "decision": case.decision.model_dump(mode="json") if case.decision else None,
         "flags": case.flags,
@@ -651,6 +652,10 @@ def review_show(case: str, as_json: bool) -> None:
         invitees.add_row(i["role"], i["name"] or "", i["email"] or "", i["team"] or "",
                          i["source"], i["response"] or "")
     console.print(invitees)
+    if data["removed"]:  # kept out until someone invites them again by hand
+        console.print("Removed (not invited again unless invited by hand with 'review "
+                      "invite'): " + ", ".join(f"{x['email']} ({x['role']})"
+                                               for x in data["removed"]))
     miles = Table("milestone", "date", "kind", "rule", "warnings", title="Milestones")
     for ms in data["milestones"]:
         miles.add_row(ms["name"], ms["date"], ms["kind"], ms["rule"], "; ".join(ms["warnings"]))

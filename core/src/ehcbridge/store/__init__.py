@@ -791,6 +791,12 @@ class Store:
                 found.add((case_id, address))
         return found
 
+    def removed_from(self, case_id: str) -> list[dict[str, Any]]:
+        """The addresses a caseworker removed from this plan (address, role), by address."""
+        prefix = f"{case_id}:"
+        return [{"email": key[len(prefix):], "role": (value or {}).get("role")}
+                for key, value in self.state_items(self._REMOVED, prefix)]
+
     def invite_again(self, case_id: str, email: str | None) -> None:
         """An explicit invitation: lift a caseworker's earlier removal of this address (and of
         the team mailbox it was routed to, or the address routed there)."""
