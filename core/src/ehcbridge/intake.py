@@ -403,6 +403,7 @@ def _apply(app: App, rows: list[IntakeRow], report: ImportReport, now: datetime 
         writer.write(rows)
         if writer.rejected:
             raise IntakeError(report.path, writer.rejected)
+    _after_replacing(app, writer.replaced_in)
 
 
 class _Writer:

@@ -297,6 +297,17 @@ def test_review_created_then_updated_uses_the_intake_rules(app: App) -> None:
     assert app.store.case("EHC-010").pupil.school_urn == "100004"
 
 
+def test_review_updated_naming_a_new_senco_replaces_the_one_an_earlier_event_named(
+        app: App) -> None:
+    c = client(app)
+    data = {"case_id": "EHC-011", "forename": "Dee", "surname": "Evans",
+            "plan_issued": "2026-05-01", "setting_email": "senco@old.example.org"}
+    assert post_event(c, {"id": "n1", "type": "review.created", "data": data}).status_code == 202
+    moved = dict(data, setting_email="senco@new.example.org")
+    assert post_event(c, {"id": "n2", "type": "review.updated", "data": moved}).status_code == 202
+    assert [i.email for i in app.store.case("EHC-011").invitees] == ["senco@new.example.org"]
+
+
 def test_every_event_type_reaches_the_review_functions(app: App) -> None:
     c = client(app)
     steps = [
