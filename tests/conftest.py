@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,40 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("EHCBRIDGE_TEST_DATABASE_URL")
+# Storage is tested on SQLite always, and on PostgreSQL when the variable names a server.
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="EHCBRIDGE_TEST_DATABASE_URL not set"))]
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A fresh schema on the test PostgreSQL (dropped afterwards), as a URL whose search_path
+    points at it; skipped when EHCBRIDGE_TEST_DATABASE_URL is not set."""
+    if not PG_URL:
+        pytest.skip("EHCBRIDGE_TEST_DATABASE_URL not set")
+    import sqlalchemy as sa
+    from ehcbridge.settings import driver_url
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(driver_url(PG_URL))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: an SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{(tmp_path / 'store.sqlite3').as_posix()}"
+    return str(request.getfixturevalue("fresh_pg_url"))
 
 
 @pytest.fixture(autouse=True)

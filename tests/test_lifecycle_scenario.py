@@ -11,20 +11,12 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 from ehcbridge.cli import cli
-
-PG_URL = os.environ.get("EHCBRIDGE_TEST_DATABASE_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not PG_URL, reason="EHCBRIDGE_TEST_DATABASE_URL not set"))]
 
 CSV = """\
 case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,last_review,coordinator_email,parent_email,sen_officer_email
@@ -37,28 +29,6 @@ EHC-F,L999000000016,Fay,Six,2015-10-02,6,100006,2024-06-01,2026-06-01,senco.f@sc
 EHC-G,A999000000017,Gus,Seven,2023-01-10,,100007,2026-05-01,,senco.g@school.example.org,g.parent@example.net,sen.g@la.example.gov.uk
 EHC-H,P999000000018,Hal,Eight,2014-03-02,7,100008,2026-04-01,,senco.h@school.example.org,h.parent@example.net,sen.h@la.example.gov.uk
 """
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: an SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'scenario.sqlite3'}"
-        return
-    import sqlalchemy as sa
-    from ehcbridge.settings import driver_url
-
-    assert PG_URL is not None
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(driver_url(PG_URL))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 class Council:

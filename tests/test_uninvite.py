@@ -7,9 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +14,10 @@ import pytest
 from click.testing import CliRunner
 from ehcbridge.cli import cli
 
-PG_URL = os.environ.get("EHCBRIDGE_TEST_DATABASE_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not PG_URL, reason="EHCBRIDGE_TEST_DATABASE_URL not set"))]
-
 HEADER = ("case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,last_review,"
           "coordinator_email,parent_email,setting_email\n")
 ROW = ("EHC-A,Q999000000011,Alex,One,2014-03-02,7,100001,2026-04-01,,"
        "officer@la.example.gov.uk,a.parent@example.net,{setting}\n")
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: an SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{(tmp_path / 's.sqlite3').as_posix()}"
-        return
-    import sqlalchemy as sa
-    from ehcbridge.settings import driver_url
-
-    assert PG_URL is not None
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(driver_url(PG_URL))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 class Council:

@@ -9,9 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,23 +81,9 @@ def _import(work: Path, env: dict[str, str], cases: int) -> set[str]:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh schema on the test PostgreSQL, as a URL whose search_path points at it."""
-    if not PG_URL:
-        pytest.skip("EHCBRIDGE_TEST_DATABASE_URL not set")
-    import sqlalchemy as sa
-    from ehcbridge.settings import driver_url
-
-    schema = f"w_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(driver_url(PG_URL))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+def pg_url(fresh_pg_url: str) -> str:
+    """A fresh schema on the test PostgreSQL (tests/conftest.py)."""
+    return fresh_pg_url
 
 
 def test_three_workers_share_a_backlog_and_survive_one_killed(tmp_path: Path,

@@ -6,40 +6,18 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-PG_URL = os.environ.get("EHCBRIDGE_TEST_DATABASE_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not PG_URL, reason="EHCBRIDGE_TEST_DATABASE_URL not set"))]
 
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def database_url(store_url: str) -> str:
     """An empty database for ``EHCBRIDGE_STORE__URL``: an SQLite file, or a fresh PostgreSQL
-    schema (dropped afterwards) chosen through the connection's search_path."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hostile.sqlite3'}"
-        return
-    import sqlalchemy as sa
-    from ehcbridge.settings import driver_url
-
-    assert PG_URL is not None
-    schema = f"h_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(driver_url(PG_URL))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    schema (tests/conftest.py)."""
+    return store_url
 
 
 class Cli:
