@@ -64,14 +64,16 @@ def test_engine_stores_the_join_url_then_patches_and_cancels_once(fake: Any, run
 def test_someone_uninvited_is_taken_off_the_event(fake: Any, run: Any) -> None:
     """A caseworker removes the old school's SENCO: the event is PATCHed without them, and
     Exchange sends them the cancellation (as it does when an organiser removes an attendee)."""
-    run("import", "reviews", "reviews.csv")
-    run("review", "schedule", "EHC-00077", "--start", "2026-12-08T10:00", "--online")
+    run("import", "reviews", "reviews.csv", "--now", "2026-11-22T14:00")
+    run("review", "--now", "2026-11-22T14:00", "schedule", "EHC-00077",
+        "--start", "2026-12-08T10:00", "--online")
     run("run", "--once", "--now", "2026-11-22T15:00")
     [event] = fake.events(ORGANISER)
     invited = {a["emailAddress"]["address"] for a in event["attendees"]}
     assert "senco@school.example.org" in invited
 
-    run("review", "uninvite", "EHC-00077", "--email", "senco@school.example.org")
+    run("review", "--now", "2026-11-22T15:05", "uninvite", "EHC-00077",
+        "--email", "senco@school.example.org")
     run("run", "--once", "--now", "2026-11-22T15:10")
     [patch] = fake.calls("PATCH")
     left = {a["emailAddress"]["address"] for a in patch["body"]["attendees"]}
