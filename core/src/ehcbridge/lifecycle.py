@@ -321,7 +321,6 @@ class ReviewState:
     decision: Decision | None = None
     duties: tuple[Duty, ...] = ()
     fired_timers: frozenset[str] = frozenset()
-    invitee_count: int = 0
     # Who is invited, as :func:`invitees_key` gives it: an invitation update is keyed by it,
     # so adding someone after someone else was removed (the same count) still updates.
     invitees_key: str = ""
@@ -351,9 +350,9 @@ class ReviewState:
 
 
 def meeting_key(case_id: str, review_id: int, meeting_id: int, action: str, sequence: int,
-                invitees: int | str | None = None) -> str:
-    """Key of an on_review_scheduled event (``updated``: with the number of invitees, or the
-    reason an update was requested)."""
+                invitees: str | None = None) -> str:
+    """Key of an on_review_scheduled event (``updated``: with the digest of who is invited, or
+    the reason an update was requested)."""
     key = f"{case_id}/r{review_id}/m{meeting_id}/{action}/{sequence}"
     return key if invitees is None else f"{key}/{invitees}"
 
@@ -689,7 +688,7 @@ def invite(state: ReviewState) -> Change | None:
     if current is None or current.id is None:
         return None
     key = meeting_key(state.case_id, state.review_id, current.id, "updated", current.sequence,
-                      state.invitees_key or state.invitee_count)
+                      state.invitees_key)
     return Change(action="updated", events=(NewEvent(key, HOOK_REVIEW_SCHEDULED, "updated",
                                                      current.id),))
 

@@ -44,7 +44,7 @@ def state_of(case: CaseView) -> ReviewState:
     """The lifecycle's view of a stored review."""
     return ReviewState(review=case.review, plan=case.plan, pupil=case.pupil, meeting=case.meeting,
                        decision=case.decision, duties=tuple(case.duties),
-                       fired_timers=case.fired_timers, invitee_count=len(case.invitees),
+                       fired_timers=case.fired_timers,
                        invitees_key=lifecycle.invitees_key(case.invitees))
 
 

@@ -83,35 +83,12 @@ def deliver_now(app: App, notice: Notice) -> NoticeReceipt | None:
 def queue_for_event(app: App, ev: EventRow, now: datetime, case: CaseView | None = None
                     ) -> int:
     """Build and queue the notices a lifecycle event calls for (none for most events); ``case``
-    saves reading the review's case again when the caller (the engine's batch) has it. A
-    template a council got wrong flags the review instead of stopping the engine."""
+    saves reading the review's case again when the caller (the engine's batch) has it."""
     kind = TRIGGERS.get((ev.hook, ev.action))
     if kind is None:
         return 0
-    case = case or app.store.case_by_review(ev.review_id)
-    if kind in ("views_request", "advice_reminder"):
-        from ehcbridge.routing import ensure_advice_routes
-
-        ensure_advice_routes(app, case)  # keeps state only: the case's invitees stay as read
-    try:
-        comp = composer(app, ev.review_id, case,
-                        advice=kind in ("views_request", "advice_reminder"))
-        if kind == "views_request":
-            notices = comp.views_request()
-        elif kind == "advice_reminder":
-            notices = comp.advice_reminder(app.store.review_files(ev.review_id, kind="views"))
-        elif kind == "meeting":
-            notices = comp.meeting_letters()
-        else:
-            notices = comp.decision(_next_review_due(app, comp))
-    except TemplateProblem as exc:
-        log.error("cannot build %s notices: %s", kind, exc)
-        app.store.flag_review(comp.case.plan.case_id if "comp" in locals() else "", FAILED_FLAG,
-                              str(exc), raised_by="notices")
-        return 0
-    if not notices:
-        return 0
-    return queue(app, notices, now)
+    return queue(app, _compose(app, case or app.store.case_by_review(ev.review_id), [kind]),
+                 now)
 
 
 def queue_late_requests(app: App, case: CaseView, now: datetime) -> int:
@@ -122,23 +99,39 @@ def queue_late_requests(app: App, case: CaseView, now: datetime) -> int:
     from ehcbridge.models import MeetingStatus
 
     meeting = case.meeting
-    review_id = case.review.id
-    if (review_id is None or meeting is None or meeting.status != MeetingStatus.SCHEDULED
+    if (case.review.id is None or meeting is None or meeting.status != MeetingStatus.SCHEDULED
             or meeting.start <= now or "views_request" not in case.fired_timers):
         return 0
-    from ehcbridge.routing import ensure_advice_routes
+    kinds = ["views_request"] + (["advice_reminder"] if "reminder" in case.fired_timers else [])
+    return queue(app, _compose(app, case, kinds), now)
 
-    ensure_advice_routes(app, case)
+
+def _compose(app: App, case: CaseView, kinds: list[str]) -> list[Notice]:
+    """The notices of these kinds for a review as ``case`` shows it. A template a council got
+    wrong flags the review (no notices) instead of stopping the engine."""
+    review_id = case.review.id or 0
+    advice = any(k in ("views_request", "advice_reminder") for k in kinds)
+    if advice:
+        from ehcbridge.routing import ensure_advice_routes
+
+        ensure_advice_routes(app, case)  # keeps state only: the case's invitees stay as read
+    found: list[Notice] = []
     try:
-        comp = composer(app, review_id, case)
-        found = comp.views_request()
-        if "reminder" in case.fired_timers:
-            found += comp.advice_reminder(app.store.review_files(review_id, kind="views"))
+        comp = composer(app, review_id, case, advice=advice)
+        for kind in kinds:
+            if kind == "views_request":
+                found += comp.views_request()
+            elif kind == "advice_reminder":
+                found += comp.advice_reminder(app.store.review_files(review_id, kind="views"))
+            elif kind == "meeting":
+                found += comp.meeting_letters()
+            else:
+                found += comp.decision(_next_review_due(app, comp))
     except TemplateProblem as exc:
-        log.error("cannot build views_request notices: %s", exc)
+        log.error("cannot build %s notices: %s", "/".join(kinds), exc)
         app.store.flag_review(case.plan.case_id, FAILED_FLAG, str(exc), raised_by="notices")
-        return 0
-    return queue(app, found, now) if found else 0
+        return []
+    return found
 
 
 def queue_report(app: App, case_id: str, file_id: int | None, now: datetime) -> int:
