@@ -16,15 +16,22 @@ store_module = pytest.importorskip("ehcbridge.store")
 testing = pytest.importorskip("ehcbridge.testing")
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Any:
+def seeded_store(tmp_path: Path, *, dob: date, issued: date, due: date, pfa: bool) -> Any:
+    """A store with one Year 8 pupil's plan, EHC-1."""
     store = store_module.Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     with store.begin() as conn:
         store.upsert_case(conn, pupil=Pupil(upn=upn_for(0), forename="S", surname="E",
-                                            dob=date(2012, 1, 1), nc_year=8),
-                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1)),
+                                            dob=dob, nc_year=8),
+                          plan=Plan(case_id="EHC-1", issued_on=issued),
                           coordinator_email="senco@school.example.org",
-                          review_due=date(2027, 3, 31), kind=ReviewKind.ANNUAL, pfa=False)
+                          review_due=due, kind=ReviewKind.ANNUAL, pfa=pfa)
+    return store
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Any:
+    store = seeded_store(tmp_path, dob=date(2012, 1, 1), issued=date(2026, 4, 1),
+                         due=date(2027, 3, 31), pfa=False)
     application = testing.make_app(store, {"sims": ehcbridge_sims})
     yield application
     store.close()
@@ -63,13 +70,8 @@ def test_a_year_8_pupil_whose_review_falls_after_september_is_reviewed_for_adult
     from ehcbridge.cli import case_json
     from ehcbridge.models import LONDON
 
-    store = store_module.Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    with store.begin() as conn:
-        store.upsert_case(conn, pupil=Pupil(upn=upn_for(0), forename="S", surname="E",
-                                            dob=date(2013, 1, 1), nc_year=8),
-                          plan=Plan(case_id="EHC-1", issued_on=date(2026, 10, 20)),
-                          coordinator_email="senco@school.example.org",
-                          review_due=date(2027, 10, 19), kind=ReviewKind.ANNUAL, pfa=True)
+    store = seeded_store(tmp_path, dob=date(2013, 1, 1), issued=date(2026, 10, 20),
+                         due=date(2027, 10, 19), pfa=True)
     app = testing.make_app(store, {"sims": ehcbridge_sims},
                            now=datetime(2027, 1, 10, 9, tzinfo=LONDON))
     ctx = app.plugin_context("sims")
