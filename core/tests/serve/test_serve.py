@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +368,32 @@ def test_readyz_and_metrics(app: App) -> None:
         n = len(app.store.duty_rows(status=status))
         assert n >= 1 and f'ehcbridge_duties{{status="{status}"}} {n}.0' in text
     assert "ehcbridge_engine_last_tick_age_seconds" in text
+
+
+def test_a_missed_duty_of_a_concluded_review_leaves_the_metrics_gauge(app: App) -> None:
+    # An alert on ehcbridge_duties{status="missed"} must clear once the review is concluded
+    # and the next one opened: what it missed is history (the figures keep it).
+    from ehcbridge import transitions
+    from ehcbridge.models import LONDON, DutyStatus, Outcome
+    from ehcbridge.web.data import attention
+
+    from .conftest import NOW, duty
+
+    c = client(app)
+    missed = len(app.store.duty_rows(status="missed"))  # all EHC-002's, its review current
+    assert missed and f'ehcbridge_duties{{status="missed"}} {missed}.0' in c.get("/metrics").text
+    old = app.store.case("EHC-002").review.id or 0
+    app.store.schedule_meeting("EHC-002", start=datetime(2027, 1, 25, 10, tzinfo=LONDON),
+                               end=datetime(2027, 1, 25, 11, tzinfo=LONDON), now=NOW)
+    transitions.held(app.store, "EHC-002", now=NOW)
+    transitions.decide(app.store, "EHC-002", outcome=Outcome.MAINTAIN, reason="", on=NOW.date(),
+                       now=NOW)
+    # The report was never sent: the concluded review keeps that duty missed, on record.
+    app.store.save_duties(old, [duty("report_sent", date(2027, 1, 31), DutyStatus.MISSED)])
+    assert [(case, rid) for case, rid, _d in app.store.duty_rows(status="missed")] \
+        == [("EHC-002", old)]
+    assert 'ehcbridge_duties{status="missed"} 0.0' in c.get("/metrics").text
+    assert not [r for r in attention(app) if r.case_id == "EHC-002"]  # as the dashboard lists
 
 
 def test_served_openapi_document_is_the_one_in_docs(app: App) -> None:

@@ -38,13 +38,21 @@ def term_bounds(today: date) -> tuple[date, date]:
     return date(today.year, 4, 1), date(today.year, 8, 31)
 
 
-def attention(app: App) -> list[AttentionRow]:
-    """Duties at risk or missed, by school then due date."""
+def acting(app: App, statuses: tuple[DutyStatus, ...],
+           reviews: list[dict[str, Any]] | None = None) -> list[tuple[str, int, Duty]]:
+    """(case, review, duty) of these statuses still calling for action (see
+    ``lifecycle.to_act_on``): what an earlier review missed is history, not counted again."""
     from ehcbridge.lifecycle import to_act_on
 
-    reviews = app.store.list_reviews(open_only=False)
-    rows = to_act_on([r for status in ATTENTION for r in app.store.duty_rows(status=status.value)],
+    reviews = app.store.list_reviews(open_only=False) if reviews is None else reviews
+    return to_act_on(app.store.duty_rows(statuses=[s.value for s in statuses]),
                      {r["case_id"]: r["review_id"] for r in reviews})
+
+
+def attention(app: App) -> list[AttentionRow]:
+    """Duties at risk or missed, by school then due date."""
+    reviews = app.store.list_reviews(open_only=False)
+    rows = acting(app, ATTENTION, reviews)
     schools = {r["case_id"]: r["school_urn"] or "" for r in reviews}
     initials: dict[str, str] = {}
     out = []
@@ -61,12 +69,11 @@ def due_counts(app: App, today: date) -> dict[str, int]:
     week_end = week_start + timedelta(days=6)
     term_start, term_end = term_bounds(today)
     week = term = 0
-    for status in OPEN:
-        for _case, _rid, duty in app.store.duty_rows(status=status.value):
-            if duty.due is None:
-                continue
-            week += week_start <= duty.due <= week_end
-            term += term_start <= duty.due <= term_end
+    for _case, _rid, duty in acting(app, OPEN):
+        if duty.due is None:
+            continue
+        week += week_start <= duty.due <= week_end
+        term += term_start <= duty.due <= term_end
     return {"week": week, "term": term}
 
 
