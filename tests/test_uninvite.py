@@ -159,3 +159,36 @@ def test_someone_removed_stays_removed_until_invited_again(tmp_path: Path, store
                            "--json").output)
     assert "senco@old-school.example.org" in [i["email"] for i in shown["invitees"]]
     assert shown["removed"] == []
+
+
+def test_a_plugin_adding_someone_removed_is_kept_out_until_invited_by_hand(
+        tmp_path: Path, store_url: str) -> None:
+    """The MIS still lists a parent the caseworker removed, and a routed professional's team
+    mailbox is removed: a plugin adding either (through its store facade, as the MIS sync and
+    the social care importer do) adds nobody; inviting the professional by the address they
+    were named with brings both back."""
+    from ehcbridge import transitions
+    from ehcbridge.app import App, PluginStoreFacade
+    from ehcbridge.models import Invitee, Role
+    from ehcbridge.settings import load_settings
+
+    ehc = Council(tmp_path, store_url)
+    ehc.import_list("senco@school.example.org")
+    app = App(load_settings(ehc.config))
+    store = app.store
+    store.add_invitee("EHC-A", Invitee(role=Role.HEALTH, name="SALT", email="salt@nhs.example",
+                                       team="SALT", source="routed"),
+                      routed_from="dr.salt@nhs.example")
+    ehc("review", "--now", "2027-01-05T09:00", "uninvite", "EHC-A", "--email",
+        "a.parent@example.net")
+    ehc("review", "--now", "2027-01-05T09:00", "uninvite", "EHC-A", "--email",
+        "salt@nhs.example")
+    facade = PluginStoreFacade(store, "sims", app)
+    facade.add_invitee("EHC-A", Invitee(role=Role.PARENT, email="A.Parent@example.net",
+                                        source="mis"))
+    facade.add_invitee("EHC-A", Invitee(role=Role.HEALTH, email="dr.salt@nhs.example"))
+    emails = {i.email for i in store.case("EHC-A").invitees}
+    assert emails == {"senco@school.example.org"}
+    transitions.invite_again(store, "EHC-A", "dr.salt@nhs.example")
+    assert store.removed_from("EHC-A") == [{"email": "a.parent@example.net", "role": "parent"}]
+    app.close()

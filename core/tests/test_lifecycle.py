@@ -310,3 +310,19 @@ def test_after_a_phase_transfer_the_setting_left_behind_is_not_carried() -> None
               (Invitee(role=Role.PARENT, email="p@example.net"), None)]
     assert [i.role for i in lc.carried_invitees(people)] == [Role.SETTING, Role.PARENT]
     assert [i.role for i in lc.carried_invitees(people, moving_on=True)] == [Role.PARENT]
+
+
+def test_a_removal_keeps_out_both_addresses_of_a_routed_professional() -> None:
+    from ehcbridge.models import Invitee, Role
+
+    routed = Invitee(role=Role.HEALTH, email="SALT@nhs.example", team="SALT", source="routed")
+    by_letter = Invitee(role=Role.PARENT, name="Gran", address="1 Old Road")
+    marks = lc.kept_out([(routed, "Dr.Salt@nhs.example"), (by_letter, None)])
+    assert marks == {"salt@nhs.example": {"role": "health", "with": "dr.salt@nhs.example"},
+                     "dr.salt@nhs.example": {"role": "health", "with": "salt@nhs.example"}}
+    assert not lc.still_welcome(Invitee(role=Role.HEALTH, email=" dr.salt@NHS.example"),
+                                       marks)
+    assert lc.still_welcome(by_letter, marks)  # no address to keep out
+    assert lc.lifted("Dr.Salt@nhs.example", marks) == ["dr.salt@nhs.example",
+                                                              "salt@nhs.example"]
+    assert lc.lifted("someone@else.example", marks) == []

@@ -442,10 +442,10 @@ def test_an_invitee_is_removed_by_their_address_or_the_one_they_were_routed_from
     store.add_invitee("EHC-1", Invitee(role=Role.PARENT, email="p@example.net"))
     with store.begin() as conn:
         assert store.remove_invitees(conn, "EHC-1") == []  # nobody named: nobody removed
-        assert [i.team for i in store.remove_invitees(conn, "EHC-1",
-                                                      email="Dr.Salt@nhs.example")] == ["SALT"]
+        assert [(i.team, origin) for i, origin in store.remove_invitees(
+            conn, "EHC-1", email="Dr.Salt@nhs.example")] == [("SALT", "dr.salt@nhs.example")]
         assert store.remove_invitees(conn, "EHC-1", email="p@example.net", role="setting") == []
-        assert [i.address for i in store.remove_invitees(conn, "EHC-1", name="Gran")] == [
+        assert [i.address for i, _ in store.remove_invitees(conn, "EHC-1", name="Gran")] == [
             "1 Old Road"]
     assert [i.email for i in store.case("EHC-1").invitees] == ["p@example.net"]
 

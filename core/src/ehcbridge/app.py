@@ -106,7 +106,9 @@ class PluginStoreFacade:
         if self.app is not None:
             self.app.add_invitee(case_id, invitee, require_email=False)
         else:
-            self.store.add_invitee(case_id, invitee)
+            from ehcbridge import transitions
+
+            transitions.add_invitee(self.store, case_id, invitee)
 
     def set_meeting_link(self, case_id: str, *, provider: str, join_url: str | None,
                          external_id: str | None) -> None:

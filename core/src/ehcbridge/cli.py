@@ -439,12 +439,13 @@ def review_cancel(case: str, reason: str) -> None:
 def review_invite(case: str, role: str, email: str | None, name: str | None,
                   team: str | None, address: str | None, mobile: str | None) -> None:
     """Add someone to invite (professionals are routed to their team when a router is installed)."""
+    from ehcbridge import transitions
     from ehcbridge.models import Invitee, Role
 
     app = get_app()
     app.start_plugins()
     lines = [p.strip() for p in (address or "").replace("\n", ",").split(",") if p.strip()]
-    _store_call(app.store.invite_again, case, email)  # lifts an earlier 'review uninvite'
+    _store_call(transitions.invite_again, app.store, case, email)  # lifts a 'review uninvite'
     _store_call(app.add_invitee, case, Invitee(role=Role(role), email=email, name=name,
                                                team=team, address="\n".join(lines) or None,
                                                mobile=mobile))

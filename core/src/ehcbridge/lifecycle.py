@@ -714,6 +714,41 @@ def replaced_by_list(current: Iterable[Invitee], listed: Iterable[Invitee]) -> l
             and i.email.strip().lower() not in named[i.role]]
 
 
+def address_of(email: str | None) -> str:
+    """An invitee's address as removals are kept: trimmed and lower case ('' for none)."""
+    return (email or "").strip().lower()
+
+
+def kept_out(removed: Iterable[tuple[Invitee, str | None]]) -> dict[str, dict[str, Any]]:
+    """What a caseworker's removal keeps out of the plan's later reviews: each address removed
+    and the one it was routed from (a professional routed to a team mailbox is known by
+    both), each naming the other, so an explicit invitation of either lifts both. Someone
+    reached by letter only has no address to keep. Nothing automatic (a list still naming
+    them, the MIS, routing, a rule, next year's review) invites them again."""
+    marks: dict[str, dict[str, Any]] = {}
+    for invitee, routed_from in removed:
+        for one, other in ((invitee.email, routed_from), (routed_from, invitee.email)):
+            if one:
+                marks[address_of(one)] = {"role": invitee.role.value,
+                                          "with": address_of(other) or None}
+    return marks
+
+
+def still_welcome(invitee: Invitee, removed: Iterable[str]) -> bool:
+    """False for an invitee whose address a caseworker removed (see :func:`kept_out`)."""
+    return not invitee.email or address_of(invitee.email) not in set(removed)
+
+
+def lifted(email: str, marks: dict[str, dict[str, Any]]) -> list[str]:
+    """The removals an explicit invitation of ``email`` lifts: its own and that of the address
+    it was routed with (``marks``: the plan's removals by address)."""
+    address = address_of(email)
+    mark = marks.get(address)
+    if mark is None:
+        return []
+    return [address] + ([mark["with"]] if mark.get("with") else [])
+
+
 def request_update(state: ReviewState, reason: str) -> Change | None:
     """Ask calendar plugins to update the meeting already set (e.g. its online link arrived
     late): once per reason and meeting revision; None when there is no scheduled meeting."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ehcbridge import transitions
 from ehcbridge.events import Route
 from ehcbridge.models import Invitee, Role
 from ehcbridge.store import CaseView, StoreError
@@ -104,13 +105,13 @@ def route_and_add(app: App, case_id: str, invitee: Invitee, *, require_email: bo
             raise StoreError(f"{case_id}: a {invitee.role.value} invitee needs an email address"
                              + (" or a postal address" if invitee.role in UNROUTED_ROLES else
                                 " (no routing plugin found a team for it)"))
-        return app.store.add_invitee(case_id, invitee)
+        return transitions.add_invitee(app.store, case_id, invitee)
     # An invitee added by an invitation rule keeps the rule as its source once routed.
     source = invitee.source if invitee.source.startswith("rule:") else "routed"
     routed = invitee.model_copy(update={"email": found.email, "team": found.team,
                                         "name": invitee.name or found.team,
                                         "source": source})
-    return app.store.add_invitee(case_id, routed, routed_from=invitee.email or "")
+    return transitions.add_invitee(app.store, case_id, routed, routed_from=invitee.email or "")
 
 
 def ensure_family_invitees(app: App, case_id: str, case: CaseView | None = None) -> bool:
@@ -125,7 +126,7 @@ def ensure_family_invitees(app: App, case_id: str, case: CaseView | None = None)
     for contact in getattr(record, "contacts", ()) or ():
         if getattr(contact, "parental_responsibility", False) and getattr(contact, "email", None):
             name = " ".join(p for p in (contact.forename, contact.surname) if p) or None
-            app.store.add_invitee(case_id, Invitee(role=Role.PARENT, name=name,
+            transitions.add_invitee(app.store, case_id, Invitee(role=Role.PARENT, name=name,
                                                    email=contact.email, source="mis"))
             changed = True
     return changed
@@ -144,7 +145,7 @@ def ensure_team_invitees(app: App, case_id: str, case: CaseView | None = None) -
         if found is not None and (found.email != invitee.email or found.team != invitee.team):
             routed = invitee.model_copy(update={"email": found.email, "team": found.team,
                                                 "source": "routed"})
-            app.store.add_invitee(case_id, routed, routed_from=invitee.email or "",
+            transitions.add_invitee(app.store, case_id, routed, routed_from=invitee.email or "",
                                   replace_email=invitee.email)
             changed = True
     for role in TEAM_ROLES:
@@ -152,7 +153,7 @@ def ensure_team_invitees(app: App, case_id: str, case: CaseView | None = None) -
             placeholder = Invitee(role=role, source="required")
             found = route(app, case_id, placeholder, case)
             if found is not None:
-                app.store.add_invitee(case_id, Invitee(role=role, name=found.team,
+                transitions.add_invitee(app.store, case_id, Invitee(role=role, name=found.team,
                                                        email=found.email, team=found.team,
                                                        source="routed"))
                 changed = True

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
@@ -130,16 +130,38 @@ def uninvite(store: Store, case_id: str, *, email: str | None = None, name: str 
     letter) and withdraw their notices not sent yet; calendar plugins then update the meeting
     already set, which withdraws their invitation. StoreError when nobody matches."""
     with store.begin() as conn:
-        removed = store.remove_invitees(conn, case_id, email=email, name=name, role=role)
-        if not removed:
+        found = store.remove_invitees(conn, case_id, email=email, name=name, role=role)
+        if not found:
             who = "with that email" if email else "with that name"
             raise StoreError(f"{case_id}: no {role or 'invitee'} {who} is invited to the current "
                              "review ('review show' lists them)", case_id=case_id,
                              field="email" if email else "name")
+        store.keep_out(conn, case_id, lifecycle.kept_out(found))
+        removed = [invitee for invitee, _ in found]
         review_id = store.review_id_for(conn, case_id)
         duties = withdraw_notices(store, conn, review_id, removed)
         invite(store, case_id, now=now, conn=conn)
     return Uninvited(removed, review_id, duties)
+
+
+def invite_again(store: Store, case_id: str, email: str | None) -> None:
+    """An explicit invitation (``review invite``, the webhook's ``invitee.added``): lift a
+    caseworker's earlier removal of this address, and of the one it was routed with."""
+    if not email:
+        return
+    with store.begin() as conn:
+        store.lift_removals(conn, case_id, lifecycle.lifted(email, store.removals(case_id, conn)))
+
+
+def add_invitee(store: Store, case_id: str, invitee: Invitee, **options: Any) -> bool:
+    """Add (or update) an invitee unless a caseworker removed their address from this plan
+    (only an explicit invitation, :func:`invite_again`, brings them back); True when someone
+    new was added. ``options`` go to :meth:`Store.add_invitee`."""
+    with store.begin() as conn:
+        removed = {a for _, a in store.removed_addresses(conn, [case_id])}
+        if not lifecycle.still_welcome(invitee, removed):
+            return False
+        return store.add_invitee(case_id, invitee, conn=conn, **options)
 
 
 def withdraw_notices(store: Store, conn: Connection, review_id: int,
@@ -376,7 +398,12 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
                     store.remove_listed_invitees(conn, view.review.id or 0, gone)
                     withdraw_notices(store, conn, view.review.id or 0, gone)
                     item.replaced = len(gone)
-        gained = store.import_invitees(conn, chunk, review_ids, now) | {
+        # Nobody a caseworker removed comes back because a list still names them.
+        removed = store.removed_addresses(conn, [i.plan.case_id for i in chunk if i.invitees])
+        welcome = [replace(i, invitees=[v for v in i.invitees if lifecycle.still_welcome(
+            v, {a for case, a in removed if case == i.plan.case_id})]) if removed else i
+            for i in chunk]
+        gained = store.import_invitees(conn, welcome, review_ids, now) | {
             review_ids[i.plan.case_id] for i in chunk if i.replaced}
         actions: dict[str, str] = {}
         meeting_ids = iter(store.reserve_meeting_ids(

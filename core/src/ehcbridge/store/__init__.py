@@ -406,9 +406,7 @@ class Store:
                         review_ids: dict[str, int], now: datetime) -> set[int]:
         """Insert the invitees a list names that the reviews do not have yet; returns the ids
         of reviews that gained someone."""
-        removed = self.removed_addresses(conn, [i.plan.case_id for i in items if i.invitees])
-        wanted = [(review_ids[i.plan.case_id], inv) for i in items for inv in i.invitees
-                  if (i.plan.case_id, (inv.email or "").strip().lower()) not in removed]
+        wanted = [(review_ids[i.plan.case_id], inv) for i in items for inv in i.invitees]
         if not wanted:
             return set()
         have = {(r.review_id, r.role, r.email) for r in conn.execute(
@@ -771,9 +769,8 @@ class Store:
                          mobile=i.mobile) for i in nxt.invitees])
         return opened
 
-    # Addresses a caseworker removed from a plan's reviews: kept in a reserved state namespace,
-    # by case and address, so nothing automatic (a list still naming them, the MIS, routing,
-    # a rule, next year's review) invites them again; only an explicit invitation does.
+    # Addresses a caseworker removed from a plan's reviews (lifecycle.kept_out says which),
+    # kept in a reserved state namespace by case and address.
     _REMOVED = "_uninvited"
 
     def _removed_key(self, case_id: str, email: str) -> str:
@@ -793,27 +790,42 @@ class Store:
 
     def removed_from(self, case_id: str) -> list[dict[str, Any]]:
         """The addresses a caseworker removed from this plan (address, role), by address."""
-        prefix = f"{case_id}:"
-        return [{"email": key[len(prefix):], "role": (value or {}).get("role")}
-                for key, value in self.state_items(self._REMOVED, prefix)]
+        return [{"email": address, "role": value.get("role")}
+                for address, value in self.removals(case_id).items()]
 
-    def invite_again(self, case_id: str, email: str | None) -> None:
-        """An explicit invitation: lift a caseworker's earlier removal of this address (and of
-        the team mailbox it was routed to, or the address routed there)."""
-        if not email:
-            return
-        key = self._removed_key(case_id, email)
-        with self.begin() as c:
-            value = c.execute(_GET_STATE, {"plugin": self._REMOVED, "key": key}).scalar()
-            keys = [key] + ([self._removed_key(case_id, value["with"])]
-                            if isinstance(value, dict) and value.get("with") else [])
-            c.execute(delete(t.plugin_state).where(and_(
-                t.plugin_state.c.plugin == self._REMOVED, t.plugin_state.c.key.in_(keys))))
+    def removals(self, case_id: str, conn: Connection | None = None) -> dict[str, dict[str, Any]]:
+        """This plan's removals by address, as :meth:`keep_out` stored them."""
+        prefix = f"{case_id}:"
+        if conn is None:
+            items = self.state_items(self._REMOVED, prefix)
+        else:
+            items = [(k, v) for k, v in conn.execute(
+                select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
+                    t.plugin_state.c.plugin == self._REMOVED,
+                    t.plugin_state.c.key.startswith(prefix, autoescape=True))))]
+        return {key[len(prefix):]: dict(value or {}) for key, value in items}
+
+    def keep_out(self, conn: Connection, case_id: str, marks: dict[str, dict[str, Any]]) -> None:
+        """Store removals (address: what lifecycle.kept_out says of it) for this plan."""
+        from ehcbridge.store.queue import upsert_state
+
+        if marks:
+            upsert_state(conn, self._REMOVED, {self._removed_key(case_id, address): value
+                                               for address, value in marks.items()}, utcnow())
+
+    def lift_removals(self, conn: Connection, case_id: str, addresses: list[str]) -> None:
+        """Forget these removals of this plan."""
+        if addresses:
+            conn.execute(delete(t.plugin_state).where(and_(
+                t.plugin_state.c.plugin == self._REMOVED,
+                t.plugin_state.c.key.in_([self._removed_key(case_id, a) for a in addresses]))))
 
     def remove_invitees(self, conn: Connection, case_id: str, *, email: str | None = None,
-                        name: str | None = None, role: str | None = None) -> list[Invitee]:
+                        name: str | None = None, role: str | None = None
+                        ) -> list[tuple[Invitee, str | None]]:
         """Delete the current review's invitees with this email (any case), or with this name
-        and no email; only of ``role`` when given. Returns who was deleted."""
+        and no email; only of ``role`` when given. Returns who was deleted, each with the
+        address they were routed from."""
         review_id = self.review_id_for(conn, case_id)
         cond = [t.invitees.c.review_id == review_id]
         if email:
@@ -831,19 +843,9 @@ class Store:
         rows = conn.execute(select(t.invitees).where(and_(*cond))).all()
         if rows:
             conn.execute(delete(t.invitees).where(t.invitees.c.id.in_([r.id for r in rows])))
-            from ehcbridge.store.queue import upsert_state
-
-            marks: dict[str, Any] = {}
-            for r in rows:  # the address and the one it was routed from, each naming the other
-                for one, other in ((r.email, r.routed_from), (r.routed_from, r.email)):
-                    if one:
-                        marks[self._removed_key(case_id, one)] = {"role": r.role,
-                                                                 "with": other or None}
-            if marks:  # someone reached by letter only has no address to keep
-                upsert_state(conn, self._REMOVED, marks, utcnow())
-        return [Invitee(role=Role(r.role), name=r.name, email=r.email, team=r.team,
-                        source=r.source, response=r.response, address=r.address,
-                        mobile=r.mobile) for r in rows]
+        return [(Invitee(role=Role(r.role), name=r.name, email=r.email, team=r.team,
+                         source=r.source, response=r.response, address=r.address,
+                         mobile=r.mobile), r.routed_from) for r in rows]
 
     def remove_listed_invitees(self, conn: Connection, review_id: int,
                                invitees: list[Invitee]) -> None:
@@ -1161,10 +1163,6 @@ class Store:
         """Add an invitee, or update the one with the same role and email; True when new."""
         with self._maybe_begin(conn) as c:
             review_id = self.review_id_for(c, case_id)
-            if invitee.email and c.execute(_GET_STATE, {
-                    "plugin": self._REMOVED,
-                    "key": self._removed_key(case_id, invitee.email)}).first() is not None:
-                return False  # removed by a caseworker: only an explicit invitation lifts it
             match_email = replace_email if replace_email is not None else invitee.email
             cond = and_(t.invitees.c.review_id == review_id,
                         t.invitees.c.role == invitee.role.value,

@@ -200,7 +200,7 @@ def apply(app: App, event: Event) -> None:
             if email is not None and "@" not in email:
                 raise WebhookError(422, "is not an email address", "data.email")
             app.start_plugins()
-            app.store.invite_again(case, email)  # an explicit invitation lifts a removal
+            transitions.invite_again(app.store, case, email)  # explicit: lifts a removal
             app.add_invitee(case, Invitee(role=Role(role), email=email, name=_get(data, "name"),
                                           team=_get(data, "team")))
         elif kind == "invitee.removed":
