@@ -469,3 +469,30 @@ def test_the_engines_set_read_is_the_case_store_case_gives(store: Store) -> None
     assert "views_request" in case.fired_timers
     read = reads.cases_by_review(store, [case.review.id or 0])[case.review.id or 0]
     assert dataclasses.replace(read, duties=case.duties) == case
+
+
+def test_the_light_duty_reads_agree_with_the_full_one(store: Store) -> None:
+    """The dashboard's counts read (name, status) in SQL and (name, status, due) rows: the
+    same duties as duty_rows, without building each one."""
+    from ehcbridge.models import Duty, DutyStatus
+
+    seed(store, 2)
+    for n, statuses in ((1, ("met", "missed", "pending")), (2, ("missed", "at_risk"))):
+        store.save_duties(store.case(f"EHC-{n}").review.id or 0, [
+            Duty(name=name, rule="reg 20", kind="statutory", due=date(2027, 1, 10 + i),
+                 owed_by="la", owed_to=("parent",), status=DutyStatus(status))
+            for i, (name, status) in enumerate(zip(
+                ("invitations_sent", "meeting_held", "report_sent"), statuses, strict=False))])
+    full = store.duty_rows()
+    assert len(full) == 5
+    by: dict[tuple[str, str], int] = {}
+    for _c, _r, d in full:
+        by[(d.name, d.status.value)] = by.get((d.name, d.status.value), 0) + 1
+    assert store.duty_counts() == by
+    assert sorted(store.duty_facts(["missed", "at_risk"])) == sorted(
+        (c, r, (d.name, d.status.value, d.due)) for c, r, d in full
+        if d.status.value in ("missed", "at_risk"))
+    assert store.duty_facts(["missed"], current=False) == []  # every review here is current
+    assert store.current_duties_due(["missed", "pending"], [
+        (date(2027, 1, 10), date(2027, 1, 10)), (date(2027, 1, 11), date(2027, 1, 12)),
+        (date(2027, 2, 1), date(2027, 2, 2))]) == [1, 2, 0]

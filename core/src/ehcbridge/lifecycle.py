@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ehcbridge import timeline
 from ehcbridge.models import (
@@ -154,13 +154,26 @@ SPECS: tuple[DutySpec, ...] = (
 )
 SPEC = {s.name: s for s in SPECS}
 DUTY_NAMES = tuple(SPEC)
+# Duties that follow a decision (amendments, final plan, a transfer's plan): still open on the
+# review decided before the current one (see to_act_on).
+AFTER_DECISION = tuple(s.name for s in SPECS if s.stage in (AMEND, TRANSFER))
 # Who owes a duty, in words for the people who receive messages about it.
 OWED_BY_WORDS = {SETTING: "the school or setting", LA: "the local authority",
                  Role.HEALTH.value: "health", Role.SOCIAL_CARE.value: "social care"}
 
 
-def to_act_on(rows: Iterable[tuple[str, int, Duty]], current: dict[str, int]
-              ) -> list[tuple[str, int, Duty]]:
+class Named(Protocol):
+    """Anything that names a duty: a Duty, or a store's light row of one."""
+
+    @property
+    def name(self) -> str: ...
+
+
+D = TypeVar("D", bound=Named)
+
+
+def to_act_on(rows: Iterable[tuple[str, int, D]], current: dict[str, int]
+              ) -> list[tuple[str, int, D]]:
     """The (case, review, duty) rows still calling for action, given each case's current
     review: every duty of the current review, and of the review decided before it only those
     that follow the decision (amendments, final plan, a transfer's plan). What an older review
@@ -1115,15 +1128,6 @@ def check_deadlines(rows: list[tuple[str, int, Duty]], today: date,
                                        f"{duty.due.isoformat() if duty.due else '-'}"))
     return {rid: Change(action="deadline", duties=tuple(d), events=tuple(e), flags=tuple(f))
             for rid, (d, e, f) in out.items()}
-
-
-def summary(statuses: list[DutyStatus | str]) -> dict[str, int]:
-    """Counts of duties by status (met, late, missed...), for the demo and reports."""
-    counts: dict[str, int] = {}
-    for status in statuses:
-        key = str(status.value if isinstance(status, DutyStatus) else status)
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 def transfer_window(pupil: Pupil, transfer_deadline: date, as_of: date,

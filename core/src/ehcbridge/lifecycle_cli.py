@@ -204,8 +204,8 @@ def demo_day(app: App, day: date) -> None:
 
 def duties_line(store: Store) -> str:
     """One summary line: duties by status, over every review."""
-    from ehcbridge.lifecycle import summary
-
-    counts = summary([d.status for _, _, d in store.duty_rows()])
+    counts: dict[str, int] = {}
+    for (_name, status), n in store.duty_counts().items():
+        counts[status] = counts.get(status, 0) + n
     order = ("met", "late", "missed", "at_risk", "pending", "not_applicable")
     return "Duties: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in order)

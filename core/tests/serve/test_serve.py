@@ -567,3 +567,31 @@ def test_caseworker_records_views_through_the_notices_store(app: App,
     r = viewer.post("/reviews/EHC-001/views", data={"csrf": csrf_of(viewer.get("/").text),
                                                     "from": "x", "on": "2027-02-01"})
     assert r.status_code == 403
+
+
+def test_the_due_counts_are_those_of_the_duties_calling_for_action(app: App) -> None:
+    """The home page counts in SQL; the counts are what reading every duty gives, the
+    amendments still owed on the review decided before included."""
+    from datetime import timedelta
+
+    from ehcbridge import transitions
+    from ehcbridge.models import LONDON, DutyStatus, Outcome
+    from ehcbridge.web.data import OPEN, acting, due_counts, term_bounds
+
+    from .conftest import NOW
+
+    app.store.schedule_meeting("EHC-002", start=datetime(2027, 1, 25, 10, tzinfo=LONDON),
+                               end=datetime(2027, 1, 25, 11, tzinfo=LONDON), now=NOW)
+    transitions.held(app.store, "EHC-002", now=NOW)
+    transitions.decide(app.store, "EHC-002", outcome=Outcome.AMEND, reason="", on=NOW.date(),
+                       now=NOW)
+    earlier = [d for case, rid, d in acting(app, OPEN) if case == "EHC-002"
+               and rid != app.store.case("EHC-002").review.id]
+    assert [d.name for d in earlier] and all(d.status is not DutyStatus.MET for d in earlier)
+    rows = acting(app, OPEN)
+    for day in (NOW.date() + timedelta(days=n) for n in range(0, 120, 9)):
+        week = day - timedelta(days=day.weekday())
+        first, last = term_bounds(day)
+        assert due_counts(app, day) == {
+            "week": sum(1 for *_, d in rows if d.due and week <= d.due <= week + timedelta(6)),
+            "term": sum(1 for *_, d in rows if d.due and first <= d.due <= last)}

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -587,6 +588,19 @@ class Store:
         return Pupil(upn=r.upn, forename=r.forename, surname=r.surname, dob=r.dob,
                      nc_year=r.nc_year, school_urn=r.school_urn)
 
+    def pupils_of(self, case_ids: Iterable[str]) -> dict[str, Pupil]:
+        """The pupil of each of these cases, by case id, in a query per 500 cases."""
+        out: dict[str, Pupil] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(case_ids)), 500):
+                for r in conn.execute(select(t.plans.c.case_id, t.pupils).join(
+                        t.plans, t.plans.c.pupil_id == t.pupils.c.id)
+                        .where(t.plans.c.case_id.in_(chunk))):
+                    out[r.case_id] = Pupil(upn=r.upn, forename=r.forename, surname=r.surname,
+                                           dob=r.dob, nc_year=r.nc_year,
+                                           school_urn=r.school_urn)
+        return out
+
     def booked_meetings(self, start: date, end: date) -> dict[tuple[str | None, date], int]:
         """Scheduled meetings per (coordinator, day) between two dates, for the planner."""
         q = (select(t.plans.c.coordinator_email, t.meetings.c.start)
@@ -1111,6 +1125,45 @@ class Store:
             review_id = self.review_id_for(conn, case_id)
             rows = conn.execute(select(t.duties).where(t.duties.c.review_id == review_id)).all()
         return sorted((_duty(r) for r in rows), key=_duty_order)
+
+    def duty_counts(self) -> dict[tuple[str, str], int]:
+        """How many duties of every review there are, by (name, status), counted in SQL: the
+        figures of a whole caseload without reading each duty."""
+        q = (select(t.duties.c.name, t.duties.c.status, func.count())
+             .group_by(t.duties.c.name, t.duties.c.status))
+        with self.engine.connect() as conn:
+            return {(str(name), str(status)): int(n) for name, status, n in conn.execute(q)}
+
+    def duty_facts(self, statuses: list[str], *, current: bool | None = None,
+                   names: Iterable[str] | None = None) -> list[tuple[str, int, DutyFact]]:
+        """(case id, review id, name, status and due date) of every review's duties of these
+        statuses (only of current reviews, or only of earlier ones, when ``current`` says; only
+        these ``names`` when given): the light read of :meth:`duty_rows` for counting (no rule,
+        parties or evidence)."""
+        q = (select(t.plans.c.case_id, t.duties.c.review_id, t.duties.c.name,
+                    t.duties.c.status, t.duties.c.due)
+             .join(t.reviews, t.reviews.c.id == t.duties.c.review_id)
+             .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
+             .where(t.duties.c.status.in_(statuses)))
+        if current is not None:
+            q = q.where(t.reviews.c.current.is_(current))
+        if names is not None:
+            q = q.where(t.duties.c.name.in_(list(names)))
+        with self.engine.connect() as conn:
+            return [(case_id, int(rid), DutyFact(name, status, due))
+                    for case_id, rid, name, status, due in conn.execute(q)]
+
+    def current_duties_due(self, statuses: list[str], windows: list[tuple[date, date]]
+                           ) -> list[int]:
+        """How many duties of current reviews, of these statuses, fall due in each window
+        (first and last day), counted in SQL."""
+        due = t.duties.c.due
+        q = (select(*(func.coalesce(func.sum(case((and_(due >= a, due <= b), 1), else_=0)), 0)
+                      for a, b in windows))
+             .select_from(t.duties.join(t.reviews, t.reviews.c.id == t.duties.c.review_id))
+             .where(and_(t.reviews.c.current.is_(True), t.duties.c.status.in_(statuses))))
+        with self.engine.connect() as conn:
+            return [int(n) for n in conn.execute(q).one()]
 
     def duty_rows(self, *, status: str | None = None, name: str | None = None,
                   case_ids: list[str] | None = None, statuses: list[str] | None = None,
@@ -1717,6 +1770,14 @@ def _delivery_row(r: Any) -> DeliveryRow:
                        event_key=m.get("event_key", ""), case_id=m.get("case_id") or "")
 
 
+class DutyFact(NamedTuple):
+    """A duty as :meth:`Store.duty_facts` reads it: enough to count and date it."""
+
+    name: str
+    status: str
+    due: date | None
+
+
 def _duty(r: Any) -> Duty:
     return Duty(name=r.name, rule=r.rule, kind=r.kind, due=r.due, owed_by=r.owed_by,
                 owed_to=tuple(r.owed_to or ()), status=DutyStatus(r.status), met_on=r.met_on,
@@ -1793,6 +1854,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "RETRYING", "SKIPPED", "CaseInput", "CaseView",
-           "DeliveryRow",
+           "DeliveryRow", "DutyFact",
            "EventRow", "IntegrityError", "Store", "StoreDataError", "StoreError", "TimerRow",
            "ValueRejected"]

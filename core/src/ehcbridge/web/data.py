@@ -14,6 +14,7 @@ from ehcbridge.models import Duty, DutyStatus
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
+    from ehcbridge.store import DutyFact
 
 ATTENTION = (DutyStatus.AT_RISK, DutyStatus.MISSED)
 OPEN = (DutyStatus.PENDING, DutyStatus.AT_RISK)
@@ -44,9 +45,22 @@ def acting(app: App, statuses: tuple[DutyStatus, ...],
     ``lifecycle.to_act_on``): what an earlier review missed is history, not counted again."""
     from ehcbridge.lifecycle import to_act_on
 
-    reviews = app.store.list_reviews(open_only=False) if reviews is None else reviews
     return to_act_on(app.store.duty_rows(statuses=[s.value for s in statuses]),
-                     {r["case_id"]: r["review_id"] for r in reviews})
+                     _current(app, reviews))
+
+
+def acting_facts(app: App, statuses: tuple[DutyStatus, ...]) -> list[DutyFact]:
+    """:func:`acting`, as the store's light rows (name, status, due): for counting a whole
+    caseload's duties without reading each in full."""
+    from ehcbridge.lifecycle import to_act_on
+
+    return [f for _c, _r, f in to_act_on(app.store.duty_facts([s.value for s in statuses]),
+                                         _current(app))]
+
+
+def _current(app: App, reviews: list[dict[str, Any]] | None = None) -> dict[str, int]:
+    reviews = app.store.list_reviews(open_only=False) if reviews is None else reviews
+    return {r["case_id"]: r["review_id"] for r in reviews}
 
 
 def attention(app: App) -> list[AttentionRow]:
@@ -54,36 +68,35 @@ def attention(app: App) -> list[AttentionRow]:
     reviews = app.store.list_reviews(open_only=False)
     rows = acting(app, ATTENTION, reviews)
     schools = {r["case_id"]: r["school_urn"] or "" for r in reviews}
-    initials: dict[str, str] = {}
-    out = []
-    for case_id, _review_id, duty in rows:
-        if case_id not in initials:
-            initials[case_id] = app.store.case(case_id).pupil.initials
-        out.append(AttentionRow(case_id, initials[case_id], schools.get(case_id, ""), duty))
+    pupils = app.store.pupils_of(case_id for case_id, _r, _d in rows)
+    out = [AttentionRow(case_id, pupils[case_id].initials, schools.get(case_id, ""), duty)
+           for case_id, _review_id, duty in rows]
     return sorted(out, key=lambda r: (r.school_urn, r.duty.due or date.max, r.case_id))
 
 
 def due_counts(app: App, today: date) -> dict[str, int]:
-    """Open duties due this week (Monday to Sunday) and this term."""
+    """Open duties due this week (Monday to Sunday) and this term: the current reviews', counted
+    in SQL, and those still open after the decision before them (see ``lifecycle.to_act_on``)."""
+    from ehcbridge.lifecycle import AFTER_DECISION, to_act_on
+
     week_start = today - timedelta(days=today.weekday())
-    week_end = week_start + timedelta(days=6)
-    term_start, term_end = term_bounds(today)
-    week = term = 0
-    for _case, _rid, duty in acting(app, OPEN):
-        if duty.due is None:
-            continue
-        week += week_start <= duty.due <= week_end
-        term += term_start <= duty.due <= term_end
-    return {"week": week, "term": term}
+    windows = [(week_start, week_start + timedelta(days=6)), term_bounds(today)]
+    statuses = [s.value for s in OPEN]
+    counts = app.store.current_duties_due(statuses, windows)
+    for _c, _r, duty in to_act_on(app.store.duty_facts(statuses, current=False,
+                                                       names=AFTER_DECISION), {}):
+        for n, (first, last) in enumerate(windows):
+            counts[n] += duty.due is not None and first <= duty.due <= last
+    return {"week": counts[0], "term": counts[1]}
 
 
 def figures(app: App) -> dict[str, Any]:
     """Annual-review figures from the duties: counts by duty and status, and totals."""
     by_duty: dict[str, Counter[str]] = {}
     totals: Counter[str] = Counter()
-    for _case, _rid, duty in app.store.duty_rows():
-        by_duty.setdefault(duty.name, Counter())[duty.status.value] += 1
-        totals[duty.status.value] += 1
+    for (name, status), n in app.store.duty_counts().items():
+        by_duty.setdefault(name, Counter())[status] += n
+        totals[status] += n
     done = totals["met"] + totals["late"]
     return {
         "by_duty": {name: dict(c) for name, c in sorted(by_duty.items())},

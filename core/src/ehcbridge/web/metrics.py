@@ -37,7 +37,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield the current figures."""
-        from ehcbridge.web.data import ATTENTION, acting, last_tick
+        from ehcbridge.web.data import ATTENTION, acting_facts, last_tick
 
         store = self.dash.app.store
         deliveries = GaugeMetricFamily("ehcbridge_deliveries",
@@ -54,7 +54,7 @@ class StoreCollector(Collector):
         duties = GaugeMetricFamily("ehcbridge_duties",
                                    "Duties at risk or missed that still call for action",
                                    labels=["status"])
-        found = Counter(d.status.value for _c, _r, d in acting(self.dash.app, ATTENTION))
+        found = Counter(d.status for d in acting_facts(self.dash.app, ATTENTION))
         for status in ATTENTION:
             duties.add_metric([status.value], found[status.value])
         yield duties
