@@ -60,6 +60,9 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert {"REQUEST", "CANCEL"} <= methods
     # Notices (issue 13): everyone heard, and the family without email got letters in print packs.
     assert "Notices by status:" in text and "views_request by letter" in text
+    # A relative reached by letter and taken off a review is told so by letter.
+    assert "1 removed by hand (a relative invited by mistake" in text
+    assert "1 meeting_withdrawn by letter" in text
     # Everyone invited to a meeting got the calendar invitation, the teams health_referrals
     # asks for advice included (its advice requests were once taken for invitations, and a
     # team asked first was never invited; it happened in most runs).

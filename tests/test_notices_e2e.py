@@ -242,3 +242,58 @@ folder = "{letters.as_posix()}"
                                "received": "2027-02-10", "files": ["salt-advice.pdf"]}]
     assert len(shown["notices"]) == 21 and "Notices" in run("review", "show", CASE)
     store.close()
+
+
+def test_a_family_reached_by_letter_is_told_by_letter_when_taken_off_the_review(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, add_case: Any,
+        cli_runner: Any) -> None:
+    """Email invitees removed get the calendar's cancellation; a family posted the meeting
+    gets a letter saying it is no longer invited (the meeting goes ahead). Someone removed
+    before any meeting letter went is sent nothing: there is nothing to take back."""
+    letters = tmp_path / "letters"
+    config = tmp_path / "ehcbridge.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{(tmp_path / 'e.sqlite3').as_posix()}"
+
+[notices]
+council_name = "Oakshire County Council SEN Team"
+council_address = ["County Hall", "Oakfield", "OK1 1AA"]
+
+[plugins.outlook]
+transport = "outbox"
+outbox_dir = "{(tmp_path / 'outbox').as_posix()}"
+
+[plugins.letters]
+folder = "{letters.as_posix()}"
+""", encoding="utf-8")
+    monkeypatch.setenv("EHCBRIDGE_LOAD_PLUGINS", "outlook,letters")
+    run = cli_runner(config)
+    add_case(Store(f"sqlite:///{tmp_path / 'e.sqlite3'}"), CASE, upn="A123456789012",
+             coordinator="sen.officer@council.example.gov.uk")
+    when = ("review", "--now", "2027-01-04T09:00")
+    run(*when, "invite", CASE, "--role", "parent", "--name", "Ms R Example",
+        "--address", "12 Mill Lane, Oakfield, OK1 2AB")
+    run(*when, "invite", CASE, "--role", "setting", "--email", "senco@oakfield.sch.example.org")
+    run(*when, "schedule", CASE, "--start", "2027-03-10T10:00", "--location", "Oakfield School")
+    run("run", "--once", "--now", "2027-01-04T18:00")
+    text = " ".join(_text(letters / "print-pack-2027-01-04.pdf").split())
+    assert "You are invited to the annual review meeting for Sam's" in text
+
+    out = run("review", "--now", "2027-01-05T09:00", "uninvite", CASE, "--name", "Ms R Example")
+    assert "1 letter(s) queued telling those posted the meeting that they are no longer " \
+           "invited" in " ".join(out.split())
+    run("run", "--once", "--now", "2027-01-05T18:00")
+    text = " ".join(_text(letters / "print-pack-2027-01-05.pdf").split())
+    assert "No longer invited: the annual review meeting for Sam's EHC plan" in text
+    assert "You are no longer invited to this meeting" in text
+    assert "The meeting itself goes ahead" in text and "12 Mill Lane" in text
+    assert "You are invited to" not in text
+
+    # Invited by letter again and removed before the engine posted the meeting: nothing goes.
+    run("review", "--now", "2027-01-06T09:00", "invite", CASE, "--role", "parent", "--name",
+        "Mr T Example", "--address", "3 Brook Road, Oakfield, OK1 3CD")
+    out = run("review", "--now", "2027-01-06T10:00", "uninvite", CASE, "--name", "Mr T Example")
+    assert "letter(s) queued" not in out
+    run("run", "--once", "--now", "2027-01-06T18:00")
+    assert not (letters / "print-pack-2027-01-06.pdf").exists()

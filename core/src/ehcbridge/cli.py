@@ -471,10 +471,12 @@ def review_uninvite(case: str, email: str | None, name: str | None, role: str | 
     app = get_app()
     done = _store_call(transitions.uninvite, app.store, case, email=email, name=name,
                        role=role, now=app.clock.now())
-    after_withdrawal(app, done.review_id, done.duties)
+    after = after_withdrawal(app, done.review_id, done.duties, done.removed)
     roles = ", ".join(sorted({i.role.value for i in done.removed}))
     click.echo(f"{case}: {len(done.removed)} invitee(s) removed ({roles}); a meeting already "
-               "set is updated and their invitation withdrawn at the next engine run")
+               "set is updated and their invitation withdrawn at the next engine run"
+               + (f"; {after.letters} letter(s) queued telling those posted the meeting that "
+                  "they are no longer invited" if after.letters else ""))
 
 
 @review_group.command("held")

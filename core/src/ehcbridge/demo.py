@@ -224,6 +224,11 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
     if day == date(2026, 12, 3):
         actions["invitee(s) replaced by a later list (a new SENCO: the old one is sent a "
                 "cancellation, the new one the invitation)"] += _new_senco(app)
+    if day == date(2026, 12, 4):
+        from ehcbridge.notices.demo import remove_relative
+
+        actions["removed by hand (a relative invited by mistake, reached by letter: posted a "
+                "letter saying he is no longer invited)"] += remove_relative(app)
     if day == date(2026, 12, 2):
         rows = [r for r in store.list_reviews() if r["status"] == "scheduled"]
         if rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -176,6 +177,12 @@ class Composer:
         context.update(extra)
         return context
 
+    def key_of(self, kind: str, invitee: Invitee, channel: str) -> str:
+        """The ledger key of this review's notices of ``kind`` to one reader on one channel
+        (before any variant)."""
+        return (f"{self.case.plan.case_id}/r{self.case.review.id}/notice/{kind}/"
+                f"{_digest(_identity(invitee))}/{channel}")
+
     def notice(self, kind: str, invitee: Invitee, channel: str, *, extra: dict[str, Any],
                attachments: tuple[Attachment, ...] = (), dates: tuple[NoticeDate, ...] = (),
                contacts: tuple[NoticeContact, ...] = (), template: str | None = None,
@@ -192,8 +199,7 @@ class Composer:
             address=tuple(line.strip() for line in (invitee.address or "").splitlines()
                           if line.strip()),
             mobile=invitee.mobile, professional=invitee.role not in FAMILY)
-        key = (f"{case.plan.case_id}/r{case.review.id}/notice/{kind}/"
-               f"{_digest(_identity(invitee))}/{channel}" + (f"/{variant}" if variant else ""))
+        key = self.key_of(kind, invitee, channel) + (f"/{variant}" if variant else "")
         s = self.settings
         contact_lines = tuple(c for c in (s.council_email, s.council_phone) if c)
         return Notice(
@@ -253,6 +259,27 @@ class Composer:
                             dates=() if cancelled else self._join(), variant=variant)
                 for invitee in self.readers("meeting")
                 if not invitee.email and invitee.address]
+
+    def withdrawal_letters(self, removed: Iterable[Invitee], sent: Iterable[str]
+                           ) -> list[Notice]:
+        """To each person removed who is reached by letter only and was posted the meeting
+        (``sent``: the keys of notices sent for this review), while the meeting is still to
+        come: they are no longer invited, and the meeting goes ahead. Anyone removed with an
+        email address gets the calendar's cancellation instead."""
+        m = self.case.meeting
+        if m is None or m.status != MeetingStatus.SCHEDULED or m.start.date() < self.today:
+            return []
+        keys = list(sent)
+        out = []
+        for invitee in removed:
+            if invitee.email or not invitee.address:
+                continue
+            posted = self.key_of("meeting", invitee, LETTER) + "/"
+            if any(k.startswith(posted) for k in keys):
+                out.append(self.notice("meeting", invitee, LETTER, extra={},
+                                       template="meeting_withdrawn",
+                                       variant=f"m{m.id}.{m.sequence}-withdrawn"))
+        return out
 
     def _join(self) -> tuple[NoticeDate, ...]:
         """The joining link of an online meeting, once it has one: a family without email gets

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ehcbridge.notices import NOTICE_HOOK
 from ehcbridge.notices.build import Composer
@@ -14,6 +14,7 @@ from ehcbridge.notices.render import TemplateProblem
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
+    from ehcbridge.models import Invitee
     from ehcbridge.store import CaseView, EventRow
 
 log = logging.getLogger("ehcbridge.notices")
@@ -237,16 +238,37 @@ def failed(app: App, ev: EventRow, plugin: str, message: str) -> None:
                    f"by {notice.get('channel')} ({plugin}): {message}")
 
 
-def after_withdrawal(app: App, review_id: int, duties: frozenset[str]) -> int:
+class AfterWithdrawal(NamedTuple):
+    """What :func:`after_withdrawal` did: duties met, and letters queued to those removed."""
+
+    met: int
+    letters: int
+
+
+def after_withdrawal(app: App, review_id: int, duties: frozenset[str],
+                     removed: list[Invitee] | None = None) -> AfterWithdrawal:
     """Meet the duties whose only notices not sent were withdrawn (everyone still invited has
-    theirs); returns how many were met."""
+    theirs), and post a letter to each of ``removed`` reached by letter only who was posted
+    the meeting (see ``Composer.withdrawal_letters``)."""
     today = app.clock.now().date()
+    letters: list[Notice] = []
+    if removed and any(not i.email and i.address for i in removed):
+        sent = [r["key"] for r in app.store.notices(review_id=review_id)
+                if r["kind"] == "meeting" and r["status"] in ("sent", "delivered")]
+        try:
+            letters = composer(app, review_id, advice=False).withdrawal_letters(removed, sent)
+        except TemplateProblem as exc:
+            log.error("cannot build meeting_withdrawn notices: %s", exc)
+            case = app.store.case_by_review(review_id)
+            app.store.flag_review(case.plan.case_id, FAILED_FLAG, str(exc), raised_by="notices")
+            letters = []
+    queued = queue(app, letters, app.clock.now()) if letters else 0
     met = sum(meet_if_complete(app, review_id, duty, today) for duty in sorted(duties))
     if not any(r["status"] == "failed" for r in app.store.notices(review_id=review_id)):
         case = app.store.case_by_review(review_id)
         if FAILED_FLAG in case.flags:  # the only failures were to those no longer invited
             app.store.clear_flag(case.plan.case_id, FAILED_FLAG)
-    return met
+    return AfterWithdrawal(met, queued)
 
 
 def meet_if_complete(app: App, review_id: int, duty_name: str, on: date,

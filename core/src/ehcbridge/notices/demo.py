@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 POSTAL_PARENT = Invitee(role=Role.PARENT, name="Ms A Parent",
                         address="1 Example Row\nDemoton\nDE1 1AA", source="demo")
+# Invited by mistake (no parental responsibility), by letter; a caseworker takes him off later.
+RELATIVE = Invitee(role=Role.OTHER, name="Mr B Relative", address="2 Example Row\nDemoton\nDE1 1AB",
+                   source="demo")
 
 
 def demo_notices(app: App, work: Path, day: date) -> list[str]:
@@ -26,6 +29,7 @@ def demo_notices(app: App, work: Path, day: date) -> list[str]:
         for row in store.list_reviews():
             if row["status"] == "scheduled":
                 store.add_invitee(row["case_id"], POSTAL_PARENT)
+                store.add_invitee(row["case_id"], RELATIVE)
                 break
         return []
     rows = store.notices()
@@ -48,3 +52,18 @@ def demo_notices(app: App, work: Path, day: date) -> list[str]:
         + (f" (latest {packs[-1].name})" if packs else ""),
     ]
     return lines
+
+
+def remove_relative(app: App) -> int:
+    """A caseworker takes the relative invited by mistake off the review (as `ehcbridge review
+    uninvite CASE --name ...`): he was posted the meeting, so a letter tells him he is no
+    longer invited. Returns how many such letters were queued."""
+    from ehcbridge import transitions
+    from ehcbridge.notices.delivery import after_withdrawal
+
+    for row in app.store.list_reviews():
+        if any(i.name == RELATIVE.name for i in app.store.case(row["case_id"]).invitees):
+            done = transitions.uninvite(app.store, row["case_id"], name=RELATIVE.name,
+                                        now=app.clock.now())
+            return after_withdrawal(app, done.review_id, done.duties, done.removed).letters
+    return 0

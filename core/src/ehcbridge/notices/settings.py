@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 KINDS = ("views_request", "advice_reminder", "report", "decision", "text_reminder",
-         "termly_list", "meeting")
+         "termly_list", "meeting", "meeting_withdrawn")
 
 
 class NoticeSettings(BaseModel):

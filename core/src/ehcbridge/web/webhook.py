@@ -219,7 +219,7 @@ def apply(app: App, event: Event) -> None:
                                    f"data.{exc.field or 'email'}") from None
             from ehcbridge.notices.delivery import after_withdrawal
 
-            after_withdrawal(app, done.review_id, done.duties)
+            after_withdrawal(app, done.review_id, done.duties, done.removed)
         elif kind == "meeting.held":
             transitions.held(app.store, case, **lifecycle_args(app))
         elif kind == "report.sent":
