@@ -325,3 +325,50 @@ def test_plugin_schedules_run_when_their_cron_time_comes(store: Store) -> None:
     assert runs == ["mis"]
     # The time of the last run is in the store, so a restarted engine keeps the rhythm.
     assert Engine(app).run_schedules(T0 + timedelta(minutes=45), jobs) == []
+
+
+def test_a_plugins_store_calls_find_the_current_review_without_a_query_each(
+        store: Store, monkeypatch: Any) -> None:
+    """A first run makes tens of thousands of plugin calls that write against a case: each
+    delivery knows the case's current review from the lane's batch read. An event of a review
+    concluded since still writes to the current one."""
+    import threading
+
+    for n in range(1, 6):
+        add_case(store, f"EHC-{n}")
+    lookups: list[str] = []
+    original = Store.review_id_for
+
+    def counted(self: Store, conn: Any, case_id: str) -> int:
+        if threading.current_thread().name.startswith("ehcbridge-lane-"):
+            lookups.append(case_id)
+        return original(self, conn, case_id)
+
+    monkeypatch.setattr(Store, "review_id_for", counted)
+
+    @hookimpl
+    def on_review_scheduled(event: Any, ctx: Any) -> None:
+        ctx.store.record_invitation(event.plan.case_id, "senco@school.example.org",
+                                    status="sent")
+        ctx.store.flag_review(event.plan.case_id, "seen", "by the plugin")
+
+    app = make_app(store, {"cal": plugin_module("cal", on_review_scheduled=on_review_scheduled)},
+                   now=T0)
+    Engine(app).run_once(T0)
+    assert lookups == []
+    assert all("seen" in store.case(f"EHC-{n}").flags for n in range(1, 6))
+    assert all(len(store.case(f"EHC-{n}").invitations) == 1 for n in range(1, 6))
+
+    # EHC-9's review is decided (the next one opened) before its event is delivered: the
+    # plugin's writes go to the review that is current now, not the event's.
+    from ehcbridge import transitions
+
+    add_case(store, "EHC-9", meeting=datetime(2027, 1, 2, 10, 0, tzinfo=LONDON))
+    first = store.case("EHC-9").review.id
+    transitions.held(store, "EHC-9", now=T0)
+    store.decide("EHC-9", outcome=Outcome.MAINTAIN, reason="", decided_on=date(2027, 1, 4),
+                 next_review_due=date(2028, 1, 4), now=T0)
+    assert store.case_by_review(first or 0).current is False
+    Engine(app).run_once(T0)
+    assert "seen" in store.case("EHC-9").flags
+    assert "seen" not in store.case_by_review(first or 0).flags

@@ -329,7 +329,13 @@ class Engine:
 
     def attempt(self, d: DeliveryRow, now: datetime) -> str:
         """Call one plugin for one event and record the outcome; returns the new status."""
-        with self.app.store.one_delivery():  # the case's review is looked up once, not per call
+        # The plugin's calls find the case's current review as the lane's batch read it,
+        # without a query each (a first run makes tens of thousands).
+        ev = self._rows.get(d.event_id)
+        case = self._cases.get(ev.review_id) if ev is not None and ev.review_id else None
+        known = ({case.plan.case_id: case.review.id}
+                 if case is not None and case.current and case.review.id else None)
+        with self.app.store.one_delivery(known):
             return self._attempt(d, now)
 
     def _attempt(self, d: DeliveryRow, now: datetime) -> str:

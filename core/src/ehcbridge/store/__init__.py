@@ -87,6 +87,7 @@ class CaseView:
     pupil_id: int = 0
     duties: list[Duty] = field(default_factory=list)
     fired_timers: frozenset[str] = frozenset()  # timer kinds already fired for the meeting
+    current: bool = True  # False for a review concluded since (a decision opened the next)
 
 
 @dataclass
@@ -266,13 +267,14 @@ class Store:
                 yield conn
 
     @contextmanager
-    def one_delivery(self) -> Iterator[None]:
+    def one_delivery(self, known: dict[str, int] | None = None) -> Iterator[None]:
         """One delivery's calls on this thread: the current review of a case is looked up
-        once, not on every call a plugin makes (a first run makes tens of thousands). Writes
-        that open a review forget what was looked up. (No connection is held for the
+        once, not on every call a plugin makes (a first run makes tens of thousands); ``known``,
+        case id to current review id as the caller has just read it, is not looked up at all.
+        Writes that open a review forget what was looked up. (No connection is held for the
         delivery: a plugin's call may take long, and the pool is shared by every lane.)"""
         outer = self._scope.reviews
-        self._scope.reviews = {}
+        self._scope.reviews = dict(known or {})
         try:
             yield
         finally:
@@ -516,6 +518,7 @@ class Store:
                           "detail": i.detail or "", "at": i.at.isoformat()} for i in invs],
             plan_id=p.id, pupil_id=pu.id,
             duties=sorted((_duty(d) for d in duty_rows), key=_duty_order), fired_timers=fired,
+            current=bool(r.current),
         )
 
     def list_reviews(self, *, due_before: date | None = None, flag: str | None = None,

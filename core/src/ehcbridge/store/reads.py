@@ -127,6 +127,7 @@ def _case_views(conn: Connection, ids: list[int]) -> dict[int, CaseView]:
                          for i in invitations.get(r.id, [])],
             plan_id=r.plan_id, pupil_id=r.pupil_id,
             fired_timers=frozenset(fired.get(m.id, ())) if m is not None else frozenset(),
+            current=bool(r.current),
         )
     return out
 
