@@ -167,6 +167,11 @@ def test_caseworker_removes_an_invitee_and_a_viewer_cannot(app: App) -> None:
     assert r.status_code == 303 and r.headers["location"] == "/reviews/EHC-001?done=removal"
     assert "The removal was recorded." in cw.get(r.headers["location"]).text
     assert [i.email for i in app.store.case("EHC-001").invitees] == ["parent1@example.org"]
+    # Whoever opens the review next sees why the Hub's list no longer brings them back.
+    said = " ".join(viewer.get("/reviews/EHC-001").text.split())
+    assert "Removed from this plan, and not invited again unless someone invites them by " \
+           "hand: Health." in said
+    assert "salt@nhs.example.net" not in said  # names and addresses only where shown
 
 
 def test_sign_out_ends_the_session(app: App) -> None:

@@ -260,6 +260,7 @@ async def review(dash: Dashboard, request: Request) -> Response:
     return dash.page(request, "review.html", title=f"Review {case_id}", case=case,
                      duties=duties, deliveries=deliveries, today=today,
                      views=await _run(_views_received, dash, case_id),
+                     removed=await _run(dash.app.store.removed_from, case_id),
                      picture=svg.timeline(case_id, duties, today),
                      names=dash.names_shown(session), message=request.query_params.get("done"))
 
