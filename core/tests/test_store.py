@@ -493,6 +493,8 @@ def test_the_light_duty_reads_agree_with_the_full_one(store: Store) -> None:
         (c, r, (d.name, d.status.value, d.due)) for c, r, d in full
         if d.status.value in ("missed", "at_risk"))
     assert store.duty_facts(["missed"], current=False) == []  # every review here is current
+    assert store.current_review_ids(["EHC-1", "EHC-2", "EHC-404"]) == {
+        "EHC-1": store.case("EHC-1").review.id, "EHC-2": store.case("EHC-2").review.id}
     assert store.current_duties_due(["missed", "pending"], [
         (date(2027, 1, 10), date(2027, 1, 10)), (date(2027, 1, 11), date(2027, 1, 12)),
         (date(2027, 2, 1), date(2027, 2, 2))]) == [1, 2, 0]

@@ -126,8 +126,8 @@ def ensure_family_invitees(app: App, case_id: str, case: CaseView | None = None)
     for contact in getattr(record, "contacts", ()) or ():
         if getattr(contact, "parental_responsibility", False) and getattr(contact, "email", None):
             name = " ".join(p for p in (contact.forename, contact.surname) if p) or None
-            transitions.add_invitee(app.store, case_id, Invitee(role=Role.PARENT, name=name,
-                                                   email=contact.email, source="mis"))
+            transitions.add_invitee(app.store, case_id, Invitee(
+                role=Role.PARENT, name=name, email=contact.email, source="mis"))
             changed = True
     return changed
 
@@ -145,16 +145,16 @@ def ensure_team_invitees(app: App, case_id: str, case: CaseView | None = None) -
         if found is not None and (found.email != invitee.email or found.team != invitee.team):
             routed = invitee.model_copy(update={"email": found.email, "team": found.team,
                                                 "source": "routed"})
-            transitions.add_invitee(app.store, case_id, routed, routed_from=invitee.email or "",
-                                  replace_email=invitee.email)
+            transitions.add_invitee(app.store, case_id, routed,
+                                    routed_from=invitee.email or "", replace_email=invitee.email)
             changed = True
     for role in TEAM_ROLES:
         if role not in present:
             placeholder = Invitee(role=role, source="required")
             found = route(app, case_id, placeholder, case)
             if found is not None:
-                transitions.add_invitee(app.store, case_id, Invitee(role=role, name=found.team,
-                                                       email=found.email, team=found.team,
-                                                       source="routed"))
+                transitions.add_invitee(app.store, case_id, Invitee(
+                    role=role, name=found.team, email=found.email, team=found.team,
+                    source="routed"))
                 changed = True
     return changed

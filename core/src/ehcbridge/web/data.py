@@ -54,8 +54,10 @@ def acting_facts(app: App, statuses: tuple[DutyStatus, ...]) -> list[DutyFact]:
     caseload's duties without reading each in full."""
     from ehcbridge.lifecycle import to_act_on
 
-    return [f for _c, _r, f in to_act_on(app.store.duty_facts([s.value for s in statuses]),
-                                         _current(app))]
+    facts = app.store.duty_facts([s.value for s in statuses])
+    # Only the cases these duties belong to: a scrape of /metrics reads no more than it counts.
+    current = app.store.current_review_ids({case_id for case_id, _r, _f in facts})
+    return [f for _c, _r, f in to_act_on(facts, current)]
 
 
 def _current(app: App, reviews: list[dict[str, Any]] | None = None) -> dict[str, int]:
