@@ -181,10 +181,10 @@ def to_act_on(rows: Iterable[tuple[str, int, D]], current: dict[str, int]
     rows = list(rows)
     earlier: dict[str, int] = {}
     for case_id, review_id, duty in rows:
-        if review_id != current.get(case_id) and SPEC[duty.name].stage in (AMEND, TRANSFER):
+        if review_id != current.get(case_id) and duty.name in AFTER_DECISION:
             earlier[case_id] = max(earlier.get(case_id, 0), review_id)
     return [(c, r, d) for c, r, d in rows if r == current.get(c) or (
-        r == earlier.get(c) and SPEC[d.name].stage in (AMEND, TRANSFER))]
+        r == earlier.get(c) and d.name in AFTER_DECISION)]
 
 
 def record_command(name: str, case_id: str) -> str | None:
@@ -713,6 +713,11 @@ def invitees_key(invitees: Iterable[Invitee]) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
 
+def email_key(email: str | None) -> str:
+    """An email address as invitees are matched by it: trimmed, lower case ('' for none)."""
+    return (email or "").strip().lower()
+
+
 def replaced_by_list(current: Iterable[Invitee], listed: Iterable[Invitee]) -> list[Invitee]:
     """The invitees a council's list no longer names: those an earlier list added (source
     ``import``) for a role this list names someone else for. A list names one person per
@@ -721,15 +726,10 @@ def replaced_by_list(current: Iterable[Invitee], listed: Iterable[Invitee]) -> l
     named: dict[Role, set[str]] = {}
     for invitee in listed:
         if invitee.email:
-            named.setdefault(invitee.role, set()).add(invitee.email.strip().lower())
+            named.setdefault(invitee.role, set()).add(email_key(invitee.email))
     return [i for i in current
             if i.source == "import" and i.email and i.role in named
-            and i.email.strip().lower() not in named[i.role]]
-
-
-def address_of(email: str | None) -> str:
-    """An invitee's address as removals are kept: trimmed and lower case ('' for none)."""
-    return (email or "").strip().lower()
+            and email_key(i.email) not in named[i.role]]
 
 
 def kept_out(removed: Iterable[tuple[Invitee, str | None]]) -> dict[str, dict[str, Any]]:
@@ -742,20 +742,21 @@ def kept_out(removed: Iterable[tuple[Invitee, str | None]]) -> dict[str, dict[st
     for invitee, routed_from in removed:
         for one, other in ((invitee.email, routed_from), (routed_from, invitee.email)):
             if one:
-                marks[address_of(one)] = {"role": invitee.role.value,
-                                          "with": address_of(other) or None}
+                marks[email_key(one)] = {"role": invitee.role.value,
+                                          "with": email_key(other) or None}
     return marks
 
 
-def still_welcome(invitee: Invitee, removed: Iterable[str]) -> bool:
-    """False for an invitee whose address a caseworker removed (see :func:`kept_out`)."""
-    return not invitee.email or address_of(invitee.email) not in set(removed)
+def still_welcome(invitee: Invitee, removed: set[str] | dict[str, Any]) -> bool:
+    """False for an invitee whose address a caseworker removed from the plan (``removed``:
+    those addresses, see :func:`kept_out`)."""
+    return not invitee.email or email_key(invitee.email) not in removed
 
 
 def lifted(email: str, marks: dict[str, dict[str, Any]]) -> list[str]:
     """The removals an explicit invitation of ``email`` lifts: its own and that of the address
     it was routed with (``marks``: the plan's removals by address)."""
-    address = address_of(email)
+    address = email_key(email)
     mark = marks.get(address)
     if mark is None:
         return []

@@ -158,8 +158,7 @@ def add_invitee(store: Store, case_id: str, invitee: Invitee, **options: Any) ->
     (only an explicit invitation, :func:`invite_again`, brings them back); True when someone
     new was added. ``options`` go to :meth:`Store.add_invitee`."""
     with store.begin() as conn:
-        removed = {a for _, a in store.removed_addresses(conn, [case_id])}
-        if not lifecycle.still_welcome(invitee, removed):
+        if not lifecycle.still_welcome(invitee, store.removals(case_id, conn)):
             return False
         return store.add_invitee(case_id, invitee, conn=conn, **options)
 
@@ -169,10 +168,10 @@ def withdraw_notices(store: Store, conn: Connection, review_id: int,
     """Notices to people no longer invited that have not gone (a views request waiting for a
     mail server, one that failed at a wrong address) are withdrawn: they would send the
     child's papers to someone who should not have them. Returns the duties they were for."""
-    emails = {(i.email or "").strip().lower() for i in removed if i.email}
+    emails = {lifecycle.email_key(i.email) for i in removed if i.email}
     letters = {(i.name, tuple((i.address or "").split("\n"))) for i in removed if not i.email}
     found = [(event_id, duty) for event_id, duty, to in store.unsent_notices(conn, review_id)
-             if (to.get("email") or "").strip().lower() in emails
+             if lifecycle.email_key(to.get("email")) in emails
              or (not to.get("email") and (to.get("name"), tuple(to.get("address") or ()))
                  in letters)]
     store.withdraw_notices(conn, [event_id for event_id, _ in found],
@@ -399,10 +398,12 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
                     withdraw_notices(store, conn, view.review.id or 0, gone)
                     item.replaced = len(gone)
         # Nobody a caseworker removed comes back because a list still names them.
-        removed = store.removed_addresses(conn, [i.plan.case_id for i in chunk if i.invitees])
+        removed: dict[str, set[str]] = {}
+        for case, address in store.removed_addresses(
+                conn, [i.plan.case_id for i in chunk if i.invitees]):
+            removed.setdefault(case, set()).add(address)
         welcome = [replace(i, invitees=[v for v in i.invitees if lifecycle.still_welcome(
-            v, {a for case, a in removed if case == i.plan.case_id})]) if removed else i
-            for i in chunk]
+            v, removed[i.plan.case_id])]) if i.plan.case_id in removed else i for i in chunk]
         gained = store.import_invitees(conn, welcome, review_ids, now) | {
             review_ids[i.plan.case_id] for i in chunk if i.replaced}
         actions: dict[str, str] = {}

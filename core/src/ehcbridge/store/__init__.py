@@ -802,8 +802,8 @@ class Store:
     # kept in a reserved state namespace by case and address.
     _REMOVED = "_uninvited"
 
-    def _removed_key(self, case_id: str, email: str) -> str:
-        return f"{case_id}:{email.strip().lower()}"
+    def _removed_key(self, case_id: str, address: str) -> str:
+        return f"{case_id}:{address}"
 
     def removed_addresses(self, conn: Connection, case_ids: Iterable[str]) -> set[tuple[str, str]]:
         """(case id, address) pairs a caseworker removed from these cases' reviews."""
@@ -825,13 +825,10 @@ class Store:
     def removals(self, case_id: str, conn: Connection | None = None) -> dict[str, dict[str, Any]]:
         """This plan's removals by address, as :meth:`keep_out` stored them."""
         prefix = f"{case_id}:"
-        if conn is None:
-            items = self.state_items(self._REMOVED, prefix)
-        else:
-            items = [(k, v) for k, v in conn.execute(
-                select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
-                    t.plugin_state.c.plugin == self._REMOVED,
-                    t.plugin_state.c.key.startswith(prefix, autoescape=True))))]
+        with self._maybe_begin(conn) as c:
+            items = c.execute(select(t.plugin_state.c.key, t.plugin_state.c.value).where(and_(
+                t.plugin_state.c.plugin == self._REMOVED,
+                t.plugin_state.c.key.startswith(prefix, autoescape=True)))).all()
         return {key[len(prefix):]: dict(value or {}) for key, value in items}
 
     def keep_out(self, conn: Connection, case_id: str, marks: dict[str, dict[str, Any]]) -> None:

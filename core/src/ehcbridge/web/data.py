@@ -8,14 +8,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ehcbridge.models import Duty, DutyStatus
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
+    from ehcbridge.lifecycle import Named
     from ehcbridge.store import DutyFact
 
+D = TypeVar("D", bound="Named")
 ATTENTION = (DutyStatus.AT_RISK, DutyStatus.MISSED)
 OPEN = (DutyStatus.PENDING, DutyStatus.AT_RISK)
 
@@ -42,27 +44,26 @@ def term_bounds(today: date) -> tuple[date, date]:
 def acting(app: App, statuses: tuple[DutyStatus, ...],
            reviews: list[dict[str, Any]] | None = None) -> list[tuple[str, int, Duty]]:
     """(case, review, duty) of these statuses still calling for action (see
-    ``lifecycle.to_act_on``): what an earlier review missed is history, not counted again."""
-    from ehcbridge.lifecycle import to_act_on
-
-    return to_act_on(app.store.duty_rows(statuses=[s.value for s in statuses]),
-                     _current(app, reviews))
+    ``lifecycle.to_act_on``): what an earlier review missed is history, not counted again.
+    ``reviews``: the current reviews as ``list_reviews`` gives them, when the caller has them."""
+    return _still_open(app, app.store.duty_rows(statuses=[s.value for s in statuses]), reviews)
 
 
 def acting_facts(app: App, statuses: tuple[DutyStatus, ...]) -> list[DutyFact]:
     """:func:`acting`, as the store's light rows (name, status, due): for counting a whole
     caseload's duties without reading each in full."""
+    return [f for _c, _r, f in _still_open(app, app.store.duty_facts([s.value
+                                                                      for s in statuses]))]
+
+
+def _still_open(app: App, rows: list[tuple[str, int, D]],
+                reviews: list[dict[str, Any]] | None = None) -> list[tuple[str, int, D]]:
     from ehcbridge.lifecycle import to_act_on
 
-    facts = app.store.duty_facts([s.value for s in statuses])
-    # Only the cases these duties belong to: a scrape of /metrics reads no more than it counts.
-    current = app.store.current_review_ids({case_id for case_id, _r, _f in facts})
-    return [f for _c, _r, f in to_act_on(facts, current)]
-
-
-def _current(app: App, reviews: list[dict[str, Any]] | None = None) -> dict[str, int]:
-    reviews = app.store.list_reviews(open_only=False) if reviews is None else reviews
-    return {r["case_id"]: r["review_id"] for r in reviews}
+    # The current review of only the cases these duties belong to, unless the caller has them.
+    current = ({r["case_id"]: r["review_id"] for r in reviews} if reviews is not None
+               else app.store.current_review_ids({case_id for case_id, _r, _d in rows}))
+    return to_act_on(rows, current)
 
 
 def attention(app: App) -> list[AttentionRow]:
