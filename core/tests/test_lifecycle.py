@@ -188,6 +188,31 @@ def test_early_review_needs_a_reason_and_no_meeting() -> None:
         lc.early(scheduled(), reason="x", on=date(2026, 11, 2))
 
 
+def test_a_post16_move_dates_the_review_and_withdrawing_it_restores_the_clock() -> None:
+    college = replace(state(due_by=date(2027, 3, 31)),
+                      pupil=Pupil(forename="S", surname="E", nc_year=12))
+    change = lc.post16_move(college, date(2027, 2, 1), today=date(2026, 11, 2))
+    assert (change.kind, change.due_by) == (ReviewKind.PHASE_TRANSFER, date(2026, 9, 1))
+    assert change.plan is not None and change.plan.post16_move == date(2027, 2, 1)
+    transfer = by_name(change.duties)[lc.PHASE_TRANSFER_FINAL_PLAN]
+    assert (transfer.due, transfer.rule) == (date(2026, 9, 1), "SEND Regs 2014 reg 18(2)")
+    assert change.flags[0][0] == lc.FLAG_OVERDUE  # 1 September has passed
+    moved = replace(college, plan=change.plan, review=college.review.model_copy(
+        update={"kind": change.kind, "due_by": change.due_by}))
+    back = lc.post16_move(moved, None, today=date(2026, 11, 2))
+    assert (back.kind, back.due_by, back.flags) == (ReviewKind.ANNUAL, date(2027, 3, 31), ())
+    assert back.clear_flags == (lc.FLAG_OVERDUE,)
+    assert lc.PHASE_TRANSFER_FINAL_PLAN not in by_name(back.duties)
+    # An early review stays early, with the move's date.
+    early = replace(moved, review=moved.review.model_copy(update={"kind": ReviewKind.EARLY}))
+    assert lc.post16_move(early, date(2027, 3, 1), today=date(2026, 11, 2)).kind == \
+        ReviewKind.EARLY
+    with pytest.raises(lc.LifecycleError, match="the pupil is in Year 7"):
+        lc.post16_move(state(), date(2027, 2, 1), today=date(2026, 11, 2))
+    with pytest.raises(lc.LifecycleError, match="not after the plan's current review period"):
+        lc.post16_move(college, date(2026, 3, 1), today=date(2026, 11, 2))
+
+
 def test_cancel_starts_the_notices_again_and_cease_makes_the_transfer_plan_moot() -> None:
     s = scheduled()
     change = lc.cancel(s, reason="family asked", now=NOW)

@@ -209,6 +209,36 @@ def test_transfer_deadline_override_wins() -> None:
     assert "reg 18" in item["phase_transfer_deadline"].rule
 
 
+def test_post16_move_is_prepared_for_five_months_before_it() -> None:
+    # Year 12 at one college, moving to another on 11 January 2027 (reg 18(2)).
+    p = plan(date(2026, 3, 20)).model_copy(update={"post16_move": date(2027, 1, 11)})
+    items = by_name(milestones(p, pupil=pupil(nc_year=12), as_of=date(2026, 10, 1)))
+    assert items["phase_transfer_deadline"].date == date(2026, 8, 11)
+    assert items["phase_transfer_deadline"].rule == "SEND Regs 2014 reg 18(2)"
+    assert items["review_due"].date == date(2026, 8, 11)  # not 19 March 2027
+    # decision 8 weeks before, meeting 4 weeks before that: room for the amended plan
+    assert items["meeting_latest"].date == date(2026, 5, 19)
+    # without an NC year (not following the NC) the move still counts
+    assert review_due(p, pupil(nc_year=None)) == date(2026, 8, 11)
+    # 31 August: 5 months before 31 January, clamped to the month's end
+    assert add_months(date(2027, 1, 31), -5) == date(2026, 8, 31)
+
+
+def test_post16_move_after_the_annual_date_does_not_move_it() -> None:
+    p = plan(date(2026, 3, 20)).model_copy(update={"post16_move": date(2027, 9, 6)})
+    items = by_name(milestones(p, pupil=pupil(nc_year=12), as_of=date(2026, 10, 1)))
+    assert items["phase_transfer_deadline"].date == date(2027, 4, 6)
+    assert items["review_due"].date == date(2027, 3, 19)
+
+
+def test_post16_move_prepared_for_in_an_earlier_period_is_not_this_ones() -> None:
+    # The move's deadline came before this period began: the last review dealt with it.
+    p = plan(date(2025, 3, 1), last=date(2026, 2, 2)).model_copy(
+        update={"post16_move": date(2026, 6, 1)})
+    assert "phase_transfer_deadline" not in by_name(milestones(p, pupil=pupil(nc_year=13)))
+    assert review_due(p, pupil(nc_year=13)) == date(2027, 2, 1)
+
+
 def test_no_transfer_without_nc_year() -> None:
     names = {m.name for m in milestones(plan(date(2025, 9, 10)), pupil=pupil(nc_year=None))}
     assert "phase_transfer_deadline" not in names

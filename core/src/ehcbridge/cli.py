@@ -226,12 +226,14 @@ def _as_toml(data: dict[str, Any], prefix: str = "") -> str:
 @click.option("--decision", type=click.Choice(["maintain", "amend", "cease"]),
               help="Decision outcome, with --decided-on.")
 @click.option("--decided-on", help="Date of the decision.")
+@click.option("--post16-move", help="Date the young person moves to another post-16 "
+              "institution (reg 18(2): reviewed and amended 5 months before).")
 @click.option("--as-of", help="Read --nc-year as the pupil's year in the academic year "
               "containing this date (default today).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def timeline_cmd(issued: str, last_review: str | None, meeting: str | None, nc_year: int | None,
                  dob: str | None, decision: str | None, decided_on: str | None,
-                 as_of: str | None, as_json: bool) -> None:
+                 post16_move: str | None, as_of: str | None, as_json: bool) -> None:
     """Print a plan's statutory and good-practice milestones."""
     from ehcbridge import timeline
     from ehcbridge.intake import parse_date, parse_datetime
@@ -247,8 +249,9 @@ def timeline_cmd(issued: str, last_review: str | None, meeting: str | None, nc_y
 
     issued_on = d(issued, "--issued")
     assert issued_on is not None
-    plan = Plan(case_id="-", issued_on=issued_on, last_review_decision=d(last_review,
-                                                                          "--last-review"))
+    plan = Plan(case_id="-", issued_on=issued_on,
+                last_review_decision=d(last_review, "--last-review"),
+                post16_move=d(post16_move, "--post16-move"))
     pupil = Pupil(forename="-", surname="-", dob=d(dob, "--dob"), nc_year=nc_year)
     start = None
     if meeting:
@@ -641,6 +644,9 @@ def review_show(case: str, as_json: bool) -> None:
         (data["case_id"], "bold"), f" ({data['pupil']['initials']}), {r['kind']} review due by "
         f"{r['due_by']}, status {r['status']}"
         + (", preparing for adulthood" if r["preparing_for_adulthood"] else "")))
+    if data["plan"].get("post16_move"):
+        console.print(f"Moves to another post-16 institution on {data['plan']['post16_move']} "
+                      "(reg 18(2): plan reviewed and amended 5 months before)")
     m = data["meeting"]
     if m:
         console.print(Text.assemble(

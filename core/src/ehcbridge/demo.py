@@ -229,6 +229,10 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
 
         actions["removed by hand (a relative invited by mistake, reached by letter: posted a "
                 "letter saying he is no longer invited)"] += remove_relative(app)
+    if day == date(2026, 12, 7):
+        moved = _post16_move(app, day)
+        if moved:
+            actions[f"post-16 move recorded by hand ({moved})"] += 1
     if day == date(2026, 12, 2):
         rows = [r for r in store.list_reviews() if r["status"] == "scheduled"]
         if rows:
@@ -250,6 +254,41 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
                                on=day, now=app.clock.now(), policy=app.lifecycle_policy())
             decided.add(row["case_id"])
             actions[f"decided ({outcome.value})"] += 1
+
+
+def _post16_move(app: App, day: date) -> str | None:
+    """A college tells the caseworker a young person moves to another college next autumn, as
+    `ehcbridge review move CASE --on DATE` records it: reg 18(2) brings the review forward to 5
+    months before the move, and the meeting set for after its new latest date is moved back
+    into time, as `ehcbridge review reschedule` would. Returns what happened in words, or None
+    when the demo's list has no such review."""
+    from ehcbridge import timeline, transitions
+
+    store, policy = app.store, app.lifecycle_policy()
+    deadline = day + timedelta(weeks=20)  # room for a meeting 12 weeks before, with notice
+    for row in store.list_reviews():
+        case = store.case(row["case_id"])
+        if (row["status"] != "scheduled" or case.review is None or case.meeting is None
+                or case.review.due_by <= deadline or (case.pupil.nc_year or 0) < 12):
+            continue
+        move = timeline.add_months(deadline, timeline.POST16_MOVE_MONTHS)
+        change = transitions.post16_move(store, row["case_id"], move=move, now=app.clock.now(),
+                                         policy=policy)
+        assert change.due_by is not None
+        said = (f"{row['case_id']} moves college on {move:%d %b %Y}: reg 18(2) brings its "
+                f"review forward to {change.due_by:%d %b %Y}, 5 months before")
+        latest = timeline.meeting_latest(change.due_by, transfer=True)
+        m = case.meeting
+        if m.start.date() > latest:
+            on = latest
+            while not timeline.is_school_day(on, policy.clock(case.pupil)):
+                on -= timedelta(days=1)
+            shift = timedelta(days=(on - m.start.date()).days)
+            store.schedule_meeting(row["case_id"], start=m.start + shift, end=m.end + shift,
+                                   location=m.location, online=m.online, now=app.clock.now())
+            said += f"; its meeting moved to {on:%d %b %Y}"
+        return said
+    return None
 
 
 def _new_senco(app: App) -> int:

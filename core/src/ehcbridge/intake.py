@@ -48,6 +48,8 @@ INVITEE_COLUMNS = {
 }
 # Optional columns the invitation rules read (docs/lists-and-returns.md).
 DETAIL_COLUMNS = ("receiving_school", "outcome_services")
+# Optional: a young person's move to another post-16 institution (reg 18(2), docs/intake.md).
+MOVE_COLUMN = "post16_move"
 REQUIRED = ("case_id", "forename", "surname", "plan_issued")
 TRUE, FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
 # Other names councils' lists and Hub exports use (after case, spaces, "_" and "-" are
@@ -69,6 +71,9 @@ ALIASES = {
     "meeting_date": "meeting_start", "meeting": "meeting_start", "review_meeting": "meeting_start",
     "meeting_finish": "meeting_end", "venue": "location",
     "coordinator": "coordinator_email", "caseworker_email": "coordinator_email",
+    "post16_move_date": MOVE_COLUMN, "post16_transfer_date": MOVE_COLUMN,
+    "post_16_move": MOVE_COLUMN, "post_16_move_date": MOVE_COLUMN,
+    "post_16_transfer_date": MOVE_COLUMN, "college_move_date": MOVE_COLUMN,
 }
 # Longest value each column may hold (what the store keeps); longer is a row error.
 COLUMN_CHARS = {"case_id": 64, "forename": 100, "surname": 100, "school_urn": 10,
@@ -241,11 +246,17 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
     issued = get_date("plan_issued", required=True)
     last = get_date("last_review")
     dob = get_date("dob")
+    move = get_date(MOVE_COLUMN)
     nc_year: int | None = None
     try:
         nc_year = parse_nc_year(v.get("nc_year"))
     except ValueError as exc:
         bad("nc_year", str(exc))
+    if move is not None and nc_year is not None and nc_year < 12:
+        bad(MOVE_COLUMN, f"is for a move between post-16 institutions (reg 18(2)); nc_year is "
+                         f"{nc_year}")
+    elif move is not None and issued is not None and move <= (last or issued):
+        bad(MOVE_COLUMN, "is not after the plan's current review period began")
     upn: str | None = None
     if v.get("upn"):
         try:
@@ -303,7 +314,8 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
         row=number,
         pupil=Pupil(upn=upn, forename=v["forename"], surname=v["surname"], dob=dob,
                     nc_year=nc_year, school_urn=urn),
-        plan=Plan(case_id=v["case_id"], issued_on=issued, last_review_decision=last),
+        plan=Plan(case_id=v["case_id"], issued_on=issued, last_review_decision=last,
+                  post16_move=move),
         coordinator_email=email, meeting_start=start, meeting_end=end,
         location=v.get("location") or None, online=online_raw in TRUE, invitees=invitees,
         details=PlanDetails(receiving, services) if "receiving_school" in v

@@ -309,6 +309,8 @@ class Change:
     action: str = ""
     review_status: ReviewStatus | None = None
     kind: ReviewKind | None = None
+    due_by: date | None = None
+    plan: Plan | None = None  # the plan as changed (its post-16 move date)
     meeting: Meeting | None = None
     new_meeting: bool = False
     held_at: datetime | None = None
@@ -1038,6 +1040,62 @@ def early(state: ReviewState, *, reason: str, on: date) -> Change:
     return Change(action="early", kind=ReviewKind.EARLY,
                   flags=((FLAG_EARLY, f"{on.isoformat()}: {reason.strip()}"),),
                   clear_flags=(FLAG_EARLY_SUGGESTED,))
+
+
+def post16_move(state: ReviewState, move: date | None, *, today: date,
+                policy: Policy = DEFAULT_POLICY) -> Change:
+    """Record (or, with None, withdraw) a young person's move to another post-16 institution
+    outside the usual transfers: the review becomes due 5 months before it (reg 18(2)) when
+    that is sooner, and its duties are re-dated."""
+    case, nc = state.case_id, state.pupil.nc_year
+    start = timeline.review_period_start(state.plan)
+    if move is not None and nc is not None and nc < 12:
+        raise LifecycleError(
+            f"{case}: reg 18(2) covers a move between post-16 institutions; the pupil is in "
+            f"Year {nc} (a move at the end of Year 11 has its 31 March deadline already)",
+            case_id=case, field="on", value=move.isoformat())
+    if move is not None and move <= start:
+        raise LifecycleError(f"{case}: the move on {move.isoformat()} is not after the plan's "
+                             "current review period began", case_id=case, field="on",
+                             value=move.isoformat())
+    kind, due = state.review.kind, state.review.due_by
+    old = state.plan.post16_move
+    if old is not None and due == timeline.post16_move_deadline(old):
+        # The move set this due date: without it the review is due when the clock says.
+        kind, due = open_review(state.plan.model_copy(update={"post16_move": None}),
+                                state.pupil, policy, today)
+        kind = state.review.kind if state.review.kind == ReviewKind.EARLY else kind
+    plan = state.plan.model_copy(update={"post16_move": move})
+    deadline = timeline.post16_move_deadline(move) if move is not None else None
+    warnings: tuple[str, ...] = ()
+    if deadline is not None and start <= deadline < due:
+        due = deadline
+        kind = kind if kind == ReviewKind.EARLY else ReviewKind.PHASE_TRANSFER
+    elif deadline is not None and deadline < start:
+        # Too late for reg 18(2) in this period: the clock leaves it to the caseworker.
+        warnings += (f"{case}: 5 months before the move ({deadline:%d %b %Y}) was before this "
+                     f"review period began ({start:%d %b %Y}), so the review stays due by "
+                     f"{due:%d %b %Y}; to review the plan before the move, open an early "
+                     "review ('ehcbridge review early')",)
+    flags: tuple[tuple[str, str], ...] = ()
+    if due == deadline and due < today:
+        flags = ((FLAG_OVERDUE, f"the review was due by {due.isoformat()}, 5 months before the "
+                                f"post-16 move on {move}, and is not decided"),)
+    latest = timeline.meeting_latest(due, kind == ReviewKind.PHASE_TRANSFER)
+    m = state.scheduled_meeting
+    if m is not None and m.start.astimezone(LONDON).date() > latest:
+        warnings += (f"{case}: the meeting on {m.start:%d %b %Y} is after the latest date for "
+                     f"this review's meeting ({latest:%d %b %Y}); move it with 'ehcbridge "
+                     "review reschedule'",)
+    elif m is None and latest < today:
+        warnings += (f"{case}: the latest date for this review's meeting ({latest:%d %b %Y}) "
+                     "has passed; hold it as soon as possible ('ehcbridge plan' or 'ehcbridge "
+                     "review schedule')",)
+    after = replace(state, plan=plan, review=state.review.model_copy(
+        update={"kind": kind, "due_by": due}))
+    return Change(action="post16_move", kind=kind, due_by=due, plan=plan,
+                  duties=duties(after, policy, today), flags=flags,
+                  clear_flags=(FLAG_OVERDUE,) if due >= today else (), warnings=warnings)
 
 
 def timer_fired(state: ReviewState, *, kind: str, meeting_id: int, now: datetime,

@@ -49,6 +49,32 @@ def add_review_commands(group: click.Group) -> None:
                    "'ehcbridge plan' or 'ehcbridge review schedule'")
         warn(change)
 
+    @group.command("move")
+    @click.argument("case")
+    @click.option("--on", "on", help="Date the young person moves to the new institution.")
+    @click.option("--none", "withdraw", is_flag=True, help="The move is off: withdraw its date.")
+    def review_move(case: str, on: str | None, withdraw: bool) -> None:
+        """Record a young person's move to another post-16 institution outside the usual
+        transfers: the plan must be reviewed and amended 5 months before it (reg 18(2))."""
+        from ehcbridge import timeline, transitions
+
+        if withdraw == (on is not None):
+            raise click.UsageError("give either --on DATE or --none")
+        change, warn = _run(transitions.post16_move, case,
+                            move=lambda app: None if withdraw else _on(app, on),
+                            policy=lambda app: app.lifecycle_policy())
+        move = change.plan.post16_move
+        due = f"{change.kind.value} review due by {change.due_by:%d %b %Y}"
+        if move is None:
+            click.echo(f"{case}: post-16 move withdrawn; the {due}")
+        elif change.due_by == timeline.post16_move_deadline(move):
+            click.echo(f"{case}: post-16 move on {move:%d %b %Y} recorded; the {due}, 5 months "
+                       "before it (reg 18(2))")
+        else:
+            click.echo(f"{case}: post-16 move on {move:%d %b %Y} recorded; the {due} already, "
+                       "sooner than 5 months before it")
+        warn(change)
+
     @group.command("advice")
     @click.argument("case")
     @click.option("--on", "on", help="Date the advice and views were circulated (default today).")

@@ -104,7 +104,8 @@ def build(store: Store, *, title: str, due_from: date, due_to: date, as_of: date
             initials="".join(p[0].upper() for p in (r["forename"], r["surname"]) if p),
             nc_year=nc, due_by=r["due_by"], meeting=meeting,
             phase_transfer=r["kind"] == ReviewKind.PHASE_TRANSFER.value
-            or r["transfer_deadline"] is not None or (nc is not None and nc in years),
+            or (r["post16_move"] is not None and r["post16_move"] >= due_from)
+            or (nc is not None and nc in years),
             preparing_for_adulthood=bool(r["preparing_for_adulthood"])
             or (nc is not None and nc >= PFA_FROM_YEAR)))
     lists.by_school = dict(sorted(groups.items()))

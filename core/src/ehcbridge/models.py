@@ -100,6 +100,9 @@ class Plan(Frozen):
     issued_on: date
     last_review_decision: date | None = None
     plan_type: str = "ehcp"
+    post16_move: date | None = None
+    """When a young person is to move to another post-16 institution outside the usual
+    transfers: the plan must be reviewed and amended 5 months before (reg 18(2))."""
 
 
 class Meeting(Frozen):

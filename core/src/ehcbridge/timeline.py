@@ -27,6 +27,7 @@ RULE_REPRESENTATIONS = "SEND Regs 2014 reg 22(2)"
 RULE_FINAL_PLAN = "SEND Regs 2014 reg 22(3)"
 RULE_TRANSFER_SCHOOL = "SEND Regs 2014 reg 18(1)(b)"
 RULE_TRANSFER_POST16 = "SEND Regs 2014 reg 18(1)(a)"
+RULE_TRANSFER_POST16_MOVE = "SEND Regs 2014 reg 18(2)"
 RULE_TRANSFER_OVERRIDE = "SEND Regs 2014 reg 18 (date set for this pupil)"
 RULE_UNDER_FIVE = "SEND Code of Practice 9.178"
 RULE_GUIDANCE = "Council guidance"
@@ -102,12 +103,26 @@ def _transfer_years(
     return tuple(years.items())
 
 
+POST16_MOVE_MONTHS = 5
+
+
+def post16_move_deadline(move: date) -> date:
+    """The last day to review and amend the plan of a young person moving between post-16
+    institutions on ``move``: at least 5 months before it (reg 18(2))."""
+    return add_months(move, -POST16_MOVE_MONTHS)
+
+
 def _phase_transfer(
-    pupil: Pupil | None, options: ClockOptions, as_of: date, start: date, annual_due: date
+    pupil: Pupil | None, options: ClockOptions, as_of: date, start: date, annual_due: date,
+    post16_move: date | None = None,
 ) -> tuple[date, str] | None:
     """The phase transfer deadline relevant to this review period, with its rule."""
     if options.transfer_deadline is not None:
         return options.transfer_deadline, RULE_TRANSFER_OVERRIDE
+    if post16_move is not None and post16_move_deadline(post16_move) >= start:
+        # A move still to be prepared for in this period; one whose deadline came before the
+        # period started was the last review's business.
+        return post16_move_deadline(post16_move), RULE_TRANSFER_POST16_MOVE
     if pupil is None or pupil.nc_year is None:
         return None
     # nc_year is the pupil's year in the academic year containing as_of; a year later they are in
@@ -133,7 +148,7 @@ def _due(
 ) -> tuple[date, tuple[date, str] | None]:
     start = review_period_start(plan)
     annual = add_months(start, 12) - timedelta(days=1)
-    transfer = _phase_transfer(pupil, options, as_of or start, start, annual)
+    transfer = _phase_transfer(pupil, options, as_of or start, start, annual, plan.post16_move)
     if transfer is not None and start <= transfer[0] < annual:
         return transfer[0], transfer
     return annual, transfer

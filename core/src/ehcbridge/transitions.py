@@ -251,6 +251,13 @@ def early(store: Store, case_id: str, *, reason: str, now: datetime) -> Change:
                 lambda c, s: lifecycle.early(s, reason=reason, on=today_of(now)))
 
 
+def post16_move(store: Store, case_id: str, *, move: date | None, now: datetime,
+                policy: Policy = DEFAULT_POLICY) -> Change:
+    """Record (None: withdraw) a post-16 move date (reg 18(2)); the review is re-dated."""
+    return _one(store, case_id, now, None, lambda c, s: lifecycle.post16_move(
+        s, move, today=today_of(now), policy=policy))
+
+
 def refresh(store: Store, conn: Connection, review_id: int, now: datetime,
             policy: Policy = DEFAULT_POLICY) -> None:
     """Re-date a review's duties after its due date or kind changed (an import update)."""
@@ -306,6 +313,17 @@ def check_deadlines(store: Store, now: datetime, policy: Policy = DEFAULT_POLICY
 # The bulk import -----------------------------------------------------------------------------
 
 
+def _keep_post16_move(view: CaseView | None, item: CaseInput, policy: Policy,
+                      today: date) -> None:
+    """A list without a post-16 move date does not withdraw one recorded here ('review move'):
+    the item keeps it, and its review is dated as the clock dates it with the move. Only a
+    date in the list changes it; 'review move CASE --none' withdraws it."""
+    if view is None or view.plan.post16_move is None or item.plan.post16_move is not None:
+        return
+    item.plan = item.plan.model_copy(update={"post16_move": view.plan.post16_move})
+    item.kind, item.review_due = lifecycle.open_review(item.plan, item.pupil, policy, today)
+
+
 def _keep_later_decision(view: CaseView | None, item: CaseInput) -> None:
     """A list older than a decision recorded here (the Hub's export has not caught up, or last
     month's file is imported again) does not undo it: the item keeps the plan's last decision
@@ -331,9 +349,9 @@ def _same_case(view: CaseView, item: CaseInput) -> bool:
     return ((p.upn, p.forename, p.surname, p.dob, p.nc_year, p.school_urn)
             == (q.upn, q.forename, q.surname, q.dob, q.nc_year, q.school_urn)
             and (view.plan.issued_on, view.plan.last_review_decision, view.plan.plan_type,
-                 r.coordinator_email)
+                 view.plan.post16_move, r.coordinator_email)
             == (item.plan.issued_on, item.plan.last_review_decision, item.plan.plan_type,
-                item.coordinator_email)
+                item.plan.post16_move, item.coordinator_email)
             and (r.due_by, r.preparing_for_adulthood, r.kind)
             == (item.review_due, item.pfa, item.kind))
 
@@ -370,6 +388,7 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
         # and write (or re-run a transition) only where a row differs.
         views = reads.current_cases_in(conn, [i.plan.case_id for i in chunk])
         for item in chunk:
+            _keep_post16_move(views.get(item.plan.case_id), item, policy, today)
             _keep_later_decision(views.get(item.plan.case_id), item)
         existing = store.existing_case_ids(conn, [i.plan.case_id for i in chunk
                                                   if i.plan.case_id not in views]) | set(views)

@@ -315,7 +315,8 @@ class Store:
         pupil_values = dict(upn=pupil.upn, forename=pupil.forename, surname=pupil.surname,
                             dob=pupil.dob, nc_year=pupil.nc_year, school_urn=pupil.school_urn)
         plan_values = dict(issued_on=plan.issued_on, last_review_decision=plan.last_review_decision,
-                           plan_type=plan.plan_type, coordinator_email=coordinator_email)
+                           plan_type=plan.plan_type, coordinator_email=coordinator_email,
+                           post16_move=plan.post16_move)
         if plan_row is None:
             pupil_id = self._pupil_id_for(conn, pupil, pupil_values, now)
             plan_id = _new_id(conn.execute(insert(t.plans).values(
@@ -396,7 +397,8 @@ class Store:
         _bulk_insert(conn, t.plans, [
             dict(id=pid, case_id=i.plan.case_id, pupil_id=by_item[id(i)],
                  issued_on=i.plan.issued_on, last_review_decision=i.plan.last_review_decision,
-                 plan_type=i.plan.plan_type, coordinator_email=i.coordinator_email)
+                 plan_type=i.plan.plan_type, coordinator_email=i.coordinator_email,
+                 post16_move=i.plan.post16_move)
             for i, pid in zip(items, plan_ids, strict=True)])
         review_ids = _reserve_ids(conn, t.reviews, len(items))
         _bulk_insert(conn, t.reviews, [
@@ -498,7 +500,8 @@ class Store:
         pupil = Pupil(upn=pu.upn, forename=pu.forename, surname=pu.surname, dob=pu.dob,
                       nc_year=pu.nc_year, school_urn=pu.school_urn)
         plan = Plan(case_id=p.case_id, issued_on=p.issued_on,
-                    last_review_decision=p.last_review_decision, plan_type=p.plan_type)
+                    last_review_decision=p.last_review_decision, plan_type=p.plan_type,
+                    post16_move=p.post16_move)
         review = Review(id=r.id, case_id=p.case_id, kind=ReviewKind(r.kind), due_by=r.due_by,
                         status=ReviewStatus(r.status),
                         preparing_for_adulthood=bool(r.preparing_for_adulthood),
@@ -753,10 +756,16 @@ class Store:
             review_values["status"] = change.review_status.value
         if change.kind is not None:
             review_values["kind"] = change.kind.value
+        if change.due_by is not None:
+            review_values["due_by"] = change.due_by
         if change.report_sent_on is not None:
             review_values["report_sent_on"] = change.report_sent_on
         if review_values:
             c.execute(update(t.reviews).where(t.reviews.c.id == review_id).values(**review_values))
+        if change.plan is not None:  # a transition changes only the post-16 move date
+            c.execute(update(t.plans).where(t.plans.c.id == select(t.reviews.c.plan_id).where(
+                t.reviews.c.id == review_id).scalar_subquery())
+                .values(post16_move=change.plan.post16_move))
         if change.timers is not None:
             c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
                                                   t.timers.c.fired.is_(False))))

@@ -28,7 +28,7 @@ def termly_rows(store: Store, due_from: date, due_to: date,
     m = t.meetings
     q = (select(t.plans.c.case_id, t.reviews.c.kind, t.reviews.c.due_by, t.reviews.c.status,
                 t.reviews.c.preparing_for_adulthood, t.pupils.c.forename, t.pupils.c.surname,
-                t.pupils.c.nc_year, t.pupils.c.school_urn, t.plans.c.transfer_deadline,
+                t.pupils.c.nc_year, t.pupils.c.school_urn, t.plans.c.post16_move,
                 m.c.start.label("meeting_start"), m.c.status.label("meeting_status"))
          .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
          .join(t.pupils, t.pupils.c.id == t.plans.c.pupil_id)

@@ -77,7 +77,7 @@ plans = Table(
     Column("last_review_decision", Date),
     Column("plan_type", String(32), nullable=False, default="ehcp"),
     Column("coordinator_email", String(254)),
-    Column("transfer_deadline", Date),
+    Column("post16_move", Date),  # reg 18(2): a move between post-16 institutions
 )
 
 reviews = Table(
