@@ -213,6 +213,22 @@ def test_a_post16_move_dates_the_review_and_withdrawing_it_restores_the_clock() 
         lc.post16_move(college, date(2026, 3, 1), today=date(2026, 11, 2))
 
 
+def test_the_la_owes_every_step_of_a_review_of_a_child_at_no_setting() -> None:
+    at_home = replace(scheduled(), plan=Plan(case_id="EHC-1", issued_on=date(2026, 4, 1),
+                                             no_setting=True))
+    found = by_name(lc.duties(at_home, as_of=date(2026, 11, 2)))
+    assert {d.owed_by for d in found.values()} == {lc.LA}
+    assert all("setting" not in d.owed_to for d in found.values())
+    assert found[lc.INVITATIONS_SENT].rule == "SEND Regs 2014 reg 21(3)"
+    assert found[lc.ADVICE_CIRCULATED].rule == "SEND Regs 2014 reg 21(4)"
+    assert found[lc.REPORT_SENT].rule == "SEND Regs 2014 reg 21(7)"
+    assert found[lc.MEETING_HELD].rule == "SEND Regs 2014 reg 21; CFA 2014 s44(1)"
+    assert found[lc.DECISION_NOTIFIED].owed_to == ("parent", "young_person")
+    school = by_name(lc.duties(scheduled(), as_of=date(2026, 11, 2)))
+    assert school[lc.REPORT_SENT].owed_by == lc.SETTING
+    assert {n: d.due for n, d in found.items()} == {n: d.due for n, d in school.items()}
+
+
 def test_cancel_starts_the_notices_again_and_cease_makes_the_transfer_plan_moot() -> None:
     s = scheduled()
     change = lc.cancel(s, reason="family asked", now=NOW)

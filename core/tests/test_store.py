@@ -365,7 +365,8 @@ def test_upgrade_turns_a_flag_for_a_meeting_only_set_late_into_meeting_late(
     store.flag_review("EHC-2", "deadline_late", done, raised_by="lifecycle")
     store.flag_review("EHC-3", "deadline_late", planned, raised_by="lifecycle")  # no meeting
     with store.engine.begin() as conn:
-        # Back to revision 0011's shape: 0013 renamed a column since.
+        # Back to revision 0011's shape: 0013 renamed a column since, 0014 added one.
+        conn.execute(text("alter table plans drop column no_setting"))
         conn.execute(text("alter table plans rename column post16_move to transfer_deadline"))
         conn.execute(text("update alembic_version set version_num = '0011'"))
     store.migrate()

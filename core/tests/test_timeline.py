@@ -239,6 +239,21 @@ def test_post16_move_prepared_for_in_an_earlier_period_is_not_this_ones() -> Non
     assert review_due(p, pupil(nc_year=13)) == date(2027, 2, 1)
 
 
+def test_a_review_the_la_arranges_cites_reg_21() -> None:
+    # No school or college (reg 21): the same dates, the LA's own paragraphs.
+    at_home = plan(date(2025, 9, 10)).model_copy(update={"no_setting": True})
+    meeting = datetime(2026, 6, 10, 10, tzinfo=LONDON)
+    rules = {m.name: m.rule for m in milestones(at_home, meeting_start=meeting, pupil=pupil())}
+    dates = {m.name: m.date for m in milestones(at_home, meeting_start=meeting, pupil=pupil())}
+    assert rules["invites_statutory"] == "SEND Regs 2014 reg 21(3)"
+    assert rules["views_due"] == "SEND Regs 2014 reg 21(4)"
+    assert rules["report_due"] == "SEND Regs 2014 reg 21(7)"
+    assert rules["decision_due"] == "SEND Regs 2014 reg 21"
+    assert rules["review_due"] == "CFA 2014 s44(1)"
+    assert dates == {m.name: m.date for m in milestones(
+        plan(date(2025, 9, 10)), meeting_start=meeting, pupil=pupil())}
+
+
 def test_no_transfer_without_nc_year() -> None:
     names = {m.name for m in milestones(plan(date(2025, 9, 10)), pupil=pupil(nc_year=None))}
     assert "phase_transfer_deadline" not in names

@@ -644,6 +644,9 @@ def review_show(case: str, as_json: bool) -> None:
         (data["case_id"], "bold"), f" ({data['pupil']['initials']}), {r['kind']} review due by "
         f"{r['due_by']}, status {r['status']}"
         + (", preparing for adulthood" if r["preparing_for_adulthood"] else "")))
+    if data["plan"].get("no_setting"):
+        console.print("Attends no school or college: the LA arranges this review and invites no "
+                      "setting (reg 21)")
     if data["plan"].get("post16_move"):
         console.print(f"Moves to another post-16 institution on {data['plan']['post16_move']} "
                       "(reg 18(2): plan reviewed and amended 5 months before)")

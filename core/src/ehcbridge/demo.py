@@ -229,6 +229,9 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
 
         actions["removed by hand (a relative invited by mistake, reached by letter: posted a "
                 "letter saying he is no longer invited)"] += remove_relative(app)
+    if day == date(2026, 12, 8):
+        actions["now educated at home (a later list says so: the LA arranges the review, "
+                "reg 21; the school is sent a cancellation)"] += _home_educated(app)
     if day == date(2026, 12, 7):
         moved = _post16_move(app, day)
         if moved:
@@ -295,6 +298,23 @@ def _new_senco(app: App) -> int:
     """A later Hub list names a school's new SENCO for one review already invited: imported as
     `ehcbridge import reviews` would, it replaces the one the first list named. Returns how
     many invitees were replaced."""
+    return _later_list(app, lambda row: {**row, "setting_email": "new.senco@"
+                                         + row["setting_email"].rpartition("@")[2]})
+
+
+def _home_educated(app: App) -> int:
+    """A later list says a child now learns at home (no_setting): the LA arranges the review
+    (reg 21), the school the first list named is no longer invited (the calendar sends it a
+    cancellation) and the LA owes what the school did. Returns how many were told so."""
+    return _later_list(app, lambda row: {**row, "setting_email": "", "no_setting": "yes"},
+                       last=True)
+
+
+def _later_list(app: App, edit: Callable[[dict[str, str]], dict[str, str]], *,
+                last: bool = False) -> int:
+    """Import, as `ehcbridge import reviews` would, a later list of one row of the demo's list
+    changed by ``edit``: the first (or ``last``) review invited for a meeting the caseworkers
+    left alone. Returns how many invitees the later list replaced."""
     import csv
 
     from ehcbridge.intake import import_reviews, parse_datetime
@@ -306,7 +326,7 @@ def _new_senco(app: App) -> int:
         reader = csv.DictReader(fh)
         header, rows = list(reader.fieldnames or []), list(reader)
     now = app.clock.now()
-    for row in rows:
+    for row in reversed(rows) if last else rows:
         if not row.get("meeting_start") or not row.get("setting_email"):
             continue
         case = app.store.case(row["case_id"])
@@ -314,12 +334,13 @@ def _new_senco(app: App) -> int:
         if (case.meeting is None or case.meeting.start <= now
                 or case.meeting.start != parse_datetime(row["meeting_start"])):
             continue
+        changed = edit(row)
         later = config.parent / "reviews-later.csv"
         with later.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=header)
+            writer = csv.DictWriter(fh, fieldnames=[*header, *(k for k in changed
+                                                               if k not in header)])
             writer.writeheader()
-            writer.writerow({**row, "setting_email": "new.senco@" + row["setting_email"]
-                             .rpartition("@")[2]})
+            writer.writerow(changed)
         return import_reviews(app, later, now=now).replaced
     return 0
 

@@ -50,6 +50,8 @@ INVITEE_COLUMNS = {
 DETAIL_COLUMNS = ("receiving_school", "outcome_services")
 # Optional: a young person's move to another post-16 institution (reg 18(2), docs/intake.md).
 MOVE_COLUMN = "post16_move"
+# Optional: true when the child attends no school or college (reg 21, docs/intake.md).
+NO_SETTING_COLUMN = "no_setting"
 REQUIRED = ("case_id", "forename", "surname", "plan_issued")
 TRUE, FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
 # Other names councils' lists and Hub exports use (after case, spaces, "_" and "-" are
@@ -74,6 +76,9 @@ ALIASES = {
     "post16_move_date": MOVE_COLUMN, "post16_transfer_date": MOVE_COLUMN,
     "post_16_move": MOVE_COLUMN, "post_16_move_date": MOVE_COLUMN,
     "post_16_transfer_date": MOVE_COLUMN, "college_move_date": MOVE_COLUMN,
+    "not_in_school": NO_SETTING_COLUMN, "not_at_school": NO_SETTING_COLUMN,
+    "elective_home_education": NO_SETTING_COLUMN, "home_educated": NO_SETTING_COLUMN,
+    "ehe": NO_SETTING_COLUMN, "la_arranged": NO_SETTING_COLUMN,
 }
 # Longest value each column may hold (what the store keeps); longer is a row error.
 COLUMN_CHARS = {"case_id": 64, "forename": 100, "surname": 100, "school_urn": 10,
@@ -287,6 +292,13 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
     online_raw = v.get("online", "").lower()
     if online_raw not in TRUE | FALSE:
         bad("online", "is not true or false")
+    no_setting_raw = v.get(NO_SETTING_COLUMN, "").lower()
+    if no_setting_raw not in TRUE | FALSE:
+        bad(NO_SETTING_COLUMN, "is not true or false")
+    no_setting = no_setting_raw in TRUE
+    if no_setting and v.get("setting_email"):
+        bad("setting_email", f"is given, but {NO_SETTING_COLUMN} says the child attends no "
+                             "school or college (reg 21: the LA arranges the review)")
     if issued is not None and last is not None and last < issued:
         bad("last_review", "is before plan_issued")
     email = v.get("coordinator_email") or None
@@ -315,7 +327,7 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
         pupil=Pupil(upn=upn, forename=v["forename"], surname=v["surname"], dob=dob,
                     nc_year=nc_year, school_urn=urn),
         plan=Plan(case_id=v["case_id"], issued_on=issued, last_review_decision=last,
-                  post16_move=move),
+                  post16_move=move, no_setting=no_setting),
         coordinator_email=email, meeting_start=start, meeting_end=end,
         location=v.get("location") or None, online=online_raw in TRUE, invitees=invitees,
         details=PlanDetails(receiving, services) if "receiving_school" in v

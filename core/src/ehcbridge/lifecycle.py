@@ -81,6 +81,9 @@ RULE_HELD = "SEND Regs 2014 reg 20(10); CFA 2014 s44(1)"
 RULE_DECIDED = "SEND Regs 2014 reg 20(10); CFA 2014 s44(1)"
 RULE_PROPOSED = "SEND Regs 2014 reg 22(2)"
 RULE_TRANSFER = "SEND Regs 2014 reg 18"
+# Reg 21 (no school or other institution): the LA arranges the review and owes what a setting
+# would; nobody invites or tells a setting.
+REG21_RULES = {**timeline.REG21, RULE_HELD: "SEND Regs 2014 reg 21; CFA 2014 s44(1)"}
 
 # Stages a duty belongs to: every review, after an amend decision, phase transfer reviews.
 REVIEW, AMEND, TRANSFER = "review", "amend", "transfer"
@@ -468,7 +471,8 @@ def duties(state: ReviewState, policy: Policy = DEFAULT_POLICY, as_of: date | No
     m = meeting if meeting is not None else state.meeting
     has_meeting = m is not None and m.status != MeetingStatus.CANCELLED
     outcome = state.decision.outcome if state.decision is not None else None
-    fresh = _fresh_duties(miles, state.review.kind, state.review.due_by, outcome)
+    fresh = _fresh_duties(miles, state.review.kind, state.review.due_by, outcome,
+                          state.plan.no_setting)
     out: list[Duty] = []
     for duty in fresh:
         old = state.duty(duty.name)
@@ -483,9 +487,10 @@ def duties(state: ReviewState, policy: Policy = DEFAULT_POLICY, as_of: date | No
 
 @lru_cache(maxsize=4096)
 def _fresh_duties(miles: tuple[Milestone, ...], kind: ReviewKind, due_by: date,
-                  outcome: Outcome | None) -> tuple[Duty, ...]:
-    """The duties as the clock dates them, nothing recorded yet. A caseload shares a few
-    hundred clocks, so each set is built once (duties are immutable)."""
+                  outcome: Outcome | None, no_setting: bool = False) -> tuple[Duty, ...]:
+    """The duties as the clock dates them, nothing recorded yet (``no_setting``: as reg 21
+    has them). A caseload shares a few hundred clocks, so each set is built once (duties are
+    immutable)."""
     by_name = {m.name: m for m in miles}
     transfer = by_name.get("phase_transfer_deadline")
     transferring = kind == ReviewKind.PHASE_TRANSFER or (
@@ -498,9 +503,13 @@ def _fresh_duties(miles: tuple[Milestone, ...], kind: ReviewKind, due_by: date,
             continue
         due = _due_of(spec, by_name, due_by, transferring)
         rule = transfer.rule if spec.stage == TRANSFER and transfer is not None else spec.rule
+        owed_by, owed_to = spec.owed_by, spec.owed_to
+        if no_setting:
+            rule, owed_by = REG21_RULES.get(rule, rule), LA
+            owed_to = tuple(r for r in owed_to if r != Role.SETTING.value)
         # Built from the specs above (already valid): skip validation, a caseload builds many.
         out.append(Duty.model_construct(name=spec.name, rule=rule, kind=spec.kind, due=due,
-                                        owed_by=spec.owed_by, owed_to=spec.owed_to,
+                                        owed_by=owed_by, owed_to=owed_to,
                                         status=DutyStatus.PENDING, met_on=None, evidence=None))
     return tuple(out)
 
@@ -720,12 +729,14 @@ def email_key(email: str | None) -> str:
     return (email or "").strip().lower()
 
 
-def replaced_by_list(current: Iterable[Invitee], listed: Iterable[Invitee]) -> list[Invitee]:
+def replaced_by_list(current: Iterable[Invitee], listed: Iterable[Invitee],
+                     no_setting: bool = False) -> list[Invitee]:
     """The invitees a council's list no longer names: those an earlier list added (source
     ``import``) for a role this list names someone else for. A list names one person per
     role, so a new address there (the child changed school, the family moved mailbox) means
-    the old one is no longer invited; invitees from anywhere else are left alone."""
-    named: dict[Role, set[str]] = {}
+    the old one is no longer invited; invitees from anywhere else are left alone. A list
+    saying the child attends no setting (reg 21) names nobody for the setting."""
+    named: dict[Role, set[str]] = {Role.SETTING: set()} if no_setting else {}
     for invitee in listed:
         if invitee.email:
             named.setdefault(invitee.role, set()).add(email_key(invitee.email))

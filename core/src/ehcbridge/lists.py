@@ -26,6 +26,9 @@ from ehcbridge.timeline import academic_year_end
 if TYPE_CHECKING:
     from ehcbridge.store import Store
 
+# The group of reviews the LA arranges itself, for children at no school or college (reg 21).
+NO_SETTING = "none"
+
 COLUMNS = ("school_urn", "school_name", "case_id", "initials", "nc_year", "due_by",
            "meeting", "phase_transfer", "preparing_for_adulthood")
 PFA_FROM_YEAR = 9
@@ -93,13 +96,15 @@ def build(store: Store, *, title: str, due_from: date, due_to: date, as_of: date
     shift = academic_year_end(due_from) - academic_year_end(as_of)
     groups: dict[str, list[ListEntry]] = defaultdict(list)
     for r in termly_rows(store, due_from, due_to, school_urn):
-        urn = r["school_urn"] or "unknown"
+        # Reg 21: at no school, so on no head's list (a former school's URN may linger).
+        urn = NO_SETTING if r["no_setting"] else r["school_urn"] or "unknown"
         school = (directory or {}).get(urn)
         nc = r["nc_year"] + shift if r["nc_year"] is not None else None
         years = transfer_years | ({2} if urn in infant_schools else set())
         meeting = r["meeting_start"] if r["meeting_status"] == "scheduled" else None
         groups[urn].append(ListEntry(
-            school_urn=urn, school_name=school.name if school else "",
+            school_urn=urn, school_name=school.name if school else (
+                "no school or college (reg 21)" if urn == NO_SETTING else ""),
             case_id=r["case_id"],
             initials="".join(p[0].upper() for p in (r["forename"], r["surname"]) if p),
             nc_year=nc, due_by=r["due_by"], meeting=meeting,
@@ -110,7 +115,8 @@ def build(store: Store, *, title: str, due_from: date, due_to: date, as_of: date
             or (nc is not None and nc >= PFA_FROM_YEAR)))
     lists.by_school = dict(sorted(groups.items()))
     if directory is not None:
-        lists.missing_schools = [urn for urn in lists.by_school if urn not in directory]
+        lists.missing_schools = [urn for urn in lists.by_school
+                                 if urn not in directory and urn != NO_SETTING]
     return lists
 
 

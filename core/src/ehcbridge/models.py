@@ -103,6 +103,9 @@ class Plan(Frozen):
     post16_move: date | None = None
     """When a young person is to move to another post-16 institution outside the usual
     transfers: the plan must be reviewed and amended 5 months before (reg 18(2))."""
+    no_setting: bool = False
+    """The child or young person attends no school or other institution (educated at home,
+    not in education): the LA arranges the review and invites no setting (reg 21)."""
 
 
 class Meeting(Frozen):

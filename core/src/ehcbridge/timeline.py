@@ -29,6 +29,14 @@ RULE_TRANSFER_SCHOOL = "SEND Regs 2014 reg 18(1)(b)"
 RULE_TRANSFER_POST16 = "SEND Regs 2014 reg 18(1)(a)"
 RULE_TRANSFER_POST16_MOVE = "SEND Regs 2014 reg 18(2)"
 RULE_TRANSFER_OVERRIDE = "SEND Regs 2014 reg 18 (date set for this pupil)"
+# Reg 21: the same steps when the child or young person attends no school or other institution
+# and the LA arranges the review (notice 21(3), advice 21(4), report 21(7)).
+REG21 = {
+    RULE_NOTICE: "SEND Regs 2014 reg 21(3)",
+    RULE_ADVICE: "SEND Regs 2014 reg 21(4)",
+    RULE_REPORT: "SEND Regs 2014 reg 21(7)",
+    RULE_DECISION: "SEND Regs 2014 reg 21",
+}
 RULE_UNDER_FIVE = "SEND Code of Practice 9.178"
 RULE_GUIDANCE = "Council guidance"
 
@@ -319,6 +327,9 @@ def milestones(
                 ("under_five_interim_3m", add_months(base, 3), GOOD_PRACTICE, RULE_UNDER_FIVE, ()),
                 ("under_five_interim_6m", add_months(base, 6), GOOD_PRACTICE, RULE_UNDER_FIVE, ()),
             ]
+    if plan.no_setting:
+        rows = [(name, day, kind, REG21.get(rule, rule), extra)
+                for name, day, kind, rule, extra in rows]
     rows.sort(key=lambda row: (row[1], row[0]))
     made = _made_for(opts)
     result: list[Milestone] = []

@@ -349,9 +349,9 @@ def _same_case(view: CaseView, item: CaseInput) -> bool:
     return ((p.upn, p.forename, p.surname, p.dob, p.nc_year, p.school_urn)
             == (q.upn, q.forename, q.surname, q.dob, q.nc_year, q.school_urn)
             and (view.plan.issued_on, view.plan.last_review_decision, view.plan.plan_type,
-                 view.plan.post16_move, r.coordinator_email)
+                 view.plan.post16_move, view.plan.no_setting, r.coordinator_email)
             == (item.plan.issued_on, item.plan.last_review_decision, item.plan.plan_type,
-                item.plan.post16_move, item.coordinator_email)
+                item.plan.post16_move, item.plan.no_setting, item.coordinator_email)
             and (r.due_by, r.preparing_for_adulthood, r.kind)
             == (item.review_due, item.pfa, item.kind))
 
@@ -410,8 +410,9 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
         # A list names one person per role: one it no longer names there is not invited.
         for item in chunk:
             view = views.get(item.plan.case_id)
-            if view is not None and item.invitees:
-                gone = lifecycle.replaced_by_list(view.invitees, item.invitees)
+            if view is not None and (item.invitees or item.plan.no_setting):
+                gone = lifecycle.replaced_by_list(view.invitees, item.invitees,
+                                                  item.plan.no_setting)
                 if gone:
                     store.remove_listed_invitees(conn, view.review.id or 0, gone)
                     withdraw_notices(store, conn, view.review.id or 0, gone)

@@ -114,6 +114,36 @@ def test_review_page_draws_the_timeline_and_records_each_view(app: App) -> None:
     assert c.get("/reviews/NOPE").status_code == 404
 
 
+def test_the_webhook_carries_a_post16_move_and_no_setting(app: App) -> None:
+    c = client(app)
+    data = {"case_id": "EHC-011", "forename": "Ed", "surname": "Fox", "plan_issued": "2026-05-01",
+            "nc_year": 12, "no_setting": True, "post16_move": "2027-09-06"}
+    assert post_event(c, {"id": "m1", "type": "review.created", "data": data}).status_code == 202
+    plan = app.store.case("EHC-011").plan
+    assert (plan.no_setting, plan.post16_move) == (True, date(2027, 9, 6))
+    bad = post_event(c, {"id": "m2", "type": "review.updated",
+                         "data": dict(data, nc_year=10)})
+    assert bad.status_code == 422 and "data.post16_move" in bad.text
+
+
+def test_review_page_says_who_arranges_the_review_and_a_post16_move(app: App,
+                                                                    tmp_path: Path) -> None:
+    from ehcbridge.intake import import_reviews
+
+    from .conftest import NOW
+
+    later = tmp_path / "later.csv"
+    later.write_text("case_id,forename,surname,nc_year,school_urn,plan_issued,no_setting,"
+                     "post16_move\nEHC-004,Dee,Evans,12,100001,2026-05-01,yes,2027-09-06\n",
+                     encoding="utf-8")
+    import_reviews(app, later, now=NOW)
+    html = signed_in(app, "viewer@council.example").get("/reviews/EHC-004").text
+    assert "None: the local authority arranges this review (reg 21)" in html
+    assert "06 Sep 2027 (reg 18(2)" in html
+    html = signed_in(app, "viewer@council.example").get("/reviews/EHC-001").text
+    assert "100001" in html and "reg 21" not in html and "Post-16 move" not in html
+
+
 def test_names_only_for_caseworkers_when_the_setting_allows(tmp_path: Path) -> None:
     from .conftest import make_app, seed
 

@@ -316,7 +316,7 @@ class Store:
                             dob=pupil.dob, nc_year=pupil.nc_year, school_urn=pupil.school_urn)
         plan_values = dict(issued_on=plan.issued_on, last_review_decision=plan.last_review_decision,
                            plan_type=plan.plan_type, coordinator_email=coordinator_email,
-                           post16_move=plan.post16_move)
+                           post16_move=plan.post16_move, no_setting=plan.no_setting)
         if plan_row is None:
             pupil_id = self._pupil_id_for(conn, pupil, pupil_values, now)
             plan_id = _new_id(conn.execute(insert(t.plans).values(
@@ -398,7 +398,7 @@ class Store:
             dict(id=pid, case_id=i.plan.case_id, pupil_id=by_item[id(i)],
                  issued_on=i.plan.issued_on, last_review_decision=i.plan.last_review_decision,
                  plan_type=i.plan.plan_type, coordinator_email=i.coordinator_email,
-                 post16_move=i.plan.post16_move)
+                 post16_move=i.plan.post16_move, no_setting=i.plan.no_setting)
             for i, pid in zip(items, plan_ids, strict=True)])
         review_ids = _reserve_ids(conn, t.reviews, len(items))
         _bulk_insert(conn, t.reviews, [
@@ -501,7 +501,7 @@ class Store:
                       nc_year=pu.nc_year, school_urn=pu.school_urn)
         plan = Plan(case_id=p.case_id, issued_on=p.issued_on,
                     last_review_decision=p.last_review_decision, plan_type=p.plan_type,
-                    post16_move=p.post16_move)
+                    post16_move=p.post16_move, no_setting=bool(p.no_setting))
         review = Review(id=r.id, case_id=p.case_id, kind=ReviewKind(r.kind), due_by=r.due_by,
                         status=ReviewStatus(r.status),
                         preparing_for_adulthood=bool(r.preparing_for_adulthood),

@@ -77,6 +77,7 @@ def _case_views(conn: Connection, ids: list[int]) -> dict[int, CaseView]:
     rows = conn.execute(
         select(t.reviews, t.plans.c.case_id, t.plans.c.issued_on,
                t.plans.c.last_review_decision, t.plans.c.plan_type, t.plans.c.post16_move,
+               t.plans.c.no_setting,
                t.plans.c.coordinator_email, t.plans.c.pupil_id,
                t.pupils.c.upn, t.pupils.c.forename, t.pupils.c.surname, t.pupils.c.dob,
                t.pupils.c.nc_year, t.pupils.c.school_urn)
@@ -106,7 +107,7 @@ def _case_views(conn: Connection, ids: list[int]) -> dict[int, CaseView]:
         out[r.id] = CaseView(
             plan=Plan(case_id=r.case_id, issued_on=r.issued_on,
                       last_review_decision=r.last_review_decision, plan_type=r.plan_type,
-                      post16_move=r.post16_move),
+                      post16_move=r.post16_move, no_setting=bool(r.no_setting)),
             pupil=Pupil(upn=r.upn, forename=r.forename, surname=r.surname, dob=r.dob,
                         nc_year=r.nc_year, school_urn=r.school_urn),
             review=Review(id=r.id, case_id=r.case_id, kind=ReviewKind(r.kind), due_by=r.due_by,

@@ -29,6 +29,7 @@ def termly_rows(store: Store, due_from: date, due_to: date,
     q = (select(t.plans.c.case_id, t.reviews.c.kind, t.reviews.c.due_by, t.reviews.c.status,
                 t.reviews.c.preparing_for_adulthood, t.pupils.c.forename, t.pupils.c.surname,
                 t.pupils.c.nc_year, t.pupils.c.school_urn, t.plans.c.post16_move,
+                t.plans.c.no_setting,
                 m.c.start.label("meeting_start"), m.c.status.label("meeting_status"))
          .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
          .join(t.pupils, t.pupils.c.id == t.plans.c.pupil_id)
@@ -36,8 +37,8 @@ def termly_rows(store: Store, due_from: date, due_to: date,
          .where(and_(t.reviews.c.current.is_(True), t.reviews.c.status.in_(OPEN),
                      t.reviews.c.due_by >= due_from, t.reviews.c.due_by <= due_to))
          .order_by(t.pupils.c.school_urn, t.reviews.c.due_by, t.plans.c.case_id))
-    if school_urn is not None:
-        q = q.where(t.pupils.c.school_urn == school_urn)
+    if school_urn is not None:  # a former school's URN does not put a reg 21 review on its list
+        q = q.where(t.pupils.c.school_urn == school_urn, t.plans.c.no_setting.is_(False))
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -78,6 +79,8 @@ plans = Table(
     Column("plan_type", String(32), nullable=False, default="ehcp"),
     Column("coordinator_email", String(254)),
     Column("post16_move", Date),  # reg 18(2): a move between post-16 institutions
+    Column("no_setting", Boolean, nullable=False, default=False,
+           server_default=false()),  # reg 21: the LA arranges the review
 )
 
 reviews = Table(

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from ehcbridge.intake import COLUMNS, INVITEE_COLUMNS, IntakeError, parse_date, parse_datetime
+from ehcbridge.intake import (
+    COLUMNS,
+    INVITEE_COLUMNS,
+    MOVE_COLUMN,
+    NO_SETTING_COLUMN,
+    IntakeError,
+    parse_date,
+    parse_datetime,
+)
 from ehcbridge.models import Invitee, Outcome, Role
 
 if TYPE_CHECKING:
@@ -23,7 +31,8 @@ if TYPE_CHECKING:
 TOLERANCE_SECONDS = 300
 TIMESTAMP_HEADER = "x-ehcbridge-timestamp"
 SIGNATURE_HEADER = "x-ehcbridge-signature"
-REVIEW_FIELDS = (*COLUMNS, *(f"{p}_{k}" for p in INVITEE_COLUMNS for k in ("email", "name")))
+REVIEW_FIELDS = (*COLUMNS, MOVE_COLUMN, NO_SETTING_COLUMN,
+                 *(f"{p}_{k}" for p in INVITEE_COLUMNS for k in ("email", "name")))
 MEETING_FIELDS = ("case_id", "start", "end", "location", "online")
 # Which data fields each type takes, and which of them are required.
 TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
