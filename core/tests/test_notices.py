@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,20 @@ def test_a_professional_sees_names_only_when_the_council_allows_it(store: Store)
         senco = next(n for n in comp.views_request() if n.recipient.role == "setting")
         assert expect in senco.subject
         assert ("Sam" in senco.text()) is allowed
+
+
+def test_the_report_tells_professionals_the_setting_hears_only_when_there_is_one(
+        store: Store) -> None:
+    _case(store, invitees=[
+        Invitee(role=Role.PARENT, name="Ms R Example", email="parent@example.net"),
+        Invitee(role=Role.HEALTH, name="SALT", email="salt@nhs.example.net")])
+    case = store.case("EHC-1")
+    for no_setting, told in ((False, "the family and the setting"), (True, "the family")):
+        plan = case.plan.model_copy(update={"no_setting": no_setting})
+        comp = Composer(settings=NoticeSettings(), case=replace(case, plan=plan),
+                        today=date(2027, 3, 4))
+        salt = next(n for n in comp.report(None) if n.recipient.role == "health")
+        assert f"will write to {told} within four weeks" in salt.text()
 
 
 def test_a_young_person_over_compulsory_school_age_is_addressed_instead_of_the_parent(

@@ -170,6 +170,7 @@ class Composer:
             "views_due": long_date(views_due) if views_due else "two weeks before the meeting",
             "views_due_short": short_date(views_due) if views_due else "soon",
             "pfa": case.review.preparing_for_adulthood,
+            "no_setting": case.plan.no_setting,
             "advice": [], "attached": False,
             # False for a team a plugin chases itself: its advice_reminder only circulates.
             "chase": True,
