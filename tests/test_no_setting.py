@@ -57,9 +57,12 @@ def test_the_la_arranges_the_review_of_a_child_at_no_school(ehc: Any) -> None:
     shown = ehc("review", "--now", NOW, "show", "EHC-H")
     assert "Attends no school or college: the LA arranges this review" in shown
 
-    # School 130001's head is not sent a list naming a child who has left it.
+    # School 130001's head is not sent a list naming a child who has left it, and the SEN2
+    # return does not report the child there.
     assert termly(ehc) == {"130001": ["EHC-S"], "none": ["EHC-H"]}
     assert termly(ehc, "--school", "130001") == {"130001": ["EHC-S"]}
+    sen2 = ehc("report", "sen2", "--year", "2027", "--csv").splitlines()
+    assert ",EHC-H,," in sen2[1] and ",EHC-S,130001," in sen2[2]
 
     # Next month's list: Sol now learns at home. The school is no longer invited (the calendar
     # plugins send it the cancellation) and the LA owes what the school did.

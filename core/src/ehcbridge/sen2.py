@@ -37,7 +37,10 @@ def rows_for(store: Store, census: date) -> list[dict[str, str]]:
         meeting = r["meeting_start"].astimezone(LONDON).date() if r["meeting_start"] else None
         decided = r["decided_on"] if r["decided_on"] and r["decided_on"] <= census else None
         out.append({
-            "upn": r["upn"] or "", "case_id": r["case_id"], "school_urn": r["school_urn"] or "",
+            # A child at no school or college (reg 21) is reported at none, whatever URN the
+            # list still shows of a school they left.
+            "upn": r["upn"] or "", "case_id": r["case_id"],
+            "school_urn": "" if r["no_setting"] else r["school_urn"] or "",
             "review_meeting_date": meeting.isoformat() if meeting else "",
             "review_decision": r["outcome"] if decided else "",
             "review_decision_date": decided.isoformat() if decided else "",

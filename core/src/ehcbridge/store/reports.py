@@ -82,7 +82,7 @@ def sen2_rows(store: Store, census: date) -> list[dict[str, Any]]:
             .where(and_(m.c.status == "held", m.c.start < cutoff)).subquery())
     latest = (select(held.c.plan_id, func.max(held.c.start).label("start"))
               .group_by(held.c.plan_id).subquery())
-    q = (select(t.plans.c.case_id, t.pupils.c.upn, t.pupils.c.school_urn,
+    q = (select(t.plans.c.case_id, t.pupils.c.upn, t.pupils.c.school_urn, t.plans.c.no_setting,
                 latest.c.start.label("meeting_start"), held.c.review_id,
                 t.decisions.c.outcome, t.decisions.c.decided_on)
          .join(t.pupils, t.pupils.c.id == t.plans.c.pupil_id)
