@@ -47,6 +47,10 @@ def termly(ehc: Any, *school: str) -> dict[str, list[str]]:
 
 def test_the_la_arranges_the_review_of_a_child_at_no_school(ehc: Any) -> None:
     assert "2 added" in ehc("import", "reviews", "reviews.csv", "--now", NOW)
+    # Planning school 130001's meetings leaves out the child who left it.
+    planned = ehc("plan", "--school", "130001", "--json", "--now", NOW)
+    proposed = json.JSONDecoder().raw_decode(planned)[0]
+    assert "EHC-S" in planned and "EHC-H" not in planned, proposed
     home, school = duties(ehc, "EHC-H"), duties(ehc, "EHC-S")
     assert home["invitations_sent"][:2] == ("la", "SEND Regs 2014 reg 21(3)")
     assert home["report_sent"][:2] == ("la", "SEND Regs 2014 reg 21(7)")

@@ -129,14 +129,19 @@ def test_the_webhook_carries_a_post16_move_and_no_setting(app: App) -> None:
 def test_review_page_says_who_arranges_the_review_and_a_post16_move(app: App,
                                                                     tmp_path: Path) -> None:
     from ehcbridge.intake import import_reviews
+    from ehcbridge.models import DutyStatus
 
-    from .conftest import NOW
+    from .conftest import NOW, duty
 
     later = tmp_path / "later.csv"
     later.write_text("case_id,forename,surname,nc_year,school_urn,plan_issued,no_setting,"
                      "post16_move\nEHC-004,Dee,Evans,12,100001,2026-05-01,yes,2027-09-06\n",
                      encoding="utf-8")
     import_reviews(app, later, now=NOW)
+    review = app.store.case("EHC-004").review.id or 0
+    app.store.save_duties(review, [duty("meeting_held", date(2027, 2, 17), DutyStatus.AT_RISK)])
+    home = signed_in(app, "viewer@council.example").get("/").text
+    assert "No school or college (reg 21)" in home  # not under school 100001
     html = signed_in(app, "viewer@council.example").get("/reviews/EHC-004").text
     assert "None: the local authority arranges this review (reg 21)" in html
     assert "06 Sep 2027 (reg 18(2)" in html

@@ -534,6 +534,7 @@ class Store:
         q = (select(t.plans.c.case_id, t.reviews.c.id.label("review_id"), t.reviews.c.kind,
                     t.reviews.c.due_by, t.reviews.c.status, t.reviews.c.preparing_for_adulthood,
                     t.plans.c.coordinator_email, t.pupils.c.school_urn, t.pupils.c.upn,
+                    t.plans.c.no_setting,
                     m.c.start.label("meeting_start"), m.c.status.label("meeting_status"))
              .join(t.plans, t.plans.c.id == t.reviews.c.plan_id)
              .join(t.pupils, t.pupils.c.id == t.plans.c.pupil_id)
@@ -547,7 +548,7 @@ class Store:
         if due_before is not None:
             q = q.where(t.reviews.c.due_by <= due_before)
         if school_urn is not None:
-            q = q.where(t.pupils.c.school_urn == school_urn)
+            q = q.where(t.at_school(school_urn))
         if flag is not None:
             q = q.where(t.reviews.c.id.in_(select(t.flags.c.review_id)
                                            .where(t.flags.c.flag == flag)))
@@ -571,7 +572,7 @@ class Store:
                          t.reviews.c.status == ReviewStatus.DUE.value))
              .order_by(t.reviews.c.due_by, t.plans.c.case_id))
         if school_urn is not None:
-            q = q.where(t.pupils.c.school_urn == school_urn)
+            q = q.where(t.at_school(school_urn))
         out = []
         with self.engine.connect() as conn:
             for r in conn.execute(q):

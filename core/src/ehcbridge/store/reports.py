@@ -37,8 +37,8 @@ def termly_rows(store: Store, due_from: date, due_to: date,
          .where(and_(t.reviews.c.current.is_(True), t.reviews.c.status.in_(OPEN),
                      t.reviews.c.due_by >= due_from, t.reviews.c.due_by <= due_to))
          .order_by(t.pupils.c.school_urn, t.reviews.c.due_by, t.plans.c.case_id))
-    if school_urn is not None:  # a former school's URN does not put a reg 21 review on its list
-        q = q.where(t.pupils.c.school_urn == school_urn, t.plans.c.no_setting.is_(False))
+    if school_urn is not None:
+        q = q.where(t.at_school(school_urn))
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
 

@@ -293,3 +293,11 @@ notices = Table(
     Column("queued_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
 )
+
+
+def at_school(urn: str) -> Any:
+    """Where a review's pupil is at the school ``urn``: a child at no school or college (reg
+    21) is at none, whatever URN a list still shows of a school they left."""
+    from sqlalchemy import and_
+
+    return and_(pupils.c.school_urn == urn, plans.c.no_setting.is_(False))
