@@ -90,3 +90,25 @@ def test_a_setting_for_a_child_at_no_setting_is_a_row_error(ehc: Any, tmp_path: 
     assert "row 2, column setting_email" in out and "reg 21" in out
     assert "row 3, column no_setting" in out and "is not true or false" in out
     assert "nothing was imported" in out
+
+
+def test_a_caseworker_records_it_and_a_list_that_does_not_say_keeps_it(ehc: Any) -> None:
+    plain = "case_id,forename,surname,dob,nc_year,school_urn,plan_issued,setting_email\n" \
+            "EHC-T,Tam,Ives,2014-10-02,7,130001,2026-02-20,senco@school.example.org\n"
+    Path("plain.csv").write_text(plain, encoding="utf-8")
+    ehc("import", "reviews", "plain.csv", "--now", NOW)
+    out = ehc("review", "--now", NOW, "no-setting", "EHC-T")
+    assert "EHC-T: attends no school or college; the local authority arranges the review" in out
+    assert "senco@school.example.org is still invited as the setting" in out
+    assert duties(ehc, "EHC-T")["report_sent"][:2] == ("la", "SEND Regs 2014 reg 21(7)")
+
+    # The Hub's next export has no such column and still names the school's SENCO: the child
+    # stays at no setting, and the SENCO that list named is no longer invited.
+    ehc("import", "reviews", "plain.csv", "--now", NOW)
+    data = json.loads(ehc("review", "--now", NOW, "show", "EHC-T", "--json"))
+    assert data["plan"]["no_setting"] is True
+    assert "setting" not in {i["role"] for i in data["invitees"]}
+
+    out = ehc("review", "--now", NOW, "no-setting", "EHC-T", "--undo")
+    assert "EHC-T: attends a school or college again" in out
+    assert duties(ehc, "EHC-T")["report_sent"][:2] == ("setting", "SEND Regs 2014 reg 20(7)")

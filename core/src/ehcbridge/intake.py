@@ -113,6 +113,7 @@ class IntakeRow:
     online: bool
     invitees: list[Invitee] = field(default_factory=list)
     details: PlanDetails | None = None
+    no_setting_listed: bool = True  # False: the list has no no_setting column
 
 
 @dataclass
@@ -330,6 +331,7 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
                   post16_move=move, no_setting=no_setting),
         coordinator_email=email, meeting_start=start, meeting_end=end,
         location=v.get("location") or None, online=online_raw in TRUE, invitees=invitees,
+        no_setting_listed=NO_SETTING_COLUMN in v,
         details=PlanDetails(receiving, services) if "receiving_school" in v
         or "outcome_services" in v else None,
     )
@@ -467,7 +469,7 @@ class _Writer:
                 # Reg 20(6): the review in Year 9, read at its due date, as the decision does.
                 review_due=due, kind=kind, pfa=self._pfa(row.pupil, on=due, as_of=today),
                 invitees=row.invitees,
-                meeting=meeting))
+                meeting=meeting, no_setting_listed=row.no_setting_listed))
         by_case = {row.plan.case_id: row for row in rows}
         try:
             if self.rejected and not self.skip_invalid:

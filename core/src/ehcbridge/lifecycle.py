@@ -1109,6 +1109,15 @@ def post16_move(state: ReviewState, move: date | None, *, today: date,
                   clear_flags=(FLAG_OVERDUE,) if due >= today else (), warnings=warnings)
 
 
+def no_setting(state: ReviewState, value: bool, *, today: date,
+               policy: Policy = DEFAULT_POLICY) -> Change:
+    """Record that the child or young person attends no school or other institution (True:
+    the LA arranges the review and owes its duties, reg 21) or attends one again (False)."""
+    plan = state.plan.model_copy(update={"no_setting": value})
+    return Change(action="no_setting", plan=plan,
+                  duties=duties(replace(state, plan=plan), policy, today))
+
+
 def timer_fired(state: ReviewState, *, kind: str, meeting_id: int, now: datetime,
                 policy: Policy = DEFAULT_POLICY) -> Change:
     """What a timer means when it comes due: a views stage, or the meeting's end."""

@@ -75,6 +75,30 @@ def add_review_commands(group: click.Group) -> None:
                        "sooner than 5 months before it")
         warn(change)
 
+    @group.command("no-setting")
+    @click.argument("case")
+    @click.option("--undo", is_flag=True, help="The child attends a school or college again.")
+    def review_no_setting(case: str, undo: bool) -> None:
+        """Record that the child or young person attends no school or other institution
+        (educated at home, not in education): the LA arranges the review (reg 21)."""
+        from ehcbridge import transitions
+        from ehcbridge.invocation import get_app
+        from ehcbridge.models import Role
+
+        _run(transitions.no_setting, case, value=not undo,
+             policy=lambda app: app.lifecycle_policy())
+        if undo:
+            click.echo(f"{case}: attends a school or college again; the setting arranges the "
+                       "review (reg 20)")
+            return
+        click.echo(f"{case}: attends no school or college; the local authority arranges the "
+                   "review and owes its duties (reg 21)")
+        for invitee in get_app().store.case(case).invitees:
+            if invitee.role == Role.SETTING:  # the school left: a caseworker decides
+                click.echo(f"warning: {invitee.email or invitee.name} is still invited as the "
+                           f"setting; remove it with 'ehcbridge review uninvite {case} --email "
+                           "ADDRESS'", err=True)
+
     @group.command("advice")
     @click.argument("case")
     @click.option("--on", "on", help="Date the advice and views were circulated (default today).")

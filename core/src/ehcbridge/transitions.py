@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from ehcbridge import lifecycle
 from ehcbridge.lifecycle import DEFAULT_POLICY, Change, LifecycleError, Policy, ReviewState
-from ehcbridge.models import LONDON, DutyStatus, Invitee, Outcome, Review, ReviewStatus
+from ehcbridge.models import LONDON, DutyStatus, Invitee, Outcome, Review, ReviewStatus, Role
 from ehcbridge.store import CaseInput, CaseView, Store, StoreError, reads
 
 if TYPE_CHECKING:
@@ -258,6 +258,13 @@ def post16_move(store: Store, case_id: str, *, move: date | None, now: datetime,
         s, move, today=today_of(now), policy=policy))
 
 
+def no_setting(store: Store, case_id: str, *, value: bool, now: datetime,
+               policy: Policy = DEFAULT_POLICY) -> Change:
+    """Record that the child attends no school or college (True; reg 21) or one again."""
+    return _one(store, case_id, now, None, lambda c, s: lifecycle.no_setting(
+        s, value, today=today_of(now), policy=policy))
+
+
 def refresh(store: Store, conn: Connection, review_id: int, now: datetime,
             policy: Policy = DEFAULT_POLICY) -> None:
     """Re-date a review's duties after its due date or kind changed (an import update)."""
@@ -322,6 +329,16 @@ def _keep_post16_move(view: CaseView | None, item: CaseInput, policy: Policy,
         return
     item.plan = item.plan.model_copy(update={"post16_move": view.plan.post16_move})
     item.kind, item.review_due = lifecycle.open_review(item.plan, item.pupil, policy, today)
+
+
+def _keep_no_setting(view: CaseView | None, item: CaseInput) -> None:
+    """A list that does not say whether the child attends a setting (no no_setting column)
+    leaves what is recorded ('review no-setting'): a child at no setting stays so, and the
+    setting such a list still names (the Hub's last school) is not invited."""
+    if view is None or item.no_setting_listed or not view.plan.no_setting:
+        return
+    item.plan = item.plan.model_copy(update={"no_setting": True})
+    item.invitees = [i for i in item.invitees if i.role != Role.SETTING]
 
 
 def _keep_later_decision(view: CaseView | None, item: CaseInput) -> None:
@@ -389,6 +406,7 @@ def import_cases(store: Store, conn: Connection, items: list[CaseInput], now: da
         views = reads.current_cases_in(conn, [i.plan.case_id for i in chunk])
         for item in chunk:
             _keep_post16_move(views.get(item.plan.case_id), item, policy, today)
+            _keep_no_setting(views.get(item.plan.case_id), item)
             _keep_later_decision(views.get(item.plan.case_id), item)
         existing = store.existing_case_ids(conn, [i.plan.case_id for i in chunk
                                                   if i.plan.case_id not in views]) | set(views)

@@ -104,6 +104,7 @@ class CaseInput:
     invitees: list[Invitee] = field(default_factory=list)
     meeting: tuple[datetime, datetime, str | None, bool] | None = None
     replaced: int = 0  # set by the import: invitees of an earlier list this one replaced
+    no_setting_listed: bool = True  # False: the list does not say, keep what is recorded
 
 
 @dataclass
@@ -763,10 +764,10 @@ class Store:
             review_values["report_sent_on"] = change.report_sent_on
         if review_values:
             c.execute(update(t.reviews).where(t.reviews.c.id == review_id).values(**review_values))
-        if change.plan is not None:  # a transition changes only the post-16 move date
+        if change.plan is not None:  # what a transition may change of the plan
             c.execute(update(t.plans).where(t.plans.c.id == select(t.reviews.c.plan_id).where(
                 t.reviews.c.id == review_id).scalar_subquery())
-                .values(post16_move=change.plan.post16_move))
+                .values(post16_move=change.plan.post16_move, no_setting=change.plan.no_setting))
         if change.timers is not None:
             c.execute(delete(t.timers).where(and_(t.timers.c.review_id == review_id,
                                                   t.timers.c.fired.is_(False))))
