@@ -112,3 +112,20 @@ def test_a_caseworker_records_it_and_a_list_that_does_not_say_keeps_it(ehc: Any)
     out = ehc("review", "--now", NOW, "no-setting", "EHC-T", "--undo")
     assert "EHC-T: attends a school or college again" in out
     assert duties(ehc, "EHC-T")["report_sent"][:2] == ("setting", "SEND Regs 2014 reg 20(7)")
+
+
+def test_a_council_rule_invites_its_home_education_team(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> None:
+    ehc = cli_invoker(tmp_path, monkeypatch, f'[store]\nurl = "{store_url}"\n\n'
+                      '[[engine.invitation_rules]]\nname = "ehe-team"\n'
+                      'team = "Elective home education team"\nemail = "ehe@council.example"\n'
+                      'no_setting_only = true\n')
+    Path("reviews.csv").write_text(LIST, encoding="utf-8")
+    ehc("import", "reviews", "reviews.csv", "--now", NOW)
+    for case in ("EHC-H", "EHC-S"):
+        ehc("review", "--now", NOW, "schedule", case, "--start", "2026-12-02T10:00")
+    ehc("run", "--once", "--now", "2026-04-01T18:00")  # rules apply before invitations go
+    sources = {case: {i["source"] for i in json.loads(ehc(
+        "review", "--now", NOW, "show", case, "--json"))["invitees"]}
+        for case in ("EHC-H", "EHC-S")}
+    assert "rule:ehe-team" in sources["EHC-H"] and "rule:ehe-team" not in sources["EHC-S"]

@@ -182,6 +182,15 @@ def test_rules_add_pfa_for_year_9_and_the_receiving_school_for_a_transfer() -> N
     assert [i.source for i in year4] == ["rule:la-sen-team"]  # not a transfer year
 
 
+def test_a_rule_for_children_at_no_school_or_college() -> None:
+    ehe = InvitationRule(name="ehe-team", team="Elective home education team",
+                         email="ehe@council.example", no_setting_only=True)
+    pupil = Pupil(forename="A", surname="B", nc_year=7)
+    at_home = rule_invitees([ehe], _review(), pupil, PlanDetails(), DIRECTORY, no_setting=True)
+    assert [(i.source, i.email) for i in at_home] == [("rule:ehe-team", "ehe@council.example")]
+    assert rule_invitees([ehe], _review(), pupil, PlanDetails(), DIRECTORY) == []
+
+
 # Figures --------------------------------------------------------------------------------------
 
 

@@ -68,6 +68,12 @@ email = "csw@council.example.gov.uk"
 from_nc_year = 9
 
 [[engine.invitation_rules]]
+name = "ehe-team"               # a child at no school or college (reg 21)
+team = "Elective home education team"
+email = "ehe@council.example.gov.uk"
+no_setting_only = true
+
+[[engine.invitation_rules]]
 name = "la-sen-team"
 role = "la_sen_officer"
 team = "SEN team"

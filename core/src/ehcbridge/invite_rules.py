@@ -46,6 +46,9 @@ class InvitationRule(BaseModel):
     from_nc_year: int | None = Field(default=None, ge=-2, le=14,
                                      description="Only pupils in this NC year or later")
     phase_transfer_only: bool = False
+    no_setting_only: bool = False
+    """Only a child at no school or college, whose review the LA arranges (reg 21): the LA's
+    elective home education team, say."""
 
     @field_validator("email")
     @classmethod
@@ -54,10 +57,13 @@ class InvitationRule(BaseModel):
             raise ValueError("is not an email address")
         return value
 
-    def matches(self, review: Review, pupil: Pupil, transfer: bool) -> bool:
+    def matches(self, review: Review, pupil: Pupil, transfer: bool,
+                no_setting: bool = False) -> bool:
         """True when this review meets the rule's conditions."""
         if self.from_nc_year is not None and (pupil.nc_year is None
                                               or pupil.nc_year < self.from_nc_year):
+            return False
+        if self.no_setting_only and not no_setting:
             return False
         return not (self.phase_transfer_only and not transfer)
 
@@ -91,12 +97,13 @@ def is_transfer(review: Review, pupil: Pupil, infant_school: bool) -> bool:
 
 def rule_invitees(rules: list[InvitationRule], review: Review, pupil: Pupil,
                   details: PlanDetails, directory: dict[str, School] | None,
-                  infant_school: bool = False) -> list[Invitee]:
-    """The invitees the rules add for this review (pure; routing happens later)."""
+                  infant_school: bool = False, no_setting: bool = False) -> list[Invitee]:
+    """The invitees the rules add for this review (pure; routing happens later);
+    ``no_setting``: the child attends no school or college (reg 21)."""
     transfer = is_transfer(review, pupil, infant_school)
     out: list[Invitee] = []
     for rule in rules:
-        if not rule.matches(review, pupil, transfer):
+        if not rule.matches(review, pupil, transfer, no_setting):
             continue
         source = (SOURCE_PREFIX + rule.name)[:40]
         if rule.invite == "fixed":
@@ -204,7 +211,8 @@ def ensure_rule_invitees(app: App, case_id: str, case: CaseView | None = None,
     have_teams = {(i.source, i.team) for i in case.invitees}
     added = 0
     for invitee in rule_invitees(engine.invitation_rules, case.review, case.pupil, details,
-                                 directory, case.pupil.school_urn in engine.infant_schools):
+                                 directory, case.pupil.school_urn in engine.infant_schools,
+                                 case.plan.no_setting):
         if invitee.email and (invitee.role, invitee.email.casefold()) in have:
             continue
         if invitee.email is None and (invitee.source, invitee.team) in have_teams:
