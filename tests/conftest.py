@@ -48,6 +48,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("fresh_pg_url"))
 
 
+@pytest.fixture
+def council(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Any:
+    """``invoke(*args, code=0)``: the real ``ehcbridge`` command on a settings file naming only
+    the test store (on each backend), run in ``tmp_path``."""
+    from ehcbridge.testing import cli_invoker
+
+    return cli_invoker(tmp_path, monkeypatch, f'[store]\nurl = "{store_url}"\n')
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No EHCBRIDGE_* leaks in, no ./ehcbridge.toml is read, data goes to a temp folder."""

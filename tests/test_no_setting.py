@@ -24,10 +24,9 @@ NOW = "2026-04-01T09:00"
 
 
 @pytest.fixture
-def ehc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Any:
-    invoke = cli_invoker(tmp_path, monkeypatch, f'[store]\nurl = "{store_url}"\n')
-    (tmp_path / "reviews.csv").write_text(LIST, encoding="utf-8")
-    return invoke
+def ehc(council: Any) -> Any:
+    Path("reviews.csv").write_text(LIST, encoding="utf-8")  # in the test's folder
+    return council
 
 
 def duties(ehc: Any, case: str) -> dict[str, tuple[str, str, list[str]]]:

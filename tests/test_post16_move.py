@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ehcbridge.testing import cli_invoker
 
 HEADER = "case_id,forename,surname,dob,nc_year,school_urn,plan_issued,parent_email,post16_move\n"
 LIST = HEADER + (
@@ -24,10 +23,9 @@ NOW = "2026-04-01T09:00"
 
 
 @pytest.fixture
-def ehc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Any:
-    invoke = cli_invoker(tmp_path, monkeypatch, f'[store]\nurl = "{store_url}"\n')
-    (tmp_path / "reviews.csv").write_text(LIST, encoding="utf-8")
-    return invoke
+def ehc(council: Any) -> Any:
+    Path("reviews.csv").write_text(LIST, encoding="utf-8")  # in the test's folder
+    return council
 
 
 def show(ehc: Any, case: str) -> dict[str, Any]:
