@@ -31,6 +31,7 @@ from ehcbridge.formats import (
 )
 from ehcbridge.invite_rules import PlanDetails, check_receiving_school, parse_services
 from ehcbridge.models import Invitee, Plan, Pupil, Role
+from ehcbridge.timeline import post16_move_problem
 
 if TYPE_CHECKING:
     from ehcbridge.app import App
@@ -258,11 +259,9 @@ def _parse_row(locate: Any, number: int, v: dict[str, str], problems: list[RowPr
         nc_year = parse_nc_year(v.get("nc_year"))
     except ValueError as exc:
         bad("nc_year", str(exc))
-    if move is not None and nc_year is not None and nc_year < 12:
-        bad(MOVE_COLUMN, f"is for a move between post-16 institutions (reg 18(2)); nc_year is "
-                         f"{nc_year}")
-    elif move is not None and issued is not None and move <= (last or issued):
-        bad(MOVE_COLUMN, "is not after the plan's current review period began")
+    if move is not None and issued is not None and (
+            why := post16_move_problem(move, nc_year, last or issued)):
+        bad(MOVE_COLUMN, f"is refused: {why}")
     upn: str | None = None
     if v.get("upn"):
         try:

@@ -313,7 +313,7 @@ class Change:
     review_status: ReviewStatus | None = None
     kind: ReviewKind | None = None
     due_by: date | None = None
-    plan: Plan | None = None  # the plan as changed (its post-16 move date)
+    plan: Plan | None = None  # the plan as changed (its post-16 move, whether at no setting)
     meeting: Meeting | None = None
     new_meeting: bool = False
     held_at: datetime | None = None
@@ -1058,16 +1058,11 @@ def post16_move(state: ReviewState, move: date | None, *, today: date,
     """Record (or, with None, withdraw) a young person's move to another post-16 institution
     outside the usual transfers: the review becomes due 5 months before it (reg 18(2)) when
     that is sooner, and its duties are re-dated."""
-    case, nc = state.case_id, state.pupil.nc_year
+    case = state.case_id
     start = timeline.review_period_start(state.plan)
-    if move is not None and nc is not None and nc < 12:
-        raise LifecycleError(
-            f"{case}: reg 18(2) covers a move between post-16 institutions; the pupil is in "
-            f"Year {nc} (a move at the end of Year 11 has its 31 March deadline already)",
-            case_id=case, field="on", value=move.isoformat())
-    if move is not None and move <= start:
-        raise LifecycleError(f"{case}: the move on {move.isoformat()} is not after the plan's "
-                             "current review period began", case_id=case, field="on",
+    problem = timeline.post16_move_problem(move, state.pupil.nc_year, start) if move else None
+    if move is not None and problem is not None:
+        raise LifecycleError(f"{case}: {problem}", case_id=case, field="on",
                              value=move.isoformat())
     kind, due = state.review.kind, state.review.due_by
     old = state.plan.post16_move

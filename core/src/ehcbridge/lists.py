@@ -26,8 +26,10 @@ from ehcbridge.timeline import academic_year_end
 if TYPE_CHECKING:
     from ehcbridge.store import Store
 
-# The group of reviews the LA arranges itself, for children at no school or college (reg 21).
+# The group of reviews the LA arranges itself, for children at no school or college (reg 21),
+# and its name wherever reviews are shown by school.
 NO_SETTING = "none"
+NO_SETTING_NAME = "No school or college (reg 21)"
 
 COLUMNS = ("school_urn", "school_name", "case_id", "initials", "nc_year", "due_by",
            "meeting", "phase_transfer", "preparing_for_adulthood")
@@ -104,7 +106,7 @@ def build(store: Store, *, title: str, due_from: date, due_to: date, as_of: date
         meeting = r["meeting_start"] if r["meeting_status"] == "scheduled" else None
         groups[urn].append(ListEntry(
             school_urn=urn, school_name=school.name if school else (
-                "no school or college (reg 21)" if urn == NO_SETTING else ""),
+                NO_SETTING_NAME if urn == NO_SETTING else ""),
             case_id=r["case_id"],
             initials="".join(p[0].upper() for p in (r["forename"], r["surname"]) if p),
             nc_year=nc, due_by=r["due_by"], meeting=meeting,

@@ -120,6 +120,18 @@ def post16_move_deadline(move: date) -> date:
     return add_months(move, -POST16_MOVE_MONTHS)
 
 
+def post16_move_problem(move: date, nc_year: int | None, period_start: date) -> str | None:
+    """Why ``move`` cannot be a reg 18(2) move for this pupil and plan, or None: the rule
+    covers moves between post-16 institutions, still to come in the current review period."""
+    if nc_year is not None and nc_year < 12:
+        return (f"reg 18(2) covers a move between post-16 institutions; the pupil is in Year "
+                f"{nc_year} (a move at the end of Year 11 has its 31 March deadline already)")
+    if move <= period_start:
+        return (f"the move on {move.isoformat()} is not after the plan's current review period "
+                "began")
+    return None
+
+
 def _phase_transfer(
     pupil: Pupil | None, options: ClockOptions, as_of: date, start: date, annual_due: date,
     post16_move: date | None = None,

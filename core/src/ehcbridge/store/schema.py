@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     false,
 )
 
@@ -298,6 +299,4 @@ notices = Table(
 def at_school(urn: str) -> Any:
     """Where a review's pupil is at the school ``urn``: a child at no school or college (reg
     21) is at none, whatever URN a list still shows of a school they left."""
-    from sqlalchemy import and_
-
     return and_(pupils.c.school_urn == urn, plans.c.no_setting.is_(False))

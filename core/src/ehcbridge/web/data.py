@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 D = TypeVar("D", bound="Named")
 ATTENTION = (DutyStatus.AT_RISK, DutyStatus.MISSED)
 OPEN = (DutyStatus.PENDING, DutyStatus.AT_RISK)
-# The home page's group for children at no school or college: the LA arranges their reviews.
-NO_SCHOOL = "No school or college (reg 21)"
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,9 @@ def attention(app: App) -> list[AttentionRow]:
     """Duties at risk or missed, by school then due date."""
     reviews = app.store.list_reviews(open_only=False)
     rows = acting(app, ATTENTION, reviews)
-    schools = {r["case_id"]: NO_SCHOOL if r["no_setting"] else r["school_urn"] or ""
+    from ehcbridge.lists import NO_SETTING_NAME
+
+    schools = {r["case_id"]: NO_SETTING_NAME if r["no_setting"] else r["school_urn"] or ""
                for r in reviews}
     pupils = app.store.pupils_of(case_id for case_id, _r, _d in rows)
     out = [AttentionRow(case_id, pupils[case_id].initials, schools.get(case_id, ""), duty)
