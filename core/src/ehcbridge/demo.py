@@ -201,7 +201,10 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
     from ehcbridge import lifecycle, transitions
     from ehcbridge.lifecycle_cli import demo_day
 
-    demo_day(app, day)  # schools circulate advice and send reports (issue 12)
+    # Schools circulate advice and send reports (issue 12); the LA follows its amend decisions.
+    for case_id in demo_day(app, day):
+        actions[f"decided not to amend after the representations ({case_id}, reg 22(4): the "
+                "family is told why, with the right to appeal)"] += 1
     store = app.store
     if day == date(2026, 12, 1):
         for row in store.list_reviews():

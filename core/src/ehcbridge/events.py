@@ -34,7 +34,7 @@ class LifecycleEvent(Frozen):
     ``hook`` is the hook name; ``action`` says what happened:
     ``scheduled``/``rescheduled``/``cancelled`` (on_review_scheduled),
     ``request``/``reminder``/``due`` (on_views_due), ``recorded``/``ended``
-    (on_meeting_held) and ``recorded`` (on_decision).
+    (on_meeting_held) and ``recorded``/``not_amended`` (on_decision).
     ``idempotency_key`` is identical across retries and restarts: pass it to remote APIs.
     """
 

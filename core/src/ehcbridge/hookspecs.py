@@ -65,8 +65,9 @@ def on_meeting_held(event: LifecycleEvent, ctx: HookContext) -> None:
 
 @hookspec
 def on_decision(event: LifecycleEvent, ctx: HookContext) -> None:
-    """The LA recorded its decision (``event.decision``: maintain, amend or cease). Return value
-    ignored."""
+    """The LA recorded its decision (``event.decision``: maintain, amend or cease; ``event.action``
+    ``recorded``), or after the representations decided not to make the proposed amendments
+    (``not_amended``, reg 22(4); ``event.reason`` says why). Return value ignored."""
 
 
 @hookspec

@@ -56,6 +56,8 @@ HOOK_REVIEW_SCHEDULED = "on_review_scheduled"
 HOOK_VIEWS_DUE = "on_views_due"
 HOOK_MEETING_HELD = "on_meeting_held"
 HOOK_DECISION = "on_decision"
+# on_decision's second action: after representations, no amendments after all (reg 22(4)).
+ACTION_NOT_AMENDED = "not_amended"
 HOOK_DEADLINE = "on_deadline"
 LIFECYCLE_HOOKS = (HOOK_REVIEW_SCHEDULED, HOOK_VIEWS_DUE, HOOK_MEETING_HELD, HOOK_DECISION,
                    HOOK_DEADLINE)
@@ -531,6 +533,8 @@ def _carry(fresh: Duty, old: Duty | None) -> Duty:
     """The fresh duty (new due date) with what was recorded on the old one."""
     if old is None:
         return fresh
+    if old.rule == timeline.RULE_NOT_AMENDED:  # reg 22(4) ended it, not a final plan
+        fresh = fresh.model_copy(update={"rule": old.rule})
     if old.status == DutyStatus.NOT_APPLICABLE:
         return fresh.model_copy(update={"status": old.status, "evidence": old.evidence})
     if old.met_on is not None:
@@ -1012,6 +1016,11 @@ def final_plan_issued(state: ReviewState, *, on: date, policy: Policy = DEFAULT_
         raise LifecycleError(f"{state.case_id}: a final plan issued on {on.isoformat()} is "
                              f"before the proposed amendments of {proposed.met_on.isoformat()}",
                              case_id=state.case_id, field="on", value=on.isoformat())
+    final = state.duty(FINAL_PLAN_ISSUED)
+    if final is not None and final.met_on is not None and final.rule == timeline.RULE_NOT_AMENDED:
+        raise LifecycleError(f"{state.case_id}: the decision not to amend was recorded on "
+                             f"{final.met_on.isoformat()} already; the plan stays as it is",
+                             case_id=state.case_id, field="on")
     change = _met(state, FINAL_PLAN_ISSUED, on, f"review final-plan --on {on.isoformat()}",
                   policy)
     found = list(change.duties)
@@ -1023,17 +1032,84 @@ def final_plan_issued(state: ReviewState, *, on: date, policy: Policy = DEFAULT_
                 text, flag = _late(found[i], f"the final plan was issued on {on.isoformat()}")
                 warnings.append(text)
                 flags.append(flag)
-        if d.name == REPRESENTATIONS_WINDOW and d.due is not None and d.met_on is None:
-            if on < d.due:
-                text = (f"{d.name} ({d.rule}): the final plan was issued on {on.isoformat()}, "
-                        f"before the 15 days for representations ended on {d.due.isoformat()}")
-                found[i] = d.model_copy(update={"status": DutyStatus.MISSED,
-                                                "evidence": f"final plan issued {on}"})
-                warnings.append(text)
-                flags.append((FLAG_LATE, text))
-            else:
-                found[i] = meet(d, d.due, "15 days allowed before the final plan")
+    _close_representations(found, on, ("the final plan", "was issued", "final plan issued"),
+                           warnings, flags)
     return replace(change, duties=tuple(found), warnings=tuple(warnings), flags=tuple(flags))
+
+
+def _close_representations(found: list[Duty], on: date, what: tuple[str, str, str],
+                           warnings: list[str], flags: list[tuple[str, str]]) -> None:
+    """The 15 days for representations, once the LA concluded the amendments on ``on`` (``what``:
+    the step, its verb, its evidence): allowed when they had ended, missed (warned and flagged)
+    when it concluded sooner."""
+    step, verb, evidence = what
+    for i, d in enumerate(found):
+        if d.name != REPRESENTATIONS_WINDOW or d.due is None or d.met_on is not None:
+            continue
+        if on < d.due:
+            text = (f"{d.name} ({d.rule}): {step} {verb} on {on.isoformat()}, before the 15 "
+                    f"days for representations ended on {d.due.isoformat()}")
+            found[i] = d.model_copy(update={"status": DutyStatus.MISSED,
+                                            "evidence": f"{evidence} {on}"})
+            warnings.append(text)
+            flags.append((FLAG_LATE, text))
+        else:
+            found[i] = meet(d, d.due, f"15 days allowed before {step}")
+
+
+def not_amended(state: ReviewState, *, reason: str, on: date,
+                policy: Policy = DEFAULT_POLICY) -> Change:
+    """After the representations, the LA decided not to make the proposed amendments: it tells
+    the parent or young person why within the 8 weeks a final plan would have had (reg 22(4)),
+    and the plan stays as it is (``on_decision``, action ``not_amended``)."""
+    case = state.case_id
+    _amended(state)
+    if not reason.strip():
+        raise LifecycleError(f"{case}: give the reason for not amending the plan; the family "
+                             "is told it (reg 22(4))", case_id=case, field="reason")
+    proposed = state.duty(AMENDMENTS_PROPOSED)
+    if proposed is None or proposed.met_on is None:
+        raise LifecycleError(f"{case}: no proposed amendments are recorded, so there is "
+                             "nothing to withdraw; record them with 'ehcbridge review "
+                             f"amendments {case} --on DATE' if they were sent", case_id=case,
+                             field="on")
+    if on < proposed.met_on:
+        raise LifecycleError(f"{case}: a decision not to amend dated {on.isoformat()} is before "
+                             f"the proposed amendments of {proposed.met_on.isoformat()}",
+                             case_id=case, field="on", value=on.isoformat())
+    final = state.duty(FINAL_PLAN_ISSUED)
+    if final is not None and final.met_on is not None:
+        done = ("the decision not to amend was recorded" if final.rule == timeline.RULE_NOT_AMENDED
+                else "the final amended plan was issued")
+        raise LifecycleError(f"{case}: {done} on {final.met_on.isoformat()} already",
+                             case_id=case, field="on")
+    found = list(duties(state, policy, on))
+    warnings: list[str] = []
+    flags: list[tuple[str, str]] = []
+    for i, d in enumerate(found):
+        if d.name == FINAL_PLAN_ISSUED:
+            found[i] = meet(d.model_copy(update={"rule": timeline.RULE_NOT_AMENDED}), on,
+                            f"review not-amended --on {on.isoformat()}: the family told the "
+                            "plan stays as it is")
+            if found[i].status == DutyStatus.LATE:
+                text, flag = _late(found[i], f"the decision not to amend is dated "
+                                             f"{on.isoformat()}")
+                warnings.append(text)
+                flags.append(flag)
+        if d.name == PHASE_TRANSFER_FINAL_PLAN and d.met_on is None \
+                and d.status != DutyStatus.NOT_APPLICABLE:
+            by = d.due.isoformat() if d.due else "its deadline"
+            warnings.append(f"{d.name} ({d.rule}): this is a phase transfer review; without the "
+                            f"amendments the plan does not name the next setting by {by}, and "
+                            "that duty is recorded missed on that date.")
+    _close_representations(found, on, ("the decision not to amend", "was made",
+                                       "decided not to amend"), warnings, flags)
+    return Change(action="recorded", duties=tuple(found), warnings=tuple(warnings),
+                  flags=tuple(flags),
+                  events=(NewEvent(f"{decision_key(case, state.review_id)}/not-amended",
+                                   HOOK_DECISION, ACTION_NOT_AMENDED,
+                                   payload={"reason": reason.strip(), "on": on.isoformat(),
+                                            "proposed": proposed.met_on.isoformat()}),))
 
 
 def early(state: ReviewState, *, reason: str, on: date) -> Change:

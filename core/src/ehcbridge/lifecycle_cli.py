@@ -1,5 +1,5 @@
-"""The lifecycle's commands (``ehcbridge review early/advice/amendments/final-plan``), the duty
-columns of ``review list`` and ``review show``, and the demo's duty steps."""
+"""The lifecycle's commands (``ehcbridge review early/advice/amendments/final-plan/not-amended``),
+the duty columns of ``review list`` and ``review show``, and the demo's duty steps."""
 
 from __future__ import annotations
 
@@ -142,6 +142,24 @@ def add_review_commands(group: click.Group) -> None:
         click.echo(f"{case}: final amended plan recorded as issued")
         warn(change)
 
+    @group.command("not-amended")
+    @click.argument("case")
+    @click.option("--reason", required=True,
+                  help="Why the amendments are not made; the family is told it.")
+    @click.option("--on", "on", help="Date of the decision not to amend (default today).")
+    def review_not_amended(case: str, reason: str, on: str | None) -> None:
+        """Record that, after the representations, the LA decided not to make the proposed
+        amendments: the family is told why, with their right to appeal, within 8 weeks of the
+        proposed amendments (reg 22(4)); the plan stays as it is."""
+        from ehcbridge import transitions
+
+        change, warn = _run(transitions.not_amended, case, reason=reason,
+                            on=lambda app: _on(app, on),
+                            policy=lambda app: app.lifecycle_policy())
+        click.echo(f"{case}: decision not to amend recorded; the family is told why and of "
+                   "their right to appeal (reg 22(4)), and the plan stays as it is")
+        warn(change)
+
 
 # review list / review show ------------------------------------------------------------------
 
@@ -213,10 +231,11 @@ def duties_table(duties: list[dict[str, Any]]) -> Any:
 # The demo ------------------------------------------------------------------------------------
 
 
-def demo_day(app: App, day: date) -> None:
+def demo_day(app: App, day: date) -> list[str]:
     """What schools do in the demo: circulate the advice on time (one in six late, one in six
-    never) and send the report ten days after the meeting (one in five three weeks after)."""
-    from ehcbridge import lifecycle, transitions
+    never) and send the report ten days after the meeting (one in five three weeks after); and
+    the LA's steps after an amend decision. Returns the cases it decided not to amend."""
+    from ehcbridge import lifecycle, timeline, transitions
     from ehcbridge.models import LONDON
     from ehcbridge.store import StoreError
 
@@ -236,20 +255,36 @@ def demo_day(app: App, day: date) -> None:
         except StoreError:
             continue
     # After an amend decision the LA proposes the amendments 3 days later and issues the final
-    # plan 5 weeks after them (one in four 9 weeks after: late).
+    # plan 5 weeks after them (one in four 9 weeks after: late). Once, for a review that is no
+    # phase transfer, the family's representations persuade it not to amend after all: it says
+    # so 4 weeks after the amendments (reg 22(4)).
     decided = {rid: d.met_on for _, rid, d in store.duty_rows(name=lifecycle.DECISION_MADE)}
     finals = {rid: d for _, rid, d in store.duty_rows(name=lifecycle.FINAL_PLAN_ISSUED)}
+    transfers = {rid for _, rid, _d in store.duty_rows(name=lifecycle.PHASE_TRANSFER_FINAL_PLAN)}
+    kept = any(d.rule == timeline.RULE_NOT_AMENDED for d in finals.values())
+    not_amended: list[str] = []
     for case_id, rid, d in store.duty_rows(name=lifecycle.AMENDMENTS_PROPOSED):
         on = decided.get(rid)
         try:
             if d.met_on is None and on is not None and day == on + timedelta(days=3):
                 transitions.amendments(store, case_id, on=day, now=now, policy=policy)
             final = finals.get(rid)
-            if d.met_on is not None and final is not None and final.met_on is None and \
-                    day == d.met_on + timedelta(weeks=9 if rid % 4 == 3 else 5):
+            if d.met_on is None or final is None or final.met_on is not None:
+                continue
+            if not kept and rid not in transfers and day == d.met_on + timedelta(weeks=4):
+                transitions.not_amended(store, case_id, reason=DEMO_NOT_AMENDED, on=day, now=now,
+                                        policy=policy)
+                kept = True
+                not_amended.append(case_id)
+            elif day == d.met_on + timedelta(weeks=9 if rid % 4 == 3 else 5):
                 transitions.final_plan(store, case_id, on=day, now=now, policy=policy)
         except StoreError:
             continue
+    return not_amended
+
+
+DEMO_NOT_AMENDED = ("The family's representations show the current provision meets the needs "
+                    "the new advice describes")
 
 
 def duties_line(store: Store) -> str:

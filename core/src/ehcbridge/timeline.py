@@ -25,6 +25,8 @@ RULE_ADVICE = "SEND Regs 2014 reg 20(4)"
 RULE_REPORT = "SEND Regs 2014 reg 20(7)"
 RULE_REPRESENTATIONS = "SEND Regs 2014 reg 22(2)"
 RULE_FINAL_PLAN = "SEND Regs 2014 reg 22(3)"
+# The same 8 weeks when, after representations, the LA decides not to make the amendments.
+RULE_NOT_AMENDED = "SEND Regs 2014 reg 22(4)"
 RULE_TRANSFER_SCHOOL = "SEND Regs 2014 reg 18(1)(b)"
 RULE_TRANSFER_POST16 = "SEND Regs 2014 reg 18(1)(a)"
 RULE_TRANSFER_POST16_MOVE = "SEND Regs 2014 reg 18(2)"

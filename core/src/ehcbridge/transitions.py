@@ -245,6 +245,15 @@ def final_plan(store: Store, case_id: str, *, on: date, now: datetime,
                 lambda c, s: lifecycle.final_plan_issued(s, on=on, policy=policy), decided=True)
 
 
+def not_amended(store: Store, case_id: str, *, reason: str, on: date, now: datetime,
+                policy: Policy = DEFAULT_POLICY) -> Change:
+    """After the representations, the LA decided not to make the proposed amendments (reg
+    22(4)): the family is told why, and the plan stays as it is."""
+    return _one(store, case_id, now, None,
+                lambda c, s: lifecycle.not_amended(s, reason=reason, on=on, policy=policy),
+                decided=True)
+
+
 def early(store: Store, case_id: str, *, reason: str, now: datetime) -> Change:
     """Make the current review an early review, with its reason."""
     return _one(store, case_id, now, None,

@@ -43,6 +43,8 @@ ROLE_LABELS = {"setting": "the education setting",
                "health": "a health professional", "social_care": "social care",
                "other": "someone who works with the family", "parent": "a parent",
                "young_person": "the young person"}
+# The decision notice's ``outcome`` when, after representations, the amendments are not made.
+NOT_AMENDED = "not_amended"
 OUTCOMES = {"maintain": ("plan maintained", "maintain"),
             "amend": ("plan to be amended", "amend"),
             "cease": ("plan to cease", "cease to maintain")}
@@ -187,9 +189,10 @@ class Composer:
     def notice(self, kind: str, invitee: Invitee, channel: str, *, extra: dict[str, Any],
                attachments: tuple[Attachment, ...] = (), dates: tuple[NoticeDate, ...] = (),
                contacts: tuple[NoticeContact, ...] = (), template: str | None = None,
-               variant: str = "") -> Notice:
+               variant: str = "", duty: str | None = None) -> Notice:
         """One notice for one reader on one channel (``variant``: what makes a later notice of
-        the same kind to the same reader a new one, such as the meeting's revision)."""
+        the same kind to the same reader a new one, such as the meeting's revision; ``duty``:
+        the duty it meets, when not the kind's own)."""
         assert self.env is not None
         context = self.context(invitee, channel, {**extra, "attached": bool(attachments)
                                                   or extra.get("attached", False)})
@@ -212,14 +215,16 @@ class Composer:
             attachments=attachments, links=(s.hub_url,) if s.hub_url else (),
             sender=s.council_name, sender_address=tuple(s.council_address),
             reply_to=s.council_email, case_id=case.plan.case_id, review_id=case.review.id,
-            duty=DUTIES.get(kind) if template is None else None,
+            duty=duty or (DUTIES.get(kind) if template is None else None),
             large_print=s.large_print)
 
     def for_readers(self, kind: str, *, extra: dict[str, Any] | None = None,
                     attachments: tuple[Attachment, ...] = (),
                     dates: tuple[NoticeDate, ...] = (),
-                    family_contacts: tuple[NoticeContact, ...] = ()) -> list[Notice]:
-        """The notice of ``kind`` for every reader on each of their channels."""
+                    family_contacts: tuple[NoticeContact, ...] = (), variant: str = "",
+                    duty: str | None = None) -> list[Notice]:
+        """The notice of ``kind`` for every reader on each of their channels (``variant`` and
+        ``duty``: see :meth:`notice`)."""
         out = []
         for invitee in self.readers(kind):
             mine = dict(extra or {})
@@ -229,7 +234,7 @@ class Composer:
                 contacts = family_contacts if invitee.role in FAMILY else ()
                 out.append(self.notice(kind, invitee, channel, extra=mine,
                                        attachments=attachments, dates=dates,
-                                       contacts=contacts))
+                                       contacts=contacts, variant=variant, duty=duty))
             if (kind == "advice_reminder" and invitee.role in FAMILY and invitee.mobile
                     and self.settings.text_reminders and self.via(SMS) in self.loaded):
                 out.append(self.notice(kind, invitee, SMS, extra=extra or {},
@@ -341,15 +346,38 @@ class Composer:
             dates.append(NoticeDate(label="Representations on the proposed amendments",
                                     date=f"at least 15 days, to {long_date(representations)}"))
         if decision.outcome.value in ("maintain", "cease"):
-            # A decision not to amend the plan can be appealed as a decision to cease can (CFA
-            # 2014 s51; CoP 9.176): the family is told how, and where to get help.
-            s = self.settings
-            contacts = (NoticeContact(name="SENDIASS", detail=s.sendiass),
-                        NoticeContact(name="Mediation", detail=s.mediation),
-                        NoticeContact(name="Disagreement resolution",
-                                      detail=s.disagreement_resolution))
+            contacts = self._appeal_contacts()
         return self.for_readers("decision", extra=extra, dates=tuple(dates),
                                 family_contacts=contacts)
+
+    def not_amended(self, reason: str, on: date, proposed: date | None,
+                    next_review_due: date | None) -> list[Notice]:
+        """After the representations on the amendments proposed on ``proposed``, the LA decided
+        on ``on`` not to make them: the parent or young person, and the setting, are told why
+        (reg 22(4)), in a second decision notice that meets ``final_plan_issued``."""
+        if self.case.decision is None:
+            return []
+        extra = {"outcome": NOT_AMENDED, "outcome_label": "proposed amendments not made",
+                 "outcome_action": "keep", "reason": reason.strip(),
+                 "decided_on": long_date(on),
+                 "amendments_sent_on": long_date(proposed) if proposed else "earlier",
+                 "next_review_due": long_date(next_review_due) if next_review_due
+                 else "within 12 months",
+                 "representations_due": ""}
+        dates = [NoticeDate(label="Decision made", date=long_date(on))]
+        if next_review_due:
+            dates.append(NoticeDate(label="Next review due by", date=long_date(next_review_due)))
+        return self.for_readers("decision", extra=extra, dates=tuple(dates),
+                                family_contacts=self._appeal_contacts(), variant="not-amended",
+                                duty=lifecycle.FINAL_PLAN_ISSUED)
+
+    def _appeal_contacts(self) -> tuple[NoticeContact, ...]:
+        # A decision not to amend the plan can be appealed as a decision to cease can (CFA
+        # 2014 s51; CoP 9.176): the family is told how, and where to get help.
+        s = self.settings
+        return (NoticeContact(name="SENDIASS", detail=s.sendiass),
+                NoticeContact(name="Mediation", detail=s.mediation),
+                NoticeContact(name="Disagreement resolution", detail=s.disagreement_resolution))
 
 
 def _reachable(invitee: Invitee) -> bool:

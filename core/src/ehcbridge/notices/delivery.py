@@ -24,6 +24,7 @@ FAILED_FLAG = "notice_failed"
 TRIGGERS = {("on_views_due", "request"): "views_request",
             ("on_views_due", "reminder"): "advice_reminder",
             ("on_decision", "recorded"): "decision",
+            ("on_decision", "not_amended"): "not_amended",
             **{("on_review_scheduled", action): "meeting"
                for action in ("scheduled", "rescheduled", "updated", "cancelled")}}
 
@@ -88,8 +89,8 @@ def queue_for_event(app: App, ev: EventRow, now: datetime, case: CaseView | None
     kind = TRIGGERS.get((ev.hook, ev.action))
     if kind is None:
         return 0
-    return queue(app, _compose(app, case or app.store.case_by_review(ev.review_id), [kind]),
-                 now)
+    return queue(app, _compose(app, case or app.store.case_by_review(ev.review_id), [kind],
+                               ev.payload), now)
 
 
 def queue_late_requests(app: App, case: CaseView, now: datetime) -> int:
@@ -107,9 +108,11 @@ def queue_late_requests(app: App, case: CaseView, now: datetime) -> int:
     return queue(app, _compose(app, case, kinds), now)
 
 
-def _compose(app: App, case: CaseView, kinds: list[str]) -> list[Notice]:
-    """The notices of these kinds for a review as ``case`` shows it. A template a council got
-    wrong flags the review (no notices) instead of stopping the engine."""
+def _compose(app: App, case: CaseView, kinds: list[str],
+             payload: dict[str, Any] | None = None) -> list[Notice]:
+    """The notices of these kinds for a review as ``case`` shows it (``payload``: the event's,
+    for what only the event knows). A template a council got wrong flags the review (no
+    notices) instead of stopping the engine."""
     review_id = case.review.id or 0
     advice = any(k in ("views_request", "advice_reminder") for k in kinds)
     if advice:
@@ -126,6 +129,13 @@ def _compose(app: App, case: CaseView, kinds: list[str]) -> list[Notice]:
                 found += comp.advice_reminder(app.store.review_files(review_id, kind="views"))
             elif kind == "meeting":
                 found += comp.meeting_letters()
+            elif kind == "not_amended":
+                given = payload or {}
+                proposed = given.get("proposed")
+                found += comp.not_amended(str(given.get("reason", "")),
+                                          date.fromisoformat(str(given["on"])),
+                                          date.fromisoformat(proposed) if proposed else None,
+                                          _next_review_due(app, comp))
             else:
                 found += comp.decision(_next_review_due(app, comp))
     except TemplateProblem as exc:
