@@ -375,6 +375,40 @@ def test_every_event_type_reaches_the_review_functions(app: App) -> None:
     assert WebStore(app.store).event_count() == len(steps)
 
 
+def test_the_rest_of_a_review_arrives_by_webhook_too(app: App) -> None:
+    """Advice circulated, an early review, and an amend decision's later steps (reg 22), as
+    the `ehcbridge review` commands record them; a refused step is a 409 saying why."""
+    c = client(app)
+    steps = [
+        ("meeting.scheduled", {"case_id": "EHC-002", "start": "2027-01-25T10:00"}),
+        ("advice.circulated", {"case_id": "EHC-002", "on": "2027-01-08"}),
+        ("meeting.held", {"case_id": "EHC-002"}),
+        ("decision.recorded", {"case_id": "EHC-002", "outcome": "amend",
+                               "reason": "Outcomes updated", "on": "2027-01-29"}),
+        ("amendments.proposed", {"case_id": "EHC-002", "on": "2027-01-30"}),
+        ("amendments.not_made", {"case_id": "EHC-002", "reason": "Provision meets the needs",
+                                 "on": "2027-02-01"}),
+        ("review.early", {"case_id": "EHC-001", "reason": "moving to a new school"}),
+    ]
+    for n, (kind, data) in enumerate(steps):
+        r = post_event(c, {"id": f"x{n}", "type": kind, "data": data})
+        assert r.status_code == 202, (kind, r.text)
+    rows = {(rid, d.name): d for _cid, rid, d in app.store.duty_rows(case_ids=["EHC-002"])}
+    decided = min(rid for rid, _name in rows)
+    assert rows[decided, "advice_circulated"].met_on == date(2027, 1, 8)
+    assert rows[decided, "amendments_proposed"].met_on == date(2027, 1, 30)
+    final = rows[decided, "final_plan_issued"]
+    assert (final.met_on, final.rule) == (date(2027, 2, 1), "SEND Regs 2014 reg 22(4)")
+    assert app.store.case("EHC-001").review.kind == "early"
+
+    late = post_event(c, {"id": "y1", "type": "final_plan.issued",
+                          "data": {"case_id": "EHC-002", "on": "2027-02-01"}})
+    assert late.status_code == 409 and "decision not to amend was recorded" in late.json()["error"]
+    blank = post_event(c, {"id": "y2", "type": "amendments.not_made",
+                           "data": {"case_id": "EHC-002", "reason": " "}})
+    assert blank.status_code == 422 and blank.json()["field"] == "data.reason"
+
+
 def test_an_oversized_body_is_refused_unread(app: App) -> None:
     big = {"id": "big", "type": "meeting.held", "data": {"case_id": "x" * (2 * 1024 * 1024)}}
     assert post_event(client(app), big).status_code == 413

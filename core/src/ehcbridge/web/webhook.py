@@ -47,6 +47,12 @@ TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "report.sent": (("case_id", "on"), ("case_id",)),
     "decision.recorded": (("case_id", "outcome", "reason", "on"),
                           ("case_id", "outcome", "reason")),
+    # The rest of a review's steps, as the ``ehcbridge review`` commands record them.
+    "advice.circulated": (("case_id", "on"), ("case_id",)),
+    "review.early": (("case_id", "reason"), ("case_id", "reason")),
+    "amendments.proposed": (("case_id", "on"), ("case_id",)),
+    "final_plan.issued": (("case_id", "on"), ("case_id",)),
+    "amendments.not_made": (("case_id", "reason", "on"), ("case_id", "reason")),
 }
 
 
@@ -176,6 +182,13 @@ def _bool(data: dict[str, Any], key: str) -> bool | None:
     raise WebhookError(422, "is not true or false", f"data.{key}")
 
 
+def _reason(data: dict[str, Any]) -> str:
+    value = _text(data.get("reason")).strip()
+    if not value:
+        raise WebhookError(422, "is required", "data.reason")
+    return value
+
+
 def _choice(data: dict[str, Any], key: str, choices: list[str]) -> str:
     value = _text(data.get(key)).strip()
     if value not in choices:
@@ -237,6 +250,20 @@ def apply(app: App, event: Event) -> None:
         elif kind == "decision.recorded":
             outcome = _choice(data, "outcome", [o.value for o in Outcome])
             decide(app, case, Outcome(outcome), _text(data["reason"]), _date(data, "on", today))
+        elif kind == "advice.circulated":
+            transitions.advice(app.store, case, on=_date(data, "on", today),
+                               **lifecycle_args(app))
+        elif kind == "review.early":
+            transitions.early(app.store, case, reason=_reason(data), now=app.clock.now())
+        elif kind == "amendments.proposed":
+            transitions.amendments(app.store, case, on=_date(data, "on", today),
+                                   **lifecycle_args(app))
+        elif kind == "final_plan.issued":
+            transitions.final_plan(app.store, case, on=_date(data, "on", today),
+                                   **lifecycle_args(app))
+        elif kind == "amendments.not_made":
+            transitions.not_amended(app.store, case, reason=_reason(data),
+                                    on=_date(data, "on", today), **lifecycle_args(app))
     except ReviewInputError as exc:
         raise WebhookError(422, exc.message, f"data.{exc.field}") from None
     except StoreError as exc:
