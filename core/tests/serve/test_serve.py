@@ -209,6 +209,46 @@ def test_caseworker_removes_an_invitee_and_a_viewer_cannot(app: App) -> None:
     assert "salt@nhs.example.net" not in said  # names and addresses only where shown
 
 
+def test_caseworker_follows_an_amend_decision_on_the_review_page(app: App) -> None:
+    c = client(app)
+    for n, (kind, data) in enumerate([
+            ("meeting.scheduled", {"case_id": "EHC-001", "start": "2027-01-25T10:00"}),
+            ("meeting.held", {"case_id": "EHC-001"}),
+            ("decision.recorded", {"case_id": "EHC-001", "outcome": "amend",
+                                   "reason": "Outcomes updated", "on": "2027-01-29"})]):
+        assert post_event(c, {"id": f"a{n}", "type": kind, "data": data}).status_code == 202
+    cw = signed_in(app, "cw@council.example")
+    page = cw.get("/reviews/EHC-001").text
+    # The decision opened next year's review; what the decision still asks for shows beside it.
+    after = page[page.index('id="after-decision"'):]
+    after = " ".join(after[:after.index("</table>")].split())
+    assert "Amendments proposed" in after and "Final plan issued" in after, after
+    assert 'id="amendments-form"' in page
+    r = cw.post("/reviews/EHC-001/amendments", data={"csrf": csrf_of(page), "step": "proposed",
+                                                      "on": "2027-01-30"})
+    assert r.status_code == 303 and r.headers["location"] == "/reviews/EHC-001?done=amendments"
+    assert "The sending of the proposed amendments was recorded." in cw.get(
+        r.headers["location"]).text
+    r = cw.post("/reviews/EHC-001/amendments", data={"csrf": csrf_of(page),
+                                                      "step": "not_amended", "on": "2027-02-01"})
+    assert r.status_code == 422 and "reason" in r.text and "is required" in r.text
+    r = cw.post("/reviews/EHC-001/amendments", data={
+        "csrf": csrf_of(page), "step": "not_amended", "reason": "Provision meets the needs",
+        "on": "2027-02-01"})
+    assert r.status_code == 303
+    assert "The decision not to amend was recorded." in cw.get(r.headers["location"]).text
+    finals = [d for _c, _r, d in app.store.duty_rows(case_ids=["EHC-001"],
+                                                       name="final_plan_issued")]
+    assert [(d.met_on, d.rule) for d in finals] == [(date(2027, 2, 1),
+                                                     "SEND Regs 2014 reg 22(4)")]
+    # Nothing is left open after the decision (no phase transfer waits for its plan): the table
+    # and the form go.
+    page = cw.get("/reviews/EHC-001").text
+    assert 'id="after-decision"' not in page and 'id="amendments-form"' not in page
+    r = cw.post("/reviews/EHC-001/amendments", data={"csrf": csrf_of(page), "step": "other"})
+    assert r.status_code == 422
+
+
 def test_sign_out_ends_the_session(app: App) -> None:
     c = signed_in(app, "viewer@council.example")
     page = c.get("/").text

@@ -259,10 +259,13 @@ async def review(dash: Dashboard, request: Request) -> Response:
     today = dash.app.clock.now().date()
     return dash.page(request, "review.html", title=f"Review {case_id}", case=case,
                      duties=duties, deliveries=deliveries, today=today,
+                     after=await _run(data.after_decision, dash.app, case_id, case.review.id),
                      views=await _run(_views_received, dash, case_id),
                      removed=await _run(dash.app.store.removed_from, case_id),
                      picture=svg.timeline(case_id, duties, today),
-                     names=dash.names_shown(session), message=request.query_params.get("done"))
+                     names=dash.names_shown(session),
+                     message=DONE.get(done, done) if (done := request.query_params.get("done"))
+                     else None)
 
 
 @_signed_in()
@@ -338,6 +341,25 @@ async def record_decision(dash: Dashboard, request: Request) -> Response:
     return await _review_action(dash, request, "decision.recorded")
 
 
+# What the banner says was recorded, for the review page's ``done`` keys that are not words.
+DONE = {"amendments": "sending of the proposed amendments", "final-plan": "final plan",
+        "not-amended": "decision not to amend"}
+# The amendments form's steps, as the webhook's event types.
+AMENDMENT_STEPS = {"proposed": "amendments.proposed", "final": "final_plan.issued",
+                   "not_amended": "amendments.not_made"}
+
+
+@_signed_in("caseworker")
+async def record_amendments(dash: Dashboard, request: Request) -> Response:
+    """Record a step after an amend decision (as ``ehcbridge review amendments``,
+    ``final-plan`` or ``not-amended``)."""
+    step = str((await request.form()).get("step", ""))
+    if step not in AMENDMENT_STEPS:
+        return dash.page(request, "error.html", 422, title="That could not be recorded",
+                         message="step is not one of " + ", ".join(AMENDMENT_STEPS))
+    return await _review_action(dash, request, AMENDMENT_STEPS[step])
+
+
 @_signed_in("caseworker")
 async def record_uninvite(dash: Dashboard, request: Request) -> Response:
     """Remove someone from the review's invitees (as ``ehcbridge review uninvite``)."""
@@ -352,7 +374,9 @@ async def _review_action(dash: Dashboard, request: Request, kind: str) -> Respon
         who = str(form.get("who", "")).strip()
         values["email" if "@" in who else "name"] = who
     else:
-        fields = {"report.sent": ("on",), "decision.recorded": ("outcome", "reason", "on")}[kind]
+        fields = {"report.sent": ("on",), "decision.recorded": ("outcome", "reason", "on"),
+                  "amendments.proposed": ("on",), "final_plan.issued": ("on",),
+                  "amendments.not_made": ("reason", "on")}[kind]
         values.update({k: str(form.get(k, "")).strip() for k in fields if form.get(k)})
     try:
         event = webhook.parse(json.dumps({"id": "form", "type": kind, "data": values}).encode())
@@ -363,7 +387,8 @@ async def _review_action(dash: Dashboard, request: Request, kind: str) -> Respon
                          message=(f"{(exc.field or '').removeprefix('data.')} " if exc.field
                                   else "") + exc.message)
     done = {"report.sent": "report", "decision.recorded": "decision",
-            "invitee.removed": "removal"}[kind]
+            "invitee.removed": "removal", "amendments.proposed": "amendments",
+            "final_plan.issued": "final-plan", "amendments.not_made": "not-amended"}[kind]
     return RedirectResponse(f"/reviews/{case_id}?done={done}", status_code=303)
 
 
@@ -508,6 +533,7 @@ def create_app(app: App) -> Starlette:
         r("/reviews/{case_id}/report", record_report, ("POST",)),
         r("/reviews/{case_id}/views", record_views, ("POST",)),
         r("/reviews/{case_id}/decision", record_decision, ("POST",)),
+        r("/reviews/{case_id}/amendments", record_amendments, ("POST",)),
         r("/reviews/{case_id}/uninvite", record_uninvite, ("POST",)),
         r("/deliveries", deliveries), r("/deliveries/{id:int}/retry", retry, ("POST",)),
         r("/plugins", plugins), r("/figures", figures),

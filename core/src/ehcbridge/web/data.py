@@ -66,6 +66,21 @@ def _still_open(app: App, rows: list[tuple[str, int, D]],
     return to_act_on(rows, current)
 
 
+def after_decision(app: App, case_id: str, current_review: int | None) -> list[Duty]:
+    """The duties that follow the decision of the review decided before the current one (the
+    amendments, the final plan, a transfer's plan), while any of them is still open: the
+    review page shows them beside the current review's and records them."""
+    rows = [(c, r, d) for c, r, d in _still_open(app, app.store.duty_rows(case_ids=[case_id]))
+            if r != current_review]
+    from ehcbridge.lifecycle import SPEC
+
+    duties = [d for _c, _r, d in rows]
+    # A period to allow (the 15 days) is nothing to do, even when it was cut short.
+    still = any(d.met_on is None and d.status != DutyStatus.NOT_APPLICABLE
+                and not SPEC[d.name].window for d in duties)
+    return duties if still else []
+
+
 def attention(app: App) -> list[AttentionRow]:
     """Duties at risk or missed, by school then due date."""
     reviews = app.store.list_reviews(open_only=False)
