@@ -138,6 +138,38 @@ def test_caseworker_signs_in_sees_the_at_risk_review_opens_its_timeline_and_retr
     context.close()
 
 
+def test_caseworker_records_that_the_amendments_are_not_made(
+        browser: Any, served: tuple[App, str, Any], axe_source: str) -> None:
+    from datetime import date, datetime
+
+    from ehcbridge import transitions
+    from ehcbridge.models import LONDON, Outcome
+
+    app, base, _fake = served
+    store, now = app.store, datetime(2027, 2, 1, 9, tzinfo=LONDON)
+    store.schedule_meeting("EHC-001", start=datetime(2027, 1, 25, 10, tzinfo=LONDON),
+                           end=datetime(2027, 1, 25, 11, tzinfo=LONDON), now=now)
+    transitions.held(store, "EHC-001", now=now)
+    transitions.decide(store, "EHC-001", outcome=Outcome.AMEND, reason="Outcomes updated",
+                       on=date(2027, 1, 29), now=now)
+    transitions.amendments(store, "EHC-001", on=date(2027, 1, 30), now=now)
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, base, "cw@council.example")
+    page.goto(f"{base}/reviews/EHC-001")
+    after = page.get_by_role("table", name="After the decision of the last review")
+    assert "Final plan issued" in after.inner_text()
+    assert _serious(page, axe_source) == [], "review page with the amendments form"
+    page.get_by_label("Step").select_option("not_amended")
+    page.get_by_label("Reason (when not amended: the family is told it)").fill(
+        "Provision meets the needs")
+    page.get_by_role("button", name="Record step").click()
+    page.wait_for_url(f"{base}/reviews/EHC-001?done=not-amended")
+    assert "The decision not to amend was recorded." in page.get_by_role("status").inner_text()
+    assert page.get_by_role("table", name="After the decision of the last review").count() == 0
+    context.close()
+
+
 def test_a_viewer_cannot_retry(browser: Any, served: tuple[App, str, Any]) -> None:
     app, base, _fake = served
     context = browser.new_context()
