@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import email
+import os
+import shlex
+import subprocess
 from email import policy
 from importlib import resources
 from pathlib import Path
@@ -92,6 +95,17 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
 
     first = "\n".join(p.extract_text() for p in PdfReader(packs[0]).pages)
     assert "Ms A Parent" in first and "DE1 1AA" in first
+
+    # The plan that ceased (the family moved away) is listed for erasure by the command shown,
+    # run as printed; without --yes nothing is erased.
+    [retention] = [line for line in lines if line.startswith("Retention: ")]
+    assert "1 plan(s) ceased" in retention, retention
+    erase = shlex.split(retention.split("has passed, ", 1)[1].split(" lists them")[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EHCBRIDGE_")}
+    listed = subprocess.run(erase, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert listed.returncode == 0 and "Would erase 1 case(s)" in listed.stdout, listed.stderr
+    again = subprocess.run(erase, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert "Would erase 1 case(s)" in again.stdout  # still there: listing erased nothing
 
 
 def _demo_rows() -> list[dict[str, str]]:

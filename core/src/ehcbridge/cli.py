@@ -851,6 +851,9 @@ def _add_la_commands() -> None:
 
     cli.add_command(lists_group)
     cli.add_command(report_group)
+    from ehcbridge.erase_cli import erase  # erasing cases no longer kept (retention)
+
+    cli.add_command(erase)
 
 
 _add_la_commands()

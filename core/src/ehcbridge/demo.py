@@ -258,11 +258,14 @@ def _caseworker_actions(app: App, day: date, decided: set[str],
             case = store.case(row["case_id"])
             if case.meeting is None or case.meeting.start.date() > day - timedelta(days=14):
                 continue
-            # A phase transfer is amended to name the next setting (reg 18); others alternate.
+            # A phase transfer is amended to name the next setting (reg 18); others alternate,
+            # but for one family who moved away: the plan ceases here (the new LA takes it on).
             outcome = Outcome.AMEND if case.review.kind == ReviewKind.PHASE_TRANSFER else (
                 Outcome.AMEND, Outcome.MAINTAIN)[len(decided) % 2]
-            transitions.decide(store, row["case_id"], outcome=outcome,
-                               reason="Outcomes reviewed at the annual review meeting",
+            reason = "Outcomes reviewed at the annual review meeting"
+            if len(decided) >= 5 and outcome == Outcome.MAINTAIN and not actions["decided (cease)"]:
+                outcome, reason = Outcome.CEASE, "The family moved to another local authority"
+            transitions.decide(store, row["case_id"], outcome=outcome, reason=reason,
                                on=day, now=app.clock.now(), policy=app.lifecycle_policy())
             decided.add(row["case_id"])
             actions[f"decided ({outcome.value})"] += 1
@@ -383,6 +386,20 @@ def next_reviews_line(store: Store) -> str:
             "routed teams are found again before each meeting)")
 
 
+def retention_line(app: App, work: Path) -> str:
+    """The plans that ceased, which ``ehcbridge erase`` lists for erasure (not erased here)."""
+    from ehcbridge.store.erase import ceased_before
+
+    ceased = ceased_before(app.store, END + timedelta(days=1))
+    if not ceased:
+        return "Retention: no plan ceased"
+    return (f"Retention: {len(ceased)} plan(s) ceased ({', '.join(ceased)}); once your retention "
+            "period has passed, " + command_line(
+                "--config", str((work / "ehcbridge.toml").resolve()), "erase",
+                "--ceased-before", (END + timedelta(days=1)).isoformat())
+            + " lists them, and with --yes erases them")
+
+
 def command_line(*args: str) -> str:
     """A command to paste into any shell: this installation's ``ehcbridge`` by its full path
     (under ``uv run`` it is not on the shell's PATH), its arguments quoted."""
@@ -423,6 +440,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         duties_line(store),
         flags_line(store),
         next_reviews_line(store),
+        retention_line(app, work),
         engine_line(app),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",

@@ -113,6 +113,13 @@ def check(ctx: HookContext) -> CheckResult | Sequence[CheckResult] | None:
 
 
 @hookspec
+def forget_cases(case_ids: Sequence[str], ctx: HookContext) -> None:
+    """These cases were erased from the store (``ehcbridge erase``): delete what the plugin keeps
+    about them that the core cannot find by name (state entries keyed otherwise, its files).
+    Return value ignored; raising is reported and the erasure stands."""
+
+
+@hookspec
 def register_routes(routes: RouteRegistry, ctx: HookContext) -> None:
     """Called when ``ehcbridge serve`` builds its app; call ``routes.add(path, endpoint,
     methods=("GET",), role="viewer")`` to serve an async Starlette endpoint at

@@ -56,6 +56,14 @@ def on_decision(event: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def forget_cases(case_ids: Any, ctx: Any) -> None:
+    """Erased cases: forget their meetings, reminders and the copies sent to each address."""
+    from ehcbridge_outlook import service
+
+    service.forget(ctx, case_ids)
+
+
+@hookimpl
 def deliver_notice(notice: Any, ctx: Any) -> Any:
     """Send a notice (views request, advice pack, report, decision) by email."""
     from ehcbridge_outlook import notices

@@ -818,6 +818,26 @@ def check_transport(settings: OutlookSettings) -> CheckResult:
     return CheckResult("outlook transport", "ok", f"{target} ({mail.smtp_security}, {auth})")
 
 
+def forget(ctx: HookContext, case_ids: Iterable[str]) -> int:
+    """Forget the erased cases' meetings and deadline reminders: each revision (its state names
+    the case), its copies (keyed by address) and the feed entries naming the case. Returns
+    entries deleted."""
+    wanted = set(case_ids)
+    uids = [key.removeprefix("rev:") for key, value in ctx.store.state_items("rev:")
+            if isinstance(value, dict) and value.get("case_id") in wanted]
+    doomed: list[str] = []
+    for uid in uids:
+        # The copies before their revision, as prune() does.
+        doomed += [k for k, _v in ctx.store.state_items(f"sent:{uid}:")]
+        doomed.append(f"rev:{uid}")
+    # Feed entries name their case too, whether or not a message went.
+    doomed += [key for key, value in ctx.store.state_items("feed:")
+               if isinstance(value, dict) and value.get("case_id") in wanted]
+    for key in doomed:
+        ctx.store.delete_state(key)
+    return len(doomed)
+
+
 def prune(ctx: HookContext) -> int:
     """Forget meetings and deadlines long past (their state, copies and feed entries)."""
     today = ctx.clock.now().astimezone(LONDON).date()

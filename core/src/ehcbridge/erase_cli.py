@@ -1,0 +1,69 @@
+"""``ehcbridge erase``: erase cases the council no longer needs to keep (docs/user-guide.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ehcbridge.app import App
+
+
+@click.command("erase")
+@click.argument("cases", nargs=-1)
+@click.option("--ceased-before", "ceased", metavar="DATE",
+              help="Every case whose plan ceased (the last decision was cease) before DATE.")
+@click.option("--yes", is_flag=True,
+              help="Erase them; without it, only say which cases would be erased.")
+def erase(cases: tuple[str, ...], ceased: str | None, yes: bool) -> None:
+    """Erase cases from the store: the pupil, the plan, every review with its meetings,
+    invitees, duties, notices, files and deliveries, their audit records, and what plugins keep
+    about them. Nothing can bring them back; without --yes, only lists them."""
+    from ehcbridge.cli import _store_call
+    from ehcbridge.intake import parse_date
+    from ehcbridge.invocation import get_app
+    from ehcbridge.store.erase import ceased_before
+
+    if not cases and ceased is None:
+        raise click.UsageError("name the cases to erase, or give --ceased-before DATE")
+    app = get_app()
+    chosen = set(cases)
+    if ceased is not None:
+        try:
+            day = parse_date(ceased)
+        except ValueError as exc:
+            raise click.BadParameter(f"{ceased!r} {exc}", param_hint="--ceased-before") from None
+        chosen |= set(ceased_before(app.store, day))
+    names = sorted(chosen)
+    listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    if not names:
+        click.echo("No case to erase.")
+        return
+    if not yes:
+        click.echo(f"Would erase {len(names)} case(s): {listed}. Nothing can bring them back: "
+                   "run again with --yes to erase them.")
+        return
+    rows, failed = _store_call(erase_and_forget, app, names, ceased)
+    for plugin, error in failed:  # the type only: a plugin's message may name a child
+        click.echo(f"warning: plugin {plugin} could not forget the cases ({error}); its own "
+                   "records may still hold them", err=True)
+    click.echo(f"Erased {len(names)} case(s): {listed} ({rows} rows).")
+
+
+def erase_and_forget(app: App, case_ids: list[str], ceased_before: str | None = None
+                     ) -> tuple[int, list[tuple[str, str]]]:
+    """Erase the cases from the store (all or nothing), then have each plugin forget them
+    (``forget_cases``); an audit line records how many. Returns the store rows deleted and
+    (plugin, error type) for each plugin that failed."""
+    from ehcbridge.store.erase import erase_cases
+
+    counts = erase_cases(app.store, case_ids)
+    # The store's own rows are gone; each plugin then forgets what only it can find.
+    app.start_plugins()
+    failed = [(o.plugin, type(o.error).__name__)
+              for o in app.plugins.call_each("forget_cases", case_ids=list(case_ids),
+                                             ctx=app.plugin_context) if o.error is not None]
+    app.store.audit("core", None, "cases.erased",
+                    {"cases": len(case_ids), "ceased_before": ceased_before})
+    return sum(counts.values()), failed

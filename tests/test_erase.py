@@ -1,0 +1,111 @@
+"""Erasing cases the council no longer needs to keep (UK GDPR storage limitation), through the
+real CLI and engine on SQLite and PostgreSQL: a dry run first, then every row naming the child,
+the family or the case gone from every table, plugins' state included, and the other cases
+untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from ehcbridge.testing import cli_invoker
+
+LIST = ("case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,coordinator_email,"
+        "parent_email,setting_email\n"
+        "EHC-1,A999000000017,Ivy,Quill,2014-10-02,7,130001,2026-02-20,sen@la.example.gov.uk,"
+        "ivy.family@example.net,senco@school.example.org\n"
+        "EHC-10,P999000000018,Jon,Reed,2014-11-03,7,130001,2026-02-20,sen@la.example.gov.uk,"
+        "jon.family@example.net,senco@school.example.org\n")
+# What must not survive the erasure of EHC-1, anywhere in the database.
+TRACES = ("'EHC-1'", "EHC-1/", "EHC-1:", "A999000000017", "Quill", "ivy.family@example.net")
+
+
+@pytest.fixture
+def ehc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Any:
+    """Two cases with meetings, invitations sent by the outlook plugin; EHC-1's plan ceased."""
+    invoke = cli_invoker(tmp_path, monkeypatch, (
+        f'[store]\nurl = "{store_url}"\n\n[plugins.outlook]\ntransport = "outbox"\n'
+        f'outbox_dir = "{(tmp_path / "outbox").as_posix()}"\n'))
+    Path("reviews.csv").write_text(LIST, encoding="utf-8")
+    invoke("import", "reviews", "reviews.csv", "--now", "2026-10-01T09:00")
+    for case in ("EHC-1", "EHC-10"):
+        invoke("review", "--now", "2026-10-01T09:00", "schedule", case, "--start",
+               "2026-12-02T10:00")
+    invoke("run", "--once", "--now", "2026-10-01T18:00")
+    invoke("review", "--now", "2026-12-02T12:00", "held", "EHC-1")
+    invoke("review", "--now", "2026-12-09T09:00", "decide", "EHC-1", "cease", "--reason",
+           "Moved to another local authority", "--on", "2026-12-09")
+    invoke("run", "--once", "--now", "2026-12-09T18:00")
+    return invoke
+
+
+def rows_naming(url: str, traces: tuple[str, ...]) -> dict[str, int]:
+    """table -> rows whose values show any of ``traces``, over every table of the database."""
+    engine = sa.create_engine(_driver(url))
+    found: dict[str, int] = {}
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            for table in meta.sorted_tables:
+                for row in conn.execute(sa.select(table)):
+                    text = repr(tuple(row)) + json.dumps([str(v) for v in row])
+                    if any(trace in text for trace in traces):
+                        found[table.name] = found.get(table.name, 0) + 1
+    finally:
+        engine.dispose()
+    return found
+
+
+def count(url: str, table: str) -> int:
+    engine = sa.create_engine(_driver(url))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _driver(url: str) -> str:
+    from ehcbridge.settings import driver_url
+
+    return driver_url(url)
+
+
+def test_a_ceased_case_is_erased_everywhere_and_the_others_stay(ehc: Any, store_url: str) -> None:
+    before = rows_naming(store_url, TRACES)
+    assert {"pupils", "plans", "invitees", "events", "plugin_state", "audit"} <= set(before), before
+    kept = rows_naming(store_url, ("EHC-10",))
+    deliveries = count(store_url, "deliveries")
+
+    out = ehc("erase", "--ceased-before", "2027-01-01")
+    assert "Would erase 1 case(s): EHC-1. Nothing can bring them back" in out
+    assert rows_naming(store_url, TRACES) == before  # a dry run changes nothing
+    assert "No case to erase." in ehc("erase", "--ceased-before", "2026-12-01")
+
+    out = ehc("erase", "--ceased-before", "2027-01-01", "--yes")
+    assert "Erased 1 case(s): EHC-1 (" in out
+    assert rows_naming(store_url, TRACES) == {}
+    assert 0 < count(store_url, "deliveries") < deliveries  # EHC-1's went with its events
+    assert "unknown case 'EHC-1'" in ehc("review", "show", "EHC-1", code=1)
+    # EHC-10 (whose id starts with EHC-1) keeps every row and its invitations' records.
+    assert rows_naming(store_url, ("EHC-10",)) == kept
+    shown = json.loads(ehc("review", "--now", "2026-12-09T18:00", "show", "EHC-10", "--json"))
+    assert shown["meeting"]["status"] == "held"  # its end passed: the engine noticed
+    assert {i["email"] for i in shown["invitations"]} >= {"jon.family@example.net"}
+    ehc("run", "--once", "--now", "2026-12-10T18:00")  # the engine carries on without it
+
+
+def test_named_cases_all_or_nothing(ehc: Any, store_url: str) -> None:
+    before = rows_naming(store_url, TRACES)
+    out = ehc("erase", "EHC-1", "EHC-404", "--yes", code=1)
+    assert "unknown case 'EHC-404': nothing was erased" in out
+    assert rows_naming(store_url, TRACES) == before
+    assert "give --ceased-before DATE" in ehc("erase", code=2)
+    assert "'someday' is not a date" in ehc("erase", "--ceased-before", "someday", code=2)
+    # A case entered by mistake, its plan not ceased: named, it is erased.
+    assert "Erased 1 case(s): EHC-10 (" in ehc("erase", "EHC-10", "--yes")
+    assert rows_naming(store_url, ("EHC-10", "jon.family@example.net")) == {}
