@@ -259,6 +259,7 @@ def test_report_kpis_counts_known_on_time_and_late_reviews(
         "invitations_2_weeks": (1, 2, 50.0),
         "advice_circulated": (1, 2, 50.0),
         "report_in_2_weeks": (1, 2, 50.0),
+        "amendments_in_8_weeks": (0, 0, None),  # no amend decision
         "transfer_by_deadline": (0, 0, None),
         "overdue_now": (1, 3, 33.3),
     }

@@ -93,6 +93,17 @@ def test_the_family_is_told_the_amendments_are_not_made_and_why(
     assert "already" in out
     listed = ehc("review", "--now", "2027-04-01T09:00", "list", "--duty", "final_plan_issued")
     assert "EHC-K" not in listed
+    assert amended_in_time(ehc, "2027-04-01T09:00") == (1, 1)  # EHC-L's is not known yet
+
+
+def amended_in_time(ehc: Any, now: str) -> tuple[int, int]:
+    """The figure 'amendments concluded within 8 weeks', over the spring of 2027."""
+    figures = json.JSONDecoder().raw_decode(ehc(
+        "report", "kpis", "--from", "2027-01-01", "--to", "2027-06-30", "--json", "--now",
+        now))[0]["figures"]
+    found = next(r for r in figures if r["school"] == "all schools"
+                 and r["measure"] == "amendments_in_8_weeks")
+    return found["count"], found["total"]
 
 
 def test_too_soon_too_late_and_without_amendments(ehc: Any) -> None:
@@ -113,6 +124,8 @@ def test_too_soon_too_late_and_without_amendments(ehc: Any) -> None:
     assert "final_plan_issued (SEND Regs 2014 reg 22(4)) was due by 2027-03-12" in out
     found = duties(ehc, "EHC-L")
     assert found["final_plan_issued"] == ("late", "SEND Regs 2014 reg 22(4)", "2027-03-19")
+    # EHC-K's final plan is still owed (pending): only EHC-L's outcome is known, and it was late.
+    assert amended_in_time(ehc, "2027-03-19T09:00") == (0, 1)
 
 
 def test_deciding_before_the_15_days_end_is_flagged(ehc: Any) -> None:

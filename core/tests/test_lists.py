@@ -245,6 +245,7 @@ def test_kpis_count_on_time_and_late_per_school_and_overall(store: Store) -> Non
         "invitations_2_weeks": (1, 1, 100.0),
         "advice_circulated": (0, 0, None),  # pending: outcome not known yet
         "report_in_2_weeks": (1, 2, 50.0),
+        "amendments_in_8_weeks": (0, 0, None),
         "transfer_by_deadline": (0, 0, None),
         "overdue_now": (1, 3, 33.3),
     }
