@@ -57,6 +57,27 @@ def council(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> 
     return cli_invoker(tmp_path, monkeypatch, f'[store]\nurl = "{store_url}"\n')
 
 
+@pytest.fixture
+def mailing_council(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Any:
+    """``start(review_list, meeting_start)``: the real ``ehcbridge`` on the test store (each
+    backend) with the outlook plugin writing to ``tmp_path/outbox``; the list imported on 1
+    October 2026 and every case's meeting set for ``meeting_start``. Returns ``invoke``."""
+    from ehcbridge.testing import cli_invoker
+
+    def start(review_list: str, meeting_start: str) -> Any:
+        invoke = cli_invoker(tmp_path, monkeypatch, (
+            f'[store]\nurl = "{store_url}"\n\n[plugins.outlook]\ntransport = "outbox"\n'
+            f'outbox_dir = "{(tmp_path / "outbox").as_posix()}"\n'))
+        Path("reviews.csv").write_text(review_list, encoding="utf-8")
+        invoke("import", "reviews", "reviews.csv", "--now", "2026-10-01T09:00")
+        for row in review_list.splitlines()[1:]:
+            invoke("review", "--now", "2026-10-01T09:00", "schedule", row.split(",")[0],
+                   "--start", meeting_start)
+        return invoke
+
+    return start
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No EHCBRIDGE_* leaks in, no ./ehcbridge.toml is read, data goes to a temp folder."""

@@ -6,12 +6,10 @@ untouched."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from ehcbridge.testing import cli_invoker
 
 LIST = ("case_id,upn,forename,surname,dob,nc_year,school_urn,plan_issued,coordinator_email,"
         "parent_email,setting_email\n"
@@ -24,16 +22,9 @@ TRACES = ("'EHC-1'", "EHC-1/", "EHC-1:", "A999000000017", "Quill", "ivy.family@e
 
 
 @pytest.fixture
-def ehc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Any:
+def ehc(mailing_council: Any) -> Any:
     """Two cases with meetings, invitations sent by the outlook plugin; EHC-1's plan ceased."""
-    invoke = cli_invoker(tmp_path, monkeypatch, (
-        f'[store]\nurl = "{store_url}"\n\n[plugins.outlook]\ntransport = "outbox"\n'
-        f'outbox_dir = "{(tmp_path / "outbox").as_posix()}"\n'))
-    Path("reviews.csv").write_text(LIST, encoding="utf-8")
-    invoke("import", "reviews", "reviews.csv", "--now", "2026-10-01T09:00")
-    for case in ("EHC-1", "EHC-10"):
-        invoke("review", "--now", "2026-10-01T09:00", "schedule", case, "--start",
-               "2026-12-02T10:00")
+    invoke = mailing_council(LIST, "2026-12-02T10:00")
     invoke("run", "--once", "--now", "2026-10-01T18:00")
     invoke("review", "--now", "2026-12-02T12:00", "held", "EHC-1")
     invoke("review", "--now", "2026-12-09T09:00", "decide", "EHC-1", "cease", "--reason",

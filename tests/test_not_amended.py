@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ehcbridge.testing import cli_invoker
 
 LIST = ("case_id,forename,surname,dob,nc_year,school_urn,plan_issued,parent_email,"
         "setting_email\n"
@@ -25,16 +24,10 @@ REASON = "The current provision meets the needs the advice describes"
 
 
 @pytest.fixture
-def ehc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Any:
+def ehc(mailing_council: Any) -> Any:
     """Both cases decided 'amend' after their meetings on 5 January 2027."""
-    invoke = cli_invoker(tmp_path, monkeypatch, (
-        f'[store]\nurl = "{store_url}"\n\n[plugins.outlook]\ntransport = "outbox"\n'
-        f'outbox_dir = "{(tmp_path / "outbox").as_posix()}"\n'))
-    Path("reviews.csv").write_text(LIST, encoding="utf-8")
-    invoke("import", "reviews", "reviews.csv", "--now", "2026-10-01T09:00")
+    invoke = mailing_council(LIST, "2027-01-05T10:00")
     for case in ("EHC-K", "EHC-L"):
-        invoke("review", "--now", "2026-10-01T09:00", "schedule", case, "--start",
-               "2027-01-05T10:00")
         invoke("review", "--now", "2027-01-05T12:00", "held", case)
         invoke("review", "--now", "2027-01-12T09:00", "decide", case, "amend", "--reason",
                "Outcomes updated", "--on", "2027-01-12")
