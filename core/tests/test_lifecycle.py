@@ -97,6 +97,7 @@ def test_a_late_meeting_moved_into_time_is_pending_again_and_its_flag_clears() -
 
 def test_a_meeting_held_as_late_as_it_was_set_raises_deadline_late() -> None:
     short = scheduled(datetime(2026, 11, 9, 10, tzinfo=LONDON))  # a week's notice on NOW
+    assert short.meeting is not None
     assert [f for f, _ in lc.schedule(
         state(), start=short.meeting.start, end=short.meeting.end, location=None, online=False,
         organiser=None, now=NOW, new_meeting_id=3).flags] == [lc.FLAG_MEETING_LATE]
@@ -327,7 +328,7 @@ def test_every_duty_a_person_records_names_a_review_command_that_exists() -> Non
             continue
         assert command is not None, spec.name
         verb = command.split()[2]
-        assert verb in review.commands, (spec.name, verb)  # type: ignore[attr-defined]
+        assert verb in review.commands, (spec.name, verb)
         assert "EHC-1" in command
 
 
