@@ -100,3 +100,29 @@ def test_named_cases_all_or_nothing(ehc: Any, store_url: str) -> None:
     # A case entered by mistake, its plan not ceased: named, it is erased.
     assert "Erased 1 case(s): EHC-10 (" in ehc("erase", "EHC-10", "--yes")
     assert rows_naming(store_url, ("EHC-10", "jon.family@example.net")) == {}
+
+
+def test_doctor_says_when_ceased_plans_are_due_for_erasure(
+        ehc: Any, tmp_path: Path, store_url: str) -> None:
+    quiet = json.JSONDecoder().raw_decode(ehc("doctor", "--json", "--now", "2027-06-01T09:00"))[0]
+    assert "retention" not in {c["check"] for c in quiet["checks"]}  # not asked for
+    config = tmp_path / "ehcbridge.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "[store]\n", "[store]\nkeep_ceased_months = 24\n"), encoding="utf-8")
+
+    def retention(now: str) -> dict[str, str]:
+        report = json.JSONDecoder().raw_decode(ehc("doctor", "--json", "--now", now))[0]
+        return next(c for c in report["checks"] if c["check"] == "retention")
+
+    assert retention("2028-12-01T09:00") == {
+        "plugin": "core", "check": "retention", "status": "ok",
+        "detail": "no plan ceased more than 24 months ago"}
+    due = retention("2029-01-15T09:00")  # EHC-1 ceased on 9 December 2026
+    assert due["status"] == "warning"
+    assert due["detail"] == ("1 plan(s) ceased before 2027-01-15 (24 months ago) are due for "
+                             "erasure: ehcbridge erase --ceased-before 2027-01-15 --yes")
+    command = due["detail"].split(": ehcbridge ", 1)[1].split()
+    assert "Erased 1 case(s): EHC-1 (" in ehc(*command)
+    assert retention("2029-01-15T09:00")["status"] == "ok"
+    assert rows_naming(store_url, TRACES) == {}
+

@@ -286,6 +286,23 @@ class App:
         return timeline.review_due(plan, pupil, self.clock_options(pupil),
                                    as_of=self.clock.now().date())
 
+    def _retention_check(self) -> CheckResult | None:
+        """``store.keep_ceased_months``: plans that ceased longer ago are due for erasure."""
+        months = self.settings.store.keep_ceased_months
+        if months is None:
+            return None
+        from ehcbridge.store.erase import ceased_before
+        from ehcbridge.timeline import add_months
+
+        cutoff = add_months(self.clock.now().date(), -months)
+        due = ceased_before(self.store, cutoff)
+        if not due:
+            return CheckResult("retention", "ok",
+                               f"no plan ceased more than {months} months ago")
+        return CheckResult("retention", "warning", f"{len(due)} plan(s) ceased before "
+                           f"{cutoff.isoformat()} ({months} months ago) are due for erasure: "
+                           f"ehcbridge erase --ceased-before {cutoff.isoformat()} --yes")
+
     def doctor(self) -> list[tuple[str, CheckResult]]:
         """Every plugin's checks, with failed plugins reported as failed."""
         results: list[tuple[str, CheckResult]] = []
@@ -316,6 +333,9 @@ class App:
                                  config.parent if config is not None else None)
         if wording is not None:
             results.append(("core", CheckResult("notice templates", *wording)))
+        retention = self._retention_check()
+        if retention is not None:
+            results.append(("core", retention))
         if self.settings.notices.council_email is None:
             # Notices invite a reply ("reply to this message"): without it the reply goes to
             # whichever mailbox sent the notice, often one nobody reads.

@@ -144,11 +144,16 @@ def plugins_cmd(as_json: bool, show_all: bool) -> None:
 
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def doctor_cmd(as_json: bool) -> None:
+@click.option("--now", "now", help="Check as if it were this time (YYYY-MM-DDTHH:MM).")
+def doctor_cmd(as_json: bool, now: str | None) -> None:
     """Run the store's and every plugin's checks; exit codes in docs/user-guide.md."""
     from ehcbridge.operations import doctor
 
-    sys.exit(doctor(get_app(), as_json, click.echo))
+    app = get_app()
+    fixed = _parse_now(now)
+    if fixed is not None:
+        app.clock.fixed = fixed
+    sys.exit(doctor(app, as_json, click.echo))
 
 
 @cli.group("config")

@@ -79,6 +79,10 @@ class StoreSettings(BaseModel):
         "PostgreSQL: postgresql://user@host/db",
     )
     data_dir: Path = Field(default_factory=default_data_dir)
+    keep_ceased_months: int | None = Field(
+        default=None, ge=1, le=1200,
+        description="Months a ceased plan is kept: `ehcbridge doctor` then warns that it is due "
+        "for erasure (`ehcbridge erase`); unset, no reminder")
 
     def resolved_url(self) -> str:
         """The URL to connect to, with the SQLite default and the psycopg driver filled in."""
