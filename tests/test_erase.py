@@ -6,6 +6,7 @@ untouched."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,7 +105,8 @@ def test_named_cases_all_or_nothing(ehc: Any, store_url: str) -> None:
 
 def test_doctor_says_when_ceased_plans_are_due_for_erasure(
         ehc: Any, tmp_path: Path, store_url: str) -> None:
-    quiet = json.JSONDecoder().raw_decode(ehc("doctor", "--json", "--now", "2027-06-01T09:00"))[0]
+    quiet = json.JSONDecoder().raw_decode(ehc("doctor", "--json", "--now",
+                                              "2027-06-01T09:00"))[0]
     assert "retention" not in {c["check"] for c in quiet["checks"]}  # not asked for
     config = tmp_path / "ehcbridge.toml"
     config.write_text(config.read_text(encoding="utf-8").replace(
