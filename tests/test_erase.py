@@ -108,6 +108,7 @@ def test_doctor_says_when_ceased_plans_are_due_for_erasure(
     quiet = json.JSONDecoder().raw_decode(ehc("doctor", "--json", "--now",
                                               "2027-06-01T09:00"))[0]
     assert "retention" not in {c["check"] for c in quiet["checks"]}  # not asked for
+    assert "--due needs store.keep_ceased_months" in ehc("erase", "--due", code=2)
     config = tmp_path / "ehcbridge.toml"
     config.write_text(config.read_text(encoding="utf-8").replace(
         "[store]\n", "[store]\nkeep_ceased_months = 24\n"), encoding="utf-8")
@@ -123,6 +124,9 @@ def test_doctor_says_when_ceased_plans_are_due_for_erasure(
     assert due["status"] == "warning"
     assert due["detail"] == ("1 plan(s) ceased before 2027-01-15 (24 months ago) are due for "
                              "erasure: ehcbridge erase --ceased-before 2027-01-15 --yes")
+    # What a nightly job runs: the plans past the retention period, as the setting says.
+    assert "No case to erase." in ehc("erase", "--due", "--now", "2028-12-01T09:00", "--yes")
+    assert "Would erase 1 case(s): EHC-1." in ehc("erase", "--due", "--now", "2029-01-15T09:00")
     command = due["detail"].split(": ehcbridge ", 1)[1].split()
     assert "Erased 1 case(s): EHC-1 (" in ehc(*command)
     assert retention("2029-01-15T09:00")["status"] == "ok"

@@ -14,9 +14,13 @@ if TYPE_CHECKING:
 @click.argument("cases", nargs=-1)
 @click.option("--ceased-before", "ceased", metavar="DATE",
               help="Every case whose plan ceased (the last decision was cease) before DATE.")
+@click.option("--due", is_flag=True,
+              help="Every case whose plan ceased more than store.keep_ceased_months ago.")
+@click.option("--now", "now", help="As if it were this time (YYYY-MM-DDTHH:MM), for --due.")
 @click.option("--yes", is_flag=True,
               help="Erase them; without it, only say which cases would be erased.")
-def erase(cases: tuple[str, ...], ceased: str | None, yes: bool) -> None:
+def erase(cases: tuple[str, ...], ceased: str | None, due: bool, now: str | None,
+          yes: bool) -> None:
     """Erase cases from the store: the pupil, the plan, every review with its meetings,
     invitees, duties, notices, files and deliveries, their audit records, and what plugins keep
     about them. Nothing can bring them back; without --yes, only lists them."""
@@ -25,9 +29,21 @@ def erase(cases: tuple[str, ...], ceased: str | None, yes: bool) -> None:
     from ehcbridge.invocation import get_app
     from ehcbridge.store.erase import ceased_before
 
-    if not cases and ceased is None:
-        raise click.UsageError("name the cases to erase, or give --ceased-before DATE")
+    if not cases and ceased is None and not due:
+        raise click.UsageError("name the cases to erase, or give --ceased-before DATE or --due")
+    if due and ceased is not None:
+        raise click.UsageError("give --ceased-before DATE or --due, not both")
     app = get_app()
+    if due:
+        from ehcbridge.cli import _parse_now
+        from ehcbridge.timeline import add_months
+
+        months = app.settings.store.keep_ceased_months
+        if months is None:
+            raise click.UsageError("--due needs store.keep_ceased_months "
+                                   "(EHCBRIDGE_STORE__KEEP_CEASED_MONTHS) to be set")
+        today = (_parse_now(now) or app.clock.now()).date()
+        ceased = add_months(today, -months).isoformat()
     chosen = set(cases)
     if ceased is not None:
         try:
