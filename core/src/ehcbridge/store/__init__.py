@@ -920,15 +920,26 @@ class Store:
             for chunk in _chunks(ids, 500):
                 conn.execute(update(t.reviews).where(t.reviews.c.id.in_(chunk))
                              .values(status=status))
-        _bulk_insert(conn, t.timers, [
-            dict(review_id=rid, meeting_id=tm.meeting_id, kind=tm.kind, due_at=tm.due_at,
-                 fired=False) for rid, ch in changes for tm in ch.timers or ()])
+        timers = [(rid, tm) for rid, ch in changes for tm in ch.timers or ()]
+        _insert_columns(conn, t.timers, {
+            "review_id": [rid for rid, _tm in timers],
+            "meeting_id": [tm.meeting_id for _r, tm in timers],
+            "kind": [tm.kind for _r, tm in timers], "due_at": [tm.due_at for _r, tm in timers],
+            "fired": [False] * len(timers)})
         _bulk_insert(conn, t.events, [
             dict(key=ev.key, hook=ev.hook, action=ev.action, review_id=rid,
                  meeting_id=ev.meeting_id, occurred_at=now, payload=ev.payload, dispatched=False)
             for rid, ch in changes for ev in ch.events])
-        _bulk_insert(conn, t.duties, [_duty_values(rid, d, now) for rid, ch in changes
-                                      for d in ch.duties])
+        # A caseload has a hundred thousand duties or more: built as columns, not row dicts.
+        owed = [(rid, d) for rid, ch in changes for d in ch.duties]
+        _insert_columns(conn, t.duties, {
+            "review_id": [rid for rid, _d in owed], "name": [d.name for _r, d in owed],
+            "rule": [d.rule for _r, d in owed], "kind": [d.kind for _r, d in owed],
+            "due": [d.due for _r, d in owed], "owed_by": [d.owed_by for _r, d in owed],
+            "owed_to": [d.owed_to for _r, d in owed],
+            "status": [d.status._value_ for _r, d in owed],  # _value_: see _duty_values
+            "met_on": [d.met_on for _r, d in owed], "evidence": [d.evidence for _r, d in owed],
+            "updated_at": [now] * len(owed)})
         _bulk_insert(conn, t.flags, [
             dict(review_id=rid, flag=flag, detail=detail, raised_by="lifecycle", at=now)
             for rid, ch in changes for flag, detail in ch.flags])
@@ -1688,8 +1699,16 @@ def _bulk_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
     most of the time of a large import."""
     if not rows:
         return
+    _insert_columns(conn, table, {name: [row[name] for row in rows] for name in rows[0]})
+
+
+def _insert_columns(conn: Connection, table: Any, data: dict[str, list[Any]]) -> None:
+    """:func:`_bulk_insert` of rows given column by column (``data``: name -> one value per
+    row), for callers that can build the columns without a dict per row."""
     dialect = conn.dialect
-    columns = list(rows[0])
+    columns = list(data)
+    if not columns or not data[columns[0]]:
+        return
     copying = dialect.driver == "psycopg"
     # The dialect's own implementation: PostgreSQL's JSON, for one, serialises there. COPY
     # takes JSON as its text, made here once per distinct value rather than by psycopg per row.
@@ -1702,7 +1721,7 @@ def _bulk_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> No
     # together by zip, so a 100,000-row insert is not millions of Python-level calls.
     values: list[list[Any]] = []
     for name, proc in zip(columns, processors, strict=True):
-        column = [row[name] for row in rows]
+        column = data[name]
         if proc is not None:
             column = _converted(column, proc)
         values.append(column)
