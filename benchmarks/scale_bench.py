@@ -37,6 +37,31 @@ def was(name: str, backend: str) -> str:
     return f" (previously {value:.1f} s)" if value is not None else ""
 
 
+def _own_schema(url: str) -> str:
+    """On PostgreSQL, a schema of the run's own (dropped when the run ends), so the figures
+    start from an empty store and nothing is left in the database's public schema."""
+    if not url.startswith("postgresql"):
+        return url
+    import atexit
+    import uuid
+
+    import sqlalchemy as sa
+    from ehcbridge.settings import driver_url
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(driver_url(url))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    atexit.register(drop)
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--plans", type=int, default=20_000)
@@ -45,7 +70,7 @@ def main() -> None:
                         help="stop after import, re-import and the review list")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ehcbridge-scale-"))
-    url = args.url or f"sqlite:///{work / 'bench.sqlite3'}"
+    url = _own_schema(args.url) if args.url else f"sqlite:///{work / 'bench.sqlite3'}"
     outbox = work / "outbox"
     config = work / "ehcbridge.toml"
     config.write_text(f'[store]\nurl = "{url}"\n\n[plugins.outlook]\ntransport = "outbox"\n'
