@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import email
+import json
 import os
 import shlex
 import subprocess
@@ -106,6 +107,12 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert listed.returncode == 0 and "Would erase 1 case(s)" in listed.stdout, listed.stderr
     again = subprocess.run(erase, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert "Would erase 1 case(s)" in again.stdout  # still there: listing erased nothing
+    [access] = [line for line in lines if line.startswith("Subject access: ")]
+    export = shlex.split(access.split("; ", 1)[1].split(" gives them")[0])
+    given = subprocess.run(export, env=env, cwd=tmp_path, capture_output=True, text=True)
+    held = int(access.split(" rows in ")[0].rsplit(" ", 1)[1])
+    tables = json.loads(given.stdout)["tables"]
+    assert sum(len(rows) for rows in tables.values()) == held and export[-1] in given.stdout
 
 
 def _demo_rows() -> list[dict[str, str]]:

@@ -132,3 +132,23 @@ def test_doctor_says_when_ceased_plans_are_due_for_erasure(
     assert retention("2029-01-15T09:00")["status"] == "ok"
     assert rows_naming(store_url, TRACES) == {}
 
+
+def test_export_gives_everything_erase_would_delete_and_nothing_else(
+        ehc: Any, tmp_path: Path) -> None:
+    out = ehc("export", "EHC-1", "--out", "sar/EHC-1.json")
+    saved = tmp_path / "sar" / "EHC-1.json"
+    assert (saved.stat().st_mode & 0o777) == 0o600
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    tables = document["tables"]
+    rows = sum(len(r) for r in tables.values())
+    assert out.strip() == f"EHC-1: {rows} rows from {len(tables)} tables written to " \
+                          "sar/EHC-1.json"
+    text = json.dumps(document)
+    assert all(trace in text for trace in ("A999000000017", "Quill", "ivy.family@example.net"))
+    assert {"pupils", "plans", "reviews", "invitees", "events", "duties", "plugin_state"} \
+        <= set(tables)
+    assert "EHC-10" not in text and "jon.family@example.net" not in text
+    assert "unknown case 'EHC-404': nothing was exported" in ehc("export", "EHC-404", code=1)
+    # The same rows are what erasing deletes.
+    assert f"Erased 1 case(s): EHC-1 ({rows} rows)." in ehc("erase", "EHC-1", "--yes")
+

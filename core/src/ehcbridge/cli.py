@@ -856,9 +856,10 @@ def _add_la_commands() -> None:
 
     cli.add_command(lists_group)
     cli.add_command(report_group)
-    from ehcbridge.erase_cli import erase  # erasing cases no longer kept (retention)
+    from ehcbridge.erase_cli import erase, export  # data protection: retention and access
 
     cli.add_command(erase)
+    cli.add_command(export)
 
 
 _add_la_commands()

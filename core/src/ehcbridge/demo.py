@@ -400,6 +400,17 @@ def retention_line(app: App, work: Path) -> str:
             + " lists them, and with --yes erases them")
 
 
+def access_line(app: App, work: Path, case_id: str) -> str:
+    """What a subject access request for one case is given (``ehcbridge export``)."""
+    from ehcbridge.store.erase import export_case
+
+    tables = export_case(app.store, case_id)
+    rows = sum(len(r) for r in tables.values())
+    return (f"Subject access: {rows} rows in {len(tables)} tables are held about {case_id}; "
+            + command_line("--config", str((work / "ehcbridge.toml").resolve()), "export",
+                           case_id) + " gives them all as JSON")
+
+
 def command_line(*args: str) -> str:
     """A command to paste into any shell: this installation's ``ehcbridge`` by its full path
     (under ``uv run`` it is not on the shell's PATH), its arguments quoted."""
@@ -441,6 +452,7 @@ def _summary(app: App, total: TickReport, actions: Counter[str], work: Path,
         flags_line(store),
         next_reviews_line(store),
         retention_line(app, work),
+        access_line(app, work, store.case_ids()[-1]),
         engine_line(app),
         "",
         f"Database: {work / 'ehcbridge.sqlite3'}",

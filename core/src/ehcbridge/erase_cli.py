@@ -1,7 +1,9 @@
-"""``ehcbridge erase``: erase cases the council no longer needs to keep (docs/user-guide.md)."""
+"""``ehcbridge erase`` and ``ehcbridge export``: a case's data for the council's data protection
+duties: erased once no longer kept, given in full to someone who asks (docs/user-guide.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -83,3 +85,30 @@ def erase_and_forget(app: App, case_ids: list[str], ceased_before: str | None = 
     app.store.audit("core", None, "cases.erased",
                     {"cases": len(case_ids), "ceased_before": ceased_before})
     return sum(counts.values()), failed
+
+
+@click.command("export")
+@click.argument("case")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON to this file (created 0600) instead of printing it.")
+def export(case: str, out: Path | None) -> None:
+    """Everything the store keeps about one case, as JSON by table (for a subject access
+    request): the rows 'ehcbridge erase' would delete, files included."""
+    import json
+
+    from ehcbridge.cli import _store_call
+    from ehcbridge.invocation import get_app
+    from ehcbridge.operations import create_private_file
+    from ehcbridge.store.erase import export_case
+
+    app = get_app()
+    tables = _store_call(export_case, app.store, case)
+    document = {"case_id": case, "exported_at": app.clock.now().isoformat(), "tables": tables}
+    text = json.dumps(document, indent=2, default=str)
+    if out is None:
+        click.echo(text)
+        return
+    create_private_file(out)
+    out.write_text(text + "\n", encoding="utf-8")
+    rows = sum(len(r) for r in tables.values())
+    click.echo(f"{case}: {rows} rows from {len(tables)} tables written to {out}")

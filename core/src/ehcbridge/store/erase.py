@@ -7,9 +7,11 @@ council erases it. The store decides nothing: which cases to erase is the caller
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select
@@ -36,86 +38,142 @@ def ceased_before(store: Store, day: date) -> list[str]:
         return [str(r) for r in conn.execute(q).scalars()]
 
 
+@dataclass
+class Footprint:
+    """The ids of everything the store keeps about some cases, table by table."""
+
+    cases: list[str]
+    plans: list[int]
+    pupils: list[int]  # every pupil of the cases
+    leaving: list[int]  # those with no other plan kept
+    reviews: list[int]
+    events: list[int]
+    upns: list[str]  # of every pupil of the cases
+
+
+# Where a case's rows are, children first (each table before the one its foreign keys point
+# at), by the footprint list that selects them: erasing deletes in this order.
+TABLES: tuple[tuple[Any, str, str], ...] = (
+    (t.deliveries, "event_id", "events"), (t.notices, "event_id", "events"),
+    (t.notices, "review_id", "reviews"), (t.timers, "review_id", "reviews"),
+    (t.events, "id", "events"), (t.review_files, "review_id", "reviews"),
+    *((table, "review_id", "reviews") for table in (
+        t.views, t.duties, t.flags, t.invitations, t.invitees, t.decisions, t.meetings)),
+    (t.reviews, "id", "reviews"), (t.plans, "id", "plans"), (t.pupils, "id", "leaving"),
+    (t.plan_details, "case_id", "cases"), (t.audit, "case_id", "cases"),
+)
+
+
+def footprint(conn: Connection, case_ids: Iterable[str], verb: str) -> Footprint:
+    """The rows of these cases; StoreError naming the first unknown case ("nothing was
+    ``verb``")."""
+    wanted = sorted(set(case_ids))
+    known = {r.case_id: (r.id, r.pupil_id) for chunk in _chunks(wanted)
+             for r in conn.execute(select(t.plans.c.case_id, t.plans.c.id, t.plans.c.pupil_id)
+                                   .where(t.plans.c.case_id.in_(chunk)))}
+    missing = [c for c in wanted if c not in known]
+    if missing:
+        raise StoreError(f"unknown case {missing[0]!r}: nothing was {verb}",
+                         case_id=missing[0], field="case_id")
+    plans = [p for p, _pupil in known.values()]
+    pupils = sorted({pupil for _p, pupil in known.values()})
+    reviews = _ids_in(conn, t.reviews.c.id, t.reviews.c.plan_id, plans)
+    # A pupil with another plan kept (a plan ceased, then a new one) stays when erasing.
+    others = {int(r.pupil_id) for chunk in _chunks(pupils) for r in conn.execute(
+        select(t.plans.c.pupil_id).where(and_(t.plans.c.pupil_id.in_(chunk),
+                                              t.plans.c.id.not_in(plans))))}
+    upns = [str(u) for chunk in _chunks(pupils) for u in conn.execute(
+        select(t.pupils.c.upn).where(t.pupils.c.id.in_(chunk))).scalars() if u]
+    return Footprint(cases=wanted, plans=plans, pupils=pupils,
+                     leaving=[p for p in pupils if p not in others], reviews=reviews,
+                     events=_ids_in(conn, t.events.c.id, t.events.c.review_id, reviews),
+                     upns=upns)
+
+
 def erase_cases(store: Store, case_ids: Iterable[str]) -> dict[str, int]:
     """Delete every row of these cases (pupil, plan, reviews and all that hangs off them, their
     audit records and the plugins' state entries named by the case id or the pupil's UPN); all
-    or nothing.
-    Returns rows deleted by table. StoreError names the first unknown case."""
-    wanted = sorted(set(case_ids))
+    or nothing. Returns rows deleted by table. StoreError names the first unknown case."""
     counts: dict[str, int] = {}
     with store.begin() as conn:
-        known = {r.case_id: (r.id, r.pupil_id) for chunk in _chunks(wanted)
-                 for r in conn.execute(select(t.plans.c.case_id, t.plans.c.id,
-                                              t.plans.c.pupil_id)
-                                       .where(t.plans.c.case_id.in_(chunk)))}
-        missing = [c for c in wanted if c not in known]
-        if missing:
-            raise StoreError(f"unknown case {missing[0]!r}: nothing was erased",
-                             case_id=missing[0], field="case_id")
-        plan_ids = [p for p, _pupil in known.values()]
-        pupil_ids = sorted({pupil for _p, pupil in known.values()})
-        review_ids = _ids_in(conn, t.reviews.c.id, t.reviews.c.plan_id, plan_ids)
-        event_ids = _ids_in(conn, t.events.c.id, t.events.c.review_id, review_ids)
-
-        def gone(table: Any, column: Any, ids: Sequence[int | str]) -> None:
-            for chunk in _chunks(ids):
-                n = conn.execute(delete(table).where(column.in_(chunk))).rowcount
+        found = footprint(conn, case_ids, "erased")
+        for table, column, ids in TABLES:
+            for chunk in _chunks(getattr(found, ids)):
+                n = conn.execute(delete(table).where(table.c[column].in_(chunk))).rowcount
                 counts[table.name] = counts.get(table.name, 0) + max(n, 0)
-
-        # Children first: each table before the one its foreign keys point at.
-        gone(t.deliveries, t.deliveries.c.event_id, event_ids)
-        gone(t.notices, t.notices.c.event_id, event_ids)
-        gone(t.notices, t.notices.c.review_id, review_ids)
-        gone(t.timers, t.timers.c.review_id, review_ids)
-        gone(t.events, t.events.c.id, event_ids)
-        gone(t.review_files, t.review_files.c.review_id, review_ids)
-        for table in (t.views, t.duties, t.flags, t.invitations, t.invitees, t.decisions,
-                      t.meetings):
-            gone(table, table.c.review_id, review_ids)
-        gone(t.reviews, t.reviews.c.id, review_ids)
-        gone(t.plans, t.plans.c.id, plan_ids)
-        # A pupil with another plan still kept (a plan ceased, then a new one) stays.
-        shared = set(_ids_in(conn, t.plans.c.pupil_id, t.plans.c.pupil_id, pupil_ids))
-        leaving = [p for p in pupil_ids if p not in shared]
-        upns = [str(u) for chunk in _chunks(leaving) for u in conn.execute(
-            select(t.pupils.c.upn).where(t.pupils.c.id.in_(chunk))).scalars() if u]
-        gone(t.pupils, t.pupils.c.id, leaving)
-        gone(t.plan_details, t.plan_details.c.case_id, wanted)
-        gone(t.audit, t.audit.c.case_id, wanted)
-        _forget_state(conn, [*wanted, *upns], counts)
-        _forget_review_keys(conn, review_ids, counts)
+        upns = [u for u in found.upns if u not in set(_upns_kept(conn, found))]
+        for plugin, key in _state_keys(conn, [*found.cases, *upns], found.reviews):
+            conn.execute(delete(t.plugin_state).where(and_(
+                t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == key)))
+            counts["plugin_state"] = counts.get("plugin_state", 0) + 1
     return counts
 
 
-def _forget_state(conn: Connection, names: list[str], counts: dict[str, int]) -> None:
-    """Plugins' state entries whose key names one of the cases (``notice:EHC-1/r2/...``,
-    ``sent:EHC-1:...``) or the UPN of a pupil erased (an MIS snapshot's ``pupil:<UPN>``): the
-    name between separators, so EHC-1 does not take EHC-10."""
+def export_case(store: Store, case_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row the store keeps about one case, by table (a subject access request): the
+    rows :func:`erase_cases` would delete, and the pupil's row even when another plan keeps
+    it. Values as JSON (dates ISO, files base64)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    with store.engine.connect() as conn:
+        found = footprint(conn, [case_id], "exported")
+        found.leaving = found.pupils
+        for table, column, ids in TABLES:
+            seen = {r["id"] for r in out.get(table.name, []) if "id" in r}  # notices: twice
+            for chunk in _chunks(getattr(found, ids)):
+                for row in conn.execute(select(table).where(table.c[column].in_(chunk))):
+                    values = {k: _json_value(v) for k, v in row._mapping.items()}
+                    if "id" in values and values["id"] in seen:
+                        continue
+                    out.setdefault(table.name, []).append(values)
+        keys = _state_keys(conn, [*found.cases, *found.upns], found.reviews)
+        for plugin, key in keys:
+            value = conn.execute(select(t.plugin_state.c.value).where(and_(
+                t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == key))).scalar()
+            out.setdefault("plugin_state", []).append(
+                {"plugin": plugin, "key": key, "value": value})
+    return dict(sorted(out.items()))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def _upns_kept(conn: Connection, found: Footprint) -> list[str]:
+    """UPNs of the cases' pupils kept by another plan: their MIS state stays."""
+    kept = [p for p in found.pupils if p not in found.leaving]
+    return [str(u) for chunk in _chunks(kept) for u in conn.execute(
+        select(t.pupils.c.upn).where(t.pupils.c.id.in_(chunk))).scalars() if u]
+
+
+def _state_keys(conn: Connection, names: list[str], review_ids: Sequence[int | str]
+                ) -> list[tuple[str, str]]:
+    """(plugin, key) of the state entries about these cases: keys naming a case id or a UPN
+    between separators (``notice:EHC-1/r2/...``, ``sent:EHC-1:...``, an MIS snapshot's
+    ``pupil:<UPN>``; EHC-1 does not take EHC-10), and the core's own entries keyed by review
+    id (invitation claims, who asks a team for advice)."""
+    found: list[tuple[str, str]] = []
     for name in names:
         named = re.compile(rf"(^|[:/]){re.escape(name)}($|[:/])")
-        rows = conn.execute(select(t.plugin_state.c.plugin, t.plugin_state.c.key).where(
-            t.plugin_state.c.key.contains(name, autoescape=True))).all()
-        for plugin, key in rows:
-            if named.search(key):
-                conn.execute(delete(t.plugin_state).where(and_(
-                    t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == key)))
-                counts["plugin_state"] = counts.get("plugin_state", 0) + 1
+        found += [(str(plugin), str(key)) for plugin, key in conn.execute(
+            select(t.plugin_state.c.plugin, t.plugin_state.c.key).where(
+                t.plugin_state.c.key.contains(name, autoescape=True))) if named.search(key)]
+    for chunk in _chunks(review_ids):
+        for plugin, pattern in REVIEW_KEYS:
+            found += [(plugin, str(key)) for key in conn.execute(
+                select(t.plugin_state.c.key).where(and_(
+                    t.plugin_state.c.plugin == plugin,
+                    or_(*[t.plugin_state.c.key.startswith(pattern.format(rid), autoescape=True)
+                          for rid in chunk])))).scalars()]
+    return sorted(set(found))
 
 
 # The core's own state keyed by review id and address: invitation claims ("<id>:<address>")
 # and who asks a team for advice ("advice_by:<id>:<address>", ehcbridge.routing).
 REVIEW_KEYS = (("_invitations", "{}:"), ("_engine", "advice_by:{}:"))
-
-
-def _forget_review_keys(conn: Connection, review_ids: Sequence[int | str],
-                        counts: dict[str, int]) -> None:
-    for chunk in _chunks(review_ids):
-        for plugin, pattern in REVIEW_KEYS:
-            n = conn.execute(delete(t.plugin_state).where(and_(
-                t.plugin_state.c.plugin == plugin,
-                or_(*[t.plugin_state.c.key.startswith(pattern.format(rid), autoescape=True)
-                      for rid in chunk])))).rowcount
-            counts["plugin_state"] = counts.get("plugin_state", 0) + max(n, 0)
 
 
 def _ids_in(conn: Connection, column: Any, where: Any, ids: Sequence[int | str]) -> list[int]:
