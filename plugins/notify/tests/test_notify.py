@@ -59,6 +59,18 @@ def test_email_goes_once_through_the_template_with_subject_and_body(notify: Any)
     assert len([r for r in notify.requests if r[0] == "POST"]) == 1
 
 
+def test_an_erased_case_is_forgotten_and_no_longer_polled(notify: Any) -> None:
+    store = MemoryPluginStore(plugin="notify")
+    ctx = make_context("notify", _settings(notify), now=NOW, store=store)
+    ehcbridge_notify.deliver_notice(notice=_notice(), ctx=ctx)
+    other = _notice(key="EHC-10/r1/notice/advice_reminder/abc123/email", case_id="EHC-10")
+    ehcbridge_notify.deliver_notice(notice=other, ctx=ctx)
+    sent = {v["case_id"] for _k, v in store.state_items("sent:")}
+    assert sent == {"EHC-1", "EHC-10"}
+    ehcbridge_notify.forget_cases(case_ids=["EHC-1"], ctx=ctx)
+    assert [v["case_id"] for _k, v in store.state_items("sent:")] == ["EHC-10"]
+
+
 def test_documents_go_as_notify_file_links_when_the_template_has_placeholders(
         notify: Any) -> None:
     settings = _settings(notify, file_placeholders=2, file_retention_weeks=12).model_copy(

@@ -25,6 +25,15 @@ def deliver_notice(notice: Any, ctx: Any) -> Any:
 
 
 @hookimpl
+def forget_cases(case_ids: Any, ctx: Any) -> None:
+    """Erased cases: forget the notifications sent for them (kept by Notify's id, which the
+    core cannot tie to a case), so the status poll no longer asks about them."""
+    from ehcbridge_notify.service import forget
+
+    forget(ctx, case_ids)
+
+
+@hookimpl
 def register_schedules(register: Any) -> None:
     """Every 15 minutes, read back the status of notifications not yet final."""
     register("notify-status", "*/15 * * * *", _poll)

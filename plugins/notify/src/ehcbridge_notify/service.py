@@ -12,6 +12,7 @@ State kept (this plugin's own keys):
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from typing import Any
 
 from ehcbridge import NotConfigured, PermanentError, RetryLater
@@ -165,6 +166,16 @@ def deliver_notice(notice: Notice, ctx: HookContext) -> NoticeReceipt | None:
         f"sent:{notify_id}": {"channel": notice.channel, "case_id": notice.case_id,
                               "kind": notice.kind, "status": "created"}})
     return NoticeReceipt(channel=notice.channel, reference=notify_id)
+
+
+def forget(ctx: HookContext, case_ids: Iterable[str]) -> int:
+    """Delete the ``sent:<Notify id>`` records of these cases; returns how many."""
+    wanted = set(case_ids)
+    doomed = [key for key, value in ctx.store.state_items("sent:")
+              if isinstance(value, dict) and value.get("case_id") in wanted]
+    for key in doomed:
+        ctx.store.delete_state(key)
+    return len(doomed)
 
 
 def poll(ctx: HookContext) -> dict[str, int]:
