@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from ehcbridge import hookimpl
-from ehcbridge.erase_cli import erase_and_forget
 from ehcbridge.models import Plan, Pupil, ReviewKind
+from ehcbridge.operations import erase_and_forget
 from ehcbridge.store import Store, StoreError
 from ehcbridge.testing import make_app, plugin_module
 

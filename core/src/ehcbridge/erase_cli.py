@@ -4,12 +4,8 @@ duties: erased once no longer kept, given in full to someone who asks (docs/user
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
-
-if TYPE_CHECKING:
-    from ehcbridge.app import App
 
 
 @click.command("erase")
@@ -62,29 +58,13 @@ def erase(cases: tuple[str, ...], ceased: str | None, due: bool, now: str | None
         click.echo(f"Would erase {len(names)} case(s): {listed}. Nothing can bring them back: "
                    "run again with --yes to erase them.")
         return
+    from ehcbridge.operations import erase_and_forget
+
     rows, failed = _store_call(erase_and_forget, app, names, ceased)
     for plugin, error in failed:  # the type only: a plugin's message may name a child
         click.echo(f"warning: plugin {plugin} could not forget the cases ({error}); its own "
                    "records may still hold them", err=True)
     click.echo(f"Erased {len(names)} case(s): {listed} ({rows} rows).")
-
-
-def erase_and_forget(app: App, case_ids: list[str], ceased_before: str | None = None
-                     ) -> tuple[int, list[tuple[str, str]]]:
-    """Erase the cases from the store (all or nothing), then have each plugin forget them
-    (``forget_cases``); an audit line records how many. Returns the store rows deleted and
-    (plugin, error type) for each plugin that failed."""
-    from ehcbridge.store.erase import erase_cases
-
-    counts = erase_cases(app.store, case_ids)
-    # The store's own rows are gone; each plugin then forgets what only it can find.
-    app.start_plugins()
-    failed = [(o.plugin, type(o.error).__name__)
-              for o in app.plugins.call_each("forget_cases", case_ids=list(case_ids),
-                                             ctx=app.plugin_context) if o.error is not None]
-    app.store.audit("core", None, "cases.erased",
-                    {"cases": len(case_ids), "ceased_before": ceased_before})
-    return sum(counts.values()), failed
 
 
 @click.command("export")

@@ -308,3 +308,21 @@ def create_private_file(path: Path) -> None:
         os.chmod(folder, 0o700)  # mkdir's mode is narrowed by the umask, never widened
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def erase_and_forget(app: App, case_ids: list[str], ceased_before: str | None = None
+                     ) -> tuple[int, list[tuple[str, str]]]:
+    """Erase the cases from the store (all or nothing), then have each plugin forget them
+    (``forget_cases``); an audit line records how many. Returns the store rows deleted and
+    (plugin, error type) for each plugin that failed."""
+    from ehcbridge.store.erase import erase_cases
+
+    counts = erase_cases(app.store, case_ids)
+    # The store's own rows are gone; each plugin then forgets what only it can find.
+    app.start_plugins()
+    failed = [(o.plugin, type(o.error).__name__)
+              for o in app.plugins.call_each("forget_cases", case_ids=list(case_ids),
+                                             ctx=app.plugin_context) if o.error is not None]
+    app.store.audit("core", None, "cases.erased",
+                    {"cases": len(case_ids), "ceased_before": ceased_before})
+    return sum(counts.values()), failed

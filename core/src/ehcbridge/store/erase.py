@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from ehcbridge.store.errors import StoreError
 if TYPE_CHECKING:
     from ehcbridge.store import Store
 
+_SEPARATORS = re.compile(r"[:/]")
 CHUNK = 500  # ids per IN (...): well under every backend's limit on bound parameters
 
 
@@ -45,10 +46,10 @@ class Footprint:
     cases: list[str]
     plans: list[int]
     pupils: list[int]  # every pupil of the cases
-    leaving: list[int]  # those with no other plan kept
+    leaving: list[int]  # those with no other plan kept (an export takes them all)
     reviews: list[int]
     events: list[int]
-    upns: list[str]  # of every pupil of the cases
+    upns: dict[int, str]  # pupil id -> UPN, of every pupil of the cases
 
 
 # Where a case's rows are, children first (each table before the one its foreign keys point
@@ -82,8 +83,8 @@ def footprint(conn: Connection, case_ids: Iterable[str], verb: str) -> Footprint
     others = {int(r.pupil_id) for chunk in _chunks(pupils) for r in conn.execute(
         select(t.plans.c.pupil_id).where(and_(t.plans.c.pupil_id.in_(chunk),
                                               t.plans.c.id.not_in(plans))))}
-    upns = [str(u) for chunk in _chunks(pupils) for u in conn.execute(
-        select(t.pupils.c.upn).where(t.pupils.c.id.in_(chunk))).scalars() if u]
+    upns = {int(r.id): str(r.upn) for chunk in _chunks(pupils) for r in conn.execute(
+        select(t.pupils.c.id, t.pupils.c.upn).where(t.pupils.c.id.in_(chunk))) if r.upn}
     return Footprint(cases=wanted, plans=plans, pupils=pupils,
                      leaving=[p for p in pupils if p not in others], reviews=reviews,
                      events=_ids_in(conn, t.events.c.id, t.events.c.review_id, reviews),
@@ -101,7 +102,8 @@ def erase_cases(store: Store, case_ids: Iterable[str]) -> dict[str, int]:
             for chunk in _chunks(getattr(found, ids)):
                 n = conn.execute(delete(table).where(table.c[column].in_(chunk))).rowcount
                 counts[table.name] = counts.get(table.name, 0) + max(n, 0)
-        upns = [u for u in found.upns if u not in set(_upns_kept(conn, found))]
+        # A pupil kept by another plan keeps the MIS state under their UPN.
+        upns = [found.upns[p] for p in found.leaving if p in found.upns]
         for plugin, key in _state_keys(conn, [*found.cases, *upns], found.reviews):
             conn.execute(delete(t.plugin_state).where(and_(
                 t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == key)))
@@ -116,7 +118,8 @@ def export_case(store: Store, case_id: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     with store.engine.connect() as conn:
         found = footprint(conn, [case_id], "exported")
-        found.leaving = found.pupils
+        # The pupil's row too, even when another plan keeps it.
+        found = replace(found, leaving=found.pupils)
         for table, column, ids in TABLES:
             seen = {r["id"] for r in out.get(table.name, []) if "id" in r}  # notices: twice
             for chunk in _chunks(getattr(found, ids)):
@@ -125,7 +128,7 @@ def export_case(store: Store, case_id: str) -> dict[str, list[dict[str, Any]]]:
                     if "id" in values and values["id"] in seen:
                         continue
                     out.setdefault(table.name, []).append(values)
-        keys = _state_keys(conn, [*found.cases, *found.upns], found.reviews)
+        keys = _state_keys(conn, [*found.cases, *found.upns.values()], found.reviews)
         for plugin, key in keys:
             value = conn.execute(select(t.plugin_state.c.value).where(and_(
                 t.plugin_state.c.plugin == plugin, t.plugin_state.c.key == key))).scalar()
@@ -142,25 +145,20 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _upns_kept(conn: Connection, found: Footprint) -> list[str]:
-    """UPNs of the cases' pupils kept by another plan: their MIS state stays."""
-    kept = [p for p in found.pupils if p not in found.leaving]
-    return [str(u) for chunk in _chunks(kept) for u in conn.execute(
-        select(t.pupils.c.upn).where(t.pupils.c.id.in_(chunk))).scalars() if u]
-
-
 def _state_keys(conn: Connection, names: list[str], review_ids: Sequence[int | str]
                 ) -> list[tuple[str, str]]:
     """(plugin, key) of the state entries about these cases: keys naming a case id or a UPN
     between separators (``notice:EHC-1/r2/...``, ``sent:EHC-1:...``, an MIS snapshot's
     ``pupil:<UPN>``; EHC-1 does not take EHC-10), and the core's own entries keyed by review
     id (invitation claims, who asks a team for advice)."""
-    found: list[tuple[str, str]] = []
-    for name in names:
-        named = re.compile(rf"(^|[:/]){re.escape(name)}($|[:/])")
-        found += [(str(plugin), str(key)) for plugin, key in conn.execute(
-            select(t.plugin_state.c.plugin, t.plugin_state.c.key).where(
-                t.plugin_state.c.key.contains(name, autoescape=True))) if named.search(key)]
+    # One read of the keys, each split at its separators, for any number of cases; a case id
+    # that itself holds a separator (case ids are the council's own) is matched whole.
+    plain = {n for n in names if not _SEPARATORS.search(n)}
+    odd = [re.compile(rf"(^|[:/]){re.escape(n)}($|[:/])") for n in names if n not in plain]
+    found = [(str(plugin), str(key)) for plugin, key in conn.execute(
+        select(t.plugin_state.c.plugin, t.plugin_state.c.key))
+        if plain.intersection(_SEPARATORS.split(str(key)))
+        or any(r.search(str(key)) for r in odd)]
     for chunk in _chunks(review_ids):
         for plugin, pattern in REVIEW_KEYS:
             found += [(plugin, str(key)) for key in conn.execute(
