@@ -374,9 +374,8 @@ async def _review_action(dash: Dashboard, request: Request, kind: str) -> Respon
         who = str(form.get("who", "")).strip()
         values["email" if "@" in who else "name"] = who
     else:
-        fields = {"report.sent": ("on",), "decision.recorded": ("outcome", "reason", "on"),
-                  "amendments.proposed": ("on",), "final_plan.issued": ("on",),
-                  "amendments.not_made": ("reason", "on")}[kind]
+        # The event type's own fields (the case comes from the page's address).
+        fields = [k for k in webhook.TYPES[kind][0] if k != "case_id"]
         values.update({k: str(form.get(k, "")).strip() for k in fields if form.get(k)})
     try:
         event = webhook.parse(json.dumps({"id": "form", "type": kind, "data": values}).encode())
