@@ -1006,21 +1006,7 @@ def amendments_proposed(state: ReviewState, *, on: date,
 
 def final_plan_issued(state: ReviewState, *, on: date, policy: Policy = DEFAULT_POLICY) -> Change:
     """The final amended plan was issued (reg 22(3); reg 18 for a phase transfer)."""
-    _amended(state)
-    proposed = state.duty(AMENDMENTS_PROPOSED)
-    if proposed is None or proposed.met_on is None:
-        raise LifecycleError(f"{state.case_id}: record the proposed amendments first "
-                             f"('ehcbridge review amendments {state.case_id} --on DATE')",
-                             case_id=state.case_id, field="on")
-    if on < proposed.met_on:
-        raise LifecycleError(f"{state.case_id}: a final plan issued on {on.isoformat()} is "
-                             f"before the proposed amendments of {proposed.met_on.isoformat()}",
-                             case_id=state.case_id, field="on", value=on.isoformat())
-    final = state.duty(FINAL_PLAN_ISSUED)
-    if final is not None and final.met_on is not None and final.rule == timeline.RULE_NOT_AMENDED:
-        raise LifecycleError(f"{state.case_id}: the decision not to amend was recorded on "
-                             f"{final.met_on.isoformat()} already; the plan stays as it is",
-                             case_id=state.case_id, field="on")
+    _concluding(state, on, "a final plan issued", final_plan=True)
     change = _met(state, FINAL_PLAN_ISSUED, on, f"review final-plan --on {on.isoformat()}",
                   policy)
     found = list(change.duties)
@@ -1035,6 +1021,34 @@ def final_plan_issued(state: ReviewState, *, on: date, policy: Policy = DEFAULT_
     _close_representations(found, on, ("the final plan", "was issued", "final plan issued"),
                            warnings, flags)
     return replace(change, duties=tuple(found), warnings=tuple(warnings), flags=tuple(flags))
+
+
+def _concluding(state: ReviewState, on: date, what: str, *, final_plan: bool) -> date:
+    """The checks before an amend decision's amendments are concluded on ``on`` by a final plan
+    (``final_plan``) or a decision not to amend (``what``: the step, for messages): the proposed
+    amendments recorded on or before ``on``, and nothing concluded already (a final plan may be
+    recorded again, to correct its date). Returns the date the amendments were proposed."""
+    case = state.case_id
+    _amended(state)
+    proposed = state.duty(AMENDMENTS_PROPOSED)
+    if proposed is None or proposed.met_on is None:
+        raise LifecycleError(f"{case}: no proposed amendments are recorded; record them first "
+                             f"with 'ehcbridge review amendments {case} --on DATE'",
+                             case_id=case, field="on")
+    if on < proposed.met_on:
+        raise LifecycleError(f"{case}: {what} on {on.isoformat()} is before the proposed "
+                             f"amendments of {proposed.met_on.isoformat()}", case_id=case,
+                             field="on", value=on.isoformat())
+    final = state.duty(FINAL_PLAN_ISSUED)
+    if final is not None and final.met_on is not None:
+        if final.rule == timeline.RULE_NOT_AMENDED:
+            raise LifecycleError(f"{case}: the decision not to amend was recorded on "
+                                 f"{final.met_on.isoformat()} already; the plan stays as it is",
+                                 case_id=case, field="on")
+        if not final_plan:
+            raise LifecycleError(f"{case}: the final amended plan was issued on "
+                                 f"{final.met_on.isoformat()} already", case_id=case, field="on")
+    return proposed.met_on
 
 
 def _close_representations(found: list[Duty], on: date, what: tuple[str, str, str],
@@ -1063,26 +1077,10 @@ def not_amended(state: ReviewState, *, reason: str, on: date,
     the parent or young person why within the 8 weeks a final plan would have had (reg 22(4)),
     and the plan stays as it is (``on_decision``, action ``not_amended``)."""
     case = state.case_id
-    _amended(state)
     if not reason.strip():
         raise LifecycleError(f"{case}: give the reason for not amending the plan; the family "
                              "is told it (reg 22(4))", case_id=case, field="reason")
-    proposed = state.duty(AMENDMENTS_PROPOSED)
-    if proposed is None or proposed.met_on is None:
-        raise LifecycleError(f"{case}: no proposed amendments are recorded, so there is "
-                             "nothing to withdraw; record them with 'ehcbridge review "
-                             f"amendments {case} --on DATE' if they were sent", case_id=case,
-                             field="on")
-    if on < proposed.met_on:
-        raise LifecycleError(f"{case}: a decision not to amend dated {on.isoformat()} is before "
-                             f"the proposed amendments of {proposed.met_on.isoformat()}",
-                             case_id=case, field="on", value=on.isoformat())
-    final = state.duty(FINAL_PLAN_ISSUED)
-    if final is not None and final.met_on is not None:
-        done = ("the decision not to amend was recorded" if final.rule == timeline.RULE_NOT_AMENDED
-                else "the final amended plan was issued")
-        raise LifecycleError(f"{case}: {done} on {final.met_on.isoformat()} already",
-                             case_id=case, field="on")
+    proposed = _concluding(state, on, "a decision not to amend dated", final_plan=False)
     found = list(duties(state, policy, on))
     warnings: list[str] = []
     flags: list[tuple[str, str]] = []
@@ -1109,7 +1107,7 @@ def not_amended(state: ReviewState, *, reason: str, on: date,
                   events=(NewEvent(f"{decision_key(case, state.review_id)}/not-amended",
                                    HOOK_DECISION, ACTION_NOT_AMENDED,
                                    payload={"reason": reason.strip(), "on": on.isoformat(),
-                                            "proposed": proposed.met_on.isoformat()}),))
+                                            "proposed": proposed.isoformat()}),))
 
 
 def early(state: ReviewState, *, reason: str, on: date) -> Change:
