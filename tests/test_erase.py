@@ -152,3 +152,62 @@ def test_export_gives_everything_erase_would_delete_and_nothing_else(
     # The same rows are what erasing deletes.
     assert f"Erased 1 case(s): EHC-1 ({rows} rows)." in ehc("erase", "EHC-1", "--yes")
 
+
+
+def test_erasing_takes_the_cases_letters_out_of_the_print_packs(
+        mailing_council: Any, tmp_path: Path) -> None:
+    import re
+
+    from pypdf import PdfReader
+
+    invoke = mailing_council(LIST, "2026-12-02T10:00")
+    # Each family also has a contact by post only, so its notices become printed letters.
+    for case, name, address in (("EHC-1", "Mr Q Grandparent", "1 Mill Lane, Oakfield, OK1 2AB"),
+                                ("EHC-10", "Ms R Carer", "3 Brook Road, Oakfield, OK1 3CD")):
+        invoke("review", "invite", case, "--role", "parent", "--name", name,
+               "--address", address)
+    invoke("run", "--once", "--now", "2026-10-01T18:00")
+    invoke("review", "--now", "2026-12-02T12:00", "held", "EHC-1")
+    invoke("run", "--once", "--now", "2026-12-09T18:00")
+    invoke("review", "--now", "2026-12-10T09:00", "decide", "EHC-1", "cease", "--reason",
+           "Moved to another local authority", "--on", "2026-12-10")
+    invoke("run", "--once", "--now", "2026-12-10T10:00")
+    letters = tmp_path / "letters"
+
+    def text_of(pack: Path) -> str:
+        return "\n".join(p.extract_text() for p in PdfReader(pack).pages)
+
+    def case_ids() -> list[str]:
+        return sorted(e["case_id"] for m in letters.glob("*/manifest.json")
+                      for e in json.loads(m.read_text(encoding="utf-8")))
+
+    before = case_ids()
+    assert "EHC-1" in before and "EHC-10" in before, before
+    assert (letters / "print-pack-2026-12-10.pdf").exists()  # EHC-1's decision letter only
+    assert "Mr Q Grandparent" in text_of(letters / "print-pack-2026-10-01.pdf")
+
+    assert "Erased 1 case(s): EHC-1 (" in invoke("erase", "EHC-1", "--yes")
+    assert case_ids() == [c for c in before if c == "EHC-10"]
+    # A day left with no letter loses its folder and pack; the others are rebuilt without them.
+    assert not (letters / "2026-12-10").exists()
+    assert not (letters / "print-pack-2026-12-10.pdf").exists()
+    shared = text_of(letters / "print-pack-2026-10-01.pdf")
+    assert "Ms R Carer" in shared and "3 Brook Road" in shared
+    assert "Mr Q Grandparent" not in shared and "Mill Lane" not in shared
+    assert not re.search(r"EHC-1\b", shared)
+    kept = {p.name for p in (letters / "2026-10-01").glob("*.pdf")}
+    assert kept == {e["file"] for e in json.loads(
+        (letters / "2026-10-01" / "manifest.json").read_text(encoding="utf-8"))}
+    # A letter written later that day takes a new number, never one still on disk.
+    from datetime import date
+
+    from ehcbridge.notices import Notice, NoticeRecipient
+    from ehcbridge_letters.pack import add_letter
+    from ehcbridge_letters.settings import LettersSettings
+
+    later = Notice(key="EHC-10/r1/notice/late/letter", kind="views_request", channel="letter",
+                   recipient=NoticeRecipient(role="parent", name="Ms R Carer",
+                                             address=("3 Brook Road", "OK1 3CD")),
+                   subject="Late", case_id="EHC-10")
+    add_letter(LettersSettings(folder=letters), later, date(2026, 10, 1))
+    assert len({p.name for p in (letters / "2026-10-01").glob("*.pdf")} - kept) == 1

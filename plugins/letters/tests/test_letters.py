@@ -137,3 +137,25 @@ def test_check_reports_the_folder(tmp_path: Path) -> None:
     result = ehcbridge_letters.check(ctx=make_context("letters", LettersSettings(
         folder=tmp_path, large_print=True), now=DAY))
     assert result.status == "ok" and "(large print)" in result.detail
+
+
+def test_letters_are_private_and_erased_cases_leave_the_packs(tmp_path: Path) -> None:
+    settings = LettersSettings(folder=tmp_path / "letters")
+    ctx = make_context("letters", settings, now=DAY)
+    ehcbridge_letters.deliver_notice(notice=_notice(), ctx=ctx)
+    other = _notice(key="EHC-2/r5/notice/views_request/def/letter", case_id="EHC-2",
+                    recipient=NoticeRecipient(role="parent", name="Mr T Other",
+                                              address=("3 Bridge St", "OK2 3CD")))
+    ehcbridge_letters.deliver_notice(notice=other, ctx=ctx)
+    day = tmp_path / "letters" / "2027-01-27"
+    written = [tmp_path / "letters", day, *day.iterdir(), *(tmp_path / "letters").glob("*.pdf")]
+    assert {oct(p.stat().st_mode & 0o777) for p in written if p.is_dir()} == {"0o700"}
+    assert {oct(p.stat().st_mode & 0o777) for p in written if p.is_file()} == {"0o600"}
+
+    ehcbridge_letters.forget_cases(case_ids=["EHC-1"], ctx=ctx)
+    assert [e["case_id"] for e in manifest(settings, date(2027, 1, 27))] == ["EHC-2"]
+    cover = _text(tmp_path / "letters" / "print-pack-2027-01-27.pdf")
+    assert "1 letter(s)" in cover and "Mr T Other" in cover and "Ms R Example" not in cover
+    assert len(list(day.glob("*.pdf"))) == 1
+    ehcbridge_letters.forget_cases(case_ids=["EHC-2", "EHC-1"], ctx=ctx)  # safe to run again
+    assert not day.exists() and not list((tmp_path / "letters").iterdir())

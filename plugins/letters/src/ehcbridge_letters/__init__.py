@@ -54,6 +54,20 @@ def check(ctx: Any) -> Any:
 
 
 @hookimpl
+def forget_cases(case_ids: Any, ctx: Any) -> None:
+    """Erase: take the cases' letters out of every day's folder and print pack."""
+    import logging
+
+    from ehcbridge_letters.pack import forget
+    from ehcbridge_letters.settings import LettersSettings
+
+    settings = ctx.settings if isinstance(ctx.settings, LettersSettings) else LettersSettings()
+    deleted = forget(settings, set(case_ids))
+    if deleted:
+        logging.getLogger("ehcbridge.letters").info("erase: %d letter(s) deleted", deleted)
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     """Add ``ehcbridge letters ...``."""
     from ehcbridge_letters.cli import letters

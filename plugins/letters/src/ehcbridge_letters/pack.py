@@ -23,8 +23,12 @@ from ehcbridge_letters.settings import LettersSettings
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ehcbridge.operations import create_private_file
+
+    # Letters carry a family's address and a child's first name: the folders are made 0700
+    # and each file 0600, as the core does for its database and the mail outbox.
     tmp = path.with_name(path.name + ".tmp")
+    create_private_file(tmp)
     tmp.write_bytes(data)
     tmp.replace(path)
 
@@ -59,7 +63,9 @@ def add_letter(settings: LettersSettings, notice: Notice, day: date) -> tuple[Pa
         return pack_path(settings, day), False
     data = letter_pdf(notice, day, font_size=settings.font_size,
                       large_print=settings.large_print, large_size=settings.large_print_size)
-    name = f"{len(entries) + 1:03d}-{ident}.pdf"
+    # Numbered after the highest letter kept, not the count: once a letter has been taken out
+    # (erased, or removed by hand) the count would reuse a number still on disk.
+    name = f"{max((_number(e['file']) for e in entries), default=0) + 1:03d}-{ident}.pdf"
     _write(day_folder(settings, day) / name, data)
     entries.append({"id": ident, "file": name, "to": notice.recipient.label,
                     "case_id": notice.case_id, "kind": notice.kind.replace("_", " "),
@@ -67,6 +73,44 @@ def add_letter(settings: LettersSettings, notice: Notice, day: date) -> tuple[Pa
     _write(day_folder(settings, day) / "manifest.json",
            json.dumps(entries, indent=1).encode("utf-8"))
     return build_pack(settings, day), True
+
+
+def _number(file: str) -> int:
+    head = file.partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def forget(settings: LettersSettings, case_ids: set[str]) -> int:
+    """Delete the letters of ``case_ids`` from every day's folder and rebuild each day's pack
+    from the letters left (a day left with none loses its folder and pack); returns how many
+    letters were deleted."""
+    folder = Path(settings.folder)
+    if not folder.is_dir():
+        return 0
+    deleted = 0
+    for day_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        try:
+            day = date.fromisoformat(day_dir.name)
+        except ValueError:
+            continue  # not one of the plugin's day folders
+        entries = manifest(settings, day)
+        keep = [e for e in entries if e.get("case_id") not in case_ids]
+        if len(keep) == len(entries):
+            continue
+        for entry in entries:
+            if entry not in keep:
+                (day_dir / entry["file"]).unlink(missing_ok=True)
+                deleted += 1
+        if keep:
+            _write(day_dir / "manifest.json", json.dumps(keep, indent=1).encode("utf-8"))
+            build_pack(settings, day)
+        else:
+            # The manifest goes last: were this interrupted, a second run still finds the day.
+            pack_path(settings, day).unlink(missing_ok=True)
+            (day_dir / "manifest.json").unlink(missing_ok=True)
+            if not any(day_dir.iterdir()):
+                day_dir.rmdir()
+    return deleted
 
 
 def build_pack(settings: LettersSettings, day: date) -> Path:
