@@ -211,3 +211,50 @@ def test_erasing_takes_the_cases_letters_out_of_the_print_packs(
                    subject="Late", case_id="EHC-10")
     add_letter(LettersSettings(folder=letters), later, date(2026, 10, 1))
     assert len({p.name for p in (letters / "2026-10-01").glob("*.pdf")} - kept) == 1
+
+
+def test_a_case_is_not_erased_under_a_delivery_an_engine_is_making(
+        ehc: Any, store_url: str) -> None:
+    import threading
+    from datetime import UTC, datetime
+
+    from ehcbridge.store import Store
+    from ehcbridge.store import schema as t
+    from ehcbridge.store.queue import DeliveryQueue
+
+    store = Store(store_url)
+    try:
+        # An engine elsewhere has just claimed a retry of one of EHC-1's deliveries.
+        d, e, r, p = t.deliveries, t.events, t.reviews, t.plans
+        with store.begin() as conn:
+            target = conn.execute(
+                sa.select(d.c.id, d.c.plugin).join(e, e.c.id == d.c.event_id)
+                .join(r, r.c.id == e.c.review_id).join(p, p.c.id == r.c.plan_id)
+                .where(p.c.case_id == "EHC-1").limit(1)).one()
+            conn.execute(sa.update(d).where(d.c.id == target.id).values(
+                status="retrying", next_attempt_at=datetime(2026, 12, 1, tzinfo=UTC)))
+        other = DeliveryQueue(store, "county-hall-2:4242", lease_seconds=60)
+        claimed = other.claim(datetime(2026, 12, 9, 18, tzinfo=UTC), target.plugin)
+        assert target.id in {c.id for c in claimed}
+        before = rows_naming(store_url, TRACES)
+
+        out = ehc("erase", "EHC-1", "--yes", "--wait", "0", code=1)
+        assert ("EHC-1: a delivery is being made by engine worker county-hall-2:4242 right now; "
+                "nothing was erased (run again once it is recorded)") in out
+        assert rows_naming(store_url, TRACES) == before
+
+        # The worker records its attempt a moment later: erase, waiting, then goes ahead.
+        def record() -> None:
+            other.finish(target.id, status="delivered", attempts=2,
+                         next_attempt_at=datetime(2026, 12, 9, 18, tzinfo=UTC), error=None,
+                         now=datetime(2026, 12, 9, 18, tzinfo=UTC))
+
+        timer = threading.Timer(1.0, record)
+        timer.start()
+        try:
+            assert "Erased 1 case(s): EHC-1 (" in ehc("erase", "EHC-1", "--yes", "--wait", "20")
+        finally:
+            timer.join()
+        assert rows_naming(store_url, TRACES) == {}
+    finally:
+        store.close()

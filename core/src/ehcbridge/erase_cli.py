@@ -17,8 +17,11 @@ import click
 @click.option("--now", "now", help="As if it were this time (YYYY-MM-DDTHH:MM), for --due.")
 @click.option("--yes", is_flag=True,
               help="Erase them; without it, only say which cases would be erased.")
+@click.option("--wait", "wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS",
+              help="How long to wait for a delivery an engine is making for one of the cases.")
 def erase(cases: tuple[str, ...], ceased: str | None, due: bool, now: str | None,
-          yes: bool) -> None:
+          yes: bool, wait: float) -> None:
     """Erase cases from the store: the pupil, the plan, every review with its meetings,
     invitees, duties, notices, files and deliveries, their audit records, and what plugins keep
     about them. Nothing can bring them back; without --yes, only lists them."""
@@ -60,7 +63,7 @@ def erase(cases: tuple[str, ...], ceased: str | None, due: bool, now: str | None
         return
     from ehcbridge.operations import erase_and_forget
 
-    rows, failed = _store_call(erase_and_forget, app, names, ceased)
+    rows, failed = _store_call(erase_and_forget, app, names, ceased, wait=wait)
     for plugin, error in failed:  # the type only: a plugin's message may name a child
         click.echo(f"warning: plugin {plugin} could not forget the cases ({error}); its own "
                    "records may still hold them", err=True)

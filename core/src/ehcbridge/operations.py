@@ -310,14 +310,26 @@ def create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def erase_and_forget(app: App, case_ids: list[str], ceased_before: str | None = None
-                     ) -> tuple[int, list[tuple[str, str]]]:
+def erase_and_forget(app: App, case_ids: list[str], ceased_before: str | None = None,
+                     wait: float = 0.0) -> tuple[int, list[tuple[str, str]]]:
     """Erase the cases from the store (all or nothing), then have each plugin forget them
-    (``forget_cases``); an audit line records how many. Returns the store rows deleted and
-    (plugin, error type) for each plugin that failed."""
-    from ehcbridge.store.erase import erase_cases
+    (``forget_cases``); an audit line records how many. While an engine worker is making a
+    delivery of one of the cases, try again each second for up to ``wait`` seconds (then
+    CasesBusy). Returns the store rows deleted and (plugin, error type) for each plugin that
+    failed."""
+    import time
 
-    counts = erase_cases(app.store, case_ids)
+    from ehcbridge.store.erase import CasesBusy, erase_cases
+
+    give_up = time.monotonic() + wait
+    while True:
+        try:
+            counts = erase_cases(app.store, case_ids)
+            break
+        except CasesBusy:
+            if time.monotonic() >= give_up:
+                raise
+            time.sleep(min(1.0, max(0.0, give_up - time.monotonic())))
     # The store's own rows are gone; each plugin then forgets what only it can find.
     app.start_plugins()
     failed = [(o.plugin, type(o.error).__name__)

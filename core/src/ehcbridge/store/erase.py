@@ -91,13 +91,46 @@ def footprint(conn: Connection, case_ids: Iterable[str], verb: str) -> Footprint
                      upns=upns)
 
 
+class CasesBusy(StoreError):
+    """A worker holds a live claim on a delivery of a case being erased: its plugin may be
+    writing about the case at this moment, so nothing was erased."""
+
+    def __init__(self, case_id: str, worker: str) -> None:
+        super().__init__(f"{case_id}: a delivery is being made by engine worker {worker} right "
+                         "now; nothing was erased (run again once it is recorded)",
+                         case_id=case_id)
+        self.worker = worker
+
+
 def erase_cases(store: Store, case_ids: Iterable[str]) -> dict[str, int]:
     """Delete every row of these cases (pupil, plan, reviews and all that hangs off them, their
     audit records and the plugins' state entries named by the case id or the pupil's UPN); all
-    or nothing. Returns rows deleted by table. StoreError names the first unknown case."""
+    or nothing. Returns rows deleted by table. StoreError names the first unknown case;
+    CasesBusy, the first case a worker is delivering for at this moment."""
+    from ehcbridge.store.queue import wall_clock
+
     counts: dict[str, int] = {}
     with store.begin() as conn:
+        if store.backend == "sqlite":
+            # A write first, so the transaction holds SQLite's write lock before it reads: no
+            # engine can claim one of these deliveries between the check below and the delete.
+            conn.exec_driver_sql("UPDATE deliveries SET id = id WHERE 0")
         found = footprint(conn, case_ids, "erased")
+        # A plugin in the middle of a delivery would write about the case after it is gone (a
+        # sent invitation's record, a meeting's state): wait for it. On PostgreSQL the rows
+        # stay locked to the end, and workers claim with SKIP LOCKED, so they pass them by.
+        d = t.deliveries
+        for chunk in _chunks(found.events):
+            rows = conn.execute(select(d.c.event_id, d.c.claimed_by, d.c.lease_until)
+                                .where(d.c.event_id.in_(chunk)).with_for_update()).all()
+            live = [r for r in rows if r.claimed_by is not None and r.lease_until is not None
+                    and r.lease_until > wall_clock()]
+            if live:
+                case = conn.execute(
+                    select(t.plans.c.case_id).join(t.reviews, t.reviews.c.plan_id == t.plans.c.id)
+                    .join(t.events, t.events.c.review_id == t.reviews.c.id)
+                    .where(t.events.c.id == live[0].event_id)).scalar_one()
+                raise CasesBusy(str(case), str(live[0].claimed_by))
         for table, column, ids in TABLES:
             for chunk in _chunks(getattr(found, ids)):
                 n = conn.execute(delete(table).where(table.c[column].in_(chunk))).rowcount
