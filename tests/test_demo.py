@@ -6,6 +6,7 @@ import csv
 import email
 import json
 import os
+import re
 import shlex
 import subprocess
 from email import policy
@@ -85,7 +86,6 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     assert "set late and moved back into time (meeting_late cleared)" in text
     assert "0 meeting_late" in text
     # Next year's reviews already know whom to invite (they once started with nobody).
-    import re
 
     opened = re.search(r"Next reviews opened by a decision: (\d+), starting with (\d+) invitees",
                        text)
@@ -111,8 +111,13 @@ def test_demo_fires_every_hook_and_leaves_readable_invitations(tmp_path: Path) -
     export = shlex.split(access.split("; ", 1)[1].split(" gives them")[0])
     given = subprocess.run(export, env=env, cwd=tmp_path, capture_output=True, text=True)
     held = int(access.split(" rows in ")[0].rsplit(" ", 1)[1])
-    tables = json.loads(given.stdout)["tables"]
+    document = json.loads(given.stdout)
+    tables = document["tables"]
     assert sum(len(rows) for rows in tables.values()) == held and export[-1] in given.stdout
+    # What the plugins keep about the case is given too, as the line says.
+    for count, plugin in re.findall(r" and (\d+) records of the (\w+) plugin", access):
+        assert len(document["plugins"][plugin]) == int(count)
+    assert " records of the outlook plugin" in access  # the meeting invitations it sent
 
 
 def _demo_rows() -> list[dict[str, str]]:

@@ -141,8 +141,13 @@ def test_export_gives_everything_erase_would_delete_and_nothing_else(
     document = json.loads(saved.read_text(encoding="utf-8"))
     tables = document["tables"]
     rows = sum(len(r) for r in tables.values())
-    assert out.strip() == f"EHC-1: {rows} rows from {len(tables)} tables written to " \
-                          "sar/EHC-1.json"
+    # What the outlook plugin keeps by meeting UID and address (the invitation sent to the
+    # family, each copy) comes too: the core cannot find it by the case's name.
+    outlook = document["plugins"]["outlook"]
+    assert out.strip() == (f"EHC-1: {rows} rows from {len(tables)} tables, {len(outlook)} "
+                           "records of the outlook plugin written to sar/EHC-1.json")
+    assert any("ivy.family@example.net" in r["key"] for r in outlook), outlook
+    assert {r["key"].split(":")[0] for r in outlook} >= {"rev", "sent"}
     text = json.dumps(document)
     assert all(trace in text for trace in ("A999000000017", "Quill", "ivy.family@example.net"))
     assert {"pupils", "plans", "reviews", "invitees", "events", "duties", "plugin_state"} \
@@ -151,11 +156,15 @@ def test_export_gives_everything_erase_would_delete_and_nothing_else(
     assert "unknown case 'EHC-404': nothing was exported" in ehc("export", "EHC-404", code=1)
     # The same rows are what erasing deletes.
     assert f"Erased 1 case(s): EHC-1 ({rows} rows)." in ehc("erase", "EHC-1", "--yes")
+    # ... and, once erased, no plugin has anything left to give about it.
+    shown = json.loads(ehc("export", "EHC-10"))
+    assert "EHC-1\"" not in json.dumps(shown["plugins"]) and shown["plugins"]["outlook"]
 
 
 
 def test_erasing_takes_the_cases_letters_out_of_the_print_packs(
         mailing_council: Any, tmp_path: Path) -> None:
+    import base64
     import re
 
     from pypdf import PdfReader
@@ -195,6 +204,9 @@ def test_erasing_takes_the_cases_letters_out_of_the_print_packs(
     assert "Ms R Carer" in shared and "3 Brook Road" in shared
     assert "Mr Q Grandparent" not in shared and "Mill Lane" not in shared
     assert not re.search(r"EHC-1\b", shared)
+    given = json.loads(invoke("export", "EHC-10"))["plugins"]["letters"]
+    assert {g["case_id"] for g in given} == {"EHC-10"} and len(given) == case_ids().count("EHC-10")
+    assert all(base64.b64decode(g["pdf_base64"]).startswith(b"%PDF") for g in given)
     kept = {p.name for p in (letters / "2026-10-01").glob("*.pdf")}
     assert kept == {e["file"] for e in json.loads(
         (letters / "2026-10-01" / "manifest.json").read_text(encoding="utf-8"))}

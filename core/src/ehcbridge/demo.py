@@ -402,11 +402,15 @@ def retention_line(app: App, work: Path) -> str:
 
 def access_line(app: App, work: Path, case_id: str) -> str:
     """What a subject access request for one case is given (``ehcbridge export``)."""
-    from ehcbridge.store.erase import export_case
+    from ehcbridge.operations import export_everything
 
-    tables = export_case(app.store, case_id)
+    document, _failed = export_everything(app, case_id)
+    tables, held = document["tables"], document["plugins"]
     rows = sum(len(r) for r in tables.values())
-    return (f"Subject access: {rows} rows in {len(tables)} tables are held about {case_id}; "
+    kept = "".join(f" and {len(records)} records of the {plugin} plugin"
+                   for plugin, records in held.items())
+    return (f"Subject access: {rows} rows in {len(tables)} tables{kept} are held about "
+            f"{case_id}; "
             + command_line("--config", str((work / "ehcbridge.toml").resolve()), "export",
                            case_id) + " gives them all as JSON")
 

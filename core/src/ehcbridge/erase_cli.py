@@ -75,23 +75,28 @@ def erase(cases: tuple[str, ...], ceased: str | None, due: bool, now: str | None
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON to this file (created 0600) instead of printing it.")
 def export(case: str, out: Path | None) -> None:
-    """Everything the store keeps about one case, as JSON by table (for a subject access
-    request): the rows 'ehcbridge erase' would delete, files included."""
+    """Everything kept about one case, as JSON (for a subject access request): the store's rows
+    by table, exactly those 'ehcbridge erase' would delete, files included, and what each
+    plugin keeps about it."""
     import json
 
     from ehcbridge.cli import _store_call
     from ehcbridge.invocation import get_app
-    from ehcbridge.operations import create_private_file
-    from ehcbridge.store.erase import export_case
+    from ehcbridge.operations import create_private_file, export_everything
 
     app = get_app()
-    tables = _store_call(export_case, app.store, case)
-    document = {"case_id": case, "exported_at": app.clock.now().isoformat(), "tables": tables}
+    document, failed = _store_call(export_everything, app, case)
+    for plugin, error in failed:  # the type only: a plugin's message may name a child
+        click.echo(f"warning: plugin {plugin} could not give what it keeps ({error}); the "
+                   "export lacks its records", err=True)
     text = json.dumps(document, indent=2, default=str)
     if out is None:
         click.echo(text)
         return
     create_private_file(out)
     out.write_text(text + "\n", encoding="utf-8")
+    tables, held = document["tables"], document["plugins"]
     rows = sum(len(r) for r in tables.values())
-    click.echo(f"{case}: {rows} rows from {len(tables)} tables written to {out}")
+    kept = "".join(f", {len(records)} records of the {plugin} plugin"
+                   for plugin, records in held.items())
+    click.echo(f"{case}: {rows} rows from {len(tables)} tables{kept} written to {out}")

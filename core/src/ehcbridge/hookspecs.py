@@ -8,7 +8,7 @@ delivery ledger and retried on its own, so one plugin's failure never stops anot
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pluggy
 
@@ -117,6 +117,13 @@ def forget_cases(case_ids: Sequence[str], ctx: HookContext) -> None:
     """These cases were erased from the store (``ehcbridge erase``): delete what the plugin keeps
     about them that the core cannot find by name (state entries keyed otherwise, its files).
     Return value ignored; raising is reported and the erasure stands."""
+
+
+@hookspec
+def export_case(case_id: str, ctx: HookContext) -> list[dict[str, Any]] | None:
+    """For ``ehcbridge export`` (a subject access request): return, as JSON-ready dicts, what
+    the plugin keeps about this case that the core cannot find by name (what ``forget_cases``
+    would delete), or None when it keeps nothing."""
 
 
 @hookspec

@@ -310,6 +310,28 @@ def create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+def export_everything(app: App, case_id: str
+                      ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Everything held about one case for a subject access request: the store's rows by table
+    and each plugin's own records (``export_case``). Returns the document and (plugin, error
+    type) for each plugin that failed to answer."""
+    from ehcbridge.store.erase import export_case
+
+    tables = export_case(app.store, case_id)  # StoreError for an unknown case, before plugins
+    app.start_plugins()
+    held: dict[str, list[dict[str, Any]]] = {}
+    failed: list[tuple[str, str]] = []
+    for outcome in app.plugins.call_each("export_case", case_id=case_id,
+                                         ctx=app.plugin_context):
+        if outcome.error is not None:
+            failed.append((outcome.plugin, type(outcome.error).__name__))
+        elif outcome.result:
+            held[outcome.plugin] = list(outcome.result)
+    document = {"case_id": case_id, "exported_at": app.clock.now().isoformat(),
+                "tables": tables, "plugins": dict(sorted(held.items()))}
+    return document, failed
+
+
 def erase_and_forget(app: App, case_ids: list[str], ceased_before: str | None = None,
                      wait: float = 0.0) -> tuple[int, list[tuple[str, str]]]:
     """Erase the cases from the store (all or nothing), then have each plugin forget them

@@ -67,7 +67,11 @@ def test_an_erased_case_is_forgotten_and_no_longer_polled(notify: Any) -> None:
     ehcbridge_notify.deliver_notice(notice=other, ctx=ctx)
     sent = {v["case_id"] for _k, v in store.state_items("sent:")}
     assert sent == {"EHC-1", "EHC-10"}
+    # A subject access request for EHC-1 is given its notification, not EHC-10's.
+    [given] = ehcbridge_notify.export_case(case_id="EHC-1", ctx=ctx)
+    assert given["value"]["case_id"] == "EHC-1" and given["key"].startswith("sent:")
     ehcbridge_notify.forget_cases(case_ids=["EHC-1"], ctx=ctx)
+    assert ehcbridge_notify.export_case(case_id="EHC-1", ctx=ctx) is None
     assert [v["case_id"] for _k, v in store.state_items("sent:")] == ["EHC-10"]
 
 

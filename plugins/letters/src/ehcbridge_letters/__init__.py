@@ -68,6 +68,16 @@ def forget_cases(case_ids: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def export_case(case_id: Any, ctx: Any) -> Any:
+    """A subject access request: the case's letters, each with its PDF."""
+    from ehcbridge_letters.pack import letters_of
+    from ehcbridge_letters.settings import LettersSettings
+
+    settings = ctx.settings if isinstance(ctx.settings, LettersSettings) else LettersSettings()
+    return letters_of(settings, case_id) or None
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     """Add ``ehcbridge letters ...``."""
     from ehcbridge_letters.cli import letters

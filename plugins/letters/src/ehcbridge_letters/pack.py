@@ -80,6 +80,25 @@ def _number(file: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
+def letters_of(settings: LettersSettings, case_id: str) -> list[dict[str, Any]]:
+    """Every letter kept for one case: its day, manifest entry and the PDF (base64)."""
+    import base64
+
+    folder = Path(settings.folder)
+    found: list[dict[str, Any]] = []
+    for day_dir in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        try:
+            day = date.fromisoformat(day_dir.name)
+        except ValueError:
+            continue
+        for entry in manifest(settings, day):
+            if entry.get("case_id") == case_id:
+                pdf = day_dir / entry["file"]
+                found.append({"day": day.isoformat(), **entry, "pdf_base64": (
+                    base64.b64encode(pdf.read_bytes()).decode("ascii") if pdf.exists() else None)})
+    return found
+
+
 def forget(settings: LettersSettings, case_ids: set[str]) -> int:
     """Delete the letters of ``case_ids`` from every day's folder and rebuild each day's pack
     from the letters left (a day left with none loses its folder and pack); returns how many

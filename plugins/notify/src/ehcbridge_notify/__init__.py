@@ -34,6 +34,14 @@ def forget_cases(case_ids: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def export_case(case_id: Any, ctx: Any) -> Any:
+    """A subject access request: the notifications sent for the case, with their status."""
+    from ehcbridge_notify.service import held
+
+    return [{"key": key, "value": value} for key, value in held(ctx, [case_id])] or None
+
+
+@hookimpl
 def register_schedules(register: Any) -> None:
     """Every 15 minutes, read back the status of notifications not yet final."""
     register("notify-status", "*/15 * * * *", _poll)

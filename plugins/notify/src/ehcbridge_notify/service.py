@@ -168,11 +168,16 @@ def deliver_notice(notice: Notice, ctx: HookContext) -> NoticeReceipt | None:
     return NoticeReceipt(channel=notice.channel, reference=notify_id)
 
 
+def held(ctx: HookContext, case_ids: Iterable[str]) -> list[tuple[str, Any]]:
+    """The ``sent:<Notify id>`` records of these cases, as (state key, value)."""
+    wanted = set(case_ids)
+    return [(key, value) for key, value in ctx.store.state_items("sent:")
+            if isinstance(value, dict) and value.get("case_id") in wanted]
+
+
 def forget(ctx: HookContext, case_ids: Iterable[str]) -> int:
     """Delete the ``sent:<Notify id>`` records of these cases; returns how many."""
-    wanted = set(case_ids)
-    doomed = [key for key, value in ctx.store.state_items("sent:")
-              if isinstance(value, dict) and value.get("case_id") in wanted]
+    doomed = [key for key, _value in held(ctx, case_ids)]
     for key in doomed:
         ctx.store.delete_state(key)
     return len(doomed)

@@ -64,6 +64,14 @@ def forget_cases(case_ids: Any, ctx: Any) -> None:
 
 
 @hookimpl
+def export_case(case_id: Any, ctx: Any) -> Any:
+    """A subject access request: the case's meetings, reminders, copies sent and feed entries."""
+    from ehcbridge_outlook import service
+
+    return [{"key": key, "value": value} for key, value in service.held(ctx, [case_id])] or None
+
+
+@hookimpl
 def deliver_notice(notice: Any, ctx: Any) -> Any:
     """Send a notice (views request, advice pack, report, decision) by email."""
     from ehcbridge_outlook import notices

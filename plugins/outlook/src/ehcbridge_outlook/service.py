@@ -818,21 +818,28 @@ def check_transport(settings: OutlookSettings) -> CheckResult:
     return CheckResult("outlook transport", "ok", f"{target} ({mail.smtp_security}, {auth})")
 
 
-def forget(ctx: HookContext, case_ids: Iterable[str]) -> int:
-    """Forget the erased cases' meetings and deadline reminders: each revision (its state names
-    the case), its copies (keyed by address) and the feed entries naming the case. Returns
-    entries deleted."""
+def held(ctx: HookContext, case_ids: Iterable[str]) -> list[tuple[str, Any]]:
+    """What the plugin keeps about these cases under keys that do not name them: each meeting
+    or reminder revision (its state names the case), the copies sent of it (keyed by address)
+    and the feed entries naming the case; as (state key, value), copies before their
+    revision."""
     wanted = set(case_ids)
-    uids = [key.removeprefix("rev:") for key, value in ctx.store.state_items("rev:")
-            if isinstance(value, dict) and value.get("case_id") in wanted]
-    doomed: list[str] = []
-    for uid in uids:
-        # The copies before their revision, as prune() does.
-        doomed += [k for k, _v in ctx.store.state_items(f"sent:{uid}:")]
-        doomed.append(f"rev:{uid}")
+    found: list[tuple[str, Any]] = []
+    for key, value in ctx.store.state_items("rev:"):
+        if isinstance(value, dict) and value.get("case_id") in wanted:
+            # The copies before their revision, as prune() deletes them.
+            found += ctx.store.state_items(f"sent:{key.removeprefix('rev:')}:")
+            found.append((key, value))
     # Feed entries name their case too, whether or not a message went.
-    doomed += [key for key, value in ctx.store.state_items("feed:")
-               if isinstance(value, dict) and value.get("case_id") in wanted]
+    found += [(key, value) for key, value in ctx.store.state_items("feed:")
+              if isinstance(value, dict) and value.get("case_id") in wanted]
+    return found
+
+
+def forget(ctx: HookContext, case_ids: Iterable[str]) -> int:
+    """Forget the erased cases' meetings, deadline reminders, copies and feed entries
+    (:func:`held`). Returns entries deleted."""
+    doomed = [key for key, _value in held(ctx, case_ids)]
     for key in doomed:
         ctx.store.delete_state(key)
     return len(doomed)
