@@ -80,17 +80,24 @@ def _number(file: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
+def _days(settings: LettersSettings) -> list[tuple[date, Path]]:
+    """Each day folder of the plugin's folder, oldest first (other folders left alone)."""
+    folder = Path(settings.folder)
+    found = []
+    for day_dir in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        try:
+            found.append((date.fromisoformat(day_dir.name), day_dir))
+        except ValueError:
+            continue  # not one of the plugin's day folders
+    return found
+
+
 def letters_of(settings: LettersSettings, case_id: str) -> list[dict[str, Any]]:
     """Every letter kept for one case: its day, manifest entry and the PDF (base64)."""
     import base64
 
-    folder = Path(settings.folder)
     found: list[dict[str, Any]] = []
-    for day_dir in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-        try:
-            day = date.fromisoformat(day_dir.name)
-        except ValueError:
-            continue
+    for day, day_dir in _days(settings):
         for entry in manifest(settings, day):
             if entry.get("case_id") == case_id:
                 pdf = day_dir / entry["file"]
@@ -103,15 +110,8 @@ def forget(settings: LettersSettings, case_ids: set[str]) -> int:
     """Delete the letters of ``case_ids`` from every day's folder and rebuild each day's pack
     from the letters left (a day left with none loses its folder and pack); returns how many
     letters were deleted."""
-    folder = Path(settings.folder)
-    if not folder.is_dir():
-        return 0
     deleted = 0
-    for day_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        try:
-            day = date.fromisoformat(day_dir.name)
-        except ValueError:
-            continue  # not one of the plugin's day folders
+    for day, day_dir in _days(settings):
         entries = manifest(settings, day)
         keep = [e for e in entries if e.get("case_id") not in case_ids]
         if len(keep) == len(entries):
