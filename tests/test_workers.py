@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,3 +167,54 @@ def test_a_second_engine_on_sqlite_is_refused_naming_the_first(tmp_path: Path) -
                            capture_output=True, text=True, timeout=60)
     assert third.returncode == 0, third.stderr
     assert json.loads(third.stdout)["deliveries"] == {}
+
+
+def test_a_running_engine_outlives_its_database_connections_being_cut(
+        tmp_path: Path, pg_url: str) -> None:
+    import uuid
+
+    import sqlalchemy as sa
+    from ehcbridge.settings import driver_url
+
+    _install(tmp_path / "site", ("alpha", "beta"))
+    name = f"ehcbridge-outage-{uuid.uuid4().hex[:8]}"
+    env = _env(tmp_path, f"{pg_url}&application_name={name}")
+    first = _import(tmp_path, env, 4)
+    engine = subprocess.Popen(_cli("run"), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    admin = sa.create_engine(driver_url(pg_url))
+    try:
+        deadline = time.monotonic() + 60
+
+        def applied() -> set[str]:
+            return {str(r["key"]) for r in _lines(tmp_path / "alpha.jsonl")}
+
+        while applied() != first:
+            assert engine.poll() is None, engine.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "the engine made no call"
+            time.sleep(0.05)
+        # What a database restart or failover does to a running engine: every connection
+        # it holds is cut by the server.
+        with admin.begin() as conn:
+            cut = conn.execute(sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :name"), {"name": name}).scalar_one()
+        assert cut >= 1
+        time.sleep(1.0)  # a few of the engine's steps meet the cut connections
+        assert engine.poll() is None, engine.communicate()[1].decode()[-2000:]
+        # Work that arrives afterwards is done, on fresh connections.
+        second = _import(tmp_path, env, 8)
+        while applied() != second:
+            assert engine.poll() is None, engine.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "the engine did not take up the new work"
+            time.sleep(0.05)
+    finally:
+        admin.dispose()
+        engine.send_signal(signal.SIGTERM)
+        _out, err = engine.communicate(timeout=30)
+    assert engine.returncode == 0, err.decode()[-2000:]
+    log = err.decode()
+    # Named by the driver's error type (here AdminShutdown), never its message.
+    assert re.search(r"the database failed \(\w+\); the engine carries on", log), log[-2000:]
+    assert "the database answers again; the engine is back at work" in log
+    assert "Traceback" not in log

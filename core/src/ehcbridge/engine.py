@@ -13,11 +13,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from tenacity import RetryCallState, Retrying, wait_exponential
 
 from ehcbridge import NotConfigured, PermanentError, Skipped
@@ -111,6 +113,7 @@ class Engine:
         self._report = TickReport()
         self._report_lock = threading.Lock()
         self._wake = threading.Event()  # a provider answered: its events can go out now
+        self._outage = False  # the database failed at the last step of run_forever
         # Called with (deliveries attempted so far, 0) from the lanes while a pass delivers.
         self.progress: Callable[[int, int], None] | None = None
 
@@ -575,32 +578,56 @@ class Engine:
     def run_forever(self, *, max_ticks: int | None = None) -> None:
         """Tick every ``engine.tick_seconds`` until interrupted (or ``max_ticks``). The lanes
         keep working between ticks, so a slow plugin never holds back the next tick."""
-        jobs = None
+        jobs: list[tuple[str, Schedule]] | None = None
         ticks = 0
         tick = self.app.settings.engine.tick_seconds
         try:
             while max_ticks is None or ticks < max_ticks:
                 started = time.monotonic()
-                now = self.app.clock.now()
-                self._pass(now, wait=False)
-                if jobs is None:
-                    jobs = self.schedules()
-                with self.queue.leader() as leading:
-                    if leading:  # each schedule fires once however many workers run
-                        self.run_schedules(now, jobs)
-                self.queue.record_tick(wall_clock())
+                with self._database_outage(tick):
+                    now = self.app.clock.now()
+                    self._pass(now, wait=False)
+                    if jobs is None:
+                        jobs = self.schedules()
+                    with self.queue.leader() as leading:
+                        if leading:  # each schedule fires once however many workers run
+                            self.run_schedules(now, jobs)
+                    self.queue.record_tick(wall_clock())
                 ticks += 1
                 if max_ticks is not None and ticks >= max_ticks:
                     self.lanes.wait(self._renew_every())
                     break
                 while (left := tick - (time.monotonic() - started)) > 0:
-                    if self._wake.wait(min(left, 0.2)):
-                        self._wake.clear()  # a link arrived: send its event on at once
-                        self._pass(self.app.clock.now(), wait=False)
-                    self.lanes.supervise(self._renew_every())
-                    self.lanes.refill()
+                    with self._database_outage(tick):
+                        if self._wake.wait(min(left, 0.2)):
+                            self._wake.clear()  # a link arrived: send its event on at once
+                            self._pass(self.app.clock.now(), wait=False)
+                        self.lanes.supervise(self._renew_every())
+                        self.lanes.refill()
         finally:
-            self.queue.release()  # claims of calls not made go back at once, not at lease end
+            # Claims of calls not made go back at once; with the database down, they run out
+            # with their leases.
+            with suppress(DBAPIError):
+                self.queue.release()
+
+    @contextmanager
+    def _database_outage(self, tick: float) -> Iterator[None]:
+        """Outlive a database that goes away for a while (a restart, a failover, the network):
+        the failed step is logged and made again at the next tick, on fresh connections,
+        instead of the engine exiting. Its claims stay leased until then or run out."""
+        try:
+            yield
+        except DBAPIError as exc:
+            if not self._outage:
+                # The error's type only: a database message can quote a row's values.
+                log.warning("the database failed (%s); the engine carries on and tries again "
+                            "every %g s", type(exc.orig or exc).__name__, tick)
+            self._outage = True
+            time.sleep(min(tick, 5.0))  # not a busy loop while it is down
+        else:
+            if self._outage:
+                log.warning("the database answers again; the engine is back at work")
+            self._outage = False
 
     def acquire(self) -> None:
         """Before running: on SQLite take the one-engine lock (EngineBusy names the holder) and
