@@ -268,8 +268,10 @@ def test_calendars_are_folded_exactly_as_icalendar_folds_them() -> None:
 
     rng = random.Random(23)
     alphabet = "abc XYZ 019 :;,\\\"'-_/" + "éß€😀"
+    ascii_only = alphabet[:-4] + "^"  # long ASCII lines are folded by ehcbridge, not icalendar
     texts = ["x" * n for n in range(60, 90)] + [
-        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 160))) for _ in range(300)]
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 160))) for _ in range(300)] + [
+        "".join(rng.choice(ascii_only) for _ in range(rng.randint(60, 240))) for _ in range(300)]
     for text in texts:
         entry = ical.MeetingEntry(
             uid="u@ehcbridge", sequence=1, start=START, end=START.replace(hour=11),
@@ -278,3 +280,14 @@ def test_calendars_are_folded_exactly_as_icalendar_folds_them() -> None:
             description=text, online=True)
         cal = ical.meeting_calendar(entry, stamp=NOW.astimezone(UTC))
         assert ical.to_bytes(cal) == cal.to_ical(), text
+
+
+def test_long_ascii_lines_are_cut_where_icalendar_cuts_them() -> None:
+    # Escapes (a backslash, RFC 6868's caret) at every place around each 74-octet boundary.
+    from ehcbridge_outlook.ical import _fold_ascii
+    from icalendar.parser.string import _foldline
+
+    lines = ["A" * n + tail + "B" * m for n in range(66, 152) for tail in ("\\", "^", "\\n",
+             "^^", "\\,", "") for m in (0, 1, 40, 80)]
+    for line in lines:
+        assert _fold_ascii(line) == _foldline(line).encode("ascii"), line
