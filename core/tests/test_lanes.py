@@ -163,3 +163,40 @@ def test_a_second_engine_on_one_sqlite_file_is_refused(tmp_path: Any) -> None:
     second.acquire()  # free again once the first stopped
     second.release()
     store.close()
+
+
+def test_a_lane_that_loses_the_database_says_so_in_one_line_and_the_next_pass_delivers(
+        store: Store, caplog: Any) -> None:
+    # What a restart or failover does to a lane's connection mid-pass (the PostgreSQL test in
+    # tests/test_workers.py cuts real connections; which thread meets the cut is chance).
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    class AdminShutdown(Exception):
+        """Named as psycopg names a connection the server terminated."""
+
+    steady = Timed(0.0)
+    app = make_app(store, {"steady": steady.module("steady")})
+    add_cases(store)
+    engine = Engine(app)
+    claim = engine.queue.claim
+    cut = [True]
+
+    def claim_once_cut(*args: Any, **kwargs: Any) -> Any:
+        if cut.pop() if cut else False:
+            raise OperationalError("SELECT deliveries for EHC-001", {},
+                                   AdminShutdown("terminating connection for EHC-001"))
+        return claim(*args, **kwargs)
+
+    engine.queue.claim = claim_once_cut  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="ehcbridge"):
+        engine.run_once(T0)
+    failed = [r for r in caplog.records if "the database failed" in r.getMessage()]
+    assert [r.getMessage() for r in failed] == [
+        "the database failed (AdminShutdown); the engine carries on and tries again every "
+        f"{app.settings.engine.tick_seconds:g} s"]
+    assert not any(r.exc_info for r in caplog.records)  # no traceback, no statement, no case
+    assert "EHC-001" not in caplog.text
+    engine.run_once(T0)
+    assert len(steady.ended) == CASES

@@ -104,7 +104,8 @@ class Engine:
         self.worker = worker or s.worker_name or worker_name()
         self.queue = DeliveryQueue(app.store, self.worker, s.lease_seconds)
         self.lanes = Lanes(self.queue, self.attempt, self._prepare, self._timed_out,
-                           self._call_limit, self._count, self._earlier)
+                           self._call_limit, self._count, self._earlier,
+                           self._database_failed)
         # Per pass: rows and events already read, shared by the lanes.
         self._events: dict[int, LifecycleEvent] = {}
         self._rows: dict[int, EventRow] = {}
@@ -610,6 +611,16 @@ class Engine:
             with suppress(DBAPIError):
                 self.queue.release()
 
+    def _database_failed(self, exc: DBAPIError) -> None:
+        """Say once per outage that the database failed, whether the engine's own step or a
+        lane's met it; the engine's next step that succeeds says it answers again."""
+        if not self._outage:
+            # The error's type only: a database message can quote a row's values.
+            log.warning("the database failed (%s); the engine carries on and tries again "
+                        "every %g s", type(exc.orig or exc).__name__,
+                        self.app.settings.engine.tick_seconds)
+        self._outage = True
+
     @contextmanager
     def _database_outage(self, tick: float) -> Iterator[None]:
         """Outlive a database that goes away for a while (a restart, a failover, the network):
@@ -618,11 +629,7 @@ class Engine:
         try:
             yield
         except DBAPIError as exc:
-            if not self._outage:
-                # The error's type only: a database message can quote a row's values.
-                log.warning("the database failed (%s); the engine carries on and tries again "
-                            "every %g s", type(exc.orig or exc).__name__, tick)
-            self._outage = True
+            self._database_failed(exc)
             time.sleep(min(tick, 5.0))  # not a busy loop while it is down
         else:
             if self._outage:

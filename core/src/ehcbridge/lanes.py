@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
+
 from ehcbridge import mail
 
 if TYPE_CHECKING:
@@ -81,8 +83,12 @@ class Lanes:
                  prepare: Callable[[list[DeliveryRow]], None],
                  timed_out: Callable[[DeliveryRow, datetime, float], str],
                  limit_for: Callable[[str], float], record: Callable[[str], None],
-                 earlier_for: Callable[[str], dict[str, list[str]]] | None = None) -> None:
+                 earlier_for: Callable[[str], dict[str, list[str]]] | None = None,
+                 database_failed: Callable[[DBAPIError], None] | None = None) -> None:
         self.queue = queue
+        self._database_failed = database_failed or (
+            lambda exc: log.warning("the database failed (%s); a lane stopped",
+                                    type(exc.orig or exc).__name__))
         self._earlier_for = earlier_for or (lambda plugin: {})
         self._attempt = attempt
         self._prepare = prepare
@@ -123,6 +129,11 @@ class Lanes:
             # The lane's messages share SMTP connections rather than opening one each.
             with mail.session():
                 self._drain_lane(lane)
+        except DBAPIError as exc:
+            # A restart or failover cut the lane's connection: the engine says so once, as for
+            # its own steps, without a traceback. The lane's claims run out with their leases
+            # and a later pass starts a new lane.
+            self._database_failed(exc)
         except Exception:  # a store error: the claims run out and another pass retries
             log.exception("lane of plugin %s stopped", lane.plugin)
         finally:
