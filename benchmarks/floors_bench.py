@@ -59,7 +59,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ehcbridge-floors-"))
     db = work / "bench.sqlite3"
     config = work / "ehcbridge.toml"
-    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n', encoding="utf-8")
+    # All of England is a 170 MB list of 640,000 rows, over the default intake limits: raised,
+    # as engine_bench does and a council importing one would.
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n\n[limits]\nmax_file_bytes = {1 << 30}\n'
+                      'max_rows = 1000000\n', encoding="utf-8")
     os.environ["EHCBRIDGE_LOAD_PLUGINS"] = "outlook"
 
     from ehcbridge import intake, lifecycle, timeline
