@@ -181,10 +181,11 @@ def test_a_lane_that_loses_the_database_says_so_in_one_line_and_the_next_pass_de
     add_cases(store)
     engine = Engine(app)
     claim = engine.queue.claim
-    cut = [True]
+    cut = [True]  # the first claim meets the cut, the others the database as it comes back
 
     def claim_once_cut(*args: Any, **kwargs: Any) -> Any:
-        if cut.pop() if cut else False:
+        if cut:
+            cut.pop()
             raise OperationalError("SELECT deliveries for EHC-001", {},
                                    AdminShutdown("terminating connection for EHC-001"))
         return claim(*args, **kwargs)

@@ -105,7 +105,7 @@ class Engine:
         self.queue = DeliveryQueue(app.store, self.worker, s.lease_seconds)
         self.lanes = Lanes(self.queue, self.attempt, self._prepare, self._timed_out,
                            self._call_limit, self._count, self._earlier,
-                           self._database_failed)
+                           database_failed=self._database_failed)
         # Per pass: rows and events already read, shared by the lanes.
         self._events: dict[int, LifecycleEvent] = {}
         self._rows: dict[int, EventRow] = {}

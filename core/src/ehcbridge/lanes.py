@@ -83,12 +83,10 @@ class Lanes:
                  prepare: Callable[[list[DeliveryRow]], None],
                  timed_out: Callable[[DeliveryRow, datetime, float], str],
                  limit_for: Callable[[str], float], record: Callable[[str], None],
-                 earlier_for: Callable[[str], dict[str, list[str]]] | None = None,
-                 database_failed: Callable[[DBAPIError], None] | None = None) -> None:
+                 earlier_for: Callable[[str], dict[str, list[str]]] | None = None, *,
+                 database_failed: Callable[[DBAPIError], None]) -> None:
         self.queue = queue
-        self._database_failed = database_failed or (
-            lambda exc: log.warning("the database failed (%s); a lane stopped",
-                                    type(exc.orig or exc).__name__))
+        self._database_failed = database_failed  # the engine's: one line per outage
         self._earlier_for = earlier_for or (lambda plugin: {})
         self._attempt = attempt
         self._prepare = prepare

@@ -230,7 +230,7 @@ def to_bytes(cal: Calendar) -> bytes:
 def _fold_ascii(line: str) -> bytes:
     """An ASCII content line folded as icalendar folds it: pieces of 74 octets, except that a
     backslash or caret (the start of an escape) never ends a piece but begins the next."""
-    pieces = []
+    pieces: list[str] = []
     start = 0
     while len(line) - start > 74:
         end = start + 74
